@@ -1,0 +1,1 @@
+//! The cache state machine (being written).

@@ -1,0 +1,14 @@
+//! The heart of simple-cache: a sans-IO Raft node and the replicated cache state machine.
+//!
+//! Nothing in this crate reads a clock, draws OS entropy, touches a file or socket, or spawns a
+//! thread. Time arrives as an argument ([`Instant`]), randomness from a seed the driver provides,
+//! and every effect leaves as data in a [`Ready`](raft::Ready) that the driver executes.
+
+pub mod cache;
+pub mod codec;
+pub mod message;
+pub mod types;
+pub mod wal;
+
+pub use message::*;
+pub use types::{Instant, LogIndex, NodeId, Term};

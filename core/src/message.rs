@@ -1,0 +1,201 @@
+//! Plain data that crosses a boundary: log entries, persistent state, snapshots and the messages
+//! nodes exchange. Each is encoded only through [`crate::codec`].
+
+use crate::types::{Instant, LogIndex, NodeId, Term};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The state a node must persist before anything that depends on it leaves the node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub current_term: Term,
+    pub voted_for: Option<NodeId>,
+    pub commit_index: LogIndex,
+}
+
+/// The members of the cluster. Voters elect and commit; learners only receive the log.
+///
+/// `addresses` is opaque to core: the driver stores how to reach each member (for the server an
+/// HTTP address) so that every node learns it through the log.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Membership {
+    pub voters: BTreeSet<NodeId>,
+    pub learners: BTreeSet<NodeId>,
+    pub addresses: BTreeMap<NodeId, String>,
+}
+
+impl Membership {
+    /// A cluster of the given voters with no known addresses.
+    pub fn with_voters(voters: impl IntoIterator<Item = NodeId>) -> Membership {
+        Membership { voters: voters.into_iter().collect(), ..Membership::default() }
+    }
+    pub fn contains(&self, id: NodeId) -> bool {
+        self.voters.contains(&id) || self.learners.contains(&id)
+    }
+    pub fn is_voter(&self, id: NodeId) -> bool {
+        self.voters.contains(&id)
+    }
+    /// Every member, voters first, each once.
+    pub fn members(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.voters.iter().chain(self.learners.iter()).copied()
+    }
+    /// The number of voters that make a majority.
+    pub fn quorum(&self) -> usize {
+        self.voters.len() / 2 + 1
+    }
+}
+
+/// A single-server membership change, as a client asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add a new node as a learner; it is promoted with [`MembershipChange::PromoteLearner`]
+    /// once it has caught up.
+    AddLearner { id: NodeId, address: String },
+    /// Make a caught-up learner a voter.
+    PromoteLearner { id: NodeId },
+    /// Remove a voter or a learner. Removing the leader makes it step down once committed.
+    Remove { id: NodeId },
+}
+
+/// What a log entry carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryPayload {
+    /// Appended by every new leader so that it can commit an entry of its own term.
+    Noop,
+    /// An opaque command for the state machine (for the cache: an encoded `cache::Command`).
+    Command(Bytes),
+    /// The complete new membership. It takes effect as soon as it is appended to a log (the
+    /// single-server change rule of the Raft dissertation, section 4.1).
+    Membership(Membership),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub term: Term,
+    pub index: LogIndex,
+    pub payload: EntryPayload,
+}
+
+impl Entry {
+    /// Approximate encoded size, used for byte limits on appends and pending proposals.
+    pub fn size_bytes(&self) -> usize {
+        24 + match &self.payload {
+            EntryPayload::Noop => 0,
+            EntryPayload::Command(data) => data.len(),
+            EntryPayload::Membership(m) => {
+                16 * (m.voters.len() + m.learners.len())
+                    + m.addresses.values().map(|a| a.len() + 8).sum::<usize>()
+            }
+        }
+    }
+}
+
+/// Where a snapshot ends and who the members were at that point.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub last_index: LogIndex,
+    pub last_term: Term,
+    pub membership: Membership,
+}
+
+/// A state machine snapshot: the metadata plus the state machine's own encoding of its state.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    pub data: Bytes,
+}
+
+/// Identifies a read request of the driver's, so that it can match a [`ReadState`] to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ReadId(pub u64);
+
+/// A read is linearizable once the node has applied up to `index`.
+///
+/// `leader_time` is the leader's clock when it confirmed leadership for this read; readers use it
+/// to judge which keys have expired, so every node agrees with the leader's view of time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadState {
+    pub id: ReadId,
+    pub index: LogIndex,
+    pub leader_time: Instant,
+}
+
+/// A message between two nodes. `term` is the sender's current term.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub body: MessageBody,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MessageBody {
+    /// A (pre-)vote request. A pre-vote carries the term the candidate would use, without the
+    /// candidate having moved to it. `leadership_transfer` votes ignore the leader lease.
+    RequestVote {
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+        leadership_transfer: bool,
+    },
+    RequestVoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
+    AppendEntries {
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    },
+    AppendEntriesResponse {
+        /// On success, the index of the last entry the follower now stores that matches the
+        /// leader's log. On rejection, the `prev_log_index` that did not match.
+        index: LogIndex,
+        success: bool,
+        /// On rejection: the follower's term at `index` (if it has that entry) and the first
+        /// index it holds with that term, or its last index + 1 when its log is too short. Lets
+        /// the leader skip a whole term of mismatches in one round trip.
+        conflict_term: Option<Term>,
+        conflict_index: LogIndex,
+    },
+    /// Leader liveness, commit propagation and ReadIndex confirmation. `read_seq` is the newest
+    /// ReadIndex round the leader has started.
+    Heartbeat {
+        commit_index: LogIndex,
+        read_seq: u64,
+    },
+    HeartbeatResponse {
+        read_seq: u64,
+        /// The follower's last log index, so a leader can resume replication to it.
+        last_index: LogIndex,
+    },
+    /// A chunk of a snapshot. `offset` is where `data` starts within the whole snapshot.
+    InstallSnapshot {
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    },
+    InstallSnapshotResponse {
+        last_index: LogIndex,
+        /// The offset the follower expects next (or the total length once done).
+        next_offset: u64,
+        done: bool,
+        rejected: bool,
+    },
+    /// A follower asks the leader for a read index on behalf of its own read `id`.
+    ReadIndex {
+        id: ReadId,
+    },
+    /// The leader's answer; `index` is `None` if it cannot serve the read (not leader any more).
+    ReadIndexResponse {
+        id: ReadId,
+        index: Option<LogIndex>,
+        leader_time: Instant,
+    },
+    /// Leadership transfer: the target starts an election at once, skipping pre-vote.
+    TimeoutNow,
+}
