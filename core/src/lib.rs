@@ -12,3 +12,10 @@ pub mod wal;
 
 pub use message::*;
 pub use types::{Instant, LogIndex, NodeId, Term};
+pub mod config;
+pub mod log;
+pub mod progress;
+pub mod raft;
+
+pub use config::{Config, ConfigError};
+pub use raft::{Persisted, RaftNode, Ready, ReadyAck, Role};

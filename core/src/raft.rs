@@ -1,0 +1,1586 @@
+//! The Raft node: a deterministic state machine over explicit inputs.
+//!
+//! Inputs: [`RaftNode::step`] (a peer message), [`RaftNode::tick`] (time passed),
+//! [`RaftNode::propose`], [`RaftNode::read_index`], [`RaftNode::propose_membership`],
+//! [`RaftNode::transfer_leadership`] and [`RaftNode::compact`]. Each carries `now`.
+//! Output: [`RaftNode::ready`] returns a [`Ready`]; the driver carries it out and calls
+//! [`RaftNode::advance`].
+
+use crate::config::Config;
+use crate::log::RaftLog;
+use crate::message::*;
+use crate::progress::{Progress, ReplicationState, quorum_value};
+use crate::types::{Instant, LogIndex, NodeId, Term};
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// A node's role. A learner is a follower that is not a voter, not a separate role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Follower,
+    /// Campaigning: first for pre-votes (`pre_vote == true`, term unchanged), then for votes.
+    Candidate,
+    Leader,
+}
+
+/// One batch of work for the driver. **The driver must act on it in this order:**
+///
+/// 1. `snapshot`: persist it (durably) and restore the state machine from it.
+/// 2. `hard_state` and `entries`: persist them. `entries` may start at or below the last index
+///    already on disk; everything on disk from `entries[0].index` on is replaced. If `must_sync`,
+///    fsync before step 3: the messages may acknowledge exactly this state (a vote, an append).
+/// 3. `messages`: send them (any order, best effort; Raft tolerates loss).
+/// 4. `committed_entries`: apply them to the state machine in index order.
+/// 5. `read_states`: answer each read once the state machine has applied up to its `index`;
+///    `aborted_reads` lost their leader and must be retried or failed by the driver.
+/// 6. Call [`RaftNode::advance`] with [`Ready::ack`] to report steps 1, 2 and 4 as done.
+///
+/// Nothing in a `Ready` is repeated by a later one, so the driver must not drop it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ready {
+    pub snapshot: Option<Snapshot>,
+    pub hard_state: Option<HardState>,
+    pub entries: Vec<Entry>,
+    pub must_sync: bool,
+    pub messages: Vec<Message>,
+    pub committed_entries: Vec<Entry>,
+    pub read_states: Vec<ReadState>,
+    pub aborted_reads: Vec<ReadId>,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        *self == Ready::default()
+    }
+
+    /// What the driver reports to [`RaftNode::advance`] once it has handled this `Ready`.
+    pub fn ack(&self) -> ReadyAck {
+        ReadyAck {
+            persisted: self.entries.last().map(|e| (e.index, e.term)),
+            snapshot_index: self.snapshot.as_ref().map(|s| s.meta.last_index),
+            applied: self.committed_entries.last().map(|e| e.index),
+        }
+    }
+}
+
+/// What a driver has done with a [`Ready`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReadyAck {
+    pub persisted: Option<(LogIndex, Term)>,
+    pub snapshot_index: Option<LogIndex>,
+    pub applied: Option<LogIndex>,
+}
+
+/// What a node needs from disk to restart.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Persisted {
+    pub hard_state: HardState,
+    /// The latest durable snapshot. For a new cluster, a snapshot at index 0 whose meta carries
+    /// the initial membership (see [`Persisted::bootstrap`]).
+    pub snapshot: Option<Snapshot>,
+    /// The entries after the snapshot, contiguous.
+    pub entries: Vec<Entry>,
+}
+
+impl Persisted {
+    /// The state of a member of a brand-new cluster: no log, the initial voters.
+    /// Every initial member must start from the same membership.
+    pub fn bootstrap(membership: Membership) -> Persisted {
+        Persisted {
+            snapshot: Some(Snapshot {
+                meta: SnapshotMeta { last_index: LogIndex(0), last_term: Term(0), membership },
+                data: Bytes::new(),
+            }),
+            ..Persisted::default()
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("not the leader")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("a leadership transfer is in progress")]
+    TransferInProgress,
+    #[error("too many pending proposals (limit {limit})")]
+    TooManyPending { limit: usize },
+    #[error("too many bytes of pending proposals (limit {limit})")]
+    TooManyPendingBytes { limit: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    #[error("no leader is known")]
+    NoLeader,
+    #[error("too many pending reads (limit {limit})")]
+    TooManyPending { limit: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error("not the leader")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("another membership change is not yet committed")]
+    ChangePending,
+    #[error("the leader has not yet committed an entry of its term")]
+    LeaderNotReady,
+    #[error("a leadership transfer is in progress")]
+    TransferInProgress,
+    #[error("node {0} is already a member")]
+    AlreadyMember(NodeId),
+    #[error("node {0} is not a member")]
+    NotMember(NodeId),
+    #[error("node {0} is not a learner")]
+    NotLearner(NodeId),
+    #[error("node {id} has not caught up (match index {match_index}, last index {last_index})")]
+    NotCaughtUp { id: NodeId, match_index: LogIndex, last_index: LogIndex },
+    #[error("cannot remove the last voter")]
+    LastVoter,
+    #[error("node id 0 is reserved")]
+    InvalidNodeId,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum TransferError {
+    #[error("not the leader")]
+    NotLeader { leader_hint: Option<NodeId> },
+    #[error("node {0} is not a voter")]
+    NotVoter(NodeId),
+    #[error("a leadership transfer is already in progress")]
+    InProgress,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error("message addressed to node {to}, this is node {this}")]
+    WrongRecipient { to: NodeId, this: NodeId },
+    #[error("message from node 0")]
+    InvalidSender,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CompactError {
+    #[error("index {index} is not yet applied (applied {applied})")]
+    NotApplied { index: LogIndex, applied: LogIndex },
+    #[error("index {index} is already compacted (snapshot at {snapshot_index})")]
+    AlreadyCompacted { index: LogIndex, snapshot_index: LogIndex },
+}
+
+/// Bugs planted on purpose to prove that the simulator catches them. Only with the `mutations`
+/// feature, which the server never enables.
+#[cfg(feature = "mutations")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mutation {
+    /// Grant a vote to any candidate of the current term, even after voting for another.
+    DoubleVote,
+    /// Commit by counting replicas of an entry from a previous term.
+    CommitPreviousTerm,
+    /// Answer reads on the leader without confirming leadership with a quorum.
+    LocalReads,
+    /// Acknowledge appended entries without requiring an fsync first.
+    AckBeforeSync,
+}
+
+/// Who is waiting for a read index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reader {
+    Local(ReadId),
+    Remote(NodeId, ReadId),
+}
+
+#[derive(Clone, Debug)]
+struct PendingRead {
+    reader: Reader,
+    index: LogIndex,
+    /// The ReadIndex round that confirms this read: it started after the read arrived.
+    seq: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Transfer {
+    target: NodeId,
+    deadline: Instant,
+}
+
+/// A snapshot being received in chunks.
+#[derive(Clone, Debug)]
+struct IncomingSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+/// Status of one member as the leader sees it, for operators.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerStatus {
+    pub id: NodeId,
+    pub voter: bool,
+    pub match_index: LogIndex,
+    pub last_contact: Option<Instant>,
+}
+
+pub struct RaftNode {
+    cfg: Config,
+    id: NodeId,
+    rng: ChaCha8Rng,
+    now: Instant,
+
+    role: Role,
+    pre_vote_campaign: bool,
+    current_term: Term,
+    voted_for: Option<NodeId>,
+    leader_id: Option<NodeId>,
+    log: RaftLog,
+    commit_index: LogIndex,
+    last_applied: LogIndex,
+    /// Committed entries up to here have been handed to the driver in a `Ready`.
+    applying: LogIndex,
+
+    membership: Membership,
+    membership_index: LogIndex,
+
+    election_deadline: Instant,
+    heartbeat_deadline: Instant,
+    check_quorum_deadline: Instant,
+    last_leader_contact: Option<Instant>,
+
+    votes: BTreeMap<NodeId, bool>,
+    progress: BTreeMap<NodeId, Progress>,
+    transfer: Option<Transfer>,
+    uncommitted_bytes: usize,
+    /// The ReadIndex round last started by this leader (0: none this term).
+    read_seq: u64,
+    pending_reads: VecDeque<PendingRead>,
+    /// Reads that arrived before this leader committed an entry of its term.
+    reads_awaiting_commit: Vec<Reader>,
+    /// Reads this follower forwarded to the leader.
+    /// Reads this follower forwarded to the leader, with the instant they are given up.
+    forwarded_reads: BTreeMap<ReadId, Instant>,
+    /// Members the leader must send appends to when the next `Ready` is built.
+    append_needed: BTreeSet<NodeId>,
+
+    /// The latest snapshot, sent to followers that are too far behind.
+    snapshot: Option<Snapshot>,
+    incoming_snapshot: Option<IncomingSnapshot>,
+
+    // What the next Ready carries.
+    persisted_hard_state: HardState,
+    snapshot_to_install: Option<Snapshot>,
+    messages: Vec<Message>,
+    read_states: Vec<ReadState>,
+    aborted_reads: Vec<ReadId>,
+    must_sync_votes: bool,
+
+    #[cfg(feature = "mutations")]
+    mutation: Option<Mutation>,
+}
+
+impl RaftNode {
+    /// Creates a node from what it persisted (or [`Persisted::bootstrap`] / the default for a
+    /// node joining an existing cluster). The driver must already have restored its state
+    /// machine from `persisted.snapshot`; the committed entries after it come in `Ready`s.
+    pub fn new(
+        cfg: Config,
+        persisted: Persisted,
+        seed: u64,
+        now: Instant,
+    ) -> Result<RaftNode, crate::config::ConfigError> {
+        cfg.validate()?;
+        let snapshot_meta = persisted.snapshot.as_ref().map(|s| s.meta.clone()).unwrap_or_default();
+        let log = RaftLog::restore(snapshot_meta.clone(), persisted.entries);
+        let (membership_index, membership) = log.membership_at(log.last_index());
+        let hs = persisted.hard_state;
+        let commit_index = hs.commit_index.min(log.last_index()).max(snapshot_meta.last_index);
+        let mut node = RaftNode {
+            id: cfg.id,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            now,
+            role: Role::Follower,
+            pre_vote_campaign: false,
+            current_term: hs.current_term,
+            voted_for: hs.voted_for,
+            leader_id: None,
+            log,
+            commit_index,
+            last_applied: snapshot_meta.last_index,
+            applying: snapshot_meta.last_index,
+            membership,
+            membership_index,
+            election_deadline: now,
+            heartbeat_deadline: now,
+            check_quorum_deadline: now,
+            last_leader_contact: None,
+            votes: BTreeMap::new(),
+            progress: BTreeMap::new(),
+            transfer: None,
+            uncommitted_bytes: 0,
+            read_seq: 0,
+            pending_reads: VecDeque::new(),
+            reads_awaiting_commit: Vec::new(),
+            forwarded_reads: BTreeMap::new(),
+            append_needed: BTreeSet::new(),
+            snapshot: persisted.snapshot.filter(|s| s.meta.last_index > LogIndex(0)),
+            incoming_snapshot: None,
+            persisted_hard_state: HardState {
+                current_term: hs.current_term,
+                voted_for: hs.voted_for,
+                commit_index,
+            },
+            snapshot_to_install: None,
+            messages: Vec::new(),
+            read_states: Vec::new(),
+            aborted_reads: Vec::new(),
+            must_sync_votes: false,
+            #[cfg(feature = "mutations")]
+            mutation: None,
+            cfg,
+        };
+        node.reset_election_deadline();
+        Ok(node)
+    }
+
+    /// Plants a bug (simulator mutation tests only).
+    #[cfg(feature = "mutations")]
+    pub fn set_mutation(&mut self, mutation: Option<Mutation>) {
+        self.mutation = mutation;
+    }
+
+    #[cfg(feature = "mutations")]
+    fn mutated(&self, m: Mutation) -> bool {
+        self.mutation == Some(m)
+    }
+
+    // ----- accessors -----
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn term(&self) -> Term {
+        self.current_term
+    }
+    pub fn voted_for(&self) -> Option<NodeId> {
+        self.voted_for
+    }
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.leader_id
+    }
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+    pub fn commit_index(&self) -> LogIndex {
+        self.commit_index
+    }
+    pub fn last_applied(&self) -> LogIndex {
+        self.last_applied
+    }
+    pub fn last_index(&self) -> LogIndex {
+        self.log.last_index()
+    }
+    pub fn log(&self) -> &RaftLog {
+        &self.log
+    }
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+    /// Whether a membership change is appended but not yet committed.
+    pub fn membership_change_pending(&self) -> bool {
+        self.membership_index > self.commit_index
+    }
+    /// Whether a leadership transfer is under way on this leader.
+    pub fn transfer_target(&self) -> Option<NodeId> {
+        self.transfer.as_ref().map(|t| t.target)
+    }
+    /// Replication status of every member, as known by this node (meaningful on the leader).
+    pub fn peers(&self) -> Vec<PeerStatus> {
+        self.membership
+            .members()
+            .map(|id| {
+                let p = self.progress.get(&id);
+                let (match_index, last_contact) = if id == self.id {
+                    (self.log.persisted_index(), Some(self.now))
+                } else {
+                    (p.map_or(LogIndex(0), |p| p.match_index), p.and_then(|p| p.last_contact))
+                };
+                PeerStatus { id, voter: self.membership.is_voter(id), match_index, last_contact }
+            })
+            .collect()
+    }
+    /// The earliest instant at which [`RaftNode::tick`] has something to do.
+    pub fn next_deadline(&self) -> Instant {
+        match self.role {
+            Role::Leader => {
+                let mut d = self.heartbeat_deadline;
+                if self.cfg.check_quorum {
+                    d = d.min(self.check_quorum_deadline);
+                }
+                if let Some(t) = &self.transfer {
+                    d = d.min(t.deadline);
+                }
+                d
+            }
+            _ => {
+                let read_deadline = self.forwarded_reads.values().min().copied();
+                read_deadline.map_or(self.election_deadline, |d| d.min(self.election_deadline))
+            }
+        }
+    }
+
+    // ----- inputs -----
+
+    /// Time has passed: maybe start an election, send heartbeats or check the quorum.
+    pub fn tick(&mut self, now: Instant) {
+        self.observe_time(now);
+        // A forwarded read whose answer was lost is given up rather than leaked.
+        let now = self.now;
+        let expired: Vec<ReadId> =
+            self.forwarded_reads.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            self.forwarded_reads.remove(&id);
+            self.aborted_reads.push(id);
+        }
+        match self.role {
+            Role::Leader => self.tick_leader(),
+            Role::Follower | Role::Candidate => {
+                if self.now >= self.election_deadline {
+                    if self.can_campaign() {
+                        if self.cfg.pre_vote {
+                            self.campaign(true, false);
+                        } else {
+                            self.campaign(false, false);
+                        }
+                    } else {
+                        self.reset_election_deadline();
+                    }
+                }
+            }
+        }
+        self.check_invariants();
+    }
+
+    /// Proposes a command. Returns the index and term it was appended at: the proposal took
+    /// effect if and only if the entry applied at that index has that term.
+    pub fn propose(&mut self, now: Instant, data: Bytes) -> Result<(LogIndex, Term), ProposeError> {
+        self.observe_time(now);
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader_hint: self.leader_id });
+        }
+        if self.transfer.is_some() {
+            return Err(ProposeError::TransferInProgress);
+        }
+        let pending = (self.log.last_index().0 - self.commit_index.0) as usize;
+        if pending >= self.cfg.pending_proposals_max {
+            return Err(ProposeError::TooManyPending { limit: self.cfg.pending_proposals_max });
+        }
+        if self.uncommitted_bytes + data.len() > self.cfg.pending_proposal_bytes_max
+            && self.uncommitted_bytes > 0
+        {
+            return Err(ProposeError::TooManyPendingBytes {
+                limit: self.cfg.pending_proposal_bytes_max,
+            });
+        }
+        let index = self.append_as_leader(EntryPayload::Command(data));
+        Ok((index, self.current_term))
+    }
+
+    /// Asks for a linearizable read. The read may proceed once the state machine has applied up
+    /// to the index of the [`ReadState`] with this `id` that a later `Ready` carries; if it
+    /// carries the id in `aborted_reads` instead, leadership changed and the read must be retried.
+    pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
+        self.observe_time(now);
+        let outstanding =
+            self.pending_reads.len() + self.reads_awaiting_commit.len() + self.forwarded_reads.len();
+        if outstanding >= self.cfg.pending_reads_max {
+            return Err(ReadError::TooManyPending { limit: self.cfg.pending_reads_max });
+        }
+        match self.role {
+            Role::Leader => {
+                self.leader_read(Reader::Local(id));
+                Ok(())
+            }
+            _ => {
+                let Some(leader) = self.leader_id else { return Err(ReadError::NoLeader) };
+                let deadline = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
+                self.forwarded_reads.insert(id, deadline);
+                self.send(leader, MessageBody::ReadIndex { id });
+                Ok(())
+            }
+        }
+    }
+
+    /// Proposes a single-server membership change. Returns the index of the membership entry;
+    /// the new membership is in force from then on, and final once that index is committed.
+    pub fn propose_membership(
+        &mut self,
+        now: Instant,
+        change: MembershipChange,
+    ) -> Result<LogIndex, MembershipError> {
+        self.observe_time(now);
+        if self.role != Role::Leader {
+            return Err(MembershipError::NotLeader { leader_hint: self.leader_id });
+        }
+        if self.transfer.is_some() {
+            return Err(MembershipError::TransferInProgress);
+        }
+        // Until an entry of this term commits, an uncommitted change of a previous leader may
+        // still be in the log of some quorum we do not know about (the single-server change bug
+        // found by Ongaro in 2015): proposing another one could create two disjoint majorities.
+        if self.log.term_at(self.commit_index) != Some(self.current_term) {
+            return Err(MembershipError::LeaderNotReady);
+        }
+        if self.membership_change_pending() {
+            return Err(MembershipError::ChangePending);
+        }
+        let mut next = self.membership.clone();
+        match change {
+            MembershipChange::AddLearner { id, address } => {
+                if id == NodeId(0) {
+                    return Err(MembershipError::InvalidNodeId);
+                }
+                if next.contains(id) {
+                    return Err(MembershipError::AlreadyMember(id));
+                }
+                next.learners.insert(id);
+                next.addresses.insert(id, address);
+            }
+            MembershipChange::PromoteLearner { id } => {
+                if !next.learners.contains(&id) {
+                    return Err(if next.contains(id) {
+                        MembershipError::NotLearner(id)
+                    } else {
+                        MembershipError::NotMember(id)
+                    });
+                }
+                let match_index = self.progress.get(&id).map_or(LogIndex(0), |p| p.match_index);
+                let last_index = self.log.last_index();
+                if match_index.0 + self.cfg.promotion_lag_max < last_index.0 {
+                    return Err(MembershipError::NotCaughtUp { id, match_index, last_index });
+                }
+                next.learners.remove(&id);
+                next.voters.insert(id);
+            }
+            MembershipChange::Remove { id } => {
+                if !next.contains(id) {
+                    return Err(MembershipError::NotMember(id));
+                }
+                if next.voters.len() == 1 && next.voters.contains(&id) {
+                    return Err(MembershipError::LastVoter);
+                }
+                next.voters.remove(&id);
+                next.learners.remove(&id);
+                next.addresses.remove(&id);
+            }
+        }
+        let index = self.append_as_leader(EntryPayload::Membership(next));
+        Ok(index)
+    }
+
+    /// Hands leadership to `target`: once its log is up to date it is told to campaign at once.
+    /// Proposals are refused meanwhile; the transfer is abandoned after an election timeout.
+    pub fn transfer_leadership(&mut self, now: Instant, target: NodeId) -> Result<(), TransferError> {
+        self.observe_time(now);
+        if self.role != Role::Leader {
+            return Err(TransferError::NotLeader { leader_hint: self.leader_id });
+        }
+        if target == self.id {
+            return Ok(());
+        }
+        if !self.membership.is_voter(target) {
+            return Err(TransferError::NotVoter(target));
+        }
+        if self.transfer.is_some() {
+            return Err(TransferError::InProgress);
+        }
+        tracing::info!(node = %self.id, term = %self.current_term, %target, "leadership transfer started");
+        self.transfer = Some(Transfer {
+            target,
+            deadline: self.now.saturating_add_ms(self.cfg.election_timeout_ms),
+        });
+        let caught_up = self.progress.get(&target).is_some_and(|p| p.match_index == self.log.last_index());
+        if caught_up {
+            self.send(target, MessageBody::TimeoutNow);
+        } else {
+            self.append_needed.insert(target);
+        }
+        Ok(())
+    }
+
+    /// The driver took a snapshot of the state machine at `index` (which must be applied):
+    /// the log up to it is dropped and the snapshot is kept to send to lagging followers.
+    pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
+        if index > self.last_applied {
+            return Err(CompactError::NotApplied { index, applied: self.last_applied });
+        }
+        let snapshot_index = self.log.snapshot_meta().last_index;
+        if index <= snapshot_index {
+            return Err(CompactError::AlreadyCompacted { index, snapshot_index });
+        }
+        let last_term = self.log.term_at(index).expect("an applied, uncompacted index is in the log");
+        let (_, membership) = self.log.membership_at(index);
+        let meta = SnapshotMeta { last_index: index, last_term, membership };
+        self.log.install_snapshot(meta.clone());
+        tracing::info!(node = %self.id, index = %index, bytes = data.len(), "log compacted into snapshot");
+        self.snapshot = Some(Snapshot { meta, data });
+        Ok(())
+    }
+
+    /// Handles a message from a peer.
+    pub fn step(&mut self, now: Instant, msg: Message) -> Result<(), StepError> {
+        self.observe_time(now);
+        if msg.to != self.id {
+            return Err(StepError::WrongRecipient { to: msg.to, this: self.id });
+        }
+        if msg.from == NodeId(0) {
+            return Err(StepError::InvalidSender);
+        }
+        if msg.from == self.id {
+            return Ok(());
+        }
+        self.step_inner(msg);
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// Collects everything the driver must do now. See [`Ready`] for the order.
+    pub fn ready(&mut self) -> Ready {
+        self.flush_appends();
+        let mut ready = Ready::default();
+        if let Some(s) = self.snapshot_to_install.take() {
+            ready.must_sync = true;
+            self.applying = self.applying.max(s.meta.last_index);
+            ready.snapshot = Some(s);
+        }
+        let hs = HardState {
+            current_term: self.current_term,
+            voted_for: self.voted_for,
+            commit_index: self.commit_index,
+        };
+        if hs != self.persisted_hard_state {
+            if hs.current_term != self.persisted_hard_state.current_term
+                || hs.voted_for != self.persisted_hard_state.voted_for
+            {
+                ready.must_sync = true;
+            }
+            self.persisted_hard_state = hs.clone();
+            ready.hard_state = Some(hs);
+        }
+        ready.entries = self.log.take_unstable();
+        if !ready.entries.is_empty() && !self.mutated_ack_before_sync() {
+            ready.must_sync = true;
+        }
+        if self.must_sync_votes {
+            ready.must_sync = true;
+            self.must_sync_votes = false;
+        }
+        ready.messages = std::mem::take(&mut self.messages);
+        // The driver persists this Ready's entries before applying, so committed entries may
+        // include ones handed out for persistence just above.
+        let apply_to = self.commit_index;
+        if apply_to > self.applying {
+            let from = self.applying.next().max(self.log.first_index());
+            let count = (apply_to.0 + 1).saturating_sub(from.0) as usize;
+            ready.committed_entries = self.log.slice(from, count, usize::MAX);
+            if let Some(last) = ready.committed_entries.last() {
+                self.applying = last.index;
+            }
+        }
+        ready.read_states = std::mem::take(&mut self.read_states);
+        ready.aborted_reads = std::mem::take(&mut self.aborted_reads);
+        ready
+    }
+
+    /// The driver has handled a [`Ready`].
+    pub fn advance(&mut self, ack: ReadyAck) {
+        if let Some(index) = ack.snapshot_index {
+            self.last_applied = self.last_applied.max(index);
+        }
+        if let Some((index, term)) = ack.persisted {
+            self.log.persisted_to(index, term);
+        }
+        if let Some(applied) = ack.applied {
+            debug_assert!(applied <= self.commit_index, "applied <= committed");
+            self.last_applied = self.last_applied.max(applied);
+        }
+        if self.role == Role::Leader {
+            self.maybe_commit();
+        }
+        self.check_invariants();
+    }
+
+    // ----- internals: time and roles -----
+
+    fn observe_time(&mut self, now: Instant) {
+        // Time never goes backwards for the node even if a driver's clock does.
+        self.now = self.now.max(now);
+    }
+
+    fn can_campaign(&self) -> bool {
+        self.membership.is_voter(self.id)
+    }
+
+    fn reset_election_deadline(&mut self) {
+        let base = self.cfg.election_timeout_ms;
+        // Modulo bias is irrelevant for a timeout jitter.
+        let jitter = self.rng.next_u64() % base;
+        self.election_deadline = self.now.saturating_add_ms(base + jitter);
+    }
+
+    /// Whether a leader was heard from within the election timeout (the leader lease that
+    /// keeps a partitioned node from disrupting a healthy cluster).
+    fn in_lease(&self) -> bool {
+        if self.role == Role::Leader {
+            // A leader checks its quorum itself and steps down when it loses it.
+            return self.cfg.check_quorum;
+        }
+        self.cfg.check_quorum
+            && self.leader_id.is_some()
+            && self
+                .last_leader_contact
+                .is_some_and(|t| self.now.saturating_since(t) < self.cfg.election_timeout_ms)
+    }
+
+    fn set_term(&mut self, term: Term) {
+        debug_assert!(term >= self.current_term, "the term never decreases");
+        if term > self.current_term {
+            self.current_term = term;
+            self.voted_for = None;
+        }
+    }
+
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let was_leader = self.role == Role::Leader;
+        let leader_changed = leader != self.leader_id || term != self.current_term;
+        self.set_term(term);
+        self.role = Role::Follower;
+        self.pre_vote_campaign = false;
+        if leader_changed {
+            if leader.is_some() {
+                tracing::info!(node = %self.id, term = %term, leader = ?leader, "following leader");
+            }
+            self.abort_forwarded_reads();
+        }
+        self.leader_id = leader;
+        if was_leader {
+            self.leave_leadership();
+        }
+        self.reset_election_deadline();
+    }
+
+    fn leave_leadership(&mut self) {
+        tracing::info!(node = %self.id, term = %self.current_term, "stepped down as leader");
+        self.transfer = None;
+        self.progress.clear();
+        self.append_needed.clear();
+        for r in std::mem::take(&mut self.pending_reads) {
+            self.abort_read(r.reader);
+        }
+        for r in std::mem::take(&mut self.reads_awaiting_commit) {
+            self.abort_read(r);
+        }
+    }
+
+    fn abort_read(&mut self, reader: Reader) {
+        match reader {
+            Reader::Local(id) => self.aborted_reads.push(id),
+            Reader::Remote(to, id) => {
+                let leader_time = self.now;
+                self.send(to, MessageBody::ReadIndexResponse { id, index: None, leader_time })
+            }
+        }
+    }
+
+    fn abort_forwarded_reads(&mut self) {
+        let ids = std::mem::take(&mut self.forwarded_reads);
+        self.aborted_reads.extend(ids.into_keys());
+    }
+
+    fn campaign(&mut self, pre_vote: bool, leadership_transfer: bool) {
+        self.role = Role::Candidate;
+        self.pre_vote_campaign = pre_vote;
+        self.leader_id = None;
+        self.abort_forwarded_reads();
+        let term = if pre_vote {
+            self.current_term.next()
+        } else {
+            self.set_term(self.current_term.next());
+            self.voted_for = Some(self.id);
+            self.current_term
+        };
+        tracing::info!(node = %self.id, %term, pre_vote, "starting election");
+        self.votes.clear();
+        self.votes.insert(self.id, true);
+        self.reset_election_deadline();
+        if self.tally_votes() {
+            return;
+        }
+        let body = MessageBody::RequestVote {
+            pre_vote,
+            last_log_index: self.log.last_index(),
+            last_log_term: self.log.last_term(),
+            leadership_transfer,
+        };
+        let voters: Vec<NodeId> = self.membership.voters.iter().copied().filter(|&v| v != self.id).collect();
+        for v in voters {
+            self.messages.push(Message { from: self.id, to: v, term, body: body.clone() });
+        }
+    }
+
+    /// Counts votes; wins or loses the campaign when a quorum decides. Returns true if decided.
+    fn tally_votes(&mut self) -> bool {
+        let quorum = self.membership.quorum();
+        let voters = &self.membership.voters;
+        let granted = self.votes.iter().filter(|(id, g)| **g && voters.contains(id)).count();
+        let rejected = self.votes.iter().filter(|(id, g)| !**g && voters.contains(id)).count();
+        if granted >= quorum {
+            if self.pre_vote_campaign {
+                self.campaign(false, false);
+            } else {
+                self.become_leader();
+            }
+            true
+        } else if rejected >= quorum {
+            let term = self.current_term;
+            self.become_follower(term, None);
+            true
+        } else {
+            false
+        }
+    }
+
+    fn become_leader(&mut self) {
+        debug_assert_eq!(self.role, Role::Candidate);
+        tracing::info!(node = %self.id, term = %self.current_term, "became leader");
+        self.role = Role::Leader;
+        self.pre_vote_campaign = false;
+        self.leader_id = Some(self.id);
+        self.read_seq = 0;
+        self.progress.clear();
+        let next = self.log.last_index().next();
+        for id in self.membership.members().collect::<Vec<_>>() {
+            if id != self.id {
+                self.progress.insert(id, Progress::new(next));
+            }
+        }
+        self.heartbeat_deadline = self.now;
+        self.check_quorum_deadline = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
+        self.uncommitted_bytes = 0;
+        let mut i = self.commit_index.next();
+        while let Some(e) = self.log.get(i) {
+            self.uncommitted_bytes += e.size_bytes();
+            i = i.next();
+        }
+        self.append_as_leader(EntryPayload::Noop);
+    }
+
+    fn append_as_leader(&mut self, payload: EntryPayload) -> LogIndex {
+        let entry = Entry { term: self.current_term, index: self.log.last_index().next(), payload };
+        let index = entry.index;
+        self.uncommitted_bytes += entry.size_bytes();
+        let is_membership = matches!(entry.payload, EntryPayload::Membership(_));
+        self.log.append(entry);
+        if is_membership {
+            self.refresh_membership();
+        }
+        let followers: Vec<NodeId> = self.progress.keys().copied().collect();
+        self.append_needed.extend(followers);
+        // A single-voter cluster commits as soon as the entry is durable; `advance` handles it.
+        index
+    }
+
+    /// Recomputes the membership in force from the log (after an append, a truncation or a
+    /// snapshot) and, on a leader, the set of followers it tracks.
+    fn refresh_membership(&mut self) {
+        let (index, membership) = self.log.membership_at(self.log.last_index());
+        if membership != self.membership {
+            tracing::info!(
+                node = %self.id, index = %index,
+                voters = ?membership.voters, learners = ?membership.learners,
+                "membership changed"
+            );
+        }
+        self.membership = membership;
+        self.membership_index = index;
+        if self.role == Role::Leader {
+            let next = self.log.last_index().next();
+            let members: Vec<NodeId> = self.membership.members().filter(|&m| m != self.id).collect();
+            self.progress.retain(|id, _| members.contains(id));
+            for m in members {
+                self.progress.entry(m).or_insert_with(|| {
+                    let mut p = Progress::new(next);
+                    p.recent_active = true;
+                    p
+                });
+                self.append_needed.insert(m);
+            }
+        }
+    }
+
+    fn tick_leader(&mut self) {
+        if self.cfg.check_quorum && self.now >= self.check_quorum_deadline {
+            let quorum = self.membership.quorum();
+            let mut active = usize::from(self.membership.is_voter(self.id));
+            for (id, p) in self.progress.iter_mut() {
+                if p.recent_active && self.membership.voters.contains(id) {
+                    active += 1;
+                }
+                p.recent_active = false;
+            }
+            if active < quorum {
+                tracing::warn!(node = %self.id, term = %self.current_term, active, quorum, "lost contact with a quorum");
+                let term = self.current_term;
+                self.become_follower(term, None);
+                return;
+            }
+            self.check_quorum_deadline = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
+        }
+        if let Some(t) = &self.transfer
+            && self.now >= t.deadline
+        {
+            tracing::warn!(node = %self.id, target = %t.target, "leadership transfer timed out");
+            self.transfer = None;
+        }
+        if self.now >= self.heartbeat_deadline {
+            self.heartbeat_deadline = self.now.saturating_add_ms(self.cfg.heartbeat_interval_ms);
+            self.broadcast_heartbeat();
+        }
+    }
+
+    fn broadcast_heartbeat(&mut self) {
+        let peers: Vec<(NodeId, LogIndex)> =
+            self.progress.iter().map(|(id, p)| (*id, p.match_index)).collect();
+        for (id, match_index) in peers {
+            // A follower may not have every committed entry yet: never tell it to commit past
+            // what it is known to store.
+            let commit_index = self.commit_index.min(match_index);
+            self.send(id, MessageBody::Heartbeat { commit_index, read_seq: self.read_seq });
+        }
+    }
+
+    fn send(&mut self, to: NodeId, body: MessageBody) {
+        self.messages.push(Message { from: self.id, to, term: self.current_term, body });
+    }
+
+    // ----- internals: replication (leader) -----
+
+    fn flush_appends(&mut self) {
+        if self.role != Role::Leader {
+            self.append_needed.clear();
+            return;
+        }
+        for id in std::mem::take(&mut self.append_needed) {
+            self.send_append(id, false);
+        }
+    }
+
+    /// Sends the follower what it is missing, respecting its replication state and window.
+    /// With `allow_empty`, an append without entries is sent too (to carry the commit index or
+    /// to probe).
+    fn send_append(&mut self, to: NodeId, allow_empty: bool) {
+        let Some(p) = self.progress.get(&to) else { return };
+        match p.state {
+            ReplicationState::Snapshot { .. } => return,
+            ReplicationState::Probe if p.probe_sent => return,
+            ReplicationState::Replicate if p.inflight.len() >= self.cfg.inflight_appends_max => return,
+            _ => {}
+        }
+        let next = p.next_index;
+        let prev = next.prev();
+        let Some(prev_term) = self.log.term_at(prev) else {
+            self.start_snapshot(to);
+            return;
+        };
+        let entries = self.log.slice(next, self.cfg.append_entries_max, self.cfg.append_bytes_max);
+        if entries.is_empty() && !allow_empty && p.state == ReplicationState::Replicate {
+            return;
+        }
+        let p = self.progress.get_mut(&to).expect("checked above");
+        let last = entries.last().map(|e| e.index);
+        match p.state {
+            ReplicationState::Replicate => {
+                if let Some(last) = last {
+                    p.next_index = last.next();
+                    p.inflight.push_back(last);
+                }
+            }
+            ReplicationState::Probe => p.probe_sent = true,
+            ReplicationState::Snapshot { .. } => unreachable!(),
+        }
+        let leader_commit = self.commit_index;
+        self.send(to, MessageBody::AppendEntries { prev_log_index: prev, prev_log_term: prev_term, entries, leader_commit });
+        // Pipelining: keep filling the window while there is more to send.
+        if let Some(p) = self.progress.get(&to)
+            && p.state == ReplicationState::Replicate
+            && p.next_index <= self.log.last_index()
+            && p.inflight.len() < self.cfg.inflight_appends_max
+        {
+            self.send_append(to, false);
+        }
+    }
+
+    fn start_snapshot(&mut self, to: NodeId) {
+        let Some(snapshot) = &self.snapshot else {
+            // Only possible if the log was compacted without a snapshot, which `compact` forbids.
+            debug_assert!(false, "a compacted log always has a snapshot to send");
+            return;
+        };
+        let last_index = snapshot.meta.last_index;
+        tracing::info!(node = %self.id, follower = %to, index = %last_index, "sending snapshot");
+        if let Some(p) = self.progress.get_mut(&to) {
+            p.state = ReplicationState::Snapshot { last_index, offset: 0 };
+            p.inflight.clear();
+        }
+        self.send_snapshot_chunk(to);
+    }
+
+    fn send_snapshot_chunk(&mut self, to: NodeId) {
+        let Some(snapshot) = &self.snapshot else { return };
+        let Some(p) = self.progress.get(&to) else { return };
+        let ReplicationState::Snapshot { last_index, offset } = p.state else { return };
+        if last_index != snapshot.meta.last_index {
+            // A newer snapshot replaced the one being sent: start over with it.
+            self.start_snapshot(to);
+            return;
+        }
+        let total = snapshot.data.len() as u64;
+        let start = offset.min(total) as usize;
+        let end = (start + self.cfg.snapshot_chunk_bytes_max).min(snapshot.data.len());
+        let data = snapshot.data.slice(start..end);
+        let done = end == snapshot.data.len();
+        let meta = snapshot.meta.clone();
+        self.send(to, MessageBody::InstallSnapshot { meta, offset: start as u64, data, done });
+    }
+
+    fn maybe_commit(&mut self) {
+        let mut matches: Vec<LogIndex> = self
+            .membership
+            .voters
+            .iter()
+            .map(|id| {
+                if *id == self.id {
+                    self.log.persisted_index()
+                } else {
+                    self.progress.get(id).map_or(LogIndex(0), |p| p.match_index)
+                }
+            })
+            .collect();
+        let candidate = quorum_value(&mut matches);
+        if candidate <= self.commit_index {
+            return;
+        }
+        let candidate_term = self.log.term_at(candidate);
+        let own_term = candidate_term == Some(self.current_term);
+        if !own_term && !self.mutated_commit_previous_term() {
+            // Raft's commitment rule (section 5.4.2): counting replicas only commits an entry of
+            // the leader's own term; earlier entries commit with it.
+            return;
+        }
+        self.set_commit(candidate);
+        self.on_leader_commit();
+    }
+
+    fn set_commit(&mut self, index: LogIndex) {
+        debug_assert!(index >= self.commit_index, "commit_index never decreases");
+        debug_assert!(index <= self.log.last_index(), "commit_index never passes the last log index");
+        if index <= self.commit_index {
+            return;
+        }
+        if self.role == Role::Leader {
+            let mut i = self.commit_index.next();
+            while i <= index {
+                if let Some(e) = self.log.get(i) {
+                    self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(e.size_bytes());
+                }
+                i = i.next();
+            }
+        }
+        self.commit_index = index;
+    }
+
+    fn on_leader_commit(&mut self) {
+        // Followers learn the new commit index from an append (empty if need be).
+        let ids: Vec<NodeId> = self.progress.keys().copied().collect();
+        for id in ids {
+            self.send_append(id, true);
+        }
+        if self.log.term_at(self.commit_index) == Some(self.current_term) {
+            for r in std::mem::take(&mut self.reads_awaiting_commit) {
+                self.leader_read(r);
+            }
+        }
+        // A leader that removed itself hands over once the removal is committed.
+        if !self.membership.contains(self.id) && self.membership_index <= self.commit_index {
+            let successor = self
+                .progress
+                .iter()
+                .filter(|(id, _)| self.membership.is_voter(**id))
+                .max_by_key(|(_, p)| p.match_index)
+                .map(|(id, p)| (*id, p.match_index));
+            if let Some((succ, m)) = successor
+                && m == self.log.last_index()
+            {
+                self.send(succ, MessageBody::TimeoutNow);
+            }
+            let term = self.current_term;
+            self.become_follower(term, None);
+        }
+    }
+
+    // ----- internals: reads -----
+
+    fn leader_read(&mut self, reader: Reader) {
+        if self.log.term_at(self.commit_index) != Some(self.current_term) {
+            // The commit index of a new leader may lag what earlier leaders committed until an
+            // entry of its own term commits.
+            self.reads_awaiting_commit.push(reader);
+            return;
+        }
+        let index = self.commit_index;
+        let single_voter = self.membership.voters.len() == 1 && self.membership.is_voter(self.id);
+        if single_voter || self.mutated_local_reads() {
+            self.complete_read(reader, index);
+            return;
+        }
+        let round_in_flight = self.pending_reads.back().is_some_and(|r| r.seq == self.read_seq);
+        let seq = if round_in_flight || self.pending_reads.iter().any(|r| r.seq > self.read_seq) {
+            self.read_seq + 1
+        } else {
+            self.read_seq += 1;
+            self.broadcast_heartbeat();
+            self.read_seq
+        };
+        // Batching: every read that arrives while a round is outstanding waits for one next round.
+        self.pending_reads.push_back(PendingRead { reader, index, seq });
+    }
+
+    fn complete_read(&mut self, reader: Reader, index: LogIndex) {
+        let leader_time = self.now;
+        match reader {
+            Reader::Local(id) => self.read_states.push(ReadState { id, index, leader_time }),
+            Reader::Remote(to, id) => {
+                self.send(to, MessageBody::ReadIndexResponse { id, index: Some(index), leader_time })
+            }
+        }
+    }
+
+    fn advance_reads(&mut self) {
+        let mut acked: Vec<u64> = self
+            .membership
+            .voters
+            .iter()
+            .map(|id| {
+                if *id == self.id {
+                    self.read_seq
+                } else {
+                    self.progress.get(id).map_or(0, |p| p.read_seq_acked)
+                }
+            })
+            .collect();
+        let confirmed = quorum_value(&mut acked);
+        while let Some(r) = self.pending_reads.front() {
+            if r.seq > confirmed {
+                break;
+            }
+            let r = self.pending_reads.pop_front().expect("front exists");
+            self.complete_read(r.reader, r.index);
+        }
+        if confirmed >= self.read_seq && !self.pending_reads.is_empty() {
+            self.read_seq += 1;
+            self.broadcast_heartbeat();
+        }
+    }
+
+    // ----- internals: message handling -----
+
+    fn step_inner(&mut self, msg: Message) {
+        let from = msg.from;
+        if msg.term > self.current_term {
+            match &msg.body {
+                MessageBody::RequestVote { leadership_transfer, .. } if !leadership_transfer && self.in_lease() => {
+                    // A node that cannot hear the leader must not depose it (check-quorum lease).
+                    return;
+                }
+                MessageBody::RequestVote { pre_vote: true, .. } => {}
+                MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => self.become_follower(msg.term, Some(from)),
+                _ => self.become_follower(msg.term, None),
+            }
+        } else if msg.term < self.current_term {
+            match msg.body {
+                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+                    // A deposed leader learns the new term from our answer and steps down.
+                    self.send(from, MessageBody::HeartbeatResponse { read_seq: 0, last_index: self.log.last_index() });
+                }
+                MessageBody::RequestVote { pre_vote: true, .. } => {
+                    self.send(from, MessageBody::RequestVoteResponse { pre_vote: true, granted: false });
+                }
+                _ => {}
+            }
+            return;
+        }
+
+        match msg.body {
+            MessageBody::RequestVote { pre_vote, last_log_index, last_log_term, .. } => {
+                self.handle_request_vote(from, msg.term, pre_vote, last_log_index, last_log_term)
+            }
+            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+                if self.role == Role::Candidate && pre_vote == self.pre_vote_campaign {
+                    let expected = if pre_vote { self.current_term.next() } else { self.current_term };
+                    if msg.term == expected || (!granted && msg.term == self.current_term) {
+                        self.votes.insert(from, granted);
+                        self.tally_votes();
+                    }
+                }
+            }
+            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+                self.accept_leader(from);
+                self.handle_append_entries(from, prev_log_index, prev_log_term, entries, leader_commit);
+            }
+            MessageBody::AppendEntriesResponse { index, success, conflict_term, conflict_index } => {
+                self.handle_append_response(from, index, success, conflict_term, conflict_index)
+            }
+            MessageBody::Heartbeat { commit_index, read_seq } => {
+                self.accept_leader(from);
+                if commit_index > self.commit_index {
+                    self.set_commit(commit_index.min(self.log.last_index()));
+                }
+                let last_index = self.log.last_index();
+                self.send(from, MessageBody::HeartbeatResponse { read_seq, last_index });
+            }
+            MessageBody::HeartbeatResponse { read_seq, last_index } => {
+                if self.role != Role::Leader {
+                    return;
+                }
+                let last = self.log.last_index();
+                let Some(p) = self.progress.get_mut(&from) else { return };
+                p.recent_active = true;
+                p.last_contact = Some(self.now);
+                p.read_seq_acked = p.read_seq_acked.max(read_seq);
+                p.probe_sent = false;
+                if p.inflight.len() >= self.cfg.inflight_appends_max {
+                    // Appends may have been lost: let one more through, which either fills the
+                    // gap or is rejected and sends the follower back to probing.
+                    p.inflight.pop_front();
+                }
+                let state = p.state.clone();
+                let behind = p.match_index < last || last_index < last;
+                self.advance_reads();
+                match state {
+                    ReplicationState::Snapshot { .. } => self.send_snapshot_chunk(from),
+                    _ if behind => self.send_append(from, false),
+                    _ => {}
+                }
+            }
+            MessageBody::InstallSnapshot { meta, offset, data, done } => {
+                self.accept_leader(from);
+                self.handle_install_snapshot(from, meta, offset, data, done);
+            }
+            MessageBody::InstallSnapshotResponse { last_index, next_offset, done, rejected } => {
+                self.handle_snapshot_response(from, last_index, next_offset, done, rejected)
+            }
+            MessageBody::ReadIndex { id } => {
+                if self.role == Role::Leader && self.membership.contains(from) {
+                    self.leader_read(Reader::Remote(from, id));
+                } else {
+                    let leader_time = self.now;
+                    self.send(from, MessageBody::ReadIndexResponse { id, index: None, leader_time });
+                }
+            }
+            MessageBody::ReadIndexResponse { id, index, leader_time } => {
+                if self.forwarded_reads.remove(&id).is_some() {
+                    match index {
+                        Some(index) => self.read_states.push(ReadState { id, index, leader_time }),
+                        None => self.aborted_reads.push(id),
+                    }
+                }
+            }
+            MessageBody::TimeoutNow => {
+                if self.role != Role::Leader && self.can_campaign() {
+                    tracing::info!(node = %self.id, from = %from, "campaigning at once on leadership transfer");
+                    self.campaign(false, true);
+                }
+            }
+        }
+    }
+
+    /// A message of the current term from the leader: follow it.
+    fn accept_leader(&mut self, from: NodeId) {
+        debug_assert!(
+            !(self.role == Role::Leader && self.leader_id != Some(from)),
+            "at most one leader per term"
+        );
+        if self.role != Role::Follower || self.leader_id != Some(from) {
+            let term = self.current_term;
+            self.become_follower(term, Some(from));
+        }
+        self.last_leader_contact = Some(self.now);
+        self.reset_election_deadline();
+    }
+
+    fn handle_request_vote(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        pre_vote: bool,
+        last_log_index: LogIndex,
+        last_log_term: Term,
+    ) {
+        let can_vote = if pre_vote {
+            // A pre-vote is a hypothetical vote in a later term: only the log and the lease matter.
+            term > self.current_term || (self.voted_for.is_none() && self.leader_id.is_none())
+        } else {
+            self.voted_for == Some(from)
+                || (self.voted_for.is_none() && self.leader_id.is_none())
+                || self.mutated_double_vote()
+        };
+        let up_to_date = (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
+        let granted = can_vote && up_to_date;
+        if granted && !pre_vote {
+            debug_assert!(
+                self.voted_for.is_none() || self.voted_for == Some(from) || self.mutated_double_vote(),
+                "a node casts at most one vote per term"
+            );
+            self.voted_for = Some(from);
+            self.must_sync_votes = true;
+            self.reset_election_deadline();
+        }
+        // A pre-vote answer carries the term it was asked about, so the candidate can count it.
+        let reply_term = if pre_vote && granted { term } else { self.current_term };
+        self.messages.push(Message {
+            from: self.id,
+            to: from,
+            term: reply_term,
+            body: MessageBody::RequestVoteResponse { pre_vote, granted },
+        });
+    }
+
+    fn handle_append_entries(
+        &mut self,
+        from: NodeId,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: LogIndex,
+    ) {
+        if prev_log_index < self.commit_index {
+            // Everything up to our commit index already matches the leader's log.
+            let skip = (self.commit_index.0 - prev_log_index.0) as usize;
+            let rest: Vec<Entry> = entries.into_iter().skip(skip).collect();
+            let prev_term = self.log.term_at(self.commit_index);
+            if let Some(prev_term) = prev_term {
+                return self.handle_append_entries(from, self.commit_index, prev_term, rest, leader_commit);
+            }
+            // Our commit index is inside our snapshot: reply with it.
+            let index = self.commit_index;
+            self.send(from, MessageBody::AppendEntriesResponse { index, success: true, conflict_term: None, conflict_index: LogIndex(0) });
+            return;
+        }
+        if !self.log.matches(prev_log_index, prev_log_term) {
+            let (conflict_term, conflict_index) = match self.log.term_at(prev_log_index) {
+                Some(t) => (Some(t), self.log.first_index_of_term_at(prev_log_index)),
+                None => (None, self.log.last_index().next().min(prev_log_index)),
+            };
+            self.send(from, MessageBody::AppendEntriesResponse { index: prev_log_index, success: false, conflict_term, conflict_index });
+            return;
+        }
+        debug_assert!(self.log.matches(prev_log_index, prev_log_term), "an append is accepted only when the previous index and term match");
+        let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
+        if let Some(first) = entries.first() {
+            debug_assert_eq!(first.index, prev_log_index.next(), "appended entries follow prev_log_index");
+        }
+        let has_membership = entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)));
+        if let Some(at) = self.log.append_after_match(entries) {
+            assert!(at > self.commit_index, "a committed entry is never truncated");
+            self.refresh_membership();
+        } else if has_membership {
+            self.refresh_membership();
+        }
+        let new_commit = leader_commit.min(last_new);
+        if new_commit > self.commit_index {
+            self.set_commit(new_commit);
+        }
+        self.send(from, MessageBody::AppendEntriesResponse { index: last_new, success: true, conflict_term: None, conflict_index: LogIndex(0) });
+    }
+
+    fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        index: LogIndex,
+        success: bool,
+        conflict_term: Option<Term>,
+        conflict_index: LogIndex,
+    ) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let now = self.now;
+        let last = self.log.last_index();
+        let Some(p) = self.progress.get_mut(&from) else { return };
+        p.recent_active = true;
+        p.last_contact = Some(now);
+        if success {
+            let index = index.min(last);
+            let advanced = p.update_match(index);
+            if p.state == ReplicationState::Probe {
+                p.become_replicate();
+            }
+            if advanced {
+                self.maybe_commit();
+            }
+            if let Some(t) = &self.transfer
+                && t.target == from
+                && self.progress.get(&from).is_some_and(|p| p.match_index == last)
+            {
+                self.send(from, MessageBody::TimeoutNow);
+            }
+            self.send_append(from, false);
+            return;
+        }
+        // Rejection. Stale if it is about an index we already know matches, or (probing) about
+        // an append other than the one outstanding.
+        if index <= p.match_index {
+            return;
+        }
+        if p.state == ReplicationState::Probe && index != p.next_index.prev() {
+            return;
+        }
+        let hint = match conflict_term {
+            Some(term) => match self.log.last_index_of_term(term) {
+                Some(i) => i.next(),
+                None => conflict_index,
+            },
+            None => conflict_index,
+        };
+        let p = self.progress.get_mut(&from).expect("checked above");
+        // Never go below what is known to match, never stay at the rejected point.
+        p.next_index = hint.min(index).max(p.match_index.next());
+        p.become_probe();
+        self.send_append(from, false);
+    }
+
+    fn handle_install_snapshot(&mut self, from: NodeId, meta: SnapshotMeta, offset: u64, data: Bytes, done: bool) {
+        let last_index = meta.last_index;
+        if last_index <= self.commit_index {
+            // We already have everything it contains.
+            self.incoming_snapshot = None;
+            self.send(from, MessageBody::InstallSnapshotResponse { last_index: self.commit_index, next_offset: 0, done: true, rejected: false });
+            return;
+        }
+        if offset == 0 {
+            self.incoming_snapshot = Some(IncomingSnapshot { meta: meta.clone(), data: Vec::new() });
+        }
+        let expected = match &self.incoming_snapshot {
+            Some(s) if s.meta == meta => s.data.len() as u64,
+            _ => 0,
+        };
+        if offset != expected || (offset != 0 && self.incoming_snapshot.is_none()) {
+            self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset: expected, done: false, rejected: true });
+            return;
+        }
+        let incoming = self.incoming_snapshot.as_mut().expect("set above");
+        if incoming.data.len() as u64 + data.len() as u64 > self.cfg.snapshot_bytes_max {
+            tracing::warn!(node = %self.id, limit = self.cfg.snapshot_bytes_max, "incoming snapshot exceeds the size limit");
+            self.incoming_snapshot = None;
+            self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset: 0, done: false, rejected: true });
+            return;
+        }
+        incoming.data.extend_from_slice(&data);
+        let next_offset = incoming.data.len() as u64;
+        if !done {
+            self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset, done: false, rejected: false });
+            return;
+        }
+        let incoming = self.incoming_snapshot.take().expect("set above");
+        tracing::info!(node = %self.id, index = %last_index, bytes = incoming.data.len(), "installing snapshot from leader");
+        let snapshot = Snapshot { meta: incoming.meta, data: Bytes::from(incoming.data) };
+        self.log.install_snapshot(snapshot.meta.clone());
+        self.set_commit(last_index);
+        // Entries before the snapshot that were committed but not yet applied are superseded.
+        self.refresh_membership();
+        self.snapshot_to_install = Some(snapshot.clone());
+        self.snapshot = Some(snapshot);
+        self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset, done: true, rejected: false });
+    }
+
+    fn handle_snapshot_response(&mut self, from: NodeId, last_index: LogIndex, next_offset: u64, done: bool, _rejected: bool) {
+        if self.role != Role::Leader {
+            return;
+        }
+        let now = self.now;
+        let Some(p) = self.progress.get_mut(&from) else { return };
+        p.recent_active = true;
+        p.last_contact = Some(now);
+        let ReplicationState::Snapshot { last_index: sending, .. } = p.state else {
+            if done {
+                p.update_match(last_index.min(self.log.last_index()));
+            }
+            return;
+        };
+        if done {
+            p.update_match(last_index);
+            p.become_probe();
+            p.next_index = p.match_index.next();
+            tracing::info!(node = %self.id, follower = %from, index = %last_index, "follower installed snapshot");
+            self.maybe_commit();
+            self.send_append(from, true);
+            return;
+        }
+        if last_index != sending {
+            return; // about an older snapshot
+        }
+        // Accepted: continue where the follower is; rejected: resend from where it asks.
+        p.state = ReplicationState::Snapshot { last_index: sending, offset: next_offset };
+        self.send_snapshot_chunk(from);
+    }
+
+    // ----- mutations (test-only planted bugs) -----
+
+    #[cfg(feature = "mutations")]
+    fn mutated_double_vote(&self) -> bool {
+        self.mutated(Mutation::DoubleVote)
+    }
+    #[cfg(feature = "mutations")]
+    fn mutated_commit_previous_term(&self) -> bool {
+        self.mutated(Mutation::CommitPreviousTerm)
+    }
+    #[cfg(feature = "mutations")]
+    fn mutated_local_reads(&self) -> bool {
+        self.mutated(Mutation::LocalReads)
+    }
+    #[cfg(feature = "mutations")]
+    fn mutated_ack_before_sync(&self) -> bool {
+        self.mutated(Mutation::AckBeforeSync)
+    }
+    #[cfg(not(feature = "mutations"))]
+    fn mutated_double_vote(&self) -> bool {
+        false
+    }
+    #[cfg(not(feature = "mutations"))]
+    fn mutated_commit_previous_term(&self) -> bool {
+        false
+    }
+    #[cfg(not(feature = "mutations"))]
+    fn mutated_local_reads(&self) -> bool {
+        false
+    }
+    #[cfg(not(feature = "mutations"))]
+    fn mutated_ack_before_sync(&self) -> bool {
+        false
+    }
+
+    // ----- invariants -----
+
+    fn check_invariants(&self) {
+        debug_assert!(self.last_applied <= self.commit_index, "applied <= committed");
+        debug_assert!(self.commit_index <= self.log.last_index(), "commit_index never passes the last log index");
+        debug_assert!(self.role != Role::Leader || self.leader_id == Some(self.id), "a leader knows itself as leader");
+        debug_assert!(self.log.persisted_index() <= self.log.last_index(), "persisted entries exist");
+    }
+}
