@@ -1,1 +1,432 @@
-//! The cache state machine (being written).
+//! The replicated cache: the state machine every replica applies committed log entries to.
+//!
+//! Replicas must agree on the state at every log index, so applying an entry is a pure function
+//! of the state and the entry. That is easy for values and hard for TTLs, which depend on time.
+//! The rule that makes TTLs deterministic:
+//!
+//! - The leader turns a relative TTL into an absolute deadline (`expires_at`) before proposing,
+//!   and stamps its own clock into every [`Proposal`] as `time`.
+//! - Applying never reads a clock. The cache keeps [`Cache::clock`], the largest `time` applied
+//!   so far: the log carries time forward, identically on every replica, on replay and after a
+//!   snapshot restore.
+//! - A key is live iff it has no deadline or its deadline is later than `max(now, clock)`, where
+//!   `now` is the time a read is served at. Reads hide expired keys but never remove them.
+//! - Expired keys leave the state only through the log: the leader asks
+//!   [`Cache::expired_keys`] and proposes [`Command::RemoveExpired`]. Applying that removes only
+//!   keys whose deadline is at or before the cache clock, so a key that was set again with a later
+//!   deadline in the meantime survives.
+//!
+//! Because the clock never decreases, a key that was expired at some applied index stays expired
+//! (hidden or removed) at every later index.
+
+mod pattern;
+mod snapshot;
+#[cfg(test)]
+mod tests;
+
+pub use pattern::{
+    PATTERN_BYTES_MAX, Pattern, PatternError, REGEX_DFA_SIZE_BYTES_MAX, REGEX_SIZE_BYTES_MAX,
+    SEARCH_RESULTS_MAX, SearchMode,
+};
+pub use snapshot::SNAPSHOT_BYTES_MAX;
+
+use crate::codec::{self, DecodeError};
+use crate::types::Instant;
+use bytes::Bytes;
+use pattern::Plan;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+/// The largest encoded [`Proposal`] that [`Proposal::decode`] accepts. A leader must not propose
+/// anything larger, because every replica would refuse to decode the committed entry; the server
+/// keeps its request body limit well below this.
+pub const PROPOSAL_BYTES_MAX: usize = 64 << 20;
+
+/// Estimated bytes each stored key costs beyond its key and value bytes: the map node's share,
+/// the `String` and `Bytes` headers and the deadline. Only used for [`Cache::approx_bytes`].
+const ITEM_OVERHEAD_BYTES: usize = 80;
+
+/// Estimated bytes each expiration index entry costs beyond its copy of the key.
+const INDEX_ENTRY_OVERHEAD_BYTES: usize = 48;
+
+/// A client operation on the cache, as carried (inside a [`Proposal`]) by a log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Store `value` under `key`, replacing any previous value and deadline. `expires_at` is the
+    /// absolute deadline the leader computed from the client's TTL; `None` means no expiry.
+    Set {
+        key: String,
+        value: Bytes,
+        expires_at: Option<Instant>,
+    },
+    /// Remove `key`; reports whether it existed (was live).
+    Del { key: String },
+    /// Expire the key now (client request); reports whether it existed (was live).
+    Expire { key: String },
+    /// Clear all keys; reports how many live keys were cleared.
+    Reset,
+    /// Leader-proposed removal of keys whose deadline has passed. Applying removes each listed key
+    /// only if its deadline <= the cache clock (it may have been Set again with a later deadline
+    /// since).
+    RemoveExpired { keys: Vec<String> },
+}
+
+/// What goes into a Raft log entry: the leader's clock at proposal time plus the command.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// The leader's clock when it proposed the command. Applying advances [`Cache::clock`] to it.
+    pub time: Instant,
+    /// The operation to apply.
+    pub command: Command,
+}
+
+impl Proposal {
+    /// Encodes the proposal for a log entry, in the versioned format of [`crate::codec`].
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(codec::encode(self))
+    }
+
+    /// Decodes a proposal from a log entry, refusing inputs over [`PROPOSAL_BYTES_MAX`]. Malformed
+    /// input returns an error and never panics.
+    pub fn decode(bytes: &[u8]) -> Result<Proposal, DecodeError> {
+        codec::decode(bytes, PROPOSAL_BYTES_MAX)
+    }
+}
+
+/// The outcome of applying one [`Command`], reported to the client that proposed it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ApplyResult {
+    /// The value was stored (or, if its deadline had already passed, the key was removed).
+    Set,
+    /// The key was removed; `existed` says whether it was live before.
+    Del { existed: bool },
+    /// The key was expired; `existed` says whether it was live before.
+    Expire { existed: bool },
+    /// Every key was removed; `cleared` counts those that were live.
+    Reset { cleared: u64 },
+    /// `removed` keys listed in the command were expired and are now gone.
+    RemoveExpired { removed: u64 },
+}
+
+/// The remaining lifetime of a key, as seen by a read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TtlStatus {
+    /// The key is absent or expired.
+    Missing,
+    /// The key is live and never expires.
+    NoExpiry,
+    /// The key is live and expires in `ms` milliseconds (always at least 1).
+    Remaining { ms: u64 },
+}
+
+/// One stored value and its deadline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Item {
+    value: Bytes,
+    expires_at: Option<Instant>,
+}
+
+/// The cache state machine. See the module documentation for how TTLs stay deterministic.
+///
+/// Invariant: `expirations` holds exactly one `(deadline, key)` entry for every item that has a
+/// deadline, and nothing else; `approx_bytes` equals the sum of [`item_bytes`] over all items.
+#[derive(Default, Clone, Debug, PartialEq, Eq)]
+pub struct Cache {
+    /// The largest proposal time applied so far.
+    clock: Instant,
+    /// Every stored key, expired or not. Sorted, so a prefix search is a range scan.
+    items: BTreeMap<String, Item>,
+    /// Items with a deadline, earliest first, so finding expired keys does not scan every key.
+    expirations: BTreeSet<(Instant, String)>,
+    /// Estimated memory of `items` and `expirations`, maintained on every change.
+    approx_bytes: usize,
+}
+
+impl Cache {
+    /// An empty cache whose clock is at the origin.
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Applies one committed proposal. The clock first advances to `proposal.time` (it ignores
+    /// times that go backwards, e.g. from a new leader whose clock is behind), then the command
+    /// runs against the advanced clock. Costs O(log n) per key touched, except `Reset`.
+    pub fn apply(&mut self, proposal: &Proposal) -> ApplyResult {
+        let clock_before = self.clock;
+        self.clock = self.clock.max(proposal.time);
+        debug_assert!(
+            self.clock >= clock_before,
+            "the cache clock never decreases"
+        );
+        let result = match &proposal.command {
+            Command::Set {
+                key,
+                value,
+                expires_at,
+            } => {
+                if expires_at.is_some_and(|deadline| deadline <= self.clock) {
+                    // A write that is already expired must not make a key visible, even to a
+                    // read whose `now` lags behind the clock; it just ends the old value.
+                    self.remove(key);
+                } else {
+                    self.insert(key, value.clone(), *expires_at);
+                }
+                self.debug_check_key(key);
+                ApplyResult::Set
+            }
+            Command::Del { key } => {
+                let existed = self
+                    .remove(key)
+                    .is_some_and(|item| is_live(&item, self.clock));
+                self.debug_check_key(key);
+                ApplyResult::Del { existed }
+            }
+            Command::Expire { key } => {
+                let existed = self
+                    .remove(key)
+                    .is_some_and(|item| is_live(&item, self.clock));
+                self.debug_check_key(key);
+                ApplyResult::Expire { existed }
+            }
+            Command::Reset => {
+                let cleared = (self.items.len() - self.expired_count()) as u64;
+                self.items.clear();
+                self.expirations.clear();
+                self.approx_bytes = 0;
+                ApplyResult::Reset { cleared }
+            }
+            Command::RemoveExpired { keys } => {
+                let mut removed = 0;
+                for key in keys {
+                    let expired = self.items.get(key.as_str()).is_some_and(|item| {
+                        item.expires_at
+                            .is_some_and(|deadline| deadline <= self.clock)
+                    });
+                    if expired {
+                        self.remove(key);
+                        removed += 1;
+                    }
+                    self.debug_check_key(key);
+                }
+                ApplyResult::RemoveExpired { removed }
+            }
+        };
+        debug_assert!(
+            self.expirations.len() <= self.items.len(),
+            "the expiration index never holds more entries than there are items"
+        );
+        result
+    }
+
+    /// The value of `key` if it is live at `now` (or at the cache clock, if that is later).
+    /// Borrows the value rather than cloning it; `Bytes::clone` is cheap if the caller needs one.
+    pub fn get(&self, key: &str, now: Instant) -> Option<&Bytes> {
+        let now = self.read_time(now);
+        self.items
+            .get(key)
+            .filter(|item| is_live(item, now))
+            .map(|item| &item.value)
+    }
+
+    /// The remaining lifetime of `key` at `now` (or at the cache clock, if that is later).
+    pub fn ttl(&self, key: &str, now: Instant) -> TtlStatus {
+        let now = self.read_time(now);
+        match self.items.get(key).map(|item| item.expires_at) {
+            None => TtlStatus::Missing,
+            Some(None) => TtlStatus::NoExpiry,
+            Some(Some(deadline)) if deadline > now => TtlStatus::Remaining {
+                ms: deadline.saturating_since(now),
+            },
+            Some(Some(_)) => TtlStatus::Missing,
+        }
+    }
+
+    /// The live keys matching `pattern` at `now`, in ascending order, at most
+    /// `min(limit, SEARCH_RESULTS_MAX)` of them. A pattern with a literal prefix scans only the
+    /// keys with that prefix; others scan every key until enough matches are found.
+    pub fn search(&self, pattern: &Pattern, now: Instant, limit: usize) -> Vec<String> {
+        let now = self.read_time(now);
+        let limit = limit.min(SEARCH_RESULTS_MAX);
+        if limit == 0 {
+            return Vec::new();
+        }
+        match pattern.plan() {
+            Plan::Exact(key) => match self.items.get_key_value(key.as_str()) {
+                Some((key, item)) if is_live(item, now) => vec![key.clone()],
+                _ => Vec::new(),
+            },
+            Plan::Scan { prefix, filter } => self
+                .items
+                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
+                .take_while(|(key, _)| key.starts_with(prefix.as_str()))
+                .filter(|(key, item)| {
+                    is_live(item, now) && filter.as_ref().is_none_or(|f| f.is_match(key))
+                })
+                .take(limit)
+                .map(|(key, _)| key.clone())
+                .collect(),
+        }
+    }
+
+    /// Keys whose deadline is at or before `max(now, clock)`, earliest deadline first, at most
+    /// `max` of them. The leader proposes them in a [`Command::RemoveExpired`] with `time = now`,
+    /// which guarantees that applying it removes every one that was not set again meanwhile.
+    pub fn expired_keys(&self, now: Instant, max: usize) -> Vec<String> {
+        let now = self.read_time(now);
+        self.expirations
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= now)
+            .take(max)
+            .map(|(_, key)| key.clone())
+            .collect()
+    }
+
+    /// The earliest deadline of any stored key, expired or not, so the leader's driver knows when
+    /// to look for expired keys next.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.expirations.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// The largest proposal time applied so far.
+    pub fn clock(&self) -> Instant {
+        self.clock
+    }
+
+    /// The number of stored keys, including expired keys not yet removed through the log.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether no key is stored at all.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// The number of entries in the expiration index, i.e. of stored keys with a deadline.
+    pub fn expiration_index_len(&self) -> usize {
+        self.expirations.len()
+    }
+
+    /// An estimate of the memory the cache holds: key and value bytes plus a fixed overhead per
+    /// item and per index entry. Maintained incrementally, so it is cheap to export as a metric.
+    pub fn approx_bytes(&self) -> usize {
+        self.approx_bytes
+    }
+
+    /// The time a read observes: the reader's `now`, but never earlier than what the log has
+    /// already established, so a lagging reader cannot see a key the log has expired.
+    fn read_time(&self, now: Instant) -> Instant {
+        now.max(self.clock)
+    }
+
+    /// How many stored keys are expired at the clock. Walks only the expired prefix of the index.
+    fn expired_count(&self) -> usize {
+        self.expirations
+            .iter()
+            .take_while(|(deadline, _)| *deadline <= self.clock)
+            .count()
+    }
+
+    /// Stores `value` under `key`, keeping the index and the byte estimate in step.
+    fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>) {
+        let new_bytes = item_bytes(key, value.len(), expires_at.is_some());
+        match self.items.get_mut(key) {
+            Some(item) => {
+                self.approx_bytes -= item_bytes(key, item.value.len(), item.expires_at.is_some());
+                if item.expires_at != expires_at {
+                    // One owned copy of the key serves both to find the old index entry and to
+                    // become the new one.
+                    let mut owned_key = key.to_owned();
+                    if let Some(old) = item.expires_at {
+                        let probe = (old, owned_key);
+                        let removed = self.expirations.remove(&probe);
+                        debug_assert!(removed, "every item with a deadline is in the index");
+                        owned_key = probe.1;
+                    }
+                    if let Some(new) = expires_at {
+                        self.expirations.insert((new, owned_key));
+                    }
+                }
+                item.value = value;
+                item.expires_at = expires_at;
+            }
+            None => {
+                if let Some(deadline) = expires_at {
+                    self.expirations.insert((deadline, key.to_owned()));
+                }
+                self.items
+                    .insert(key.to_owned(), Item { value, expires_at });
+            }
+        }
+        self.approx_bytes += new_bytes;
+    }
+
+    /// Removes `key` and its index entry, returning the item if it was stored.
+    fn remove(&mut self, key: &str) -> Option<Item> {
+        let (owned_key, item) = self.items.remove_entry(key)?;
+        self.approx_bytes -= item_bytes(&owned_key, item.value.len(), item.expires_at.is_some());
+        if let Some(deadline) = item.expires_at {
+            let removed = self.expirations.remove(&(deadline, owned_key));
+            debug_assert!(removed, "every item with a deadline is in the index");
+        }
+        Some(item)
+    }
+
+    /// Checks, in debug builds, that the key just touched is indexed under its deadline. O(log n),
+    /// so it runs after every apply; the full O(n) check is [`Cache::check_invariants`].
+    fn debug_check_key(&self, key: &str) {
+        if cfg!(debug_assertions)
+            && let Some(deadline) = self.items.get(key).and_then(|item| item.expires_at)
+        {
+            debug_assert!(
+                self.expirations.contains(&(deadline, key.to_owned())),
+                "every item with a deadline is in the index"
+            );
+        }
+    }
+
+    /// Checks every invariant in O(n): the index has exactly one entry per item with a deadline
+    /// and no other, and the byte estimate matches a recount. Panics on a violation, which is a
+    /// bug. Run after restoring a snapshot and by the tests after every operation.
+    pub(crate) fn check_invariants(&self) {
+        let with_deadline = self
+            .items
+            .values()
+            .filter(|item| item.expires_at.is_some())
+            .count();
+        assert_eq!(
+            self.expirations.len(),
+            with_deadline,
+            "the expiration index has one entry per item with a deadline"
+        );
+        for (deadline, key) in &self.expirations {
+            assert_eq!(
+                self.items.get(key).and_then(|item| item.expires_at),
+                Some(*deadline),
+                "every index entry names a stored item with that deadline"
+            );
+        }
+        let recount: usize = self
+            .items
+            .iter()
+            .map(|(key, item)| item_bytes(key, item.value.len(), item.expires_at.is_some()))
+            .sum();
+        assert_eq!(self.approx_bytes, recount, "approx_bytes matches a recount");
+    }
+}
+
+/// Whether `item` is visible to a read at `now`: it has no deadline or the deadline is later.
+fn is_live(item: &Item, now: Instant) -> bool {
+    item.expires_at.is_none_or(|deadline| deadline > now)
+}
+
+/// The estimated memory one item costs, including its index entry if it has a deadline.
+fn item_bytes(key: &str, value_len: usize, has_deadline: bool) -> usize {
+    let index_bytes = if has_deadline {
+        key.len() + INDEX_ENTRY_OVERHEAD_BYTES
+    } else {
+        0
+    };
+    key.len() + value_len + ITEM_OVERHEAD_BYTES + index_bytes
+}

@@ -1,0 +1,938 @@
+//! Unit tests of the cache rules, and property tests of the cache against a `BTreeMap` model.
+
+use super::snapshot::SnapshotOwned;
+use super::*;
+use crate::codec::WIRE_VERSION;
+use proptest::prelude::*;
+
+fn set(key: &str, value: &str, expires_at: Option<u64>) -> Command {
+    Command::Set {
+        key: key.to_owned(),
+        value: Bytes::copy_from_slice(value.as_bytes()),
+        expires_at: expires_at.map(Instant),
+    }
+}
+
+fn del(key: &str) -> Command {
+    Command::Del {
+        key: key.to_owned(),
+    }
+}
+
+fn apply(cache: &mut Cache, time: u64, command: Command) -> ApplyResult {
+    let result = cache.apply(&Proposal {
+        time: Instant(time),
+        command,
+    });
+    cache.check_invariants();
+    result
+}
+
+fn get(cache: &Cache, key: &str, now: u64) -> Option<Vec<u8>> {
+    cache.get(key, Instant(now)).map(|v| v.to_vec())
+}
+
+fn search(cache: &Cache, pattern: &str, mode: SearchMode, now: u64) -> Vec<String> {
+    let pattern = Pattern::compile(pattern, mode).unwrap();
+    cache.search(&pattern, Instant(now), usize::MAX)
+}
+
+#[test]
+fn set_then_get_returns_value() {
+    // A key set without a deadline is readable at any later time.
+    let mut cache = Cache::new();
+    assert_eq!(apply(&mut cache, 10, set("k", "v", None)), ApplyResult::Set);
+    assert_eq!(get(&cache, "k", 10), Some(b"v".to_vec()));
+    assert_eq!(get(&cache, "k", u64::MAX), Some(b"v".to_vec()));
+    assert_eq!(get(&cache, "other", 10), None);
+    apply(&mut cache, 11, set("k", "w", None));
+    assert_eq!(get(&cache, "k", 11), Some(b"w".to_vec()));
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn key_expires_at_deadline_not_before() {
+    // A key is live strictly before its deadline and hidden from the deadline on.
+    let mut cache = Cache::new();
+    apply(&mut cache, 100, set("k", "v", Some(150)));
+    assert_eq!(get(&cache, "k", 149), Some(b"v".to_vec()));
+    assert_eq!(cache.ttl("k", Instant(149)), TtlStatus::Remaining { ms: 1 });
+    assert_eq!(get(&cache, "k", 150), None);
+    assert_eq!(cache.ttl("k", Instant(150)), TtlStatus::Missing);
+    // Reads hide the key but do not remove it; only the log does.
+    assert_eq!(cache.len(), 1);
+}
+
+#[test]
+fn set_with_past_deadline_is_absent() {
+    // A Set whose deadline is at or before the clock removes the key instead of storing it.
+    let mut cache = Cache::new();
+    apply(&mut cache, 100, set("k", "old", None));
+    assert_eq!(
+        apply(&mut cache, 200, set("k", "new", Some(200))),
+        ApplyResult::Set
+    );
+    assert_eq!(get(&cache, "k", 0), None);
+    assert_eq!(cache.len(), 0);
+    assert_eq!(cache.expiration_index_len(), 0);
+    // Also when the proposal's own time is behind the clock.
+    apply(&mut cache, 50, set("j", "v", Some(150)));
+    assert_eq!(get(&cache, "j", 0), None);
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn clock_ignores_times_going_backwards() {
+    // The clock is the maximum proposal time applied, whatever the order of times.
+    let mut cache = Cache::new();
+    assert_eq!(cache.clock(), Instant(0));
+    apply(&mut cache, 100, del("x"));
+    apply(&mut cache, 40, del("x"));
+    assert_eq!(cache.clock(), Instant(100));
+    apply(&mut cache, 101, Command::Reset);
+    assert_eq!(cache.clock(), Instant(101));
+}
+
+#[test]
+fn reads_use_max_of_now_and_clock() {
+    // A read with a lagging `now` still sees the key as expired once the log clock has passed it.
+    let mut cache = Cache::new();
+    apply(&mut cache, 10, set("k", "v", Some(50)));
+    apply(&mut cache, 60, del("unrelated"));
+    assert_eq!(get(&cache, "k", 20), None);
+    assert_eq!(cache.ttl("k", Instant(20)), TtlStatus::Missing);
+    assert!(search(&cache, "*", SearchMode::Wildcard, 20).is_empty());
+    assert_eq!(cache.expired_keys(Instant(20), 10), vec!["k".to_owned()]);
+    // And the remaining TTL is measured from the later of the two.
+    apply(&mut cache, 60, set("j", "v", Some(100)));
+    assert_eq!(cache.ttl("j", Instant(30)), TtlStatus::Remaining { ms: 40 });
+    assert_eq!(cache.ttl("j", Instant(90)), TtlStatus::Remaining { ms: 10 });
+}
+
+#[test]
+fn ttl_reports_missing_no_expiry_and_remaining() {
+    // ttl distinguishes absent keys, keys without deadline and the time left.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("forever", "v", None));
+    apply(&mut cache, 0, set("soon", "v", Some(1_000)));
+    assert_eq!(cache.ttl("nope", Instant(0)), TtlStatus::Missing);
+    assert_eq!(cache.ttl("forever", Instant(0)), TtlStatus::NoExpiry);
+    assert_eq!(
+        cache.ttl("soon", Instant(250)),
+        TtlStatus::Remaining { ms: 750 }
+    );
+}
+
+#[test]
+fn del_reports_existed_only_for_live_keys() {
+    // Del removes the stored item either way, but only a live key counts as existing.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("live", "v", None));
+    apply(&mut cache, 0, set("stale", "v", Some(10)));
+    assert_eq!(
+        apply(&mut cache, 20, del("live")),
+        ApplyResult::Del { existed: true }
+    );
+    assert_eq!(
+        apply(&mut cache, 20, del("stale")),
+        ApplyResult::Del { existed: false }
+    );
+    assert_eq!(
+        apply(&mut cache, 20, del("never")),
+        ApplyResult::Del { existed: false }
+    );
+    assert!(cache.is_empty());
+    assert_eq!(cache.expiration_index_len(), 0);
+}
+
+#[test]
+fn expire_reports_existed_only_for_live_keys() {
+    // Expire removes the key now, reporting existence like Del.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("live", "v", Some(100)));
+    apply(&mut cache, 0, set("stale", "v", Some(10)));
+    let expire = |key: &str| Command::Expire {
+        key: key.to_owned(),
+    };
+    assert_eq!(
+        apply(&mut cache, 20, expire("live")),
+        ApplyResult::Expire { existed: true }
+    );
+    assert_eq!(
+        apply(&mut cache, 20, expire("stale")),
+        ApplyResult::Expire { existed: false }
+    );
+    assert_eq!(
+        apply(&mut cache, 20, expire("live")),
+        ApplyResult::Expire { existed: false }
+    );
+    assert!(cache.is_empty());
+}
+
+#[test]
+fn reset_counts_live_keys() {
+    // Reset removes every stored key but counts only the live ones.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("a", "v", None));
+    apply(&mut cache, 0, set("b", "v", Some(100)));
+    apply(&mut cache, 0, set("c", "v", Some(10)));
+    apply(&mut cache, 0, set("d", "v", Some(50)));
+    assert_eq!(
+        apply(&mut cache, 50, Command::Reset),
+        ApplyResult::Reset { cleared: 2 }
+    );
+    assert!(cache.is_empty());
+    assert_eq!(cache.expiration_index_len(), 0);
+    assert_eq!(cache.approx_bytes(), 0);
+    assert_eq!(cache.next_deadline(), None);
+}
+
+#[test]
+fn remove_expired_keeps_key_reset_with_later_deadline() {
+    // RemoveExpired removes a listed key only if its current deadline has passed the clock.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("a", "v", Some(10)));
+    apply(&mut cache, 0, set("b", "v", Some(10)));
+    apply(&mut cache, 0, set("c", "v", None));
+    let expired = cache.expired_keys(Instant(20), 100);
+    assert_eq!(expired, vec!["a".to_owned(), "b".to_owned()]);
+    // Between the leader's scan and the commit of its proposal, "b" is set again.
+    apply(&mut cache, 15, set("b", "new", Some(500)));
+    let mut keys = expired;
+    keys.push("c".to_owned());
+    keys.push("missing".to_owned());
+    keys.push("a".to_owned());
+    let result = apply(&mut cache, 20, Command::RemoveExpired { keys });
+    assert_eq!(result, ApplyResult::RemoveExpired { removed: 1 });
+    assert_eq!(get(&cache, "a", 20), None);
+    assert_eq!(get(&cache, "b", 20), Some(b"new".to_vec()));
+    assert_eq!(get(&cache, "c", 20), Some(b"v".to_vec()));
+    assert_eq!(cache.len(), 2);
+    assert_eq!(cache.next_deadline(), Some(Instant(500)));
+}
+
+#[test]
+fn expired_keys_earliest_deadline_first_and_bounded() {
+    // expired_keys lists only due keys, earliest deadline first, at most `max`.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("z", "v", Some(5)));
+    apply(&mut cache, 0, set("y", "v", Some(7)));
+    apply(&mut cache, 0, set("x", "v", Some(9)));
+    apply(&mut cache, 0, set("w", "v", Some(100)));
+    assert_eq!(cache.next_deadline(), Some(Instant(5)));
+    assert_eq!(
+        cache.expired_keys(Instant(8), 10),
+        vec!["z".to_owned(), "y".to_owned()]
+    );
+    assert_eq!(
+        cache.expired_keys(Instant(9), 2),
+        vec!["z".to_owned(), "y".to_owned()]
+    );
+    assert_eq!(cache.expired_keys(Instant(4), 10), Vec::<String>::new());
+    assert_eq!(cache.expired_keys(Instant(1_000), 0), Vec::<String>::new());
+}
+
+#[test]
+fn set_moves_key_in_expiration_index() {
+    // Changing or dropping a key's deadline updates its single index entry.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("k", "v", Some(10)));
+    apply(&mut cache, 0, set("k", "v", Some(20)));
+    assert_eq!(cache.expiration_index_len(), 1);
+    assert_eq!(cache.next_deadline(), Some(Instant(20)));
+    apply(&mut cache, 0, set("k", "v", None));
+    assert_eq!(cache.expiration_index_len(), 0);
+    assert_eq!(cache.next_deadline(), None);
+    apply(&mut cache, 0, set("k", "v", Some(30)));
+    assert_eq!(cache.expiration_index_len(), 1);
+}
+
+#[test]
+fn approx_bytes_tracks_inserts_and_removals() {
+    // The byte estimate grows with keys and values and returns to zero when they are removed.
+    let mut cache = Cache::new();
+    apply(&mut cache, 0, set("key", "value", None));
+    let one = cache.approx_bytes();
+    assert!(one >= "key".len() + "value".len());
+    apply(&mut cache, 0, set("key", "a much longer value", Some(100)));
+    assert!(cache.approx_bytes() > one);
+    apply(&mut cache, 0, del("key"));
+    assert_eq!(cache.approx_bytes(), 0);
+}
+
+#[test]
+fn search_prefix_fast_path_matches_glob_semantics() {
+    // The `prefix*` range scan returns exactly what globset matching every key would.
+    let keys = [
+        "", "us", "user", "user:", "user:1", "user:1/x", "user:\n", "user:é", "users", "usf",
+    ];
+    let mut cache = Cache::new();
+    for key in keys {
+        apply(&mut cache, 0, set(key, "v", None));
+    }
+    for glob in [
+        "*", "us*", "user*", "user:*", "user:1/*", "usf*", "zzz*", "user", "", r"user\:*",
+    ] {
+        let pattern = Pattern::compile(glob, SearchMode::Wildcard).unwrap();
+        assert!(
+            matches!(
+                pattern.plan(),
+                Plan::Exact(_) | Plan::Scan { filter: None, .. }
+            ),
+            "{glob:?} takes the fast path"
+        );
+        let matcher = globset::GlobBuilder::new(glob)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .unwrap()
+            .compile_matcher();
+        let expected: Vec<String> = keys
+            .iter()
+            .filter(|k| matcher.is_match(k))
+            .map(|k| k.to_string())
+            .collect();
+        let mut expected_sorted = expected.clone();
+        expected_sorted.sort();
+        assert_eq!(
+            cache.search(&pattern, Instant(0), 100),
+            expected_sorted,
+            "glob {glob:?}"
+        );
+    }
+}
+
+#[test]
+fn search_slow_path_matches_glob_semantics() {
+    // Globs that need the regex return exactly what globset matching every key would.
+    let keys = [
+        "a/b", "a\nb", "ab", "abc", "a1", "a9", "b1", "x/y/z", "a*b", "{ab}",
+    ];
+    let mut cache = Cache::new();
+    for key in keys {
+        apply(&mut cache, 0, set(key, "v", None));
+    }
+    for glob in [
+        "a?b", "a?", "a[0-5]", "a[!0-5]", "*/*", "**/z", "a*b", r"a\*b", "{ab,a1}", "*c",
+    ] {
+        let pattern = Pattern::compile(glob, SearchMode::Wildcard).unwrap();
+        let matcher = globset::GlobBuilder::new(glob)
+            .literal_separator(false)
+            .backslash_escape(true)
+            .build()
+            .unwrap()
+            .compile_matcher();
+        let mut expected: Vec<String> = keys
+            .iter()
+            .filter(|k| matcher.is_match(k))
+            .map(|k| k.to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(
+            cache.search(&pattern, Instant(0), 100),
+            expected,
+            "glob {glob:?}"
+        );
+    }
+}
+
+#[test]
+fn search_is_sorted_and_limited() {
+    // Results are ascending, skip expired keys and stop at min(limit, SEARCH_RESULTS_MAX).
+    let mut cache = Cache::new();
+    // Every seventh key is expired, so there are still more live keys than the hard cap.
+    for i in (0..SEARCH_RESULTS_MAX * 5 / 4).rev() {
+        let deadline = if i % 7 == 0 { Some(5) } else { None };
+        let command = set(&format!("k{i:05}"), "v", deadline);
+        cache.apply(&Proposal {
+            time: Instant(0),
+            command,
+        });
+    }
+    cache.check_invariants();
+    let all = Pattern::compile("k*", SearchMode::Wildcard).unwrap();
+    let found = cache.search(&all, Instant(10), 5);
+    assert_eq!(
+        found,
+        vec!["k00001", "k00002", "k00003", "k00004", "k00005"]
+    );
+    let found = cache.search(&all, Instant(10), usize::MAX);
+    assert_eq!(found.len(), SEARCH_RESULTS_MAX);
+    assert!(
+        found.windows(2).all(|w| w[0] < w[1]),
+        "results are strictly ascending"
+    );
+    assert!(
+        found
+            .iter()
+            .all(|k| k[1..].parse::<usize>().unwrap() % 7 != 0)
+    );
+    assert!(cache.search(&all, Instant(10), 0).is_empty());
+    let regex = Pattern::compile("1$", SearchMode::Regex).unwrap();
+    let found = cache.search(&regex, Instant(0), 3);
+    assert_eq!(found, vec!["k00001", "k00011", "k00021"]);
+}
+
+#[test]
+fn glob_question_mark_and_class() {
+    // `?` matches exactly one byte and `[...]` one byte of the class, negated with `!`.
+    let mut cache = Cache::new();
+    for key in ["a", "ab", "ac", "ad", "abc", "bb", "é"] {
+        apply(&mut cache, 0, set(key, "v", None));
+    }
+    let wildcard = |p| search(&cache, p, SearchMode::Wildcard, 0);
+    assert_eq!(wildcard("a?"), vec!["ab", "ac", "ad"]);
+    assert_eq!(wildcard("?b"), vec!["ab", "bb"]);
+    assert_eq!(wildcard("a[bc]"), vec!["ab", "ac"]);
+    assert_eq!(wildcard("a[!bc]"), vec!["ad"]);
+    assert_eq!(wildcard("[a-b]b*"), vec!["ab", "abc", "bb"]);
+    assert_eq!(wildcard("??"), vec!["ab", "ac", "ad", "bb", "é"]);
+    assert_eq!(wildcard("abc"), vec!["abc"]);
+    assert_eq!(wildcard("abcd"), Vec::<String>::new());
+}
+
+#[test]
+fn regex_search_unanchored() {
+    // A regex matches anywhere in the key unless the pattern anchors it.
+    let mut cache = Cache::new();
+    for key in ["foo", "xfoo", "foox", "bar", "fo"] {
+        apply(&mut cache, 0, set(key, "v", None));
+    }
+    let regex = |p| search(&cache, p, SearchMode::Regex, 0);
+    assert_eq!(regex("foo"), vec!["foo", "foox", "xfoo"]);
+    assert_eq!(regex("^foo"), vec!["foo", "foox"]);
+    assert_eq!(regex("foo$"), vec!["foo", "xfoo"]);
+    assert_eq!(regex("^foo$"), vec!["foo"]);
+    assert_eq!(regex("^fo+"), vec!["fo", "foo", "foox"]);
+    assert_eq!(regex("^fo?"), vec!["fo", "foo", "foox"]);
+    assert_eq!(regex("^x|bar"), vec!["bar", "xfoo"]);
+    assert_eq!(regex(""), vec!["bar", "fo", "foo", "foox", "xfoo"]);
+}
+
+#[test]
+fn hostile_regex_search_finishes() {
+    // A backtracking-prone regex over long keys completes, because matching is linear-time.
+    let mut cache = Cache::new();
+    for i in 0..20 {
+        apply(
+            &mut cache,
+            0,
+            set(&format!("{}{i}", "a".repeat(10_000)), "v", None),
+        );
+    }
+    assert!(search(&cache, "^(a|aa)+$", SearchMode::Regex, 0).is_empty());
+    assert!(search(&cache, "(a*)*b", SearchMode::Regex, 0).is_empty());
+    assert!(search(&cache, "*a*a*a*a*a*a*b", SearchMode::Wildcard, 0).is_empty());
+}
+
+#[test]
+fn snapshot_restore_roundtrip_preserves_deadlines() {
+    // Restoring a snapshot gives back the same keys, values, deadlines, clock and index.
+    let mut cache = Cache::new();
+    apply(&mut cache, 5, set("a", "1", None));
+    apply(&mut cache, 5, set("b", "2", Some(100)));
+    apply(&mut cache, 5, set("c", "3", Some(20)));
+    apply(&mut cache, 30, set("d", "4", Some(50)));
+    let restored = Cache::restore(&cache.snapshot()).unwrap();
+    restored.check_invariants();
+    assert_eq!(restored, cache);
+    assert_eq!(restored.clock(), Instant(30));
+    assert_eq!(
+        restored.ttl("b", Instant(0)),
+        TtlStatus::Remaining { ms: 70 }
+    );
+    assert_eq!(
+        restored.get("c", Instant(0)),
+        None,
+        "the restored clock keeps c expired"
+    );
+    assert_eq!(
+        restored.len(),
+        4,
+        "expired keys awaiting removal survive the snapshot"
+    );
+    assert_eq!(
+        restored.expired_keys(Instant(60), 10),
+        vec!["c".to_owned(), "d".to_owned()]
+    );
+    assert_eq!(restored.approx_bytes(), cache.approx_bytes());
+    assert_eq!(restored.snapshot(), cache.snapshot());
+}
+
+#[test]
+fn snapshot_is_deterministic() {
+    // Two replicas that reach the same state by different histories produce identical bytes.
+    let mut one = Cache::new();
+    apply(&mut one, 1, set("x", "1", Some(90)));
+    apply(&mut one, 2, set("y", "2", None));
+    let mut two = Cache::new();
+    apply(&mut two, 1, set("y", "old", Some(3)));
+    apply(&mut two, 1, set("x", "1", Some(90)));
+    apply(&mut two, 2, set("y", "2", None));
+    assert_eq!(one.snapshot(), two.snapshot());
+    assert_eq!(
+        Cache::new().snapshot(),
+        Cache::restore(&Cache::new().snapshot()).unwrap().snapshot()
+    );
+}
+
+#[test]
+fn snapshot_encoding_matches_owned_shape() {
+    // The borrowing encoder writes exactly the shape that restore decodes.
+    let mut cache = Cache::new();
+    apply(&mut cache, 7, set("a", "1", Some(9)));
+    apply(&mut cache, 7, set("b", "2", None));
+    let owned = SnapshotOwned {
+        clock: Instant(7),
+        items: vec![
+            ("a".to_owned(), Bytes::from_static(b"1"), Some(Instant(9))),
+            ("b".to_owned(), Bytes::from_static(b"2"), None),
+        ],
+    };
+    assert_eq!(cache.snapshot().to_vec(), crate::codec::encode(&owned));
+}
+
+#[test]
+fn restore_rejects_duplicate_and_unsorted_keys() {
+    // Keys that are repeated or out of order are a decode error, not a panic or a merge.
+    let item = |k: &str| (k.to_owned(), Bytes::from_static(b"v"), Some(Instant(1)));
+    for items in [vec![item("a"), item("a")], vec![item("b"), item("a")]] {
+        let bytes = crate::codec::encode(&SnapshotOwned {
+            clock: Instant(0),
+            items,
+        });
+        assert!(matches!(
+            Cache::restore(&bytes),
+            Err(DecodeError::Malformed(_))
+        ));
+    }
+}
+
+#[test]
+fn restore_rejects_garbage_without_panic() {
+    // Empty, wrongly versioned, truncated and trailing input all fail cleanly.
+    let mut cache = Cache::new();
+    apply(&mut cache, 3, set("a", "1", Some(9)));
+    let good = cache.snapshot();
+    assert_eq!(Cache::restore(&[]), Err(DecodeError::Empty));
+    assert!(matches!(
+        Cache::restore(&[WIRE_VERSION + 1, 0, 0]),
+        Err(DecodeError::Version { .. })
+    ));
+    for len in 1..good.len() {
+        assert!(
+            Cache::restore(&good[..len]).is_err(),
+            "truncated to {len} bytes"
+        );
+    }
+    let mut trailing = good.to_vec();
+    trailing.push(0);
+    assert!(matches!(
+        Cache::restore(&trailing),
+        Err(DecodeError::Trailing { .. })
+    ));
+    // A length prefix claiming far more items than present must not allocate them.
+    assert!(Cache::restore(&[WIRE_VERSION, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
+}
+
+#[test]
+fn proposal_codec_roundtrip() {
+    // Every command survives encode then decode, and oversized input is refused up front.
+    let commands = [
+        set("k", "v", Some(12)),
+        set("", "", None),
+        del("k"),
+        Command::Expire {
+            key: "k".to_owned(),
+        },
+        Command::Reset,
+        Command::RemoveExpired {
+            keys: vec!["a".to_owned(), "b".to_owned()],
+        },
+    ];
+    for command in commands {
+        let proposal = Proposal {
+            time: Instant(u64::MAX),
+            command,
+        };
+        assert_eq!(Proposal::decode(&proposal.encode()), Ok(proposal));
+    }
+    let huge = vec![WIRE_VERSION; PROPOSAL_BYTES_MAX + 1];
+    assert!(matches!(
+        Proposal::decode(&huge),
+        Err(DecodeError::TooLarge { .. })
+    ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Property tests against a model.
+
+/// The naive specification: a map from key to value and optional deadline, and a clock.
+#[derive(Clone, Debug, Default)]
+struct Model {
+    clock: u64,
+    items: BTreeMap<String, (Vec<u8>, Option<u64>)>,
+}
+
+impl Model {
+    fn is_live(&self, key: &str, now: u64) -> bool {
+        let now = now.max(self.clock);
+        self.items
+            .get(key)
+            .is_some_and(|(_, deadline)| deadline.is_none_or(|d| d > now))
+    }
+
+    fn apply(&mut self, time: u64, command: &Command) -> ApplyResult {
+        self.clock = self.clock.max(time);
+        let clock = self.clock;
+        match command {
+            Command::Set {
+                key,
+                value,
+                expires_at,
+            } => {
+                let deadline = expires_at.map(Instant::as_millis);
+                if deadline.is_some_and(|d| d <= clock) {
+                    self.items.remove(key);
+                } else {
+                    self.items.insert(key.clone(), (value.to_vec(), deadline));
+                }
+                ApplyResult::Set
+            }
+            Command::Del { key } => {
+                let existed = self.is_live(key, clock);
+                self.items.remove(key);
+                ApplyResult::Del { existed }
+            }
+            Command::Expire { key } => {
+                let existed = self.is_live(key, clock);
+                self.items.remove(key);
+                ApplyResult::Expire { existed }
+            }
+            Command::Reset => {
+                let cleared = self.items.keys().filter(|k| self.is_live(k, clock)).count();
+                self.items.clear();
+                ApplyResult::Reset {
+                    cleared: cleared as u64,
+                }
+            }
+            Command::RemoveExpired { keys } => {
+                let mut removed = 0;
+                for key in keys {
+                    if self
+                        .items
+                        .get(key)
+                        .is_some_and(|(_, d)| d.is_some_and(|d| d <= clock))
+                    {
+                        self.items.remove(key);
+                        removed += 1;
+                    }
+                }
+                ApplyResult::RemoveExpired { removed }
+            }
+        }
+    }
+
+    fn ttl(&self, key: &str, now: u64) -> TtlStatus {
+        if !self.is_live(key, now) {
+            return TtlStatus::Missing;
+        }
+        match self.items[key].1 {
+            None => TtlStatus::NoExpiry,
+            Some(d) => TtlStatus::Remaining {
+                ms: d - now.max(self.clock),
+            },
+        }
+    }
+
+    fn expired_keys(&self, now: u64, max: usize) -> Vec<String> {
+        let now = now.max(self.clock);
+        let mut due: Vec<(u64, String)> = self
+            .items
+            .iter()
+            .filter_map(|(k, (_, d))| d.filter(|d| *d <= now).map(|d| (d, k.clone())))
+            .collect();
+        due.sort();
+        due.into_iter().take(max).map(|(_, k)| k).collect()
+    }
+}
+
+/// A search pattern and the predicate on keys that defines it for the model.
+type PatternCase = (&'static str, SearchMode, fn(&str) -> bool);
+
+/// Search patterns the model understands.
+const PATTERNS: &[PatternCase] = &[
+    ("*", SearchMode::Wildcard, |_| true),
+    ("a*", SearchMode::Wildcard, |k| k.starts_with('a')),
+    ("ab*", SearchMode::Wildcard, |k| k.starts_with("ab")),
+    ("abc*", SearchMode::Wildcard, |k| k.starts_with("abc")),
+    ("ab", SearchMode::Wildcard, |k| k == "ab"),
+    ("?", SearchMode::Wildcard, |k| k.len() == 1),
+    ("a?*", SearchMode::Wildcard, |k| {
+        k.starts_with('a') && k.len() >= 2
+    }),
+    ("[b-d]", SearchMode::Wildcard, |k| {
+        ["b", "c", "d"].contains(&k)
+    }),
+    ("*c", SearchMode::Wildcard, |k| k.ends_with('c')),
+    ("^ab", SearchMode::Regex, |k| k.starts_with("ab")),
+    ("b", SearchMode::Regex, |k| k.contains('b')),
+    ("c$", SearchMode::Regex, |k| k.ends_with('c')),
+    ("^a$", SearchMode::Regex, |k| k == "a"),
+    ("^a.", SearchMode::Regex, |k| {
+        k.starts_with('a') && k.len() >= 2
+    }),
+];
+
+const KEYS: &[&str] = &["a", "b", "c", "d", "e", "ab", "abc"];
+
+#[derive(Clone, Debug)]
+enum Op {
+    Apply {
+        time: u64,
+        command: Command,
+    },
+    Get {
+        key: String,
+        now: u64,
+    },
+    Ttl {
+        key: String,
+        now: u64,
+    },
+    Search {
+        pattern: usize,
+        now: u64,
+        limit: usize,
+    },
+    /// The leader's expiry sweep: list expired keys and apply a RemoveExpired of them.
+    Sweep {
+        now: u64,
+        max: usize,
+    },
+    SnapshotRestore,
+}
+
+fn key_strategy() -> impl Strategy<Value = String> {
+    prop::sample::select(KEYS).prop_map(str::to_owned)
+}
+
+fn command_strategy() -> impl Strategy<Value = Command> {
+    prop_oneof![
+        6 => (key_strategy(), prop::collection::vec(any::<u8>(), 0..4), prop::option::weighted(0.7, 0u64..400))
+            .prop_map(|(key, value, deadline)| Command::Set {
+                key,
+                value: Bytes::from(value),
+                expires_at: deadline.map(Instant),
+            }),
+        2 => key_strategy().prop_map(|key| Command::Del { key }),
+        2 => key_strategy().prop_map(|key| Command::Expire { key }),
+        1 => Just(Command::Reset),
+        2 => prop::collection::vec(key_strategy(), 0..5).prop_map(|keys| Command::RemoveExpired { keys }),
+    ]
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    // Times are drawn independently, so they often go backwards; the clock must ignore that.
+    prop_oneof![
+        8 => (0u64..300, command_strategy()).prop_map(|(time, command)| Op::Apply { time, command }),
+        3 => (key_strategy(), 0u64..400).prop_map(|(key, now)| Op::Get { key, now }),
+        2 => (key_strategy(), 0u64..400).prop_map(|(key, now)| Op::Ttl { key, now }),
+        2 => (0..PATTERNS.len(), 0u64..400, 0usize..8)
+            .prop_map(|(pattern, now, limit)| Op::Search { pattern, now, limit }),
+        2 => (0u64..400, 0usize..5).prop_map(|(now, max)| Op::Sweep { now, max }),
+        1 => Just(Op::SnapshotRestore),
+    ]
+}
+
+/// Runs `op` on both the cache and the model and requires identical observations.
+fn run_op(cache: &mut Cache, model: &mut Model, op: &Op) -> Result<(), TestCaseError> {
+    match op {
+        Op::Apply { time, command } => {
+            let expected = model.apply(*time, command);
+            let actual = cache.apply(&Proposal {
+                time: Instant(*time),
+                command: command.clone(),
+            });
+            prop_assert_eq!(actual, expected);
+        }
+        Op::Get { key, now } => {
+            let expected = model
+                .is_live(key, *now)
+                .then(|| model.items[key.as_str()].0.clone());
+            prop_assert_eq!(cache.get(key, Instant(*now)).map(|v| v.to_vec()), expected);
+        }
+        Op::Ttl { key, now } => {
+            prop_assert_eq!(cache.ttl(key, Instant(*now)), model.ttl(key, *now));
+        }
+        Op::Search {
+            pattern,
+            now,
+            limit,
+        } => {
+            let (source, mode, predicate) = PATTERNS[*pattern];
+            let compiled = Pattern::compile(source, mode).unwrap();
+            let expected: Vec<String> = model
+                .items
+                .keys()
+                .filter(|k| model.is_live(k, *now) && predicate(k))
+                .take(*limit)
+                .cloned()
+                .collect();
+            prop_assert_eq!(cache.search(&compiled, Instant(*now), *limit), expected);
+        }
+        Op::Sweep { now, max } => {
+            let keys = cache.expired_keys(Instant(*now), *max);
+            prop_assert_eq!(&keys, &model.expired_keys(*now, *max));
+            let command = Command::RemoveExpired { keys };
+            let expected = model.apply(*now, &command);
+            let actual = cache.apply(&Proposal {
+                time: Instant(*now),
+                command,
+            });
+            prop_assert_eq!(&actual, &expected);
+        }
+        Op::SnapshotRestore => {
+            let bytes = cache.snapshot();
+            let restored = Cache::restore(&bytes).unwrap();
+            prop_assert_eq!(&restored, &*cache);
+            prop_assert_eq!(restored.snapshot(), bytes);
+            *cache = restored;
+        }
+    }
+    cache.check_invariants();
+    prop_assert_eq!(cache.clock(), Instant(model.clock));
+    prop_assert_eq!(cache.len(), model.items.len());
+    let model_deadline = model
+        .items
+        .values()
+        .filter_map(|(_, d)| *d)
+        .min()
+        .map(Instant);
+    prop_assert_eq!(cache.next_deadline(), model_deadline);
+    prop_assert_eq!(
+        cache.expiration_index_len(),
+        model.items.values().filter(|(_, d)| d.is_some()).count()
+    );
+    Ok(())
+}
+
+fn proposal_strategy() -> impl Strategy<Value = Proposal> {
+    let command = prop_oneof![
+        (
+            ".{0,12}",
+            prop::collection::vec(any::<u8>(), 0..32),
+            any::<Option<u64>>()
+        )
+            .prop_map(|(key, value, deadline)| Command::Set {
+                key,
+                value: Bytes::from(value),
+                expires_at: deadline.map(Instant),
+            }),
+        ".{0,12}".prop_map(|key| Command::Del { key }),
+        ".{0,12}".prop_map(|key| Command::Expire { key }),
+        Just(Command::Reset),
+        prop::collection::vec(".{0,6}", 0..6).prop_map(|keys| Command::RemoveExpired { keys }),
+    ];
+    (any::<u64>(), command).prop_map(|(time, command)| Proposal {
+        time: Instant(time),
+        command,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    #[test]
+    fn cache_matches_model(ops in prop::collection::vec(op_strategy(), 0..80)) {
+        // Every observation of the cache equals the model's, after every operation.
+        let mut cache = Cache::new();
+        let mut model = Model::default();
+        for op in &ops {
+            run_op(&mut cache, &mut model, op)?;
+        }
+    }
+
+    #[test]
+    fn expired_key_never_reappears(ops in prop::collection::vec(op_strategy(), 0..60)) {
+        // Once a read at the clock sees a key as expired, it stays hidden until it is set again.
+        let mut cache = Cache::new();
+        let mut model = Model::default();
+        let mut hidden: BTreeSet<String> = BTreeSet::new();
+        for op in &ops {
+            run_op(&mut cache, &mut model, op)?;
+            if let Op::Apply { command: Command::Set { key, .. }, .. } = op {
+                hidden.remove(key);
+            }
+            for key in KEYS {
+                let key = key.to_string();
+                let live = cache.get(&key, cache.clock()).is_some();
+                prop_assert!(!(live && hidden.contains(&key)), "{} reappeared", key);
+                if !live {
+                    hidden.insert(key);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot_restore_at_any_point_behaves_identically(
+        before in prop::collection::vec(op_strategy(), 0..40),
+        after in prop::collection::vec(op_strategy(), 0..40),
+    ) {
+        // A replica restored from a snapshot answers every later input exactly like the original.
+        let mut original = Cache::new();
+        let mut model = Model::default();
+        for op in &before {
+            run_op(&mut original, &mut model, op)?;
+        }
+        let mut restored = Cache::restore(&original.snapshot()).unwrap();
+        let mut restored_model = model.clone();
+        for op in &after {
+            run_op(&mut original, &mut model, op)?;
+            run_op(&mut restored, &mut restored_model, op)?;
+            prop_assert_eq!(&restored, &original);
+        }
+        prop_assert_eq!(restored.snapshot(), original.snapshot());
+    }
+
+    #[test]
+    fn proposal_encode_decode_roundtrip(proposal in proposal_strategy()) {
+        // Any proposal decodes back to itself.
+        prop_assert_eq!(Proposal::decode(&proposal.encode()), Ok(proposal));
+    }
+
+    #[test]
+    fn decode_arbitrary_bytes_never_panics(
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        versioned in any::<bool>(),
+    ) {
+        // Arbitrary input to either decoder returns a value or an error, never a panic.
+        let mut bytes = if versioned { vec![WIRE_VERSION] } else { Vec::new() };
+        bytes.extend_from_slice(&body);
+        let _ = Proposal::decode(&bytes);
+        if let Ok(cache) = Cache::restore(&bytes) {
+            cache.check_invariants();
+        }
+    }
+
+    #[test]
+    fn corrupted_snapshot_never_panics(
+        ops in prop::collection::vec(op_strategy(), 0..20),
+        position in any::<prop::sample::Index>(),
+        byte in any::<u8>(),
+    ) {
+        // Flipping any byte of a real snapshot yields an error or a consistent cache.
+        let mut cache = Cache::new();
+        let mut model = Model::default();
+        for op in &ops {
+            run_op(&mut cache, &mut model, op)?;
+        }
+        let mut bytes = cache.snapshot().to_vec();
+        let i = position.index(bytes.len());
+        bytes[i] = byte;
+        if let Ok(restored) = Cache::restore(&bytes) {
+            restored.check_invariants();
+        }
+    }
+}
