@@ -16,6 +16,8 @@ pub mod config;
 pub mod log;
 pub mod progress;
 pub mod raft;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 pub use config::{Config, ConfigError};
 pub use raft::{Persisted, RaftNode, Ready, ReadyAck, Role};

@@ -22,7 +22,10 @@ impl RaftLog {
     pub fn restore(snapshot: SnapshotMeta, entries: Vec<Entry>) -> RaftLog {
         let mut expected = snapshot.last_index.next();
         for e in &entries {
-            assert_eq!(e.index, expected, "recovered log entries are contiguous after the snapshot");
+            assert_eq!(
+                e.index, expected,
+                "recovered log entries are contiguous after the snapshot"
+            );
             expected = expected.next();
         }
         let last = expected.prev();

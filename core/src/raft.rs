@@ -494,8 +494,9 @@ impl RaftNode {
     /// carries the id in `aborted_reads` instead, leadership changed and the read must be retried.
     pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
         self.observe_time(now);
-        let outstanding =
-            self.pending_reads.len() + self.reads_awaiting_commit.len() + self.forwarded_reads.len();
+        let outstanding = self.pending_reads.len()
+            + self.reads_awaiting_commit.len()
+            + self.forwarded_reads.len();
         if outstanding >= self.cfg.pending_reads_max {
             return Err(ReadError::TooManyPending { limit: self.cfg.pending_reads_max });
         }
@@ -583,7 +584,11 @@ impl RaftNode {
 
     /// Hands leadership to `target`: once its log is up to date it is told to campaign at once.
     /// Proposals are refused meanwhile; the transfer is abandoned after an election timeout.
-    pub fn transfer_leadership(&mut self, now: Instant, target: NodeId) -> Result<(), TransferError> {
+    pub fn transfer_leadership(
+        &mut self,
+        now: Instant,
+        target: NodeId,
+    ) -> Result<(), TransferError> {
         self.observe_time(now);
         if self.role != Role::Leader {
             return Err(TransferError::NotLeader { leader_hint: self.leader_id });
@@ -602,7 +607,8 @@ impl RaftNode {
             target,
             deadline: self.now.saturating_add_ms(self.cfg.election_timeout_ms),
         });
-        let caught_up = self.progress.get(&target).is_some_and(|p| p.match_index == self.log.last_index());
+        let caught_up =
+            self.progress.get(&target).is_some_and(|p| p.match_index == self.log.last_index());
         if caught_up {
             self.send(target, MessageBody::TimeoutNow);
         } else {
@@ -621,7 +627,8 @@ impl RaftNode {
         if index <= snapshot_index {
             return Err(CompactError::AlreadyCompacted { index, snapshot_index });
         }
-        let last_term = self.log.term_at(index).expect("an applied, uncompacted index is in the log");
+        let last_term =
+            self.log.term_at(index).expect("an applied, uncompacted index is in the log");
         let (_, membership) = self.log.membership_at(index);
         let meta = SnapshotMeta { last_index: index, last_term, membership };
         self.log.install_snapshot(meta.clone());
@@ -825,7 +832,8 @@ impl RaftNode {
             last_log_term: self.log.last_term(),
             leadership_transfer,
         };
-        let voters: Vec<NodeId> = self.membership.voters.iter().copied().filter(|&v| v != self.id).collect();
+        let voters: Vec<NodeId> =
+            self.membership.voters.iter().copied().filter(|&v| v != self.id).collect();
         for v in voters {
             self.messages.push(Message { from: self.id, to: v, term, body: body.clone() });
         }
@@ -908,7 +916,8 @@ impl RaftNode {
         self.membership_index = index;
         if self.role == Role::Leader {
             let next = self.log.last_index().next();
-            let members: Vec<NodeId> = self.membership.members().filter(|&m| m != self.id).collect();
+            let members: Vec<NodeId> =
+                self.membership.members().filter(|&m| m != self.id).collect();
             self.progress.retain(|id, _| members.contains(id));
             for m in members {
                 self.progress.entry(m).or_insert_with(|| {
@@ -986,7 +995,9 @@ impl RaftNode {
         match p.state {
             ReplicationState::Snapshot { .. } => return,
             ReplicationState::Probe if p.probe_sent => return,
-            ReplicationState::Replicate if p.inflight.len() >= self.cfg.inflight_appends_max => return,
+            ReplicationState::Replicate if p.inflight.len() >= self.cfg.inflight_appends_max => {
+                return;
+            }
             _ => {}
         }
         let next = p.next_index;
@@ -1012,7 +1023,15 @@ impl RaftNode {
             ReplicationState::Snapshot { .. } => unreachable!(),
         }
         let leader_commit = self.commit_index;
-        self.send(to, MessageBody::AppendEntries { prev_log_index: prev, prev_log_term: prev_term, entries, leader_commit });
+        self.send(
+            to,
+            MessageBody::AppendEntries {
+                prev_log_index: prev,
+                prev_log_term: prev_term,
+                entries,
+                leader_commit,
+            },
+        );
         // Pipelining: keep filling the window while there is more to send.
         if let Some(p) = self.progress.get(&to)
             && p.state == ReplicationState::Replicate
@@ -1086,7 +1105,10 @@ impl RaftNode {
 
     fn set_commit(&mut self, index: LogIndex) {
         debug_assert!(index >= self.commit_index, "commit_index never decreases");
-        debug_assert!(index <= self.log.last_index(), "commit_index never passes the last log index");
+        debug_assert!(
+            index <= self.log.last_index(),
+            "commit_index never passes the last log index"
+        );
         if index <= self.commit_index {
             return;
         }
@@ -1162,9 +1184,8 @@ impl RaftNode {
         let leader_time = self.now;
         match reader {
             Reader::Local(id) => self.read_states.push(ReadState { id, index, leader_time }),
-            Reader::Remote(to, id) => {
-                self.send(to, MessageBody::ReadIndexResponse { id, index: Some(index), leader_time })
-            }
+            Reader::Remote(to, id) => self
+                .send(to, MessageBody::ReadIndexResponse { id, index: Some(index), leader_time }),
         }
     }
 
@@ -1201,7 +1222,9 @@ impl RaftNode {
         let from = msg.from;
         if msg.term > self.current_term {
             match &msg.body {
-                MessageBody::RequestVote { leadership_transfer, .. } if !leadership_transfer && self.in_lease() => {
+                MessageBody::RequestVote { leadership_transfer, .. }
+                    if !leadership_transfer && self.in_lease() =>
+                {
                     // A node that cannot hear the leader must not depose it (check-quorum lease).
                     return;
                 }
@@ -1214,12 +1237,23 @@ impl RaftNode {
             }
         } else if msg.term < self.current_term {
             match msg.body {
-                MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. } | MessageBody::InstallSnapshot { .. } => {
+                MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. } => {
                     // A deposed leader learns the new term from our answer and steps down.
-                    self.send(from, MessageBody::HeartbeatResponse { read_seq: 0, last_index: self.log.last_index() });
+                    self.send(
+                        from,
+                        MessageBody::HeartbeatResponse {
+                            read_seq: 0,
+                            last_index: self.log.last_index(),
+                        },
+                    );
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
-                    self.send(from, MessageBody::RequestVoteResponse { pre_vote: true, granted: false });
+                    self.send(
+                        from,
+                        MessageBody::RequestVoteResponse { pre_vote: true, granted: false },
+                    );
                 }
                 _ => {}
             }
@@ -1232,20 +1266,35 @@ impl RaftNode {
             }
             MessageBody::RequestVoteResponse { pre_vote, granted } => {
                 if self.role == Role::Candidate && pre_vote == self.pre_vote_campaign {
-                    let expected = if pre_vote { self.current_term.next() } else { self.current_term };
+                    let expected =
+                        if pre_vote { self.current_term.next() } else { self.current_term };
                     if msg.term == expected || (!granted && msg.term == self.current_term) {
                         self.votes.insert(from, granted);
                         self.tally_votes();
                     }
                 }
             }
-            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, leader_commit } => {
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
                 self.accept_leader(from);
-                self.handle_append_entries(from, prev_log_index, prev_log_term, entries, leader_commit);
+                self.handle_append_entries(
+                    from,
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                );
             }
-            MessageBody::AppendEntriesResponse { index, success, conflict_term, conflict_index } => {
-                self.handle_append_response(from, index, success, conflict_term, conflict_index)
-            }
+            MessageBody::AppendEntriesResponse {
+                index,
+                success,
+                conflict_term,
+                conflict_index,
+            } => self.handle_append_response(from, index, success, conflict_term, conflict_index),
             MessageBody::Heartbeat { commit_index, read_seq } => {
                 self.accept_leader(from);
                 if commit_index > self.commit_index {
@@ -1274,7 +1323,10 @@ impl RaftNode {
                 self.advance_reads();
                 match state {
                     ReplicationState::Snapshot { .. } => self.send_snapshot_chunk(from),
-                    _ if behind => self.send_append(from, false),
+                    // In Replicate, `next_index` is already past what was sent: if the follower
+                    // reports less than that, appends were lost. An (empty) append at
+                    // `next_index` then gets rejected with a hint and replication resumes from it.
+                    _ if behind => self.send_append(from, true),
                     _ => {}
                 }
             }
@@ -1290,7 +1342,10 @@ impl RaftNode {
                     self.leader_read(Reader::Remote(from, id));
                 } else {
                     let leader_time = self.now;
-                    self.send(from, MessageBody::ReadIndexResponse { id, index: None, leader_time });
+                    self.send(
+                        from,
+                        MessageBody::ReadIndexResponse { id, index: None, leader_time },
+                    );
                 }
             }
             MessageBody::ReadIndexResponse { id, index, leader_time } => {
@@ -1340,11 +1395,14 @@ impl RaftNode {
                 || (self.voted_for.is_none() && self.leader_id.is_none())
                 || self.mutated_double_vote()
         };
-        let up_to_date = (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
+        let up_to_date =
+            (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
         let granted = can_vote && up_to_date;
         if granted && !pre_vote {
             debug_assert!(
-                self.voted_for.is_none() || self.voted_for == Some(from) || self.mutated_double_vote(),
+                self.voted_for.is_none()
+                    || self.voted_for == Some(from)
+                    || self.mutated_double_vote(),
                 "a node casts at most one vote per term"
             );
             self.voted_for = Some(from);
@@ -1375,11 +1433,25 @@ impl RaftNode {
             let rest: Vec<Entry> = entries.into_iter().skip(skip).collect();
             let prev_term = self.log.term_at(self.commit_index);
             if let Some(prev_term) = prev_term {
-                return self.handle_append_entries(from, self.commit_index, prev_term, rest, leader_commit);
+                return self.handle_append_entries(
+                    from,
+                    self.commit_index,
+                    prev_term,
+                    rest,
+                    leader_commit,
+                );
             }
             // Our commit index is inside our snapshot: reply with it.
             let index = self.commit_index;
-            self.send(from, MessageBody::AppendEntriesResponse { index, success: true, conflict_term: None, conflict_index: LogIndex(0) });
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    index,
+                    success: true,
+                    conflict_term: None,
+                    conflict_index: LogIndex(0),
+                },
+            );
             return;
         }
         if !self.log.matches(prev_log_index, prev_log_term) {
@@ -1387,15 +1459,31 @@ impl RaftNode {
                 Some(t) => (Some(t), self.log.first_index_of_term_at(prev_log_index)),
                 None => (None, self.log.last_index().next().min(prev_log_index)),
             };
-            self.send(from, MessageBody::AppendEntriesResponse { index: prev_log_index, success: false, conflict_term, conflict_index });
+            self.send(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    index: prev_log_index,
+                    success: false,
+                    conflict_term,
+                    conflict_index,
+                },
+            );
             return;
         }
-        debug_assert!(self.log.matches(prev_log_index, prev_log_term), "an append is accepted only when the previous index and term match");
+        debug_assert!(
+            self.log.matches(prev_log_index, prev_log_term),
+            "an append is accepted only when the previous index and term match"
+        );
         let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
         if let Some(first) = entries.first() {
-            debug_assert_eq!(first.index, prev_log_index.next(), "appended entries follow prev_log_index");
+            debug_assert_eq!(
+                first.index,
+                prev_log_index.next(),
+                "appended entries follow prev_log_index"
+            );
         }
-        let has_membership = entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)));
+        let has_membership =
+            entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)));
         if let Some(at) = self.log.append_after_match(entries) {
             assert!(at > self.commit_index, "a committed entry is never truncated");
             self.refresh_membership();
@@ -1406,7 +1494,15 @@ impl RaftNode {
         if new_commit > self.commit_index {
             self.set_commit(new_commit);
         }
-        self.send(from, MessageBody::AppendEntriesResponse { index: last_new, success: true, conflict_term: None, conflict_index: LogIndex(0) });
+        self.send(
+            from,
+            MessageBody::AppendEntriesResponse {
+                index: last_new,
+                success: true,
+                conflict_term: None,
+                conflict_index: LogIndex(0),
+            },
+        );
     }
 
     fn handle_append_response(
@@ -1465,36 +1561,76 @@ impl RaftNode {
         self.send_append(from, false);
     }
 
-    fn handle_install_snapshot(&mut self, from: NodeId, meta: SnapshotMeta, offset: u64, data: Bytes, done: bool) {
+    fn handle_install_snapshot(
+        &mut self,
+        from: NodeId,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: Bytes,
+        done: bool,
+    ) {
         let last_index = meta.last_index;
         if last_index <= self.commit_index {
             // We already have everything it contains.
             self.incoming_snapshot = None;
-            self.send(from, MessageBody::InstallSnapshotResponse { last_index: self.commit_index, next_offset: 0, done: true, rejected: false });
+            self.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    last_index: self.commit_index,
+                    next_offset: 0,
+                    done: true,
+                    rejected: false,
+                },
+            );
             return;
         }
         if offset == 0 {
-            self.incoming_snapshot = Some(IncomingSnapshot { meta: meta.clone(), data: Vec::new() });
+            self.incoming_snapshot =
+                Some(IncomingSnapshot { meta: meta.clone(), data: Vec::new() });
         }
         let expected = match &self.incoming_snapshot {
             Some(s) if s.meta == meta => s.data.len() as u64,
             _ => 0,
         };
         if offset != expected || (offset != 0 && self.incoming_snapshot.is_none()) {
-            self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset: expected, done: false, rejected: true });
+            self.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    last_index,
+                    next_offset: expected,
+                    done: false,
+                    rejected: true,
+                },
+            );
             return;
         }
         let incoming = self.incoming_snapshot.as_mut().expect("set above");
         if incoming.data.len() as u64 + data.len() as u64 > self.cfg.snapshot_bytes_max {
             tracing::warn!(node = %self.id, limit = self.cfg.snapshot_bytes_max, "incoming snapshot exceeds the size limit");
             self.incoming_snapshot = None;
-            self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset: 0, done: false, rejected: true });
+            self.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    last_index,
+                    next_offset: 0,
+                    done: false,
+                    rejected: true,
+                },
+            );
             return;
         }
         incoming.data.extend_from_slice(&data);
         let next_offset = incoming.data.len() as u64;
         if !done {
-            self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset, done: false, rejected: false });
+            self.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    last_index,
+                    next_offset,
+                    done: false,
+                    rejected: false,
+                },
+            );
             return;
         }
         let incoming = self.incoming_snapshot.take().expect("set above");
@@ -1506,10 +1642,25 @@ impl RaftNode {
         self.refresh_membership();
         self.snapshot_to_install = Some(snapshot.clone());
         self.snapshot = Some(snapshot);
-        self.send(from, MessageBody::InstallSnapshotResponse { last_index, next_offset, done: true, rejected: false });
+        self.send(
+            from,
+            MessageBody::InstallSnapshotResponse {
+                last_index,
+                next_offset,
+                done: true,
+                rejected: false,
+            },
+        );
     }
 
-    fn handle_snapshot_response(&mut self, from: NodeId, last_index: LogIndex, next_offset: u64, done: bool, _rejected: bool) {
+    fn handle_snapshot_response(
+        &mut self,
+        from: NodeId,
+        last_index: LogIndex,
+        next_offset: u64,
+        done: bool,
+        _rejected: bool,
+    ) {
         if self.role != Role::Leader {
             return;
         }
@@ -1579,8 +1730,21 @@ impl RaftNode {
 
     fn check_invariants(&self) {
         debug_assert!(self.last_applied <= self.commit_index, "applied <= committed");
-        debug_assert!(self.commit_index <= self.log.last_index(), "commit_index never passes the last log index");
-        debug_assert!(self.role != Role::Leader || self.leader_id == Some(self.id), "a leader knows itself as leader");
-        debug_assert!(self.log.persisted_index() <= self.log.last_index(), "persisted entries exist");
+        debug_assert!(
+            self.commit_index <= self.log.last_index(),
+            "commit_index never passes the last log index"
+        );
+        debug_assert!(
+            self.role != Role::Leader || self.leader_id == Some(self.id),
+            "a leader knows itself as leader"
+        );
+        debug_assert!(
+            self.log.persisted_index() <= self.log.last_index(),
+            "persisted entries exist"
+        );
     }
 }
+
+#[cfg(test)]
+#[path = "raft_tests.rs"]
+mod tests;

@@ -2,6 +2,8 @@
 //! clear message instead of pretending to serve.
 
 fn main() {
-    eprintln!("simple-cache: the server is not implemented yet (see the server issue); nothing to run");
+    eprintln!(
+        "simple-cache: the server is not implemented yet (see the server issue); nothing to run"
+    );
     std::process::exit(2);
 }

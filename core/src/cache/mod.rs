@@ -55,11 +55,7 @@ const INDEX_ENTRY_OVERHEAD_BYTES: usize = 48;
 pub enum Command {
     /// Store `value` under `key`, replacing any previous value and deadline. `expires_at` is the
     /// absolute deadline the leader computed from the client's TTL; `None` means no expiry.
-    Set {
-        key: String,
-        value: Bytes,
-        expires_at: Option<Instant>,
-    },
+    Set { key: String, value: Bytes, expires_at: Option<Instant> },
     /// Remove `key`; reports whether it existed (was live).
     Del { key: String },
     /// Expire the key now (client request); reports whether it existed (was live).
@@ -155,16 +151,9 @@ impl Cache {
     pub fn apply(&mut self, proposal: &Proposal) -> ApplyResult {
         let clock_before = self.clock;
         self.clock = self.clock.max(proposal.time);
-        debug_assert!(
-            self.clock >= clock_before,
-            "the cache clock never decreases"
-        );
+        debug_assert!(self.clock >= clock_before, "the cache clock never decreases");
         let result = match &proposal.command {
-            Command::Set {
-                key,
-                value,
-                expires_at,
-            } => {
+            Command::Set { key, value, expires_at } => {
                 if expires_at.is_some_and(|deadline| deadline <= self.clock) {
                     // A write that is already expired must not make a key visible, even to a
                     // read whose `now` lags behind the clock; it just ends the old value.
@@ -176,16 +165,12 @@ impl Cache {
                 ApplyResult::Set
             }
             Command::Del { key } => {
-                let existed = self
-                    .remove(key)
-                    .is_some_and(|item| is_live(&item, self.clock));
+                let existed = self.remove(key).is_some_and(|item| is_live(&item, self.clock));
                 self.debug_check_key(key);
                 ApplyResult::Del { existed }
             }
             Command::Expire { key } => {
-                let existed = self
-                    .remove(key)
-                    .is_some_and(|item| is_live(&item, self.clock));
+                let existed = self.remove(key).is_some_and(|item| is_live(&item, self.clock));
                 self.debug_check_key(key);
                 ApplyResult::Expire { existed }
             }
@@ -200,8 +185,7 @@ impl Cache {
                 let mut removed = 0;
                 for key in keys {
                     let expired = self.items.get(key.as_str()).is_some_and(|item| {
-                        item.expires_at
-                            .is_some_and(|deadline| deadline <= self.clock)
+                        item.expires_at.is_some_and(|deadline| deadline <= self.clock)
                     });
                     if expired {
                         self.remove(key);
@@ -223,10 +207,7 @@ impl Cache {
     /// Borrows the value rather than cloning it; `Bytes::clone` is cheap if the caller needs one.
     pub fn get(&self, key: &str, now: Instant) -> Option<&Bytes> {
         let now = self.read_time(now);
-        self.items
-            .get(key)
-            .filter(|item| is_live(item, now))
-            .map(|item| &item.value)
+        self.items.get(key).filter(|item| is_live(item, now)).map(|item| &item.value)
     }
 
     /// The remaining lifetime of `key` at `now` (or at the cache clock, if that is later).
@@ -235,9 +216,9 @@ impl Cache {
         match self.items.get(key).map(|item| item.expires_at) {
             None => TtlStatus::Missing,
             Some(None) => TtlStatus::NoExpiry,
-            Some(Some(deadline)) if deadline > now => TtlStatus::Remaining {
-                ms: deadline.saturating_since(now),
-            },
+            Some(Some(deadline)) if deadline > now => {
+                TtlStatus::Remaining { ms: deadline.saturating_since(now) }
+            }
             Some(Some(_)) => TtlStatus::Missing,
         }
     }
@@ -322,10 +303,7 @@ impl Cache {
 
     /// How many stored keys are expired at the clock. Walks only the expired prefix of the index.
     fn expired_count(&self) -> usize {
-        self.expirations
-            .iter()
-            .take_while(|(deadline, _)| *deadline <= self.clock)
-            .count()
+        self.expirations.iter().take_while(|(deadline, _)| *deadline <= self.clock).count()
     }
 
     /// Stores `value` under `key`, keeping the index and the byte estimate in step.
@@ -355,8 +333,7 @@ impl Cache {
                 if let Some(deadline) = expires_at {
                     self.expirations.insert((deadline, key.to_owned()));
                 }
-                self.items
-                    .insert(key.to_owned(), Item { value, expires_at });
+                self.items.insert(key.to_owned(), Item { value, expires_at });
             }
         }
         self.approx_bytes += new_bytes;
@@ -390,11 +367,7 @@ impl Cache {
     /// and no other, and the byte estimate matches a recount. Panics on a violation, which is a
     /// bug. Run after restoring a snapshot and by the tests after every operation.
     pub(crate) fn check_invariants(&self) {
-        let with_deadline = self
-            .items
-            .values()
-            .filter(|item| item.expires_at.is_some())
-            .count();
+        let with_deadline = self.items.values().filter(|item| item.expires_at.is_some()).count();
         assert_eq!(
             self.expirations.len(),
             with_deadline,
@@ -423,10 +396,6 @@ fn is_live(item: &Item, now: Instant) -> bool {
 
 /// The estimated memory one item costs, including its index entry if it has a deadline.
 fn item_bytes(key: &str, value_len: usize, has_deadline: bool) -> usize {
-    let index_bytes = if has_deadline {
-        key.len() + INDEX_ENTRY_OVERHEAD_BYTES
-    } else {
-        0
-    };
+    let index_bytes = if has_deadline { key.len() + INDEX_ENTRY_OVERHEAD_BYTES } else { 0 };
     key.len() + value_len + ITEM_OVERHEAD_BYTES + index_bytes
 }

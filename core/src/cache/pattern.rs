@@ -64,10 +64,7 @@ pub(super) enum Plan {
     Exact(String),
     /// Every matching key starts with `prefix`, so only that key range is scanned. Keys in the
     /// range match if `filter` is `None` (the pattern is `prefix*`) or if the filter matches.
-    Scan {
-        prefix: String,
-        filter: Option<Filter>,
-    },
+    Scan { prefix: String, filter: Option<Filter> },
 }
 
 /// The compiled matcher applied to each key of a scanned range.
@@ -95,20 +92,13 @@ impl Pattern {
     /// exhaust memory nor hang a search.
     pub fn compile(pattern: &str, mode: SearchMode) -> Result<Pattern, PatternError> {
         if pattern.len() > PATTERN_BYTES_MAX {
-            return Err(PatternError::TooLong {
-                len: pattern.len(),
-                limit: PATTERN_BYTES_MAX,
-            });
+            return Err(PatternError::TooLong { len: pattern.len(), limit: PATTERN_BYTES_MAX });
         }
         let plan = match mode {
             SearchMode::Wildcard => compile_glob(pattern)?,
             SearchMode::Regex => compile_regex(pattern)?,
         };
-        Ok(Pattern {
-            source: pattern.to_owned(),
-            mode,
-            plan,
-        })
+        Ok(Pattern { source: pattern.to_owned(), mode, plan })
     }
 
     /// The pattern as the client wrote it.
@@ -139,10 +129,7 @@ fn compile_glob(pattern: &str) -> Result<Plan, PatternError> {
         return Ok(Plan::Exact(prefix));
     }
     if rest == "*" {
-        return Ok(Plan::Scan {
-            prefix,
-            filter: None,
-        });
+        return Ok(Plan::Scan { prefix, filter: None });
     }
     // globset's own matcher takes paths; building the regex ourselves lets us match key bytes
     // directly and put the same size limits on globs as on user regexes. The regex starts with
@@ -159,10 +146,7 @@ fn compile_glob(pattern: &str) -> Result<Plan, PatternError> {
             )),
             other => PatternError::InvalidGlob(other.to_string()),
         })?;
-    Ok(Plan::Scan {
-        prefix,
-        filter: Some(Filter::Glob(re)),
-    })
+    Ok(Plan::Scan { prefix, filter: Some(Filter::Glob(re)) })
 }
 
 /// Splits a glob into the literal text before its first metacharacter (with backslash escapes
@@ -199,14 +183,8 @@ fn compile_regex(pattern: &str) -> Result<Plan, PatternError> {
         })?;
     Ok(match regex_anchored_prefix(pattern) {
         Some((prefix, true)) => Plan::Exact(prefix),
-        Some((prefix, false)) => Plan::Scan {
-            prefix,
-            filter: Some(Filter::Regex(re)),
-        },
-        None => Plan::Scan {
-            prefix: String::new(),
-            filter: Some(Filter::Regex(re)),
-        },
+        Some((prefix, false)) => Plan::Scan { prefix, filter: Some(Filter::Regex(re)) },
+        None => Plan::Scan { prefix: String::new(), filter: Some(Filter::Regex(re)) },
     })
 }
 
@@ -220,9 +198,7 @@ fn regex_anchored_prefix(pattern: &str) -> Option<(String, bool)> {
     if pattern.contains('|') {
         return None;
     }
-    const META: &[char] = &[
-        '\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$',
-    ];
+    const META: &[char] = &['\\', '.', '+', '*', '?', '(', ')', '|', '[', ']', '{', '}', '^', '$'];
     let end = body.find(META).unwrap_or(body.len());
     let (literal, rest) = body.split_at(end);
     if rest.starts_with(['*', '+', '?', '{']) {
@@ -311,10 +287,7 @@ mod tests {
         for mode in [SearchMode::Wildcard, SearchMode::Regex] {
             assert_eq!(
                 Pattern::compile(&long, mode).unwrap_err(),
-                PatternError::TooLong {
-                    len: PATTERN_BYTES_MAX + 1,
-                    limit: PATTERN_BYTES_MAX
-                }
+                PatternError::TooLong { len: PATTERN_BYTES_MAX + 1, limit: PATTERN_BYTES_MAX }
             );
         }
         assert!(Pattern::compile(&long[1..], SearchMode::Wildcard).is_ok());
@@ -334,13 +307,7 @@ mod tests {
         // Catastrophic-backtracking shapes compile and match in linear time.
         let re = Pattern::compile("(a+)+$b", SearchMode::Regex).unwrap();
         let key = format!("{}!", "a".repeat(100_000));
-        let Plan::Scan {
-            filter: Some(filter),
-            ..
-        } = re.plan()
-        else {
-            panic!("expected a scan")
-        };
+        let Plan::Scan { filter: Some(filter), .. } = re.plan() else { panic!("expected a scan") };
         assert!(!filter.is_match(&key));
     }
 }

@@ -40,9 +40,7 @@ struct ItemsRef<'a>(&'a BTreeMap<String, Item>);
 impl Serialize for ItemsRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(
-            self.0
-                .iter()
-                .map(|(key, item)| (key.as_str(), &item.value, item.expires_at)),
+            self.0.iter().map(|(key, item)| (key.as_str(), &item.value, item.expires_at)),
         )
     }
 }
@@ -51,20 +49,14 @@ impl Cache {
     /// Encodes the whole cache, including deadlines and the clock. Deterministic: the same state
     /// always produces the same bytes.
     pub fn snapshot(&self) -> Bytes {
-        Bytes::from(codec::encode(&SnapshotRef {
-            clock: self.clock,
-            items: ItemsRef(&self.items),
-        }))
+        Bytes::from(codec::encode(&SnapshotRef { clock: self.clock, items: ItemsRef(&self.items) }))
     }
 
     /// Rebuilds a cache from [`Cache::snapshot`] output, including its expiration index. Input
     /// that is malformed, or lists keys out of order or twice, is an error and never a panic.
     pub fn restore(bytes: &[u8]) -> Result<Cache, DecodeError> {
         let decoded: SnapshotOwned = codec::decode(bytes, SNAPSHOT_BYTES_MAX)?;
-        let mut cache = Cache {
-            clock: decoded.clock,
-            ..Cache::default()
-        };
+        let mut cache = Cache { clock: decoded.clock, ..Cache::default() };
         for (position, (key, value, expires_at)) in decoded.items.into_iter().enumerate() {
             // Strictly increasing keys are what `snapshot` writes; anything else (a duplicate in
             // particular) means the bytes are not a snapshot of one consistent state.

@@ -14,16 +14,11 @@ fn set(key: &str, value: &str, expires_at: Option<u64>) -> Command {
 }
 
 fn del(key: &str) -> Command {
-    Command::Del {
-        key: key.to_owned(),
-    }
+    Command::Del { key: key.to_owned() }
 }
 
 fn apply(cache: &mut Cache, time: u64, command: Command) -> ApplyResult {
-    let result = cache.apply(&Proposal {
-        time: Instant(time),
-        command,
-    });
+    let result = cache.apply(&Proposal { time: Instant(time), command });
     cache.check_invariants();
     result
 }
@@ -68,10 +63,7 @@ fn set_with_past_deadline_is_absent() {
     // A Set whose deadline is at or before the clock removes the key instead of storing it.
     let mut cache = Cache::new();
     apply(&mut cache, 100, set("k", "old", None));
-    assert_eq!(
-        apply(&mut cache, 200, set("k", "new", Some(200))),
-        ApplyResult::Set
-    );
+    assert_eq!(apply(&mut cache, 200, set("k", "new", Some(200))), ApplyResult::Set);
     assert_eq!(get(&cache, "k", 0), None);
     assert_eq!(cache.len(), 0);
     assert_eq!(cache.expiration_index_len(), 0);
@@ -117,10 +109,7 @@ fn ttl_reports_missing_no_expiry_and_remaining() {
     apply(&mut cache, 0, set("soon", "v", Some(1_000)));
     assert_eq!(cache.ttl("nope", Instant(0)), TtlStatus::Missing);
     assert_eq!(cache.ttl("forever", Instant(0)), TtlStatus::NoExpiry);
-    assert_eq!(
-        cache.ttl("soon", Instant(250)),
-        TtlStatus::Remaining { ms: 750 }
-    );
+    assert_eq!(cache.ttl("soon", Instant(250)), TtlStatus::Remaining { ms: 750 });
 }
 
 #[test]
@@ -129,18 +118,9 @@ fn del_reports_existed_only_for_live_keys() {
     let mut cache = Cache::new();
     apply(&mut cache, 0, set("live", "v", None));
     apply(&mut cache, 0, set("stale", "v", Some(10)));
-    assert_eq!(
-        apply(&mut cache, 20, del("live")),
-        ApplyResult::Del { existed: true }
-    );
-    assert_eq!(
-        apply(&mut cache, 20, del("stale")),
-        ApplyResult::Del { existed: false }
-    );
-    assert_eq!(
-        apply(&mut cache, 20, del("never")),
-        ApplyResult::Del { existed: false }
-    );
+    assert_eq!(apply(&mut cache, 20, del("live")), ApplyResult::Del { existed: true });
+    assert_eq!(apply(&mut cache, 20, del("stale")), ApplyResult::Del { existed: false });
+    assert_eq!(apply(&mut cache, 20, del("never")), ApplyResult::Del { existed: false });
     assert!(cache.is_empty());
     assert_eq!(cache.expiration_index_len(), 0);
 }
@@ -151,21 +131,10 @@ fn expire_reports_existed_only_for_live_keys() {
     let mut cache = Cache::new();
     apply(&mut cache, 0, set("live", "v", Some(100)));
     apply(&mut cache, 0, set("stale", "v", Some(10)));
-    let expire = |key: &str| Command::Expire {
-        key: key.to_owned(),
-    };
-    assert_eq!(
-        apply(&mut cache, 20, expire("live")),
-        ApplyResult::Expire { existed: true }
-    );
-    assert_eq!(
-        apply(&mut cache, 20, expire("stale")),
-        ApplyResult::Expire { existed: false }
-    );
-    assert_eq!(
-        apply(&mut cache, 20, expire("live")),
-        ApplyResult::Expire { existed: false }
-    );
+    let expire = |key: &str| Command::Expire { key: key.to_owned() };
+    assert_eq!(apply(&mut cache, 20, expire("live")), ApplyResult::Expire { existed: true });
+    assert_eq!(apply(&mut cache, 20, expire("stale")), ApplyResult::Expire { existed: false });
+    assert_eq!(apply(&mut cache, 20, expire("live")), ApplyResult::Expire { existed: false });
     assert!(cache.is_empty());
 }
 
@@ -177,10 +146,7 @@ fn reset_counts_live_keys() {
     apply(&mut cache, 0, set("b", "v", Some(100)));
     apply(&mut cache, 0, set("c", "v", Some(10)));
     apply(&mut cache, 0, set("d", "v", Some(50)));
-    assert_eq!(
-        apply(&mut cache, 50, Command::Reset),
-        ApplyResult::Reset { cleared: 2 }
-    );
+    assert_eq!(apply(&mut cache, 50, Command::Reset), ApplyResult::Reset { cleared: 2 });
     assert!(cache.is_empty());
     assert_eq!(cache.expiration_index_len(), 0);
     assert_eq!(cache.approx_bytes(), 0);
@@ -220,14 +186,8 @@ fn expired_keys_earliest_deadline_first_and_bounded() {
     apply(&mut cache, 0, set("x", "v", Some(9)));
     apply(&mut cache, 0, set("w", "v", Some(100)));
     assert_eq!(cache.next_deadline(), Some(Instant(5)));
-    assert_eq!(
-        cache.expired_keys(Instant(8), 10),
-        vec!["z".to_owned(), "y".to_owned()]
-    );
-    assert_eq!(
-        cache.expired_keys(Instant(9), 2),
-        vec!["z".to_owned(), "y".to_owned()]
-    );
+    assert_eq!(cache.expired_keys(Instant(8), 10), vec!["z".to_owned(), "y".to_owned()]);
+    assert_eq!(cache.expired_keys(Instant(9), 2), vec!["z".to_owned(), "y".to_owned()]);
     assert_eq!(cache.expired_keys(Instant(4), 10), Vec::<String>::new());
     assert_eq!(cache.expired_keys(Instant(1_000), 0), Vec::<String>::new());
 }
@@ -263,22 +223,17 @@ fn approx_bytes_tracks_inserts_and_removals() {
 #[test]
 fn search_prefix_fast_path_matches_glob_semantics() {
     // The `prefix*` range scan returns exactly what globset matching every key would.
-    let keys = [
-        "", "us", "user", "user:", "user:1", "user:1/x", "user:\n", "user:é", "users", "usf",
-    ];
+    let keys =
+        ["", "us", "user", "user:", "user:1", "user:1/x", "user:\n", "user:é", "users", "usf"];
     let mut cache = Cache::new();
     for key in keys {
         apply(&mut cache, 0, set(key, "v", None));
     }
-    for glob in [
-        "*", "us*", "user*", "user:*", "user:1/*", "usf*", "zzz*", "user", "", r"user\:*",
-    ] {
+    for glob in ["*", "us*", "user*", "user:*", "user:1/*", "usf*", "zzz*", "user", "", r"user\:*"]
+    {
         let pattern = Pattern::compile(glob, SearchMode::Wildcard).unwrap();
         assert!(
-            matches!(
-                pattern.plan(),
-                Plan::Exact(_) | Plan::Scan { filter: None, .. }
-            ),
+            matches!(pattern.plan(), Plan::Exact(_) | Plan::Scan { filter: None, .. }),
             "{glob:?} takes the fast path"
         );
         let matcher = globset::GlobBuilder::new(glob)
@@ -287,34 +242,23 @@ fn search_prefix_fast_path_matches_glob_semantics() {
             .build()
             .unwrap()
             .compile_matcher();
-        let expected: Vec<String> = keys
-            .iter()
-            .filter(|k| matcher.is_match(k))
-            .map(|k| k.to_string())
-            .collect();
+        let expected: Vec<String> =
+            keys.iter().filter(|k| matcher.is_match(k)).map(|k| k.to_string()).collect();
         let mut expected_sorted = expected.clone();
         expected_sorted.sort();
-        assert_eq!(
-            cache.search(&pattern, Instant(0), 100),
-            expected_sorted,
-            "glob {glob:?}"
-        );
+        assert_eq!(cache.search(&pattern, Instant(0), 100), expected_sorted, "glob {glob:?}");
     }
 }
 
 #[test]
 fn search_slow_path_matches_glob_semantics() {
     // Globs that need the regex return exactly what globset matching every key would.
-    let keys = [
-        "a/b", "a\nb", "ab", "abc", "a1", "a9", "b1", "x/y/z", "a*b", "{ab}",
-    ];
+    let keys = ["a/b", "a\nb", "ab", "abc", "a1", "a9", "b1", "x/y/z", "a*b", "{ab}"];
     let mut cache = Cache::new();
     for key in keys {
         apply(&mut cache, 0, set(key, "v", None));
     }
-    for glob in [
-        "a?b", "a?", "a[0-5]", "a[!0-5]", "*/*", "**/z", "a*b", r"a\*b", "{ab,a1}", "*c",
-    ] {
+    for glob in ["a?b", "a?", "a[0-5]", "a[!0-5]", "*/*", "**/z", "a*b", r"a\*b", "{ab,a1}", "*c"] {
         let pattern = Pattern::compile(glob, SearchMode::Wildcard).unwrap();
         let matcher = globset::GlobBuilder::new(glob)
             .literal_separator(false)
@@ -322,17 +266,10 @@ fn search_slow_path_matches_glob_semantics() {
             .build()
             .unwrap()
             .compile_matcher();
-        let mut expected: Vec<String> = keys
-            .iter()
-            .filter(|k| matcher.is_match(k))
-            .map(|k| k.to_string())
-            .collect();
+        let mut expected: Vec<String> =
+            keys.iter().filter(|k| matcher.is_match(k)).map(|k| k.to_string()).collect();
         expected.sort();
-        assert_eq!(
-            cache.search(&pattern, Instant(0), 100),
-            expected,
-            "glob {glob:?}"
-        );
+        assert_eq!(cache.search(&pattern, Instant(0), 100), expected, "glob {glob:?}");
     }
 }
 
@@ -344,29 +281,16 @@ fn search_is_sorted_and_limited() {
     for i in (0..SEARCH_RESULTS_MAX * 5 / 4).rev() {
         let deadline = if i % 7 == 0 { Some(5) } else { None };
         let command = set(&format!("k{i:05}"), "v", deadline);
-        cache.apply(&Proposal {
-            time: Instant(0),
-            command,
-        });
+        cache.apply(&Proposal { time: Instant(0), command });
     }
     cache.check_invariants();
     let all = Pattern::compile("k*", SearchMode::Wildcard).unwrap();
     let found = cache.search(&all, Instant(10), 5);
-    assert_eq!(
-        found,
-        vec!["k00001", "k00002", "k00003", "k00004", "k00005"]
-    );
+    assert_eq!(found, vec!["k00001", "k00002", "k00003", "k00004", "k00005"]);
     let found = cache.search(&all, Instant(10), usize::MAX);
     assert_eq!(found.len(), SEARCH_RESULTS_MAX);
-    assert!(
-        found.windows(2).all(|w| w[0] < w[1]),
-        "results are strictly ascending"
-    );
-    assert!(
-        found
-            .iter()
-            .all(|k| k[1..].parse::<usize>().unwrap() % 7 != 0)
-    );
+    assert!(found.windows(2).all(|w| w[0] < w[1]), "results are strictly ascending");
+    assert!(found.iter().all(|k| k[1..].parse::<usize>().unwrap() % 7 != 0));
     assert!(cache.search(&all, Instant(10), 0).is_empty());
     let regex = Pattern::compile("1$", SearchMode::Regex).unwrap();
     let found = cache.search(&regex, Instant(0), 3);
@@ -414,11 +338,7 @@ fn hostile_regex_search_finishes() {
     // A backtracking-prone regex over long keys completes, because matching is linear-time.
     let mut cache = Cache::new();
     for i in 0..20 {
-        apply(
-            &mut cache,
-            0,
-            set(&format!("{}{i}", "a".repeat(10_000)), "v", None),
-        );
+        apply(&mut cache, 0, set(&format!("{}{i}", "a".repeat(10_000)), "v", None));
     }
     assert!(search(&cache, "^(a|aa)+$", SearchMode::Regex, 0).is_empty());
     assert!(search(&cache, "(a*)*b", SearchMode::Regex, 0).is_empty());
@@ -437,24 +357,10 @@ fn snapshot_restore_roundtrip_preserves_deadlines() {
     restored.check_invariants();
     assert_eq!(restored, cache);
     assert_eq!(restored.clock(), Instant(30));
-    assert_eq!(
-        restored.ttl("b", Instant(0)),
-        TtlStatus::Remaining { ms: 70 }
-    );
-    assert_eq!(
-        restored.get("c", Instant(0)),
-        None,
-        "the restored clock keeps c expired"
-    );
-    assert_eq!(
-        restored.len(),
-        4,
-        "expired keys awaiting removal survive the snapshot"
-    );
-    assert_eq!(
-        restored.expired_keys(Instant(60), 10),
-        vec!["c".to_owned(), "d".to_owned()]
-    );
+    assert_eq!(restored.ttl("b", Instant(0)), TtlStatus::Remaining { ms: 70 });
+    assert_eq!(restored.get("c", Instant(0)), None, "the restored clock keeps c expired");
+    assert_eq!(restored.len(), 4, "expired keys awaiting removal survive the snapshot");
+    assert_eq!(restored.expired_keys(Instant(60), 10), vec!["c".to_owned(), "d".to_owned()]);
     assert_eq!(restored.approx_bytes(), cache.approx_bytes());
     assert_eq!(restored.snapshot(), cache.snapshot());
 }
@@ -497,14 +403,8 @@ fn restore_rejects_duplicate_and_unsorted_keys() {
     // Keys that are repeated or out of order are a decode error, not a panic or a merge.
     let item = |k: &str| (k.to_owned(), Bytes::from_static(b"v"), Some(Instant(1)));
     for items in [vec![item("a"), item("a")], vec![item("b"), item("a")]] {
-        let bytes = crate::codec::encode(&SnapshotOwned {
-            clock: Instant(0),
-            items,
-        });
-        assert!(matches!(
-            Cache::restore(&bytes),
-            Err(DecodeError::Malformed(_))
-        ));
+        let bytes = crate::codec::encode(&SnapshotOwned { clock: Instant(0), items });
+        assert!(matches!(Cache::restore(&bytes), Err(DecodeError::Malformed(_))));
     }
 }
 
@@ -515,22 +415,13 @@ fn restore_rejects_garbage_without_panic() {
     apply(&mut cache, 3, set("a", "1", Some(9)));
     let good = cache.snapshot();
     assert_eq!(Cache::restore(&[]), Err(DecodeError::Empty));
-    assert!(matches!(
-        Cache::restore(&[WIRE_VERSION + 1, 0, 0]),
-        Err(DecodeError::Version { .. })
-    ));
+    assert!(matches!(Cache::restore(&[WIRE_VERSION + 1, 0, 0]), Err(DecodeError::Version { .. })));
     for len in 1..good.len() {
-        assert!(
-            Cache::restore(&good[..len]).is_err(),
-            "truncated to {len} bytes"
-        );
+        assert!(Cache::restore(&good[..len]).is_err(), "truncated to {len} bytes");
     }
     let mut trailing = good.to_vec();
     trailing.push(0);
-    assert!(matches!(
-        Cache::restore(&trailing),
-        Err(DecodeError::Trailing { .. })
-    ));
+    assert!(matches!(Cache::restore(&trailing), Err(DecodeError::Trailing { .. })));
     // A length prefix claiming far more items than present must not allocate them.
     assert!(Cache::restore(&[WIRE_VERSION, 0, 0xff, 0xff, 0xff, 0xff, 0x0f]).is_err());
 }
@@ -542,26 +433,16 @@ fn proposal_codec_roundtrip() {
         set("k", "v", Some(12)),
         set("", "", None),
         del("k"),
-        Command::Expire {
-            key: "k".to_owned(),
-        },
+        Command::Expire { key: "k".to_owned() },
         Command::Reset,
-        Command::RemoveExpired {
-            keys: vec!["a".to_owned(), "b".to_owned()],
-        },
+        Command::RemoveExpired { keys: vec!["a".to_owned(), "b".to_owned()] },
     ];
     for command in commands {
-        let proposal = Proposal {
-            time: Instant(u64::MAX),
-            command,
-        };
+        let proposal = Proposal { time: Instant(u64::MAX), command };
         assert_eq!(Proposal::decode(&proposal.encode()), Ok(proposal));
     }
     let huge = vec![WIRE_VERSION; PROPOSAL_BYTES_MAX + 1];
-    assert!(matches!(
-        Proposal::decode(&huge),
-        Err(DecodeError::TooLarge { .. })
-    ));
+    assert!(matches!(Proposal::decode(&huge), Err(DecodeError::TooLarge { .. })));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,20 +458,14 @@ struct Model {
 impl Model {
     fn is_live(&self, key: &str, now: u64) -> bool {
         let now = now.max(self.clock);
-        self.items
-            .get(key)
-            .is_some_and(|(_, deadline)| deadline.is_none_or(|d| d > now))
+        self.items.get(key).is_some_and(|(_, deadline)| deadline.is_none_or(|d| d > now))
     }
 
     fn apply(&mut self, time: u64, command: &Command) -> ApplyResult {
         self.clock = self.clock.max(time);
         let clock = self.clock;
         match command {
-            Command::Set {
-                key,
-                value,
-                expires_at,
-            } => {
+            Command::Set { key, value, expires_at } => {
                 let deadline = expires_at.map(Instant::as_millis);
                 if deadline.is_some_and(|d| d <= clock) {
                     self.items.remove(key);
@@ -612,18 +487,12 @@ impl Model {
             Command::Reset => {
                 let cleared = self.items.keys().filter(|k| self.is_live(k, clock)).count();
                 self.items.clear();
-                ApplyResult::Reset {
-                    cleared: cleared as u64,
-                }
+                ApplyResult::Reset { cleared: cleared as u64 }
             }
             Command::RemoveExpired { keys } => {
                 let mut removed = 0;
                 for key in keys {
-                    if self
-                        .items
-                        .get(key)
-                        .is_some_and(|(_, d)| d.is_some_and(|d| d <= clock))
-                    {
+                    if self.items.get(key).is_some_and(|(_, d)| d.is_some_and(|d| d <= clock)) {
                         self.items.remove(key);
                         removed += 1;
                     }
@@ -639,9 +508,7 @@ impl Model {
         }
         match self.items[key].1 {
             None => TtlStatus::NoExpiry,
-            Some(d) => TtlStatus::Remaining {
-                ms: d - now.max(self.clock),
-            },
+            Some(d) => TtlStatus::Remaining { ms: d - now.max(self.clock) },
         }
     }
 
@@ -668,20 +535,14 @@ const PATTERNS: &[PatternCase] = &[
     ("abc*", SearchMode::Wildcard, |k| k.starts_with("abc")),
     ("ab", SearchMode::Wildcard, |k| k == "ab"),
     ("?", SearchMode::Wildcard, |k| k.len() == 1),
-    ("a?*", SearchMode::Wildcard, |k| {
-        k.starts_with('a') && k.len() >= 2
-    }),
-    ("[b-d]", SearchMode::Wildcard, |k| {
-        ["b", "c", "d"].contains(&k)
-    }),
+    ("a?*", SearchMode::Wildcard, |k| k.starts_with('a') && k.len() >= 2),
+    ("[b-d]", SearchMode::Wildcard, |k| ["b", "c", "d"].contains(&k)),
     ("*c", SearchMode::Wildcard, |k| k.ends_with('c')),
     ("^ab", SearchMode::Regex, |k| k.starts_with("ab")),
     ("b", SearchMode::Regex, |k| k.contains('b')),
     ("c$", SearchMode::Regex, |k| k.ends_with('c')),
     ("^a$", SearchMode::Regex, |k| k == "a"),
-    ("^a.", SearchMode::Regex, |k| {
-        k.starts_with('a') && k.len() >= 2
-    }),
+    ("^a.", SearchMode::Regex, |k| k.starts_with('a') && k.len() >= 2),
 ];
 
 const KEYS: &[&str] = &["a", "b", "c", "d", "e", "ab", "abc"];
@@ -750,26 +611,17 @@ fn run_op(cache: &mut Cache, model: &mut Model, op: &Op) -> Result<(), TestCaseE
     match op {
         Op::Apply { time, command } => {
             let expected = model.apply(*time, command);
-            let actual = cache.apply(&Proposal {
-                time: Instant(*time),
-                command: command.clone(),
-            });
+            let actual = cache.apply(&Proposal { time: Instant(*time), command: command.clone() });
             prop_assert_eq!(actual, expected);
         }
         Op::Get { key, now } => {
-            let expected = model
-                .is_live(key, *now)
-                .then(|| model.items[key.as_str()].0.clone());
+            let expected = model.is_live(key, *now).then(|| model.items[key.as_str()].0.clone());
             prop_assert_eq!(cache.get(key, Instant(*now)).map(|v| v.to_vec()), expected);
         }
         Op::Ttl { key, now } => {
             prop_assert_eq!(cache.ttl(key, Instant(*now)), model.ttl(key, *now));
         }
-        Op::Search {
-            pattern,
-            now,
-            limit,
-        } => {
+        Op::Search { pattern, now, limit } => {
             let (source, mode, predicate) = PATTERNS[*pattern];
             let compiled = Pattern::compile(source, mode).unwrap();
             let expected: Vec<String> = model
@@ -786,10 +638,7 @@ fn run_op(cache: &mut Cache, model: &mut Model, op: &Op) -> Result<(), TestCaseE
             prop_assert_eq!(&keys, &model.expired_keys(*now, *max));
             let command = Command::RemoveExpired { keys };
             let expected = model.apply(*now, &command);
-            let actual = cache.apply(&Proposal {
-                time: Instant(*now),
-                command,
-            });
+            let actual = cache.apply(&Proposal { time: Instant(*now), command });
             prop_assert_eq!(&actual, &expected);
         }
         Op::SnapshotRestore => {
@@ -803,12 +652,7 @@ fn run_op(cache: &mut Cache, model: &mut Model, op: &Op) -> Result<(), TestCaseE
     cache.check_invariants();
     prop_assert_eq!(cache.clock(), Instant(model.clock));
     prop_assert_eq!(cache.len(), model.items.len());
-    let model_deadline = model
-        .items
-        .values()
-        .filter_map(|(_, d)| *d)
-        .min()
-        .map(Instant);
+    let model_deadline = model.items.values().filter_map(|(_, d)| *d).min().map(Instant);
     prop_assert_eq!(cache.next_deadline(), model_deadline);
     prop_assert_eq!(
         cache.expiration_index_len(),
@@ -819,25 +663,19 @@ fn run_op(cache: &mut Cache, model: &mut Model, op: &Op) -> Result<(), TestCaseE
 
 fn proposal_strategy() -> impl Strategy<Value = Proposal> {
     let command = prop_oneof![
-        (
-            ".{0,12}",
-            prop::collection::vec(any::<u8>(), 0..32),
-            any::<Option<u64>>()
-        )
-            .prop_map(|(key, value, deadline)| Command::Set {
+        (".{0,12}", prop::collection::vec(any::<u8>(), 0..32), any::<Option<u64>>()).prop_map(
+            |(key, value, deadline)| Command::Set {
                 key,
                 value: Bytes::from(value),
                 expires_at: deadline.map(Instant),
-            }),
+            }
+        ),
         ".{0,12}".prop_map(|key| Command::Del { key }),
         ".{0,12}".prop_map(|key| Command::Expire { key }),
         Just(Command::Reset),
         prop::collection::vec(".{0,6}", 0..6).prop_map(|keys| Command::RemoveExpired { keys }),
     ];
-    (any::<u64>(), command).prop_map(|(time, command)| Proposal {
-        time: Instant(time),
-        command,
-    })
+    (any::<u64>(), command).prop_map(|(time, command)| Proposal { time: Instant(time), command })
 }
 
 proptest! {
