@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod codec;
 pub mod message;
+pub mod node;
 pub mod types;
 pub mod wal;
 

@@ -1,0 +1,396 @@
+//! `CacheNode`: the Raft node and the cache together, with the bookkeeping every driver needs
+//! (which client write finished with what result, which read may run now, expiring keys through
+//! the log, snapshots at a threshold). The server and the simulator both drive a `CacheNode`, so
+//! the simulator tests the code that ships; they only add IO.
+//!
+//! A driver's loop:
+//! ```text
+//! node.step / tick / write / read / raft_mut().propose_membership(..)   (inputs)
+//! let ready = node.ready();
+//! persist ready.snapshot, ready.hard_state + ready.entries; fsync if ready.must_sync
+//! send ready.messages
+//! let applied = node.apply(ready);        // applies, resolves writes and reads, advances
+//! persist applied.snapshot if any; answer applied.writes and applied.reads
+//! ```
+
+use crate::Message;
+use crate::cache::{ApplyResult, Cache, Command, Proposal};
+use crate::codec::DecodeError;
+use crate::config::{Config, ConfigError};
+use crate::message::{EntryPayload, ReadId, Snapshot};
+use crate::raft::{Persisted, ProposeError, RaftNode, ReadError, Ready, Role, StepError};
+use crate::types::{Instant, LogIndex, Term};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Identifies a client request of the driver's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u64);
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeConfig {
+    pub raft: Config,
+    /// Take a snapshot (and compact the log) once this many entries were applied since the last.
+    pub snapshot_threshold: u64,
+    /// Keys removed by one leader-proposed `RemoveExpired` entry.
+    pub expiry_batch_max: usize,
+}
+
+impl NodeConfig {
+    pub fn new(raft: Config) -> NodeConfig {
+        NodeConfig { raft, snapshot_threshold: 10_000, expiry_batch_max: 1_000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("snapshot_threshold and expiry_batch_max must be greater than 0")]
+    ZeroLimit,
+    #[error("the persisted snapshot does not decode: {0}")]
+    Snapshot(DecodeError),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+    /// Another entry was committed at the write's index: it did not take effect.
+    #[error("the write was superseded after a leader change and did not take effect")]
+    Superseded,
+    /// The write's index was covered by a snapshot from the leader before this node applied it:
+    /// it may or may not have taken effect.
+    #[error("the outcome of the write is unknown (a snapshot from the leader covered it)")]
+    Unknown,
+    /// A committed command that does not decode: a bug or a foreign log, never client input.
+    #[error("a committed entry did not decode: {0}")]
+    Undecodable(DecodeError),
+}
+
+/// A request resolved by [`CacheNode::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Writes that finished, with the state machine's answer or why they failed.
+    pub writes: Vec<(RequestId, Result<ApplyResult, WriteError>)>,
+    /// Reads that may run now against [`CacheNode::cache`], judging expiry at the given instant;
+    /// or that lost their leader and should be retried or failed.
+    pub reads: Vec<(RequestId, Result<Instant, ReadError>)>,
+    /// A snapshot the node just took; the driver persists it (its log before it is compacted).
+    pub snapshot: Option<Snapshot>,
+}
+
+/// Raft + cache + the requests waiting on them.
+pub struct CacheNode {
+    cfg: NodeConfig,
+    raft: RaftNode,
+    cache: Cache,
+    /// Writes proposed here, by the index and term they were appended at.
+    writes: BTreeMap<LogIndex, (Term, RequestId)>,
+    /// Reads waiting for their read index to be applied, by index.
+    reads_ready: BTreeMap<LogIndex, Vec<(RequestId, Instant)>>,
+    /// Reads waiting for a read index.
+    reads_waiting: BTreeSet<RequestId>,
+    /// The index of the leader's outstanding `RemoveExpired` entry, to propose one at a time.
+    expiry_in_flight: Option<(LogIndex, Term)>,
+    snapshot_index: LogIndex,
+    now: Instant,
+}
+
+impl CacheNode {
+    /// Builds the node from what the driver recovered from disk; the cache is restored from the
+    /// persisted snapshot and the rest of the log is re-applied through `Ready`s.
+    pub fn new(
+        cfg: NodeConfig,
+        persisted: Persisted,
+        seed: u64,
+        now: Instant,
+    ) -> Result<CacheNode, NodeError> {
+        if cfg.snapshot_threshold == 0 || cfg.expiry_batch_max == 0 {
+            return Err(NodeError::ZeroLimit);
+        }
+        let (cache, snapshot_index) = match &persisted.snapshot {
+            Some(s) if !s.data.is_empty() => {
+                (Cache::restore(&s.data).map_err(NodeError::Snapshot)?, s.meta.last_index)
+            }
+            Some(s) => (Cache::new(), s.meta.last_index),
+            None => (Cache::new(), LogIndex(0)),
+        };
+        let raft = RaftNode::new(cfg.raft.clone(), persisted, seed, now)?;
+        Ok(CacheNode {
+            cfg,
+            raft,
+            cache,
+            writes: BTreeMap::new(),
+            reads_ready: BTreeMap::new(),
+            reads_waiting: BTreeSet::new(),
+            expiry_in_flight: None,
+            snapshot_index,
+            now,
+        })
+    }
+
+    pub fn raft(&self) -> &RaftNode {
+        &self.raft
+    }
+    /// Direct access for membership changes, leadership transfer and status.
+    pub fn raft_mut(&mut self) -> &mut RaftNode {
+        &mut self.raft
+    }
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+    /// Writes and reads this node is still waiting on.
+    pub fn pending_requests(&self) -> usize {
+        self.writes.len()
+            + self.reads_waiting.len()
+            + self.reads_ready.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// The earliest instant at which [`CacheNode::tick`] has something to do.
+    pub fn next_deadline(&self) -> Instant {
+        let raft = self.raft.next_deadline();
+        match (self.raft.role(), self.cache.next_deadline()) {
+            (Role::Leader, Some(expiry)) if self.expiry_in_flight.is_none() => raft.min(expiry),
+            _ => raft,
+        }
+    }
+
+    pub fn tick(&mut self, now: Instant) {
+        self.now = self.now.max(now);
+        self.raft.tick(now);
+        self.propose_expiry();
+    }
+
+    pub fn step(&mut self, now: Instant, msg: Message) -> Result<(), StepError> {
+        self.now = self.now.max(now);
+        self.raft.step(now, msg)
+    }
+
+    /// Proposes a client write. TTLs must already be absolute deadlines computed from `now`
+    /// (the leader's clock), which is also stamped on the entry.
+    pub fn write(
+        &mut self,
+        now: Instant,
+        id: RequestId,
+        command: Command,
+    ) -> Result<(), WriteError> {
+        self.now = self.now.max(now);
+        let proposal = Proposal { time: self.now, command };
+        let (index, term) = self.raft.propose(self.now, proposal.encode())?;
+        self.writes.insert(index, (term, id));
+        Ok(())
+    }
+
+    /// Asks for a linearizable read; [`CacheNode::apply`] reports when it may run.
+    pub fn read(&mut self, now: Instant, id: RequestId) -> Result<(), ReadError> {
+        self.now = self.now.max(now);
+        self.raft.read_index(self.now, ReadId(id.0))?;
+        self.reads_waiting.insert(id);
+        Ok(())
+    }
+
+    pub fn ready(&mut self) -> Ready {
+        self.raft.ready()
+    }
+
+    /// Call once the `Ready`'s snapshot, state and entries are persisted and its messages sent:
+    /// installs the snapshot into the cache, applies committed entries, resolves requests and
+    /// advances the Raft node.
+    pub fn apply(&mut self, ready: Ready) -> Applied {
+        let ack = ready.ack();
+        let mut out = Applied { writes: Vec::new(), reads: Vec::new(), snapshot: None };
+        if let Some(s) = &ready.snapshot {
+            match Cache::restore(&s.data) {
+                Ok(cache) => self.cache = cache,
+                // The leader encoded it with the same code; a failure is a bug, never input.
+                Err(e) => panic!("snapshot from the leader does not decode: {e}"),
+            }
+            self.snapshot_index = s.meta.last_index;
+            // Writes inside the snapshot may or may not have been committed: say so.
+            let covered: Vec<LogIndex> =
+                self.writes.range(..=s.meta.last_index).map(|(i, _)| *i).collect();
+            for i in covered {
+                let (_, id) = self.writes.remove(&i).expect("listed");
+                out.writes.push((id, Err(WriteError::Unknown)));
+            }
+        }
+        for e in &ready.committed_entries {
+            let result = match &e.payload {
+                EntryPayload::Command(data) => match Proposal::decode(data) {
+                    Ok(p) => Ok(self.cache.apply(&p)),
+                    Err(err) => Err(WriteError::Undecodable(err)),
+                },
+                _ => Ok(ApplyResult::Set),
+            };
+            if let Some((term, id)) = self.writes.remove(&e.index) {
+                if term == e.term {
+                    out.writes.push((id, result));
+                } else {
+                    out.writes.push((id, Err(WriteError::Superseded)));
+                }
+            }
+            if self.expiry_in_flight.is_some_and(|(i, _)| i <= e.index) {
+                self.expiry_in_flight = None;
+            }
+        }
+        for rs in &ready.read_states {
+            let id = RequestId(rs.id.0);
+            if self.reads_waiting.remove(&id) {
+                self.reads_ready.entry(rs.index).or_default().push((id, rs.leader_time));
+            }
+        }
+        for aborted in &ready.aborted_reads {
+            let id = RequestId(aborted.0);
+            if self.reads_waiting.remove(&id) {
+                out.reads.push((id, Err(ReadError::NoLeader)));
+            }
+        }
+        self.raft.advance(ack);
+        let applied = self.raft.last_applied();
+        let runnable: Vec<LogIndex> = self.reads_ready.range(..=applied).map(|(i, _)| *i).collect();
+        for i in runnable {
+            for (id, leader_time) in self.reads_ready.remove(&i).expect("listed") {
+                // Judge expiry by the later of the leader's clock and the log's.
+                out.reads.push((id, Ok(leader_time.max(self.cache.clock()))));
+            }
+        }
+        if applied.0 >= self.snapshot_index.0 + self.cfg.snapshot_threshold {
+            let data = self.cache.snapshot();
+            if self.raft.compact(applied, data.clone()).is_ok() {
+                self.snapshot_index = applied;
+                let meta = self.raft.log().snapshot_meta().clone();
+                out.snapshot = Some(Snapshot { meta, data });
+            }
+        }
+        out
+    }
+
+    /// On the leader: propose removing expired keys, one batch at a time.
+    fn propose_expiry(&mut self) {
+        if self.raft.role() != Role::Leader || self.expiry_in_flight.is_some() {
+            return;
+        }
+        let keys = self.cache.expired_keys(self.now, self.cfg.expiry_batch_max);
+        if keys.is_empty() {
+            return;
+        }
+        let proposal = Proposal { time: self.now, command: Command::RemoveExpired { keys } };
+        if let Ok(at) = self.raft.propose(self.now, proposal.encode()) {
+            self.expiry_in_flight = Some(at);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Membership;
+    use crate::types::NodeId;
+    use bytes::Bytes;
+
+    fn single(threshold: u64) -> CacheNode {
+        let mut cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
+        cfg.snapshot_threshold = threshold;
+        let p = Persisted::bootstrap(Membership::with_voters([NodeId(1)]));
+        CacheNode::new(cfg, p, 1, Instant(0)).unwrap()
+    }
+
+    /// Runs the driver loop with a perfect disk until nothing is left to do.
+    fn drive(n: &mut CacheNode, applied: &mut Vec<Applied>) {
+        loop {
+            let r = n.ready();
+            if r.is_empty() {
+                return;
+            }
+            applied.push(n.apply(r));
+        }
+    }
+
+    fn leader() -> CacheNode {
+        let mut n = single(1_000);
+        n.tick(Instant(250));
+        drive(&mut n, &mut Vec::new());
+        assert!(n.raft().is_leader());
+        n
+    }
+
+    fn set(key: &str, v: &str, expires_at: Option<u64>) -> Command {
+        Command::Set {
+            key: key.into(),
+            value: Bytes::from(v.to_owned()),
+            expires_at: expires_at.map(Instant),
+        }
+    }
+
+    // A write resolves with the cache's answer once applied; a read then sees it.
+    #[test]
+    fn write_resolves_when_applied_and_read_sees_it() {
+        let mut n = leader();
+        n.write(Instant(300), RequestId(1), set("k", "v", None)).unwrap();
+        n.write(Instant(300), RequestId(2), Command::Del { key: "k".into() }).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let writes: Vec<_> = out.iter().flat_map(|a| a.writes.clone()).collect();
+        assert_eq!(
+            writes,
+            vec![
+                (RequestId(1), Ok(ApplyResult::Set)),
+                (RequestId(2), Ok(ApplyResult::Del { existed: true }))
+            ]
+        );
+        n.write(Instant(301), RequestId(3), set("k", "w", None)).unwrap();
+        n.read(Instant(301), RequestId(4)).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let reads: Vec<_> = out.iter().flat_map(|a| a.reads.clone()).collect();
+        assert_eq!(reads, vec![(RequestId(4), Ok(Instant(301)))]);
+        assert_eq!(n.cache().get("k", Instant(301)), Some(&Bytes::from_static(b"w")));
+    }
+
+    // An expired key is removed through the log by the leader, never earlier than its deadline.
+    #[test]
+    fn leader_removes_expired_keys_through_the_log() {
+        let mut n = leader();
+        n.write(Instant(300), RequestId(1), set("t", "v", Some(400))).unwrap();
+        drive(&mut n, &mut Vec::new());
+        assert_eq!(n.next_deadline().min(Instant(400)), n.next_deadline());
+        n.tick(Instant(399));
+        drive(&mut n, &mut Vec::new());
+        assert_eq!(n.cache().len(), 1, "not removed before its deadline");
+        n.tick(Instant(400));
+        drive(&mut n, &mut Vec::new());
+        assert_eq!(n.cache().len(), 0, "removed through a RemoveExpired entry");
+        assert_eq!(n.cache().expiration_index_len(), 0);
+    }
+
+    // Past the threshold the node snapshots the cache and hands the snapshot to the driver; a
+    // node restored from that snapshot has the same cache.
+    #[test]
+    fn snapshot_at_threshold_restores_the_same_cache() {
+        let mut n = single(5);
+        n.tick(Instant(250));
+        drive(&mut n, &mut Vec::new());
+        for i in 0..10 {
+            n.write(Instant(300), RequestId(i), set(&format!("k{i}"), "v", Some(10_000))).unwrap();
+        }
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let snap = out.iter().rev().find_map(|a| a.snapshot.clone()).expect("a snapshot was taken");
+        assert!(snap.meta.last_index >= LogIndex(5));
+        let p = Persisted { snapshot: Some(snap.clone()), ..Persisted::default() };
+        let cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
+        let restored = CacheNode::new(cfg, p, 2, Instant(0)).unwrap();
+        let expected = Cache::restore(&snap.data).unwrap();
+        assert_eq!(restored.cache().snapshot(), expected.snapshot());
+        assert_eq!(restored.raft().log().snapshot_meta().last_index, snap.meta.last_index);
+    }
+
+    // A write on a follower is refused with the leader hint, and nothing is left pending.
+    #[test]
+    fn write_on_non_leader_is_refused() {
+        let mut n = single(100);
+        let err = n.write(Instant(0), RequestId(1), set("k", "v", None)).unwrap_err();
+        assert_eq!(err, WriteError::Propose(ProposeError::NotLeader { leader_hint: None }));
+        assert_eq!(n.pending_requests(), 0);
+    }
+}
