@@ -51,3 +51,184 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Deco
     }
     Ok(value)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::*;
+    use crate::types::{Instant, LogIndex, NodeId, Term};
+    use bytes::Bytes;
+    use proptest::prelude::*;
+
+    fn membership() -> impl Strategy<Value = Membership> {
+        (
+            proptest::collection::btree_set(1u64..9, 0..4),
+            proptest::collection::btree_set(10u64..14, 0..3),
+            proptest::collection::btree_map(1u64..14, "[a-z0-9.:]{0,12}", 0..4),
+        )
+            .prop_map(|(v, l, a)| Membership {
+                voters: v.into_iter().map(NodeId).collect(),
+                learners: l.into_iter().map(NodeId).collect(),
+                addresses: a.into_iter().map(|(k, v)| (NodeId(k), v)).collect(),
+            })
+    }
+
+    fn entry() -> impl Strategy<Value = Entry> {
+        let payload = prop_oneof![
+            Just(EntryPayload::Noop),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|d| EntryPayload::Command(Bytes::from(d))),
+            membership().prop_map(EntryPayload::Membership),
+        ];
+        (any::<u64>(), any::<u64>(), payload).prop_map(|(t, i, payload)| Entry {
+            term: Term(t),
+            index: LogIndex(i),
+            payload,
+        })
+    }
+
+    fn meta() -> impl Strategy<Value = SnapshotMeta> {
+        (any::<u64>(), any::<u64>(), membership()).prop_map(|(i, t, membership)| SnapshotMeta {
+            last_index: LogIndex(i),
+            last_term: Term(t),
+            membership,
+        })
+    }
+
+    fn body() -> impl Strategy<Value = MessageBody> {
+        let idx = any::<u64>().prop_map(LogIndex);
+        let term = any::<u64>().prop_map(Term);
+        prop_oneof![
+            (any::<bool>(), idx.clone(), term.clone(), any::<bool>()).prop_map(|(p, i, t, l)| {
+                MessageBody::RequestVote {
+                    pre_vote: p,
+                    last_log_index: i,
+                    last_log_term: t,
+                    leadership_transfer: l,
+                }
+            }),
+            (any::<bool>(), any::<bool>())
+                .prop_map(|(p, g)| MessageBody::RequestVoteResponse { pre_vote: p, granted: g }),
+            (idx.clone(), term.clone(), proptest::collection::vec(entry(), 0..4), idx.clone())
+                .prop_map(|(pi, pt, entries, c)| MessageBody::AppendEntries {
+                    prev_log_index: pi,
+                    prev_log_term: pt,
+                    entries,
+                    leader_commit: c,
+                }),
+            (idx.clone(), any::<bool>(), proptest::option::of(term), idx.clone()).prop_map(
+                |(index, success, conflict_term, conflict_index)| {
+                    MessageBody::AppendEntriesResponse {
+                        index,
+                        success,
+                        conflict_term,
+                        conflict_index,
+                    }
+                }
+            ),
+            (idx.clone(), any::<u64>())
+                .prop_map(|(c, s)| MessageBody::Heartbeat { commit_index: c, read_seq: s }),
+            (any::<u64>(), idx.clone())
+                .prop_map(|(s, l)| MessageBody::HeartbeatResponse { read_seq: s, last_index: l }),
+            (meta(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64), any::<bool>())
+                .prop_map(|(meta, offset, d, done)| MessageBody::InstallSnapshot {
+                    meta,
+                    offset,
+                    data: Bytes::from(d),
+                    done,
+                }),
+            (idx.clone(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
+                |(last_index, next_offset, done, rejected)| MessageBody::InstallSnapshotResponse {
+                    last_index,
+                    next_offset,
+                    done,
+                    rejected,
+                }
+            ),
+            any::<u64>().prop_map(|id| MessageBody::ReadIndex { id: ReadId(id) }),
+            (any::<u64>(), proptest::option::of(idx), any::<u64>()).prop_map(|(id, index, t)| {
+                MessageBody::ReadIndexResponse { id: ReadId(id), index, leader_time: Instant(t) }
+            }),
+            Just(MessageBody::TimeoutNow),
+        ]
+    }
+
+    fn message() -> impl Strategy<Value = Message> {
+        (any::<u64>(), any::<u64>(), any::<u64>(), body()).prop_map(|(f, t, term, body)| Message {
+            from: NodeId(f),
+            to: NodeId(t),
+            term: Term(term),
+            body,
+        })
+    }
+
+    proptest! {
+        // Every message type survives encode -> decode unchanged.
+        #[test]
+        fn every_message_roundtrips(m in message()) {
+            let bytes = encode(&m);
+            prop_assert_eq!(bytes[0], WIRE_VERSION);
+            prop_assert_eq!(decode::<Message>(&bytes, usize::MAX).unwrap(), m);
+        }
+
+        // Hard state and snapshots round-trip too.
+        #[test]
+        fn hard_state_and_snapshot_roundtrip(t in any::<u64>(), v in proptest::option::of(any::<u64>()), c in any::<u64>(), meta in meta(), d in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let hs = HardState { current_term: Term(t), voted_for: v.map(NodeId), commit_index: LogIndex(c) };
+            prop_assert_eq!(decode::<HardState>(&encode(&hs), usize::MAX).unwrap(), hs);
+            let s = Snapshot { meta, data: Bytes::from(d) };
+            prop_assert_eq!(decode::<Snapshot>(&encode(&s), usize::MAX).unwrap(), s);
+        }
+
+        // Arbitrary bytes never panic the decoder: they decode or return an error.
+        #[test]
+        fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode::<Message>(&bytes, 1 << 20);
+        }
+
+        // Truncating a valid encoding anywhere gives an error, never a different message.
+        #[test]
+        fn truncated_message_is_an_error(m in message(), cut in any::<prop::sample::Index>()) {
+            let bytes = encode(&m);
+            let at = cut.index(bytes.len());
+            prop_assert!(decode::<Message>(&bytes[..at], usize::MAX).is_err());
+        }
+    }
+
+    // The size limit is checked before anything is decoded.
+    #[test]
+    fn oversized_input_is_refused_before_decoding() {
+        let m = Message {
+            from: NodeId(1),
+            to: NodeId(2),
+            term: Term(3),
+            body: MessageBody::TimeoutNow,
+        };
+        let bytes = encode(&m);
+        assert_eq!(
+            decode::<Message>(&bytes, 2),
+            Err(DecodeError::TooLarge { len: bytes.len(), limit: 2 })
+        );
+    }
+
+    // A wrong version byte, an empty input and trailing bytes are each a distinct error.
+    #[test]
+    fn version_empty_and_trailing_errors() {
+        let mut bytes = encode(&HardState::default());
+        assert_eq!(decode::<HardState>(&[], 10), Err(DecodeError::Empty));
+        bytes.push(0);
+        assert_eq!(decode::<HardState>(&bytes, 100), Err(DecodeError::Trailing { trailing: 1 }));
+        bytes[0] = 9;
+        assert_eq!(decode::<HardState>(&bytes, 100), Err(DecodeError::Version { found: 9 }));
+    }
+
+    // A length prefix claiming a huge vector does not allocate it: it fails on missing bytes.
+    #[test]
+    fn hostile_length_prefix_is_an_error() {
+        // Version, then an AppendEntries-shaped prefix is not needed: a Vec<u8> with a length of
+        // u64::MAX-ish encoded as a varint.
+        let mut bytes = vec![WIRE_VERSION];
+        bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01]);
+        assert!(decode::<Vec<u8>>(&bytes, 1 << 20).is_err());
+    }
+}

@@ -95,6 +95,9 @@ pub struct Cluster {
     /// Take a snapshot once this many entries are applied past the last one (0: never).
     pub snapshot_every: u64,
     pub messages_delivered: u64,
+    /// FNV-1a over the encoded bytes of every Ready's persisted state and messages, in order:
+    /// two runs with the same seed must end with the same digest (byte-for-byte determinism).
+    pub trace_digest: u64,
 }
 
 /// A config for tests: fast timeouts, small limits so the limits are exercised.
@@ -131,6 +134,7 @@ impl Cluster {
             applied_log: BTreeMap::new(),
             snapshot_every: 0,
             messages_delivered: 0,
+            trace_digest: 0xcbf2_9ce4_8422_2325,
         };
         let membership = Membership::with_voters((1..=voters).map(NodeId));
         for id in 1..=voters {
@@ -354,6 +358,8 @@ impl Cluster {
 
     fn handle_ready(&mut self, id: NodeId, ready: Ready) {
         let ack = ready.ack();
+        self.digest(&id.0.to_le_bytes());
+        self.digest(&crate::codec::encode(&(&ready.hard_state, &ready.entries, &ready.messages)));
         let n = self.nodes.get_mut(&id).expect("node exists");
         // 1 + 2: persist (the disk is synchronous, so durable at once).
         n.disk.persist(&ready);
@@ -417,6 +423,13 @@ impl Cluster {
             n.raft.compact(index, data.clone()).expect("compacting at the applied index");
             let meta = n.raft.log().snapshot_meta().clone();
             n.disk.compact(Snapshot { meta, data });
+        }
+    }
+
+    fn digest(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.trace_digest ^= *b as u64;
+            self.trace_digest = self.trace_digest.wrapping_mul(0x0100_0000_01b3);
         }
     }
 
