@@ -148,11 +148,13 @@ impl RaftLog {
         if self.matches(meta.last_index, meta.last_term) && meta.last_index <= self.last_index() {
             let drop = (meta.last_index.0 - self.snapshot.last_index.0) as usize;
             self.entries.drain(..drop);
+            self.persisted = self.persisted.max(meta.last_index);
         } else {
+            // The log disagrees with the snapshot: every entry goes, durable or not.
             self.entries.clear();
             self.unstable_from = meta.last_index.next();
+            self.persisted = meta.last_index;
         }
-        self.persisted = self.persisted.max(meta.last_index);
         self.unstable_from = self.unstable_from.max(meta.last_index.next());
         self.snapshot = meta;
     }

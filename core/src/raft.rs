@@ -727,8 +727,18 @@ impl RaftNode {
         self.now = self.now.max(now);
     }
 
+    /// Voters campaign. So does a node whose own removal is appended but not committed: it
+    /// may hold the only copy of that entry, and without it no one could commit the change
+    /// (it then leads a cluster it is not a voter of, commits the removal and steps down, as
+    /// in section 4.2.2 of the Raft dissertation).
     fn can_campaign(&self) -> bool {
-        self.membership.is_voter(self.id)
+        if self.membership.is_voter(self.id) {
+            return true;
+        }
+        self.membership_change_pending() && {
+            let (_, committed) = self.log.membership_at(self.commit_index);
+            committed.is_voter(self.id)
+        }
     }
 
     fn reset_election_deadline(&mut self) {

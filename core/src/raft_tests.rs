@@ -1006,6 +1006,7 @@ mod random {
         Loss(u16),
         Transfer(u8),
         Snapshot,
+        Membership(u8, u8),
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -1020,6 +1021,7 @@ mod random {
             1 => (0u16..400).prop_map(Op::Loss),
             1 => any::<u8>().prop_map(Op::Transfer),
             1 => Just(Op::Snapshot),
+            1 => (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Op::Membership(a, b)),
         ]
     }
 
@@ -1036,7 +1038,9 @@ mod random {
         fn random_inputs_keep_safety_and_recover(seed in any::<u64>(), ops in proptest::collection::vec(op(), 1..60)) {
             let mut c = Cluster::new(3 + (seed % 2) * 2, seed);
             let n = c.nodes.len() as u64;
+            // Random picks among the original members; membership ops add nodes up to id 8.
             let pick = |b: u8| NodeId(1 + b as u64 % n);
+            let mut next_id = n + 1;
             let mut read_id = 0;
             for op in ops {
                 match op {
@@ -1063,6 +1067,27 @@ mod random {
                         }
                     }
                     Op::Snapshot => c.snapshot_every = 5,
+                    Op::Membership(kind, b) => {
+                        let Some(l) = c.leader() else { continue };
+                        let members: Vec<NodeId> = c.node(l).raft.membership().members().collect();
+                        let learners: Vec<NodeId> =
+                            c.node(l).raft.membership().learners.iter().copied().collect();
+                        let change = match kind % 3 {
+                            0 if next_id <= 8 => {
+                                let id = NodeId(next_id);
+                                next_id += 1;
+                                c.add_empty_node(id);
+                                MembershipChange::AddLearner { id, address: format!("n{id}") }
+                            }
+                            1 if !learners.is_empty() => MembershipChange::PromoteLearner {
+                                id: learners[b as usize % learners.len()],
+                            },
+                            _ => MembershipChange::Remove { id: members[b as usize % members.len()] },
+                        };
+                        let now = c.now;
+                        let _ = c.raft(l).propose_membership(now, change);
+                        c.process(l);
+                    }
                 }
             }
             c.heal();
@@ -1070,7 +1095,13 @@ mod random {
             for id in c.nodes.keys().copied().collect::<Vec<_>>() {
                 if !c.node(id).up { c.restart(id); }
             }
-            prop_assert!(c.write(b"final", 20_000).is_some(), "no progress after healing");
+            let ok = c.write(b"final", 20_000).is_some();
+            if !ok {
+                for (id, n) in &c.nodes {
+                    eprintln!("{id}: up={} {:?} term={} leader={:?} last={} commit={} membership={:?} voted={:?}", n.up, n.raft.role(), n.raft.term(), n.raft.leader_id(), n.raft.last_index(), n.raft.commit_index(), n.raft.membership(), n.raft.voted_for());
+                }
+            }
+            prop_assert!(ok, "no progress after healing");
         }
     }
 }

@@ -26,8 +26,15 @@ pub struct Disk {
 impl Disk {
     fn persist(&mut self, ready: &Ready) {
         if let Some(s) = &ready.snapshot {
-            self.entries.retain(|e| e.index > s.meta.last_index);
-            if self.entries.first().is_some_and(|e| e.index != s.meta.last_index.next()) {
+            // Like the WAL's Snapshot record: later entries survive only if the log agrees with
+            // the snapshot at its last index.
+            let agrees = self
+                .entries
+                .iter()
+                .any(|e| e.index == s.meta.last_index && e.term == s.meta.last_term);
+            if agrees {
+                self.entries.retain(|e| e.index > s.meta.last_index);
+            } else {
                 self.entries.clear();
             }
             self.snapshot = Some(s.clone());
@@ -462,7 +469,14 @@ impl Cluster {
                 continue;
             };
             let left = end.saturating_since(self.now);
-            self.run_until(left, |c| c.applied_log.contains_key(&index));
+            // Wait until applied, or until the proposer lost that leadership (then retry).
+            self.run_until(left, |c| {
+                let n = c.node(leader);
+                c.applied_log.contains_key(&index)
+                    || !n.up
+                    || !(n.raft.is_leader() && n.raft.term() == term)
+            });
+            self.run_until(left.min(1_000), |c| c.applied_log.contains_key(&index));
             if self.applied_log.get(&index).is_some_and(|(t, _)| *t == term) {
                 return Some(index);
             }
