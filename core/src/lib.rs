@@ -14,6 +14,7 @@ pub mod wal;
 pub use message::*;
 pub use types::{Instant, LogIndex, NodeId, Term};
 pub mod config;
+pub mod fuzz;
 pub mod log;
 pub mod progress;
 pub mod raft;

@@ -63,7 +63,7 @@ pub enum MembershipChange {
 pub enum EntryPayload {
     /// Appended by every new leader so that it can commit an entry of its own term.
     Noop,
-    /// An opaque command for the state machine (for the cache: an encoded `cache::Command`).
+    /// An opaque command for the state machine (for the cache: an encoded `cache::Proposal`).
     Command(Bytes),
     /// The complete new membership. It takes effect as soon as it is appended to a log (the
     /// single-server change rule of the Raft dissertation, section 4.1).

@@ -1,0 +1,163 @@
+//! Writes the fuzz seed corpus: real encoded messages, WAL segments, snapshots, proposals,
+//! patterns and cluster input sequences, produced by the same code that ships.
+//!
+//! `cargo run -p simple-cache-core --example gen_fuzz_corpus --features testkit` (from the
+//! workspace root) rewrites `fuzz/corpus/<target>/`.
+
+use bytes::Bytes;
+use simple_cache_core::cache::{Cache, Command, Proposal};
+use simple_cache_core::codec::encode;
+use simple_cache_core::wal::{self, WalRecord};
+use simple_cache_core::*;
+use std::path::{Path, PathBuf};
+
+fn write(dir: &Path, target: &str, name: &str, bytes: &[u8]) {
+    let d = dir.join(target);
+    std::fs::create_dir_all(&d).expect("create corpus dir");
+    std::fs::write(d.join(name), bytes).expect("write corpus file");
+}
+
+fn entry(term: u64, index: u64, payload: EntryPayload) -> Entry {
+    Entry { term: Term(term), index: LogIndex(index), payload }
+}
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let membership = Membership {
+        voters: [NodeId(1), NodeId(2), NodeId(3)].into(),
+        learners: [NodeId(4)].into(),
+        addresses: [(NodeId(4), "127.0.0.1:9094".to_string())].into(),
+    };
+    let set = Proposal {
+        time: Instant(1_000),
+        command: Command::Set {
+            key: "user:1".into(),
+            value: Bytes::from_static(b"{\"name\":\"ada\"}"),
+            expires_at: Some(Instant(61_000)),
+        },
+    };
+    let entries = vec![
+        entry(1, 1, EntryPayload::Noop),
+        entry(1, 2, EntryPayload::Command(set.encode())),
+        entry(2, 3, EntryPayload::Membership(membership.clone())),
+    ];
+    let meta = SnapshotMeta {
+        last_index: LogIndex(7),
+        last_term: Term(2),
+        membership: membership.clone(),
+    };
+
+    // Every message type.
+    let bodies = vec![
+        MessageBody::RequestVote {
+            pre_vote: true,
+            last_log_index: LogIndex(3),
+            last_log_term: Term(2),
+            leadership_transfer: false,
+        },
+        MessageBody::RequestVoteResponse { pre_vote: false, granted: true },
+        MessageBody::AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: entries.clone(),
+            leader_commit: LogIndex(2),
+        },
+        MessageBody::AppendEntriesResponse {
+            index: LogIndex(3),
+            success: false,
+            conflict_term: Some(Term(1)),
+            conflict_index: LogIndex(1),
+        },
+        MessageBody::Heartbeat { commit_index: LogIndex(3), read_seq: 9 },
+        MessageBody::HeartbeatResponse { read_seq: 9, last_index: LogIndex(3) },
+        MessageBody::InstallSnapshot {
+            meta: meta.clone(),
+            offset: 0,
+            data: Bytes::from_static(b"chunk"),
+            done: false,
+        },
+        MessageBody::InstallSnapshotResponse {
+            last_index: LogIndex(7),
+            next_offset: 5,
+            done: false,
+            rejected: false,
+        },
+        MessageBody::ReadIndex { id: ReadId(5) },
+        MessageBody::ReadIndexResponse {
+            id: ReadId(5),
+            index: Some(LogIndex(3)),
+            leader_time: Instant(1_500),
+        },
+        MessageBody::TimeoutNow,
+    ];
+    for (i, body) in bodies.into_iter().enumerate() {
+        let m = Message { from: NodeId(1), to: NodeId(2), term: Term(2), body };
+        write(&root, "raft_message", &format!("msg-{i:02}"), &encode(&m));
+    }
+
+    // WAL segments: a plain one, one with a torn tail, and a compacted one.
+    let hs =
+        HardState { current_term: Term(2), voted_for: Some(NodeId(1)), commit_index: LogIndex(2) };
+    let mut seg = wal::segment_header(1);
+    seg.extend(wal::encode_record(&WalRecord::HardState(hs.clone())));
+    seg.extend(wal::encode_record(&WalRecord::Entries(entries.clone())));
+    write(&root, "wal_segment", "segment-plain", &seg);
+    let mut torn = seg.clone();
+    let last = wal::encode_record(&WalRecord::Entries(vec![entry(2, 4, EntryPayload::Noop)]));
+    torn.extend(&last[..last.len() / 2]);
+    write(&root, "wal_segment", "segment-torn", &torn);
+    let after = vec![entry(2, 8, EntryPayload::Command(set.encode()))];
+    write(
+        &root,
+        "wal_segment",
+        "segment-compacted",
+        &wal::compacted_segment(2, &hs, &meta, &after),
+    );
+
+    // Snapshots and proposals.
+    let mut cache = Cache::new();
+    cache.apply(&set);
+    cache.apply(&Proposal {
+        time: Instant(1_001),
+        command: Command::Set {
+            key: "k".into(),
+            value: Bytes::from_static(b"1"),
+            expires_at: None,
+        },
+    });
+    write(&root, "cache_snapshot", "two-keys", &cache.snapshot());
+    write(&root, "cache_snapshot", "empty", &Cache::new().snapshot());
+    let commands = [
+        set.command.clone(),
+        Command::Del { key: "user:1".into() },
+        Command::Expire { key: "k".into() },
+        Command::Reset,
+        Command::RemoveExpired { keys: vec!["a".into(), "b".into()] },
+    ];
+    for (i, command) in commands.into_iter().enumerate() {
+        let p = Proposal { time: Instant(2_000), command };
+        write(&root, "proposal", &format!("proposal-{i}"), &p.encode());
+    }
+
+    // Search patterns: first byte selects the mode (even: wildcard, odd: regex).
+    for (i, (mode, p)) in
+        [(0u8, "user:*"), (0, "u?er:[0-9]"), (0, "*"), (1, "^user:\\d+$"), (1, "a|b")]
+            .into_iter()
+            .enumerate()
+    {
+        let mut bytes = vec![mode];
+        bytes.extend(p.as_bytes());
+        write(&root, "search_pattern", &format!("pattern-{i}"), &bytes);
+    }
+
+    // Cluster input sequences: (op, arg) pairs; see `fuzz::cluster_steps`.
+    let sequences: [&[u8]; 3] = [
+        &[0, 0, 200, 3, 1, 3, 2, 0, 100, 4, 0, 0, 100],
+        &[1, 0, 150, 7, 0, 3, 0, 0, 200, 8, 0, 0, 200, 3, 1],
+        &[0, 0, 200, 10, 0, 0, 100, 10, 1, 0, 100, 5, 1, 0, 50, 6, 1, 0, 200],
+    ];
+    for (i, s) in sequences.iter().enumerate() {
+        write(&root, "cluster_steps", &format!("steps-{i}"), s);
+    }
+    println!("corpus written to {}", root.display());
+}
