@@ -1109,6 +1109,10 @@ impl RaftNode {
             // the leader's own term; earlier entries commit with it.
             return;
         }
+        debug_assert!(
+            own_term || self.mutated_commit_previous_term(),
+            "a leader counts replicas only for entries from its own term"
+        );
         self.set_commit(candidate);
         self.on_leader_commit();
     }
@@ -1494,6 +1498,10 @@ impl RaftNode {
         }
         let has_membership =
             entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)));
+        debug_assert!(
+            self.role != Role::Leader,
+            "a leader never truncates or overwrites its own log"
+        );
         if let Some(at) = self.log.append_after_match(entries) {
             assert!(at > self.commit_index, "a committed entry is never truncated");
             self.refresh_membership();
