@@ -1,0 +1,783 @@
+//! The madsim harness: a cluster of real `CacheNode`s inside one madsim runtime.
+//!
+//! Every node is a task that drives its `CacheNode` exactly as the server does: wait for a
+//! message, a client request or the node's next deadline; then, for each `Ready`, persist to its
+//! [`SimDisk`], fsync if `must_sync` (which takes simulated time, so a crash can land between
+//! persist and send), send, apply through `CacheNode::apply`, answer writes and reads, and persist
+//! a snapshot the node took. The node state lives in the shared [`World`] so that a crash can drop
+//! it and the final checks can inspect it; a crash also aborts the node's task.
+//!
+//! The network is ours: each message gets a seeded fate (lost, duplicated, delayed, delayed by a
+//! spike) and travels as a task that sleeps for its delay. Directed links can be cut. Clients are
+//! tasks that run random Set/Get/Del operations over a few keys against random nodes and record a
+//! history for `lincheck`. Every random choice comes from one `ChaCha8Rng` seeded with the run's
+//! seed (madsim's scheduler is seeded with it too), so a seed replays a run exactly; the trace
+//! digest proves it.
+
+mod client;
+mod run;
+
+pub use run::{RunReport, Scenario, run_scenario, run_seed, seeds_from_env};
+
+use crate::checks::{Fnv, NodeState, RaftChecker, check_log_matching};
+use crate::disk::SimDisk;
+use crate::lincheck::{CacheInput, CacheOutput, History, Operation};
+use bytes::Bytes;
+use madsim::task::JoinHandle;
+use madsim::time::{Duration, sleep, timeout};
+use rand_chacha::ChaCha8Rng;
+use rand_core::{Rng, SeedableRng};
+use simple_cache_core::cache::{ApplyResult, Command};
+use simple_cache_core::config::Config;
+use simple_cache_core::message::{Entry, Membership, Message};
+use simple_cache_core::node::{CacheNode, NodeConfig, RequestId, WriteError};
+use simple_cache_core::raft::{Mutation, Persisted, ReadError, Role};
+use simple_cache_core::types::{Instant, LogIndex, NodeId, Term};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// The Raft timing every simulated node uses: fast, so a run covers many elections.
+pub const HEARTBEAT_MS: u64 = 10;
+pub const ELECTION_TIMEOUT_MS: u64 = 100;
+
+/// The shape of a run.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub nodes: u64,
+    pub clients: u64,
+    pub keys: u64,
+    /// A client gives up on an operation after this long (its outcome is then unknown).
+    pub op_timeout_ms: u64,
+    pub snapshot_threshold: u64,
+    /// A planted bug in every node (mutation tests).
+    pub mutation: Option<Mutation>,
+    /// Simulated time an fsync takes.
+    pub fsync_ms: u64,
+    /// After healing, a leader, a write and a read must succeed within this bound.
+    pub liveness_ms: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> SimConfig {
+        SimConfig {
+            nodes: 3,
+            clients: 3,
+            keys: 5,
+            op_timeout_ms: 500,
+            snapshot_threshold: 40,
+            mutation: None,
+            fsync_ms: 1,
+            liveness_ms: 5_000,
+        }
+    }
+}
+
+/// Network faults in force. Probabilities are per mille.
+#[derive(Clone, Debug)]
+pub struct Net {
+    pub loss_per_mille: u64,
+    pub dup_per_mille: u64,
+    pub delay_ms_min: u64,
+    pub delay_ms_max: u64,
+    /// A latency spike: this fraction of messages is delayed by `spike_ms` more.
+    pub spike_per_mille: u64,
+    pub spike_ms: u64,
+    /// Directed links that lose every message: (from, to).
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+}
+
+impl Default for Net {
+    fn default() -> Net {
+        Net {
+            loss_per_mille: 0,
+            dup_per_mille: 0,
+            delay_ms_min: 1,
+            delay_ms_max: 5,
+            spike_per_mille: 0,
+            spike_ms: 0,
+            cut: BTreeSet::new(),
+        }
+    }
+}
+
+pub type WriteReply = async_channel::Sender<Result<ApplyResult, WriteError>>;
+pub type ReadReply = async_channel::Sender<Result<Option<Bytes>, ReadError>>;
+
+/// What arrives in a node's inbox.
+pub enum Input {
+    Msg(Message),
+    Write(Command, WriteReply),
+    Read(String, ReadReply),
+    /// Something changed the node from outside (an admin call): handle its `Ready`.
+    Kick,
+}
+
+/// One node: its disk survives crashes, everything else does not.
+pub struct Slot {
+    pub disk: SimDisk,
+    pub node: Option<CacheNode>,
+    inbox: Option<async_channel::Sender<Input>>,
+    task: Option<JoinHandle<()>>,
+    incarnation: u64,
+    writes: HashMap<RequestId, WriteReply>,
+    reads: HashMap<RequestId, (String, ReadReply)>,
+}
+
+pub struct World {
+    pub seed: u64,
+    pub cfg: SimConfig,
+    pub net: Net,
+    pub rng: ChaCha8Rng,
+    start: madsim::time::Instant,
+    pub slots: BTreeMap<NodeId, Slot>,
+    pub checker: RaftChecker,
+    pub history: History<CacheInput, CacheOutput>,
+    /// The history's clock: one tick per call or return, so real-time order is exact.
+    history_clock: u64,
+    digest: Fnv,
+    next_request: u64,
+    pub stop_clients: bool,
+    pub messages_sent: u64,
+    pub crashes: u64,
+}
+
+/// A handle on the simulated cluster, for scenarios (the nemesis) and the harness's tasks.
+#[derive(Clone)]
+pub struct Sim(Arc<Mutex<World>>);
+
+fn raft_config(id: NodeId) -> Config {
+    let mut c = Config::new(id);
+    c.heartbeat_interval_ms = HEARTBEAT_MS;
+    c.election_timeout_ms = ELECTION_TIMEOUT_MS;
+    // Small limits, so batching, pipelining and chunked snapshots are exercised.
+    c.append_entries_max = 8;
+    c.inflight_appends_max = 4;
+    c.snapshot_chunk_bytes_max = 128;
+    c.promotion_lag_max = 4;
+    c
+}
+
+impl World {
+    pub fn now(&self) -> Instant {
+        Instant(self.start.elapsed().as_millis() as u64)
+    }
+
+    pub fn trace_event(&mut self, event: &str) {
+        let now = self.now().0;
+        self.digest.write(&now.to_le_bytes());
+        self.digest.write(event.as_bytes());
+    }
+
+    pub fn digest(&self) -> u64 {
+        self.digest.finish()
+    }
+
+    pub fn violation(&mut self, msg: String) {
+        self.checker.violations.push(msg);
+    }
+
+    fn tick_clock(&mut self) -> u64 {
+        self.history_clock += 1;
+        self.history_clock
+    }
+
+    pub fn is_up(&self, id: NodeId) -> bool {
+        self.slots.get(&id).is_some_and(|s| s.node.is_some())
+    }
+
+    pub fn up_nodes(&self) -> Vec<NodeId> {
+        self.slots.iter().filter(|(_, s)| s.node.is_some()).map(|(id, _)| *id).collect()
+    }
+
+    /// The up leader with the highest term.
+    pub fn leader(&self) -> Option<(NodeId, Term)> {
+        self.slots
+            .iter()
+            .filter_map(|(id, s)| s.node.as_ref().map(|n| (*id, n)))
+            .filter(|(_, n)| n.raft().role() == Role::Leader)
+            .map(|(id, n)| (id, n.raft().term()))
+            .max_by_key(|(_, t)| *t)
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<&CacheNode> {
+        self.slots.get(&id).and_then(|s| s.node.as_ref())
+    }
+
+    pub fn node_mut(&mut self, id: NodeId) -> Option<&mut CacheNode> {
+        self.slots.get_mut(&id).and_then(|s| s.node.as_mut())
+    }
+
+    /// Hands a message to the network: it may be lost, duplicated, delayed or cut.
+    fn send(&mut self, sim: &Sim, m: Message) {
+        self.messages_sent += 1;
+        if self.net.cut.contains(&(m.from, m.to)) {
+            return;
+        }
+        if self.rng.next_u64() % 1000 < self.net.loss_per_mille {
+            return;
+        }
+        let copies = if self.rng.next_u64() % 1000 < self.net.dup_per_mille { 2 } else { 1 };
+        for _ in 0..copies {
+            let span = self.net.delay_ms_max.saturating_sub(self.net.delay_ms_min) + 1;
+            let mut delay = self.net.delay_ms_min + self.rng.next_u64() % span;
+            if self.rng.next_u64() % 1000 < self.net.spike_per_mille {
+                delay += self.net.spike_ms;
+            }
+            let sim = sim.clone();
+            let m = m.clone();
+            madsim::task::spawn(async move {
+                sleep(Duration::from_millis(delay)).await;
+                sim.deliver(m);
+            });
+        }
+    }
+}
+
+impl Sim {
+    pub fn lock(&self) -> MutexGuard<'_, World> {
+        // A panic in one task fails the run anyway; the state stays readable for the report.
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Builds a cluster of `cfg.nodes` founding voters (ids 1..=n), starts them and the clients.
+    pub fn start(seed: u64, cfg: SimConfig) -> Sim {
+        let membership = Membership::with_voters((1..=cfg.nodes).map(NodeId));
+        let bootstrap = Persisted::bootstrap(membership);
+        let mut world = World {
+            seed,
+            cfg: cfg.clone(),
+            net: Net::default(),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            start: madsim::time::Instant::now(),
+            slots: BTreeMap::new(),
+            checker: RaftChecker::new(),
+            history: History::new(),
+            history_clock: 0,
+            digest: Fnv::new(),
+            next_request: 1,
+            stop_clients: false,
+            messages_sent: 0,
+            crashes: 0,
+        };
+        for id in 1..=cfg.nodes {
+            world.slots.insert(NodeId(id), Slot::new(SimDisk::bootstrap(&bootstrap)));
+        }
+        let sim = Sim(Arc::new(Mutex::new(world)));
+        for id in 1..=cfg.nodes {
+            sim.restart(NodeId(id));
+        }
+        for c in 0..cfg.clients {
+            let s = sim.clone();
+            madsim::task::spawn(async move { client::run(s, c + 1).await });
+        }
+        sim
+    }
+
+    pub fn now(&self) -> Instant {
+        self.lock().now()
+    }
+
+    pub async fn sleep_ms(&self, ms: u64) {
+        sleep(Duration::from_millis(ms)).await;
+    }
+
+    /// A random number below `n` from the run's RNG.
+    pub fn rand(&self, n: u64) -> u64 {
+        self.lock().rng.next_u64() % n.max(1)
+    }
+
+    pub fn event(&self, event: &str) {
+        self.lock().trace_event(event);
+    }
+
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        self.lock().slots.keys().copied().collect()
+    }
+
+    pub fn leader(&self) -> Option<NodeId> {
+        self.lock().leader().map(|(id, _)| id)
+    }
+
+    /// Waits up to `max_ms` for a leader.
+    pub async fn wait_leader(&self, max_ms: u64) -> Option<NodeId> {
+        let mut waited = 0;
+        loop {
+            if let Some(l) = self.leader() {
+                return Some(l);
+            }
+            if waited >= max_ms {
+                return None;
+            }
+            self.sleep_ms(5).await;
+            waited += 5;
+        }
+    }
+
+    pub fn net(&self, f: impl FnOnce(&mut Net)) {
+        f(&mut self.lock().net);
+    }
+
+    /// Cuts the link from `a` to `b` (one way).
+    pub fn cut(&self, a: NodeId, b: NodeId) {
+        let mut w = self.lock();
+        w.trace_event(&format!("cut {a}->{b}"));
+        w.net.cut.insert((a, b));
+    }
+
+    /// Cuts every link between the groups, both ways.
+    pub fn partition(&self, a: &[NodeId], b: &[NodeId]) {
+        for &x in a {
+            for &y in b {
+                self.cut(x, y);
+                self.cut(y, x);
+            }
+        }
+    }
+
+    pub fn isolate(&self, id: NodeId) {
+        let others: Vec<NodeId> = self.node_ids().into_iter().filter(|&o| o != id).collect();
+        self.partition(&[id], &others);
+    }
+
+    /// Heals every link and removes loss, duplication and spikes.
+    pub fn heal(&self) {
+        let mut w = self.lock();
+        w.trace_event("heal");
+        let cut = std::mem::take(&mut w.net.cut);
+        drop(cut);
+        w.net = Net::default();
+    }
+
+    fn deliver(&self, m: Message) {
+        let w = self.lock();
+        if w.net.cut.contains(&(m.from, m.to)) {
+            return;
+        }
+        if let Some(tx) = w.slots.get(&m.to).and_then(|s| s.inbox.as_ref()) {
+            let _ = tx.try_send(Input::Msg(m));
+        }
+    }
+
+    /// Sends a client request to a node; `false` if the node is down.
+    pub fn submit(&self, id: NodeId, input: Input) -> bool {
+        let w = self.lock();
+        match w.slots.get(&id).and_then(|s| s.inbox.as_ref()) {
+            Some(tx) => tx.try_send(input).is_ok(),
+            None => false,
+        }
+    }
+
+    /// Runs `f` on a node (an admin call) and lets it handle the resulting `Ready`.
+    pub fn with_node<R>(
+        &self,
+        id: NodeId,
+        f: impl FnOnce(&mut CacheNode, Instant) -> R,
+    ) -> Option<R> {
+        let r = {
+            let mut w = self.lock();
+            let now = w.now();
+            w.node_mut(id).map(|n| f(n, now))
+        };
+        self.submit(id, Input::Kick);
+        r
+    }
+
+    /// Power failure of a node: its task and memory are gone, its disk loses unsynced writes
+    /// (torn if `tear`).
+    pub fn crash(&self, id: NodeId, tear: bool) {
+        let mut w = self.lock();
+        let w = &mut *w;
+        let Some(slot) = w.slots.get_mut(&id) else { return };
+        if slot.node.is_none() {
+            return;
+        }
+        if let Some(t) = slot.task.take() {
+            t.abort();
+        }
+        slot.node = None;
+        slot.inbox = None;
+        // Clients waiting on this node see their reply channel close: outcome unknown.
+        slot.writes.clear();
+        slot.reads.clear();
+        let damage = slot.disk.crash(&mut w.rng, tear);
+        w.crashes += 1;
+        w.trace_event(&format!("crash {id} {damage:?}"));
+    }
+
+    /// Replaces a node's disk with an empty one (while it is down).
+    pub fn wipe(&self, id: NodeId) {
+        let mut w = self.lock();
+        if let Some(s) = w.slots.get_mut(&id) {
+            s.disk.wipe();
+        }
+        w.checker.wiped(id);
+        w.trace_event(&format!("wipe {id}"));
+    }
+
+    /// Adds a brand-new node with an empty disk (it joins through a membership change).
+    pub fn add_node(&self, id: NodeId) {
+        self.lock().slots.entry(id).or_insert_with(|| Slot::new(SimDisk::new()));
+        self.restart(id);
+    }
+
+    /// Starts (or restarts) a node from its disk, with the server's recovery code.
+    pub fn restart(&self, id: NodeId) {
+        let mut w = self.lock();
+        let w = &mut *w;
+        let now = w.now();
+        let seed = w.rng.next_u64();
+        let slot = w.slots.get_mut(&id).expect("the node exists");
+        if slot.node.is_some() {
+            return;
+        }
+        let persisted = match slot.disk.recover() {
+            Ok(p) => p,
+            Err(e) => {
+                w.checker.violations.push(format!("recovery: node {id} cannot restart: {e}"));
+                return;
+            }
+        };
+        let term = persisted.hard_state.current_term;
+        let mut cfg = NodeConfig::new(raft_config(id));
+        cfg.snapshot_threshold = w.cfg.snapshot_threshold;
+        let mut node = match CacheNode::new(cfg, persisted, seed, now) {
+            Ok(n) => n,
+            Err(e) => {
+                w.checker.violations.push(format!("recovery: node {id} cannot start: {e}"));
+                return;
+            }
+        };
+        node.raft_mut().set_mutation(w.cfg.mutation);
+        let (tx, rx) = async_channel::unbounded();
+        slot.node = Some(node);
+        slot.inbox = Some(tx);
+        slot.incarnation += 1;
+        let incarnation = slot.incarnation;
+        let sim = self.clone();
+        slot.task =
+            Some(madsim::task::spawn(async move { sim.node_main(id, incarnation, rx).await }));
+        w.checker.restarted(id, term);
+        w.trace_event(&format!("start {id} term {term}"));
+    }
+
+    /// The node's event loop, like the server's.
+    async fn node_main(self, id: NodeId, incarnation: u64, rx: async_channel::Receiver<Input>) {
+        loop {
+            let wait = {
+                let w = self.lock();
+                let Some(n) = w.node(id) else { return };
+                n.next_deadline().saturating_since(w.now())
+            };
+            let mut inputs = Vec::new();
+            if wait > 0 {
+                match timeout(Duration::from_millis(wait), rx.recv()).await {
+                    Ok(Ok(input)) => inputs.push(input),
+                    Ok(Err(_)) => return,
+                    Err(_) => {}
+                }
+            }
+            // Take what else has arrived, as a server batches its socket reads.
+            while inputs.len() < 64 {
+                match rx.try_recv() {
+                    Ok(input) => inputs.push(input),
+                    Err(_) => break,
+                }
+            }
+            {
+                let mut w = self.lock();
+                let w = &mut *w;
+                let now = w.now();
+                let Some(slot) = w.slots.get_mut(&id) else { return };
+                if slot.incarnation != incarnation {
+                    return;
+                }
+                let Some(node) = slot.node.as_mut() else { return };
+                for input in inputs {
+                    match input {
+                        Input::Msg(m) => {
+                            if let Err(e) = node.step(now, m) {
+                                w.checker.violations.push(format!("step on node {id}: {e}"));
+                            }
+                        }
+                        Input::Write(cmd, reply) => {
+                            let rid = RequestId(w.next_request);
+                            w.next_request += 1;
+                            match node.write(now, rid, cmd) {
+                                Ok(()) => {
+                                    slot.writes.insert(rid, reply);
+                                }
+                                Err(e) => {
+                                    let _ = reply.try_send(Err(e));
+                                }
+                            }
+                        }
+                        Input::Read(key, reply) => {
+                            let rid = RequestId(w.next_request);
+                            w.next_request += 1;
+                            match node.read(now, rid) {
+                                Ok(()) => {
+                                    slot.reads.insert(rid, (key, reply));
+                                }
+                                Err(e) => {
+                                    let _ = reply.try_send(Err(e));
+                                }
+                            }
+                        }
+                        Input::Kick => {}
+                    }
+                }
+                if node.next_deadline() <= now {
+                    node.tick(now);
+                }
+            }
+            self.process_ready(id, incarnation).await;
+        }
+    }
+
+    /// Handles `Ready`s until there is none, in the order documented on `Ready`.
+    async fn process_ready(&self, id: NodeId, incarnation: u64) {
+        loop {
+            let (ready, must_sync, fsync_ms) = {
+                let mut w = self.lock();
+                let w = &mut *w;
+                let Some(slot) = w.slots.get_mut(&id) else { return };
+                if slot.incarnation != incarnation {
+                    return;
+                }
+                let Some(node) = slot.node.as_mut() else { return };
+                let ready = node.ready();
+                if ready.is_empty() {
+                    return;
+                }
+                // 1 + 2: snapshot, entries and hard state to the disk (volatile so far).
+                slot.disk.persist(&ready);
+                w.digest.write(&id.0.to_le_bytes());
+                w.digest.write(&simple_cache_core::codec::encode(&(
+                    &ready.hard_state,
+                    &ready.entries,
+                    &ready.messages,
+                )));
+                let must_sync = ready.must_sync;
+                (ready, must_sync, w.cfg.fsync_ms)
+            };
+            if must_sync {
+                // The fsync takes time: a crash now loses (or tears) what was just written, and
+                // nothing that depends on it has left the node.
+                sleep(Duration::from_millis(fsync_ms)).await;
+                let mut w = self.lock();
+                match w.slots.get_mut(&id) {
+                    Some(slot) if slot.incarnation == incarnation && slot.node.is_some() => {
+                        slot.disk.sync()
+                    }
+                    _ => return,
+                }
+            }
+            let mut w = self.lock();
+            let w = &mut *w;
+            match w.slots.get(&id) {
+                Some(slot) if slot.incarnation == incarnation && slot.node.is_some() => {}
+                _ => return,
+            }
+            // 3: send.
+            w.checker.sent(id, &ready.messages);
+            let mut ready = ready;
+            for m in std::mem::take(&mut ready.messages) {
+                w.send(self, m);
+            }
+            // 4 + 5: apply and resolve requests, through the same code as the server.
+            w.checker.applied(id, &ready.committed_entries);
+            let slot = w.slots.get_mut(&id).expect("checked above");
+            let node = slot.node.as_mut().expect("checked above");
+            let applied = node.apply(ready);
+            if let Some(s) = &applied.snapshot {
+                slot.disk.compact(s);
+            }
+            for (rid, result) in applied.writes {
+                if let Err(WriteError::Undecodable(e)) = &result {
+                    w.checker
+                        .violations
+                        .push(format!("node {id}: committed entry undecodable: {e}"));
+                }
+                if let Some(reply) = slot.writes.remove(&rid) {
+                    let _ = reply.try_send(result);
+                }
+            }
+            for (rid, result) in applied.reads {
+                if let Some((key, reply)) = slot.reads.remove(&rid) {
+                    let answer = result.map(|at| node.cache().get(&key, at).cloned());
+                    let _ = reply.try_send(answer);
+                }
+            }
+            let state = NodeState {
+                role: node.raft().role(),
+                term: node.raft().term(),
+                commit_index: node.raft().commit_index(),
+                last_applied: node.raft().last_applied(),
+            };
+            w.checker.observe(id, state);
+        }
+    }
+
+    /// Records a completed client operation.
+    pub fn record(&self, client: u64, input: CacheInput, call: u64, output: Option<CacheOutput>) {
+        let mut w = self.lock();
+        let op = match output {
+            Some(out) => {
+                let ret = w.tick_clock();
+                w.trace_event(&format!("c{client} {input:?} -> {out:?}"));
+                Operation::completed(client, input, call, ret, out)
+            }
+            None => {
+                w.trace_event(&format!("c{client} {input:?} -> unknown"));
+                Operation::unknown(client, input, call)
+            }
+        };
+        w.history.push(op).expect("the history clock only moves forward");
+    }
+
+    pub fn call_time(&self) -> u64 {
+        self.lock().tick_clock()
+    }
+
+    /// Heals every fault, restarts every down node, then requires, within the liveness bound, a
+    /// leader, a write and a linearizable read of it, and every member applying the same state.
+    pub async fn heal_and_check_liveness(&self) {
+        self.heal();
+        for id in self.node_ids() {
+            let removed = {
+                let w = self.lock();
+                w.leader()
+                    .and_then(|(l, _)| w.node(l))
+                    .is_some_and(|n| !n.raft().membership().contains(id))
+            };
+            if !removed {
+                self.restart(id);
+            }
+        }
+        let bound = self.lock().cfg.liveness_ms;
+        let start = self.now();
+        let ok = client::probe(self, bound).await;
+        if !ok {
+            let w = &mut *self.lock();
+            let states: Vec<String> = w
+                .slots
+                .iter()
+                .map(|(id, s)| match &s.node {
+                    Some(n) => format!(
+                        "{id}: {:?} term {} commit {} applied {}",
+                        n.raft().role(),
+                        n.raft().term(),
+                        n.raft().commit_index(),
+                        n.raft().last_applied()
+                    ),
+                    None => format!("{id}: down"),
+                })
+                .collect();
+            w.violation(format!(
+                "liveness: no leader + write + read within {bound} ms after healing ({})",
+                states.join("; ")
+            ));
+            return;
+        }
+        // Every member catches up to the leader's commit index and holds the same cache.
+        let spent = self.now().saturating_since(start);
+        let mut waited = 0;
+        loop {
+            let converged = {
+                let w = self.lock();
+                match w.leader() {
+                    None => false,
+                    Some((l, _)) => {
+                        let leader = w.node(l).expect("the leader is up");
+                        let commit = leader.raft().commit_index();
+                        let members: Vec<NodeId> = leader.raft().membership().members().collect();
+                        members
+                            .iter()
+                            .all(|m| w.node(*m).is_some_and(|n| n.raft().last_applied() >= commit))
+                    }
+                }
+            };
+            if converged {
+                break;
+            }
+            if spent + waited >= bound {
+                self.lock().violation(format!(
+                    "liveness: members did not all apply the leader's commit index within {bound} ms"
+                ));
+                return;
+            }
+            self.sleep_ms(10).await;
+            waited += 10;
+        }
+    }
+
+    /// Stops the clients and runs every end-of-run check. Returns the violations.
+    pub async fn finish(&self) -> Vec<String> {
+        self.lock().stop_clients = true;
+        // Every client finishes its operation within its timeout.
+        let t = self.lock().cfg.op_timeout_ms;
+        self.sleep_ms(t + 50).await;
+        let mut w = self.lock();
+        let w = &mut *w;
+        // Log matching across every pair of up nodes.
+        let logs: Vec<(NodeId, BTreeMap<LogIndex, Entry>)> = w
+            .slots
+            .iter()
+            .filter_map(|(id, s)| s.node.as_ref().map(|n| (*id, node_log(n))))
+            .collect();
+        for i in 0..logs.len() {
+            for j in i + 1..logs.len() {
+                if let Err(e) = check_log_matching((logs[i].0, &logs[i].1), (logs[j].0, &logs[j].1))
+                {
+                    w.checker.violations.push(e);
+                }
+            }
+        }
+        // Replicas at the same applied index hold the same cache.
+        let mut by_applied: BTreeMap<LogIndex, (NodeId, Bytes)> = BTreeMap::new();
+        for (id, s) in &w.slots {
+            let Some(n) = &s.node else { continue };
+            let snap = n.cache().snapshot();
+            match by_applied.get(&n.raft().last_applied()) {
+                Some((other, b)) if *b != snap => w.checker.violations.push(format!(
+                    "replica agreement: nodes {other} and {id} applied up to {} but hold \
+                     different caches",
+                    n.raft().last_applied()
+                )),
+                Some(_) => {}
+                None => {
+                    by_applied.insert(n.raft().last_applied(), (*id, snap));
+                }
+            }
+        }
+        w.checker.violations.clone()
+    }
+}
+
+/// The entries a node holds in memory, by index.
+fn node_log(n: &CacheNode) -> BTreeMap<LogIndex, Entry> {
+    let log = n.raft().log();
+    let mut out = BTreeMap::new();
+    let mut i = log.first_index();
+    while i <= log.last_index() {
+        if let Some(e) = log.get(i) {
+            out.insert(i, e.clone());
+        }
+        i = i.next();
+    }
+    out
+}
+
+impl Slot {
+    fn new(disk: SimDisk) -> Slot {
+        Slot {
+            disk,
+            node: None,
+            inbox: None,
+            task: None,
+            incarnation: 0,
+            writes: HashMap::new(),
+            reads: HashMap::new(),
+        }
+    }
+}
