@@ -31,7 +31,8 @@ pub enum Role {
 /// 2. `hard_state` and `entries`: persist them. `entries` may start at or below the last index
 ///    already on disk; everything on disk from `entries[0].index` on is replaced. If `must_sync`,
 ///    fsync before step 3: the messages may acknowledge exactly this state (a vote, an append).
-/// 3. `messages`: send them (any order, best effort; Raft tolerates loss).
+/// 3. `messages`: send them (any order, best effort; Raft tolerates loss). A leader's appends and
+///    heartbeats may go before step 2: see [`Ready::take_early_messages`].
 /// 4. `committed_entries`: apply them to the state machine in index order.
 /// 5. `read_states`: answer each read once the state machine has applied up to its `index`;
 ///    `aborted_reads` lost their leader and must be retried or failed by the driver.
@@ -53,6 +54,20 @@ pub struct Ready {
 impl Ready {
     pub fn is_empty(&self) -> bool {
         *self == Ready::default()
+    }
+
+    /// Removes and returns the leader's AppendEntries and Heartbeat messages, which depend on
+    /// nothing this `Ready` persists: a driver may send them *before* step 2, so the leader's
+    /// fsync overlaps its followers' (Raft dissertation, section 10.2.1). The leader's own entries
+    /// still count toward commitment only once `advance` reports them durable. Every other
+    /// message (votes, acknowledgements) must wait for step 2. Calling this is optional.
+    pub fn take_early_messages(&mut self) -> Vec<Message> {
+        let (early, rest): (Vec<Message>, Vec<Message>) =
+            std::mem::take(&mut self.messages).into_iter().partition(|m| {
+                matches!(m.body, MessageBody::AppendEntries { .. } | MessageBody::Heartbeat { .. })
+            });
+        self.messages = rest;
+        early
     }
 
     /// What the driver reports to [`RaftNode::advance`] once it has handled this `Ready`.

@@ -1163,3 +1163,26 @@ fn snapshot_chunks_respect_the_byte_limit() {
     }
     assert_eq!(received, 1000);
 }
+
+#[test]
+fn only_leader_appends_and_heartbeats_may_leave_before_persisting() {
+    // take_early_messages hands out the leader's appends (which depend on nothing being
+    // persisted) and leaves votes and acknowledgements for after the fsync.
+    let mut n = leader_node(3);
+    n.step(Instant(2 * T + 1), append_resp(2, 1, 1)).unwrap();
+    drain(&mut n);
+    n.propose(Instant(2 * T + 1), Bytes::from_static(b"x")).unwrap();
+    let mut r = n.ready();
+    let early = r.take_early_messages();
+    assert!(!early.is_empty());
+    assert!(early.iter().all(|m| matches!(m.body, MessageBody::AppendEntries { .. })));
+    assert!(r.messages.is_empty());
+    assert_eq!(r.entries.len(), 1, "the leader's own entry is still to be persisted");
+    n.advance(r.ack());
+
+    let mut f = new_node(2, 3, 1);
+    f.step(Instant(5), vote_req(1, 2, 1, false, 0, 0)).unwrap();
+    let mut r = f.ready();
+    assert!(r.take_early_messages().is_empty(), "a vote waits for the fsync");
+    assert_eq!(r.messages.len(), 1);
+}
