@@ -150,7 +150,7 @@ async fn main() -> anyhow::Result<()> {
                     Op::Put => put(&client, &base, &format!("put-{w}-{i}"), &body).await,
                     Op::Get => get(&client, &base, &read_key, false).await,
                     Op::GetStale => get(&client, &base, &read_key, true).await,
-                    Op::Mixed if i % 10 == 0 => {
+                    Op::Mixed if i.is_multiple_of(10) => {
                         put(&client, &base, &format!("mix-{w}-{i}"), &body).await
                     }
                     Op::Mixed => get(&client, &base, &read_key, false).await,
