@@ -1,4 +1,13 @@
-//! The deployable simple-cache server.
-//!
-//! Placeholder: the HTTP API, Raft transport, write-ahead log and metrics arrive with the server
-//! issue. Until then this crate only links the core so the workspace builds end to end.
+//! The deployable simple-cache server: tokio drives a `core` `CacheNode`; clients talk HTTP/JSON;
+//! nodes talk Raft over HTTP; state lives in a write-ahead log. The server makes no Raft
+//! decisions: it executes the `Ready`s the node hands it (see `node_loop`).
+
+pub mod config;
+pub mod duration;
+pub mod error;
+pub mod http_api;
+pub mod metrics;
+pub mod node_loop;
+pub mod raft_http;
+pub mod transport;
+pub mod wal_store;

@@ -1,9 +1,294 @@
-//! `simple-cache`: the server binary. Placeholder until the server issue lands; it exits with a
-//! clear message instead of pretending to serve.
+//! `simple-cache`: the server binary. Loads the configuration, recovers the WAL, starts the node
+//! loop and the three listeners (client API, Raft, metrics), joins a cluster if asked, and on
+//! SIGTERM/SIGINT shuts down gracefully (stop accepting, finish in-flight requests, hand
+//! leadership over, flush the WAL, exit 0).
+
+use anyhow::Context;
+use clap::Parser;
+use simple_cache_core::message::Membership;
+use simple_cache_core::node::{CacheNode, NodeConfig};
+use simple_cache_core::raft::Persisted;
+use simple_cache_core::{NodeId, SnapshotMeta};
+use simple_cache_server::config::{Cli, Config, Mode};
+use simple_cache_server::http_api::{self, AppState};
+use simple_cache_server::metrics::Metrics;
+use simple_cache_server::node_loop::{Clock, INPUT_QUEUE_MAX, Input, NodeLoop};
+use simple_cache_server::raft_http;
+use simple_cache_server::transport::{MemberAddr, Transport};
+use simple_cache_server::wal_store::WalStore;
+use std::collections::BTreeMap;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch};
 
 fn main() {
-    eprintln!(
-        "simple-cache: the server is not implemented yet (see the server issue); nothing to run"
+    let cli = Cli::parse();
+    let cfg = match Config::load(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("simple-cache: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(&cfg);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    if let Err(e) = rt.block_on(run(cfg)) {
+        tracing::error!("{e:#}");
+        eprintln!("simple-cache: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    // RUST_LOG wins over `log_level`, so an operator can turn on debug logs for one module.
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// A seed for core's RNG from OS entropy: std's `RandomState` keys are drawn from the OS, mixed
+/// with the time and pid. The server need not be deterministic; only core is.
+fn os_seed() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
     );
-    std::process::exit(2);
+    h.write_u32(std::process::id());
+    h.finish()
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    let cfg = Arc::new(cfg);
+    let me = NodeId(cfg.node_id);
+    tracing::info!(node_id = cfg.node_id, mode = ?cfg.mode, data_dir = %cfg.data_dir.display(), "simple-cache starting");
+    if let Some(g) = cfg.grpc_addr {
+        tracing::warn!(grpc_addr = %g, "grpc_addr is set, but gRPC is not served yet; ignoring it");
+    }
+    if cfg.hot_reload {
+        tracing::warn!(
+            "hot_reload is set, but reloading the config file is not implemented yet; restart to apply changes"
+        );
+    }
+    if cfg.admin_token.is_none() && cfg.listens_beyond_loopback() {
+        tracing::warn!(
+            "a listener is not on loopback and no admin_token is set: anyone who can reach it may reset the cache or change the membership"
+        );
+    }
+
+    let opened = WalStore::open(&cfg.data_dir, simple_cache_core::wal::SEGMENT_BYTES_TARGET)
+        .context("cannot recover the write-ahead log; refusing to start")?;
+    let mut wal = opened.store;
+    let self_addr =
+        MemberAddr { raft: cfg.raft_http_addr.to_string(), http: Some(cfg.http_addr.to_string()) };
+    let mut join_target = None;
+    let persisted = if opened.fresh {
+        let membership = match cfg.mode {
+            Mode::Single => Some(Membership {
+                voters: [me].into(),
+                learners: Default::default(),
+                addresses: [(me, self_addr.encode())].into(),
+            }),
+            Mode::Distributed if !cfg.peers.is_empty() => Some(Membership {
+                voters: cfg.peers.iter().map(|p| NodeId(p.id)).collect(),
+                learners: Default::default(),
+                addresses: cfg
+                    .peers
+                    .iter()
+                    .map(|p| {
+                        let a = MemberAddr { raft: p.addr.clone(), http: p.http_addr.clone() };
+                        (NodeId(p.id), a.encode())
+                    })
+                    .collect(),
+            }),
+            Mode::Distributed => {
+                join_target = cfg.join.clone();
+                None
+            }
+        };
+        match membership {
+            Some(m) => {
+                tracing::info!(voters = ?m.voters, "bootstrapping a new cluster");
+                let meta = SnapshotMeta { membership: m.clone(), ..SnapshotMeta::default() };
+                wal.bootstrap(&meta).context("writing the bootstrap record")?;
+                Persisted::bootstrap(m)
+            }
+            None => Persisted::default(),
+        }
+    } else {
+        if cfg.mode == Mode::Distributed && cfg.join.is_some() {
+            tracing::info!("the data directory holds state: not joining again");
+        }
+        opened.persisted
+    };
+
+    let mut raft_cfg = simple_cache_core::Config::new(me);
+    raft_cfg.heartbeat_interval_ms = cfg.heartbeat_ms;
+    raft_cfg.election_timeout_ms = cfg.election_ms;
+    let mut node_cfg = NodeConfig::new(raft_cfg);
+    node_cfg.snapshot_threshold = cfg.snapshot_threshold;
+    let clock = Clock::new();
+    let node = CacheNode::new(node_cfg, persisted, os_seed(), clock.now())
+        .context("the recovered state cannot start a node")?;
+
+    // Bind before starting the loop, so a taken port fails startup with a clear message.
+    let http_listener = TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding http_addr {}", cfg.http_addr))?;
+    let raft_listener = TcpListener::bind(cfg.raft_http_addr)
+        .await
+        .with_context(|| format!("binding raft_http_addr {}", cfg.raft_http_addr))?;
+    let metrics_listener = TcpListener::bind(cfg.metrics_addr)
+        .await
+        .with_context(|| format!("binding metrics_addr {}", cfg.metrics_addr))?;
+
+    let metrics = Arc::new(Metrics::new());
+    let transport = Transport::new(me, tokio::runtime::Handle::current(), metrics.clone());
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
+    let (node_loop, status) = NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx);
+    let loop_thread = node_loop.spawn();
+
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .context("building the HTTP client")?;
+    let state = AppState {
+        tx: tx.clone(),
+        status: status.clone(),
+        cfg: cfg.clone(),
+        metrics: metrics.clone(),
+        client,
+    };
+
+    let (stop_client_tx, stop_client_rx) = watch::channel(false);
+    let (stop_raft_tx, stop_raft_rx) = watch::channel(false);
+    let client_server =
+        tokio::spawn(serve(http_listener, http_api::router(state.clone()), stop_client_rx.clone()));
+    let raft_server =
+        tokio::spawn(serve(raft_listener, raft_http::router(state.clone()), stop_raft_rx.clone()));
+    let metrics_router = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    )],
+                    m.encode(),
+                )
+            }
+        }),
+    );
+    let metrics_server =
+        tokio::spawn(serve(metrics_listener, metrics_router, stop_raft_rx.clone()));
+    tracing::info!(
+        http_addr = %cfg.http_addr, raft_http_addr = %cfg.raft_http_addr, metrics_addr = %cfg.metrics_addr,
+        "listening"
+    );
+
+    if let Some(target) = join_target {
+        tokio::spawn(join_cluster(state.clone(), target, self_addr));
+    }
+
+    shutdown_signal().await;
+    tracing::info!("shutdown requested: no longer accepting client requests");
+    let _ = stop_client_tx.send(true);
+    let _ = client_server.await;
+    let (reply, done) = oneshot::channel();
+    if tx.send(Input::Shutdown { reply }).await.is_ok() {
+        let _ = done.await;
+    }
+    let _ = stop_raft_tx.send(true);
+    let _ = raft_server.await;
+    let _ = metrics_server.await;
+    let _ = tokio::task::spawn_blocking(move || loop_thread.join()).await;
+    tracing::info!("simple-cache stopped");
+    Ok(())
+}
+
+async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+    let r = axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = r {
+        tracing::error!(error = %e, "server stopped with an error");
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Asks a member to add this node as a learner, retrying until it succeeds: the cluster may be
+/// electing a leader, or the member not up yet. The answer tells us the members' addresses, so
+/// this node can answer the leader before any log entry reaches it.
+async fn join_cluster(st: AppState, target: String, me: MemberAddr) {
+    let body = serde_json::json!({ "id": st.cfg.node_id, "addr": me.raft, "http_addr": me.http });
+    let url = format!("http://{target}/cluster/join");
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        let mut req = st
+            .client
+            .post(&url)
+            .json(&body)
+            .timeout(Duration::from_millis(st.cfg.request_timeout_ms + 2000));
+        if let Some(t) = &st.cfg.admin_token {
+            req = req.bearer_auth(t);
+        }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => {
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                let mut learned = BTreeMap::new();
+                for m in v["members"].as_array().into_iter().flatten() {
+                    if let (Some(id), Some(raft)) = (m["id"].as_u64(), m["addr"].as_str()) {
+                        let http = m["http_addr"].as_str().map(str::to_string);
+                        learned.insert(NodeId(id), MemberAddr { raft: raft.to_string(), http });
+                    }
+                }
+                tracing::info!(%target, members = learned.len(), "joined the cluster as a learner");
+                let _ = st.tx.send(Input::LearnAddresses(learned)).await;
+                return;
+            }
+            Ok(resp) if resp.status() == axum::http::StatusCode::CONFLICT => {
+                let text = resp.text().await.unwrap_or_default();
+                if text.contains("already_member") {
+                    tracing::info!(%target, "already a member of the cluster");
+                    return;
+                }
+                tracing::warn!(%target, answer = %text, "join refused for now; retrying");
+            }
+            Ok(resp) => {
+                let status = resp.status();
+                let text = resp.text().await.unwrap_or_default();
+                tracing::warn!(%target, %status, answer = %text, "join failed; retrying");
+            }
+            Err(e) => tracing::warn!(%target, error = %e, "join failed; retrying"),
+        }
+        // A retry delay, not synchronization: we cannot observe when the target becomes able
+        // to accept us.
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }

@@ -1,0 +1,497 @@
+//! The server's configuration: defaults, then a YAML file, then environment variables, then
+//! command-line flags, each layer overriding the one before.
+//!
+//! The file is `CONFIG_PATH` (or `--config`) if set, else `./config.yaml` if it exists, else no
+//! file. Every key has an environment variable `SIMPLE_CACHE_<KEY>` and a flag `--<key>` (with
+//! dashes); clap reads both, so `--help` lists every key with its variable. Validation names the
+//! offending key, and `main` exits non-zero on any error.
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// How the node forms its cluster.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// A one-member Raft cluster: every write is still logged, fsynced and applied through Raft.
+    Single,
+    /// A member of a multi-node cluster: bootstrapped from `peers`, or joining through `join`.
+    Distributed,
+}
+
+/// One initial cluster member, as listed in `peers`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerSpec {
+    pub id: u64,
+    /// The member's Raft address (`raft_http_addr` in its own config).
+    pub addr: String,
+    /// The member's client HTTP address, used to forward writes to it when it leads. Optional:
+    /// without it a follower answers 503 with the leader's id instead of forwarding.
+    #[serde(default)]
+    pub http_addr: Option<String>,
+}
+
+/// Command line and environment. Every field is optional so that a value can come from the file
+/// or the defaults; clap gives flags precedence over the environment.
+#[derive(Parser, Debug, Default)]
+#[command(name = "simple-cache", version, about = "A strongly consistent in-memory cache on Raft")]
+pub struct Cli {
+    /// YAML configuration file (default: ./config.yaml if present).
+    #[arg(long, env = "CONFIG_PATH")]
+    pub config: Option<PathBuf>,
+    /// single | distributed.
+    #[arg(long, env = "SIMPLE_CACHE_MODE")]
+    pub mode: Option<Mode>,
+    /// This node's id (>= 1, unique in the cluster).
+    #[arg(long, env = "SIMPLE_CACHE_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Client HTTP API listen address [default: 127.0.0.1:8080].
+    #[arg(long, env = "SIMPLE_CACHE_HTTP_ADDR")]
+    pub http_addr: Option<String>,
+    /// Raft transport listen address [default: 127.0.0.1:9090].
+    #[arg(long, env = "SIMPLE_CACHE_RAFT_HTTP_ADDR")]
+    pub raft_http_addr: Option<String>,
+    /// Prometheus metrics listen address [default: 127.0.0.1:2112].
+    #[arg(long, env = "SIMPLE_CACHE_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
+    /// gRPC listen address (accepted for compatibility; gRPC is not served yet).
+    #[arg(long, env = "SIMPLE_CACHE_GRPC_ADDR")]
+    pub grpc_addr: Option<String>,
+    /// Initial voters, `id=raft_addr[@http_addr]` separated by commas (distributed mode).
+    #[arg(long, env = "SIMPLE_CACHE_PEERS")]
+    pub peers: Option<String>,
+    /// Raft or client address of a member to join through (distributed mode, empty data dir).
+    #[arg(long, env = "SIMPLE_CACHE_JOIN")]
+    pub join: Option<String>,
+    /// Leader heartbeat interval in milliseconds [default: 100].
+    #[arg(long, env = "SIMPLE_CACHE_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+    /// Base election timeout in milliseconds, > heartbeat_ms [default: 1000].
+    #[arg(long, env = "SIMPLE_CACHE_ELECTION_MS")]
+    pub election_ms: Option<u64>,
+    /// Re-read the config file when it changes and apply reloadable keys [default: false].
+    #[arg(long, env = "SIMPLE_CACHE_HOT_RELOAD")]
+    pub hot_reload: Option<bool>,
+    /// Directory for the write-ahead log and snapshots [default: ./data].
+    #[arg(long, env = "SIMPLE_CACHE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG wins if set [default: info].
+    #[arg(long, env = "SIMPLE_CACHE_LOG_LEVEL")]
+    pub log_level: Option<String>,
+    /// Largest key in bytes [default: 1024].
+    #[arg(long, env = "SIMPLE_CACHE_MAX_KEY_BYTES")]
+    pub max_key_bytes: Option<usize>,
+    /// Largest value (its JSON encoding) in bytes [default: 1048576].
+    #[arg(long, env = "SIMPLE_CACHE_MAX_VALUE_BYTES")]
+    pub max_value_bytes: Option<usize>,
+    /// Largest request body in bytes [default: 2097152].
+    #[arg(long, env = "SIMPLE_CACHE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Longest a client request may take, waiting for a leader included [default: 5000].
+    #[arg(long, env = "SIMPLE_CACHE_REQUEST_TIMEOUT_MS")]
+    pub request_timeout_ms: Option<u64>,
+    /// Requests served at once by the client API; more wait [default: 1024].
+    #[arg(long, env = "SIMPLE_CACHE_MAX_CONCURRENT_REQUESTS")]
+    pub max_concurrent_requests: Option<usize>,
+    /// Bearer token required for DELETE /v1 and /cluster/* changes (unset: no auth).
+    #[arg(long, env = "SIMPLE_CACHE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Snapshot and compact the log after this many applied entries [default: 10000].
+    #[arg(long, env = "SIMPLE_CACHE_SNAPSHOT_THRESHOLD")]
+    pub snapshot_threshold: Option<u64>,
+}
+
+/// The YAML file: the same keys, all optional; unknown keys are an error (a typo must not be
+/// silently ignored).
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    mode: Option<Mode>,
+    node_id: Option<u64>,
+    http_addr: Option<String>,
+    raft_http_addr: Option<String>,
+    metrics_addr: Option<String>,
+    grpc_addr: Option<String>,
+    peers: Option<Vec<PeerSpec>>,
+    join: Option<String>,
+    heartbeat_ms: Option<u64>,
+    election_ms: Option<u64>,
+    hot_reload: Option<bool>,
+    data_dir: Option<PathBuf>,
+    log_level: Option<String>,
+    max_key_bytes: Option<usize>,
+    max_value_bytes: Option<usize>,
+    max_body_bytes: Option<usize>,
+    request_timeout_ms: Option<u64>,
+    max_concurrent_requests: Option<usize>,
+    admin_token: Option<String>,
+    snapshot_threshold: Option<u64>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub mode: Mode,
+    pub node_id: u64,
+    pub http_addr: SocketAddr,
+    pub raft_http_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub grpc_addr: Option<SocketAddr>,
+    pub peers: Vec<PeerSpec>,
+    pub join: Option<String>,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    pub hot_reload: bool,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout_ms: u64,
+    pub max_concurrent_requests: usize,
+    pub admin_token: Option<String>,
+    pub snapshot_threshold: u64,
+    /// The file the configuration was read from, for hot reload.
+    pub source: Option<PathBuf>,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: `{key}`: {problem}")]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+fn err(key: &str, problem: impl Into<String>) -> ConfigError {
+    ConfigError { key: key.to_string(), problem: problem.into() }
+}
+
+/// Longest accepted values: generous, but a typo like an extra zero must not let one request
+/// allocate gigabytes.
+const VALUE_BYTES_LIMIT: usize = 64 << 20;
+
+impl Config {
+    /// Loads the layers for `cli` (parsed by the caller, which also owns `--help`).
+    pub fn load(cli: Cli) -> Result<Config, ConfigError> {
+        let path = match &cli.config {
+            Some(p) => Some(p.clone()),
+            None => Some(PathBuf::from("config.yaml")).filter(|p| p.exists()),
+        };
+        let file = match &path {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(cli, file, path)
+    }
+
+    fn merge(cli: Cli, file: FileConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let peers = match cli.peers {
+            Some(s) => parse_peers(&s)?,
+            None => file.peers.unwrap_or_default(),
+        };
+        let cfg = Config {
+            mode: cli.mode.or(file.mode).unwrap_or(Mode::Single),
+            node_id: cli.node_id.or(file.node_id).unwrap_or(1),
+            http_addr: addr("http_addr", cli.http_addr.or(file.http_addr), "127.0.0.1:8080")?,
+            raft_http_addr: addr(
+                "raft_http_addr",
+                cli.raft_http_addr.or(file.raft_http_addr),
+                "127.0.0.1:9090",
+            )?,
+            metrics_addr: addr(
+                "metrics_addr",
+                cli.metrics_addr.or(file.metrics_addr),
+                "127.0.0.1:2112",
+            )?,
+            grpc_addr: match cli.grpc_addr.or(file.grpc_addr).filter(|s| !s.is_empty()) {
+                Some(s) => Some(parse_socket_addr("grpc_addr", &s)?),
+                None => None,
+            },
+            peers,
+            join: cli.join.or(file.join).filter(|s| !s.is_empty()),
+            heartbeat_ms: cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
+            election_ms: cli.election_ms.or(file.election_ms).unwrap_or(1000),
+            hot_reload: cli.hot_reload.or(file.hot_reload).unwrap_or(false),
+            data_dir: cli.data_dir.or(file.data_dir).unwrap_or_else(|| PathBuf::from("data")),
+            log_level: cli.log_level.or(file.log_level).unwrap_or_else(|| "info".to_string()),
+            max_key_bytes: cli.max_key_bytes.or(file.max_key_bytes).unwrap_or(1024),
+            max_value_bytes: cli.max_value_bytes.or(file.max_value_bytes).unwrap_or(1 << 20),
+            max_body_bytes: cli.max_body_bytes.or(file.max_body_bytes).unwrap_or(2 << 20),
+            request_timeout_ms: cli.request_timeout_ms.or(file.request_timeout_ms).unwrap_or(5000),
+            max_concurrent_requests: cli
+                .max_concurrent_requests
+                .or(file.max_concurrent_requests)
+                .unwrap_or(1024),
+            admin_token: cli.admin_token.or(file.admin_token).filter(|s| !s.is_empty()),
+            snapshot_threshold: cli
+                .snapshot_threshold
+                .or(file.snapshot_threshold)
+                .unwrap_or(10_000),
+            source,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.node_id == 0 {
+            return Err(err("node_id", "must be at least 1 (0 means \"no node\" in Raft)"));
+        }
+        if self.heartbeat_ms == 0 {
+            return Err(err("heartbeat_ms", "must be greater than 0"));
+        }
+        if self.election_ms <= self.heartbeat_ms {
+            return Err(err(
+                "election_ms",
+                format!(
+                    "must be greater than heartbeat_ms ({} <= {}), or followers would campaign \
+                     against a healthy leader",
+                    self.election_ms, self.heartbeat_ms
+                ),
+            ));
+        }
+        let positive = [
+            ("max_key_bytes", self.max_key_bytes as u64),
+            ("max_value_bytes", self.max_value_bytes as u64),
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("request_timeout_ms", self.request_timeout_ms),
+            ("max_concurrent_requests", self.max_concurrent_requests as u64),
+            ("snapshot_threshold", self.snapshot_threshold),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return Err(err(key, "must be greater than 0"));
+            }
+        }
+        for (key, value) in
+            [("max_value_bytes", self.max_value_bytes), ("max_body_bytes", self.max_body_bytes)]
+        {
+            if value > VALUE_BYTES_LIMIT {
+                return Err(err(key, format!("must be at most {VALUE_BYTES_LIMIT}")));
+            }
+        }
+        if self.max_key_bytes > core_key_limit() {
+            return Err(err("max_key_bytes", format!("must be at most {}", core_key_limit())));
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return Err(err(
+                "log_level",
+                format!("`{}` is not a valid level or filter (e.g. info, debug)", self.log_level),
+            ));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(err("data_dir", "must not be empty"));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for p in &self.peers {
+            if p.id == 0 {
+                return Err(err("peers", "a peer id must be at least 1"));
+            }
+            if !seen.insert(p.id) {
+                return Err(err("peers", format!("peer id {} is listed twice", p.id)));
+            }
+            check_host_port("peers", &p.addr)?;
+            if let Some(h) = &p.http_addr {
+                check_host_port("peers", h)?;
+            }
+        }
+        if let Some(j) = &self.join {
+            check_host_port("join", j)?;
+        }
+        match self.mode {
+            Mode::Single => {
+                if !self.peers.is_empty() {
+                    return Err(err("peers", "is only used in mode: distributed"));
+                }
+                if self.join.is_some() {
+                    return Err(err("join", "is only used in mode: distributed"));
+                }
+            }
+            Mode::Distributed => {
+                if self.peers.is_empty() && self.join.is_none() {
+                    return Err(err(
+                        "peers",
+                        "mode: distributed needs the initial voters in `peers` or a member to \
+                         `join`",
+                    ));
+                }
+                if !self.peers.is_empty() && self.join.is_some() {
+                    return Err(err(
+                        "join",
+                        "set either `peers` (bootstrap a new cluster) or `join` (join an \
+                         existing one), not both",
+                    ));
+                }
+                if !self.peers.is_empty() && !seen.contains(&self.node_id) {
+                    return Err(err(
+                        "peers",
+                        format!("must list this node (node_id {})", self.node_id),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether any listener accepts connections from other machines.
+    pub fn listens_beyond_loopback(&self) -> bool {
+        [self.http_addr, self.raft_http_addr, self.metrics_addr]
+            .iter()
+            .any(|a| !a.ip().is_loopback())
+    }
+}
+
+/// The key limit the cache itself can handle in a pattern search is `PATTERN_BYTES_MAX`; keys
+/// themselves are bounded only by the proposal size, so cap them at a sane 64 KiB.
+fn core_key_limit() -> usize {
+    64 * 1024
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_saphyr::from_str(&text).map_err(|e| err("config", format!("{}: {e}", path.display())))
+}
+
+fn addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
+    parse_socket_addr(key, value.as_deref().unwrap_or(default))
+}
+
+fn parse_socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
+    s.parse()
+        .map_err(|_| err(key, format!("`{s}` is not an IP:port address (e.g. 127.0.0.1:8080)")))
+}
+
+/// A `host:port` a peer can be reached at; host names are allowed (resolved when connecting).
+fn check_host_port(key: &str, s: &str) -> Result<(), ConfigError> {
+    let bad = || err(key, format!("`{s}` is not a host:port address"));
+    let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
+        return Err(bad());
+    }
+    port.parse::<u16>().map_err(|_| bad())?;
+    Ok(())
+}
+
+/// Parses `1=127.0.0.1:9090@127.0.0.1:8080,2=...`.
+pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, ConfigError> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, rest) = part
+            .split_once('=')
+            .ok_or_else(|| err("peers", format!("`{part}` is not id=raft_addr[@http_addr]")))?;
+        let id = id
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| err("peers", format!("`{id}` is not a node id")))?;
+        let (addr, http_addr) = match rest.split_once('@') {
+            Some((a, h)) => (a.to_string(), Some(h.to_string())),
+            None => (rest.to_string(), None),
+        };
+        out.push(PeerSpec { id, addr, http_addr });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yaml(text: &str) -> Result<Config, ConfigError> {
+        let file: FileConfig =
+            serde_saphyr::from_str(text).map_err(|e| err("config", e.to_string()))?;
+        Config::merge(Cli::default(), file, None)
+    }
+
+    // With nothing configured the node is a single loopback node with the seed's ports.
+    #[test]
+    fn defaults_are_a_single_loopback_node() {
+        let c = Config::merge(Cli::default(), FileConfig::default(), None).unwrap();
+        assert_eq!(c.mode, Mode::Single);
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.raft_http_addr.to_string(), "127.0.0.1:9090");
+        assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:2112");
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.max_key_bytes, 1024);
+        assert_eq!(c.max_value_bytes, 1 << 20);
+        assert!(!c.listens_beyond_loopback());
+    }
+
+    // A flag overrides the file.
+    #[test]
+    fn cli_overrides_file() {
+        let file: FileConfig = serde_saphyr::from_str("node_id: 3\nheartbeat_ms: 50\n").unwrap();
+        let cli = Cli { node_id: Some(7), ..Cli::default() };
+        let c = Config::merge(cli, file, None).unwrap();
+        assert_eq!(c.node_id, 7);
+        assert_eq!(c.heartbeat_ms, 50);
+    }
+
+    // Every error names the key it is about.
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("node_id: 0", "node_id"),
+            ("election_ms: 100\nheartbeat_ms: 100", "election_ms"),
+            ("http_addr: nonsense", "http_addr"),
+            ("max_value_bytes: 0", "max_value_bytes"),
+            ("log_level: \"[\"", "log_level"),
+            ("mode: distributed", "peers"),
+            ("peers: [{id: 2, addr: \"127.0.0.1:9091\"}]", "peers"),
+            ("mode: distributed\npeers: [{id: 2, addr: \"127.0.0.1:9091\"}]", "peers"),
+            ("mode: distributed\njoin: \"no-port\"", "join"),
+        ];
+        for (text, key) in cases {
+            let e = yaml(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    // A typo in a key is an error, not a silently ignored setting; so is a wrong type.
+    #[test]
+    fn unknown_keys_and_wrong_types_are_rejected() {
+        assert!(serde_saphyr::from_str::<FileConfig>("node_idd: 1").is_err());
+        assert!(serde_saphyr::from_str::<FileConfig>("node_id: one").is_err());
+        assert!(serde_saphyr::from_str::<FileConfig>("mode: cluster").is_err());
+    }
+
+    // The peers flag format parses ids, Raft addresses and optional client addresses.
+    #[test]
+    fn peers_flag_parses() {
+        let p = parse_peers("1=127.0.0.1:9090@127.0.0.1:8080, 2=h:9091").unwrap();
+        assert_eq!(
+            p[0],
+            PeerSpec {
+                id: 1,
+                addr: "127.0.0.1:9090".into(),
+                http_addr: Some("127.0.0.1:8080".into())
+            }
+        );
+        assert_eq!(p[1], PeerSpec { id: 2, addr: "h:9091".into(), http_addr: None });
+        assert!(parse_peers("x=1").is_err());
+        assert!(parse_peers("1").is_err());
+    }
+
+    // The shipped example and cluster configs are valid.
+    #[test]
+    fn shipped_configs_are_valid() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for f in [
+            "config.example.yaml",
+            "configs/node1.yaml",
+            "configs/node2.yaml",
+            "configs/node3.yaml",
+        ] {
+            let file = read_file(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+            Config::merge(Cli::default(), file, None).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+}

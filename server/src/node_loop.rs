@@ -1,0 +1,571 @@
+//! The node loop: one task owns the [`CacheNode`] and executes its `Ready`s; everything else
+//! talks to it through a bounded channel of [`Input`]s and watches its [`Status`].
+//!
+//! Each turn: wait for an input or the node's next deadline; drain the queued inputs (bounded),
+//! so many proposals share one `Ready` and therefore one fsync (group commit); tick; then, until
+//! the node has nothing left to do, take a `Ready` and handle it in the order `Ready` documents:
+//! persist (fsync if `must_sync`), send, apply, persist a snapshot the node took, answer clients.
+//!
+//! The loop runs on its own OS thread (with a current-thread runtime) because WAL writes and
+//! fsyncs block: they then delay only the loop that must wait for them anyway, never the HTTP
+//! servers or the Raft senders.
+
+use crate::metrics::{Metrics, NodeLabel, gauge_value};
+use crate::transport::{MemberAddr, Transport, raft_addresses};
+use crate::wal_store::WalStore;
+use bytes::Bytes;
+use simple_cache_core::cache::{ApplyResult, Command, Pattern, TtlStatus};
+use simple_cache_core::node::{CacheNode, RequestId, WriteError};
+use simple_cache_core::raft::{MembershipError, PeerStatus, ReadError, Role, TransferError};
+use simple_cache_core::{Instant, LogIndex, Membership, MembershipChange, Message, NodeId, Term};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Inputs drained per turn before a `Ready` is taken: bounds the latency one turn adds.
+const INPUTS_PER_TURN_MAX: usize = 4096;
+/// Capacity of the input channel; senders wait (HTTP handlers) or drop (Raft messages) beyond.
+pub const INPUT_QUEUE_MAX: usize = 8192;
+
+/// The node's clock: Unix epoch milliseconds at start plus a monotonic elapsed time.
+///
+/// TTL deadlines are absolute and replicated, so every node (and a restarted node) must read
+/// roughly the same time: epoch milliseconds. Within a process the clock must also never jump:
+/// core ignores time going backwards, so a wall clock stepped back by an hour would freeze
+/// elections for an hour. Anchoring once and adding `std::time::Instant` elapsed gives both.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    epoch_ms_at_start: u64,
+    start: std::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let epoch_ms_at_start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        Clock { epoch_ms_at_start, start: std::time::Instant::now() }
+    }
+    pub fn now(&self) -> Instant {
+        Instant(self.epoch_ms_at_start + self.start.elapsed().as_millis() as u64)
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Clock::new()
+    }
+}
+
+/// A client write, before the leader turns a relative TTL into an absolute deadline.
+#[derive(Clone, Debug)]
+pub enum WriteOp {
+    Set { key: String, value: Bytes, ttl_ms: Option<u64> },
+    Del { key: String },
+    Expire { key: String },
+    Reset,
+}
+
+#[derive(Clone, Debug)]
+pub enum Query {
+    Get(String),
+    Ttl(String),
+    Search { pattern: Pattern, limit: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueryResult {
+    Value(Option<Bytes>),
+    Ttl(TtlStatus),
+    Keys(Vec<String>),
+}
+
+pub type WriteReply = oneshot::Sender<Result<ApplyResult, WriteError>>;
+pub type ReadReply = oneshot::Sender<Result<QueryResult, ReadError>>;
+
+pub enum Input {
+    Write {
+        op: WriteOp,
+        reply: WriteReply,
+    },
+    /// A linearizable read (ReadIndex), or with `stale` a local read.
+    Read {
+        query: Query,
+        stale: bool,
+        reply: ReadReply,
+    },
+    Raft(Vec<Message>),
+    Membership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<LogIndex, MembershipError>>,
+    },
+    Transfer {
+        target: NodeId,
+        reply: oneshot::Sender<Result<(), TransferError>>,
+    },
+    Peers {
+        reply: oneshot::Sender<(Instant, Vec<PeerStatus>)>,
+    },
+    /// Extra Raft addresses learned outside the log (the join response gives the joiner the
+    /// leader's address before any log entry arrives).
+    LearnAddresses(BTreeMap<NodeId, MemberAddr>),
+    /// Hand leadership over if leader, flush the WAL, stop.
+    Shutdown {
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// What the rest of the server may know about the node without asking it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: Term,
+    pub leader: Option<NodeId>,
+    pub commit_index: LogIndex,
+    pub last_applied: LogIndex,
+    pub membership: Membership,
+    pub membership_change_pending: bool,
+    pub transfer_target: Option<NodeId>,
+    pub keys: usize,
+    /// The loop has stopped (shutdown or fatal error).
+    pub stopped: bool,
+}
+
+impl Status {
+    /// Ready to serve: a leader is known and everything known committed is applied.
+    pub fn is_ready(&self) -> bool {
+        !self.stopped && self.leader.is_some() && self.last_applied >= self.commit_index
+    }
+    /// The client address of the leader, if known.
+    pub fn leader_http_addr(&self) -> Option<String> {
+        let leader = self.leader?;
+        let a = self.membership.addresses.get(&leader)?;
+        MemberAddr::decode(a).http
+    }
+}
+
+pub struct NodeLoop {
+    node: CacheNode,
+    wal: WalStore,
+    transport: Transport,
+    clock: Clock,
+    metrics: Arc<Metrics>,
+    rx: mpsc::Receiver<Input>,
+    status_tx: watch::Sender<Status>,
+    next_id: u64,
+    writes: HashMap<RequestId, WriteReply>,
+    reads: HashMap<RequestId, (Query, ReadReply)>,
+    /// Addresses learned outside the log; the membership's win when both know a node.
+    learned: BTreeMap<NodeId, MemberAddr>,
+    addresses_applied: BTreeMap<NodeId, String>,
+    last_leader: Option<NodeId>,
+    last_membership: Membership,
+    last_promote_check: Instant,
+}
+
+impl NodeLoop {
+    pub fn new(
+        node: CacheNode,
+        wal: WalStore,
+        transport: Transport,
+        clock: Clock,
+        metrics: Arc<Metrics>,
+        rx: mpsc::Receiver<Input>,
+    ) -> (NodeLoop, watch::Receiver<Status>) {
+        let status = status_of(&node, false);
+        let (status_tx, status_rx) = watch::channel(status);
+        let mut l = NodeLoop {
+            node,
+            wal,
+            transport,
+            clock,
+            metrics,
+            rx,
+            status_tx,
+            next_id: 1,
+            writes: HashMap::new(),
+            reads: HashMap::new(),
+            learned: BTreeMap::new(),
+            addresses_applied: BTreeMap::new(),
+            last_leader: None,
+            last_membership: Membership::default(),
+            last_promote_check: Instant(0),
+        };
+        l.update_addresses();
+        (l, status_rx)
+    }
+
+    /// Runs the loop on a dedicated thread; returns when the loop stops.
+    pub fn spawn(self) -> std::thread::JoinHandle<()> {
+        std::thread::Builder::new()
+            .name("node-loop".to_string())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                    .expect("a current-thread runtime builds");
+                rt.block_on(self.run());
+            })
+            .expect("the node loop thread starts")
+    }
+
+    async fn run(mut self) {
+        loop {
+            let now = self.clock.now();
+            let wait_ms = self.node.next_deadline().saturating_since(now);
+            let first = if wait_ms == 0 {
+                self.rx.try_recv().ok()
+            } else {
+                tokio::select! {
+                    input = self.rx.recv() => match input {
+                        Some(i) => Some(i),
+                        // Every sender is gone: the server is shutting down.
+                        None => { self.stop(None).await; return; }
+                    },
+                    _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => None,
+                }
+            };
+            let mut inputs = Vec::new();
+            inputs.extend(first);
+            while inputs.len() < INPUTS_PER_TURN_MAX {
+                match self.rx.try_recv() {
+                    Ok(i) => inputs.push(i),
+                    Err(_) => break,
+                }
+            }
+            for input in inputs {
+                if let Input::Shutdown { reply } = input {
+                    self.stop(Some(reply)).await;
+                    return;
+                }
+                self.handle_input(input);
+            }
+            self.node.tick(self.clock.now());
+            self.drain_ready();
+            self.maybe_promote();
+            self.publish();
+        }
+    }
+
+    fn alloc_id(&mut self) -> RequestId {
+        let id = RequestId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn handle_input(&mut self, input: Input) {
+        let now = self.clock.now();
+        match input {
+            Input::Write { op, reply } => {
+                let command = match op {
+                    WriteOp::Set { key, value, ttl_ms } => Command::Set {
+                        key,
+                        value,
+                        // The leader (this node, if the proposal succeeds) turns the TTL into an
+                        // absolute deadline from its own clock, which it also stamps on the entry.
+                        expires_at: ttl_ms.map(|ms| now.saturating_add_ms(ms)),
+                    },
+                    WriteOp::Del { key } => Command::Del { key },
+                    WriteOp::Expire { key } => Command::Expire { key },
+                    WriteOp::Reset => Command::Reset,
+                };
+                let id = self.alloc_id();
+                match self.node.write(now, id, command) {
+                    Ok(()) => {
+                        self.writes.insert(id, reply);
+                    }
+                    Err(e) => {
+                        self.metrics.proposals_failed.inc();
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Input::Read { query, stale: true, reply } => {
+                let _ = reply.send(Ok(self.run_query(&query, now)));
+            }
+            Input::Read { query, stale: false, reply } => {
+                let id = self.alloc_id();
+                match self.node.read(now, id) {
+                    Ok(()) => {
+                        self.reads.insert(id, (query, reply));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                    }
+                }
+            }
+            Input::Raft(messages) => {
+                for m in messages {
+                    if let Err(e) = self.node.step(now, m) {
+                        tracing::debug!(error = %e, "raft message refused");
+                    }
+                }
+            }
+            Input::Membership { change, reply } => {
+                tracing::info!(?change, "membership change requested");
+                let r = self.node.raft_mut().propose_membership(now, change);
+                let _ = reply.send(r);
+            }
+            Input::Transfer { target, reply } => {
+                let r = self.node.raft_mut().transfer_leadership(now, target);
+                let _ = reply.send(r);
+            }
+            Input::Peers { reply } => {
+                let _ = reply.send((now, self.node.raft().peers()));
+            }
+            Input::LearnAddresses(addrs) => {
+                self.learned.extend(addrs);
+                self.update_addresses();
+            }
+            Input::Shutdown { .. } => unreachable!("handled by the caller"),
+        }
+    }
+
+    fn run_query(&self, query: &Query, at: Instant) -> QueryResult {
+        let cache = self.node.cache();
+        match query {
+            Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
+            Query::Ttl(key) => QueryResult::Ttl(cache.ttl(key, at)),
+            Query::Search { pattern, limit } => {
+                QueryResult::Keys(cache.search(pattern, at, *limit))
+            }
+        }
+    }
+
+    /// Handles `Ready`s until the node has nothing left to do. Bounded: each `Ready` makes
+    /// progress (persisting, applying), and new work only comes from inputs, which are not read
+    /// here.
+    fn drain_ready(&mut self) {
+        for _ in 0..64 {
+            let mut ready = self.node.ready();
+            if ready.is_empty() {
+                return;
+            }
+            if ready.snapshot.is_some() {
+                self.metrics.snapshot_installs.inc();
+            }
+            // 1 + 2: persist (snapshot file, entries, hard state), fsync if required.
+            match self.wal.persist_ready(&ready) {
+                Ok(stats) => {
+                    if let Some(d) = stats.fsync {
+                        self.metrics.wal_fsync_duration.observe(d.as_secs_f64());
+                    }
+                }
+                Err(e) => fatal("writing the WAL failed", &e),
+            }
+            // 3: send; only now may messages that depend on the persisted state leave.
+            self.transport.send(std::mem::take(&mut ready.messages));
+            let committed = ready.committed_entries.len() as u64;
+            // 4 + 5 + 6: apply, resolve requests, advance.
+            let applied = self.node.apply(ready);
+            self.metrics.proposals_applied.inc_by(committed);
+            if let Some(snapshot) = &applied.snapshot {
+                let started = std::time::Instant::now();
+                let log = self.node.raft().log();
+                let persisted = log.persisted_index();
+                let entries: Vec<_> = log
+                    .slice(snapshot.meta.last_index.next(), usize::MAX, usize::MAX)
+                    .into_iter()
+                    .filter(|e| e.index <= persisted)
+                    .collect();
+                if let Err(e) = self.wal.save_snapshot(snapshot, &entries) {
+                    fatal("saving a snapshot failed", &e);
+                }
+                self.metrics.snapshot_saves.inc();
+                self.metrics.snapshot_save_duration.observe(started.elapsed().as_secs_f64());
+            }
+            for (id, result) in applied.writes {
+                if let Some(reply) = self.writes.remove(&id) {
+                    if result.is_ok() {
+                        self.metrics.proposals_committed.inc();
+                    } else {
+                        self.metrics.proposals_failed.inc();
+                    }
+                    let _ = reply.send(result);
+                }
+            }
+            for (id, result) in applied.reads {
+                if let Some((query, reply)) = self.reads.remove(&id) {
+                    let _ = reply.send(result.map(|at| self.run_query(&query, at)));
+                }
+            }
+        }
+    }
+
+    /// On the leader: promote a learner once it has caught up (core refuses with `NotCaughtUp`
+    /// until then). Checked at most once per heartbeat interval; one change at a time.
+    fn maybe_promote(&mut self) {
+        let raft = self.node.raft();
+        if !raft.is_leader()
+            || raft.membership_change_pending()
+            || raft.membership().learners.is_empty()
+        {
+            return;
+        }
+        let now = self.clock.now();
+        if now.saturating_since(self.last_promote_check) < raft.config().heartbeat_interval_ms {
+            return;
+        }
+        self.last_promote_check = now;
+        let learners: Vec<NodeId> = raft.membership().learners.iter().copied().collect();
+        for id in learners {
+            match self
+                .node
+                .raft_mut()
+                .propose_membership(now, MembershipChange::PromoteLearner { id })
+            {
+                Ok(index) => {
+                    tracing::info!(learner = %id, %index, "learner caught up: promoting it to voter");
+                    return;
+                }
+                Err(e) => tracing::debug!(learner = %id, error = %e, "learner not promoted yet"),
+            }
+        }
+    }
+
+    fn update_addresses(&mut self) {
+        let mut addrs: BTreeMap<NodeId, String> =
+            self.learned.iter().map(|(id, a)| (*id, a.raft.clone())).collect();
+        for (id, a) in raft_addresses(self.node.raft().membership()) {
+            addrs.insert(id, a.raft);
+        }
+        if addrs != self.addresses_applied {
+            self.transport.set_addresses(&addrs);
+            self.addresses_applied = addrs;
+        }
+    }
+
+    fn publish(&mut self) {
+        let status = status_of(&self.node, false);
+        if status.leader != self.last_leader {
+            match status.leader {
+                Some(l) => {
+                    tracing::info!(leader = %l, term = %status.term, role = ?status.role, "leader known")
+                }
+                None => tracing::info!(term = %status.term, "no leader known"),
+            }
+            self.last_leader = status.leader;
+            self.metrics.leader_changes.inc();
+        }
+        if status.membership != self.last_membership {
+            tracing::info!(
+                voters = ?status.membership.voters, learners = ?status.membership.learners,
+                "membership changed"
+            );
+            self.last_membership = status.membership.clone();
+        }
+        let m = &self.metrics;
+        m.role.get_or_create(&NodeLabel { node_id: status.id.0 }).set(match status.role {
+            Role::Follower => 0,
+            Role::Candidate => 1,
+            Role::Leader => 2,
+        });
+        m.term.set(gauge_value(status.term.0));
+        m.commit_index.set(gauge_value(status.commit_index.0));
+        m.last_applied.set(gauge_value(status.last_applied.0));
+        m.has_leader.set(i64::from(status.leader.is_some()));
+        m.is_leader.set(i64::from(status.role == Role::Leader));
+        m.keys.set(gauge_value(status.keys as u64));
+        m.expiration_heap_size.set(gauge_value(self.node.cache().expiration_index_len() as u64));
+        m.peers.set(gauge_value(status.membership.members().count() as u64));
+        m.proposals_pending.set(gauge_value(self.node.pending_requests() as u64));
+        self.update_addresses();
+        self.status_tx.send_if_modified(|s| {
+            if *s != status {
+                *s = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// Graceful stop: a leader hands leadership to the most caught-up voter and waits (at most an
+    /// election timeout) for it to take over, then the WAL is flushed.
+    async fn stop(&mut self, reply: Option<oneshot::Sender<()>>) {
+        if self.node.raft().is_leader() {
+            let me = self.node.raft().id();
+            let target = self
+                .node
+                .raft()
+                .peers()
+                .into_iter()
+                .filter(|p| p.voter && p.id != me)
+                .max_by_key(|p| p.match_index)
+                .map(|p| p.id);
+            if let Some(target) = target {
+                let now = self.clock.now();
+                match self.node.raft_mut().transfer_leadership(now, target) {
+                    Ok(()) => {
+                        tracing::info!(%target, "shutting down: handing leadership over");
+                        let deadline =
+                            now.saturating_add_ms(self.node.raft().config().election_timeout_ms);
+                        while self.node.raft().is_leader() && self.clock.now() < deadline {
+                            let wait = self
+                                .node
+                                .next_deadline()
+                                .min(deadline)
+                                .saturating_since(self.clock.now())
+                                .max(1);
+                            tokio::select! {
+                                input = self.rx.recv() => {
+                                    // Only Raft traffic matters now; dropping a client's
+                                    // input drops its reply channel, which answers 503.
+                                    if let Some(Input::Raft(m)) = input {
+                                        self.handle_input(Input::Raft(m));
+                                    }
+                                }
+                                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                            }
+                            self.node.tick(self.clock.now());
+                            self.drain_ready();
+                        }
+                        if self.node.raft().is_leader() {
+                            tracing::warn!(%target, "leadership transfer did not finish before shutdown");
+                        } else {
+                            tracing::info!(%target, "leadership handed over");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not hand leadership over"),
+                }
+            }
+        }
+        if let Err(e) = self.wal.sync() {
+            fatal("flushing the WAL failed", &e);
+        }
+        let mut status = status_of(&self.node, true);
+        status.leader = None;
+        self.status_tx.send_replace(status);
+        tracing::info!("node loop stopped; WAL flushed");
+        if let Some(r) = reply {
+            let _ = r.send(());
+        }
+    }
+}
+
+fn status_of(node: &CacheNode, stopped: bool) -> Status {
+    let raft = node.raft();
+    Status {
+        id: raft.id(),
+        role: raft.role(),
+        term: raft.term(),
+        leader: raft.leader_id(),
+        commit_index: raft.commit_index(),
+        last_applied: raft.last_applied(),
+        membership: raft.membership().clone(),
+        membership_change_pending: raft.membership_change_pending(),
+        transfer_target: raft.transfer_target(),
+        keys: node.cache().len(),
+        stopped,
+    }
+}
+
+/// A failed WAL write or fsync: the node cannot vouch for its state, so it stops at once rather
+/// than acknowledge anything more (section 5 of the style guide).
+fn fatal(what: &str, e: &std::io::Error) -> ! {
+    tracing::error!(error = %e, "{what}; stopping the node");
+    eprintln!("simple-cache: fatal: {what}: {e}");
+    std::process::exit(70);
+}

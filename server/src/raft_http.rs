@@ -1,0 +1,50 @@
+//! The Raft listener (`raft_http_addr`): `POST /raft` takes a batch of messages encoded by
+//! `core::codec` (see `transport`). A body that does not decode gets a 400 and reaches nothing;
+//! a decoded batch is handed to the node loop without waiting for it to be processed (Raft
+//! replies travel as separate requests, like etcd's transport).
+//!
+//! The listener also serves `POST /cluster/join`, so a new node can be pointed at either address
+//! of a member.
+
+use crate::error::ApiError;
+use crate::http_api::{AppState, cluster_join};
+use crate::metrics::PeerLabel;
+use crate::node_loop::Input;
+use crate::transport::RAFT_BODY_BYTES_MAX;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use axum::http::StatusCode;
+use axum::routing::post;
+use simple_cache_core::{Message, codec};
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/raft", post(raft))
+        .route("/cluster/join", post(cluster_join))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(RAFT_BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn raft(
+    State(st): State<AppState>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let b = b.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
+    let messages: Vec<Message> = codec::decode(&b, RAFT_BODY_BYTES_MAX).map_err(|e| {
+        ApiError::bad_request("bad_raft_message", format!("the body does not decode: {e}"))
+    })?;
+    if let Some(from) = messages.first().map(|m| m.from) {
+        st.metrics
+            .peer_received_bytes
+            .get_or_create(&PeerLabel { peer: from.0 })
+            .inc_by(b.len() as u64);
+    }
+    // Never wait on a full queue: the sender would stall; Raft recovers from the loss.
+    st.tx
+        .try_send(Input::Raft(messages))
+        .map_err(|_| ApiError::unavailable("overloaded", "the node's input queue is full"))?;
+    Ok(StatusCode::NO_CONTENT)
+}

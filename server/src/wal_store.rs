@@ -1,0 +1,520 @@
+//! Durable storage on real files: the write-ahead log of `simple_cache_core::wal` (segments in
+//! `data_dir/wal/`) and snapshot files (`data_dir/snap/`).
+//!
+//! The record format, the order of records within a `Ready` and the compaction scheme are
+//! `core::wal`'s; this module only does the file IO, so recovery is the same code the simulator
+//! and the fuzzer exercise. Every IO error is returned to the node loop, which treats it as fatal:
+//! a node must never acknowledge what it could not persist.
+//!
+//! Snapshot file: `snap/<last_index, 20 digits>.snap` =
+//! `b"SCSNAP\0\x01"` + crc32c(payload) (u32 LE) + payload length (u64 LE) + payload, where the
+//! payload is `codec::encode(&Snapshot)`. It is written to a `.tmp` file, fsynced, renamed into
+//! place and the directory fsynced, before the WAL record that refers to it is written.
+
+use bytes::Bytes;
+use simple_cache_core::codec;
+use simple_cache_core::raft::{Persisted, Ready};
+use simple_cache_core::wal::{self, Recovered, WalRecord};
+use simple_cache_core::{Entry, HardState, Snapshot, SnapshotMeta};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant as StdInstant};
+
+const SNAPSHOT_MAGIC: [u8; 8] = *b"SCSNAP\0\x01";
+const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 8;
+
+/// Why the store could not be opened. The node must not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("{dir}: {source}")]
+    Wal { dir: PathBuf, source: wal::WalError },
+    #[error("snapshot file {path} is unusable: {reason}")]
+    Snapshot { path: PathBuf, reason: String },
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io { path: path.to_path_buf(), source }
+}
+
+/// Timings the node loop exports as metrics.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PersistStats {
+    /// Time spent in the fsync, if one was done.
+    pub fsync: Option<Duration>,
+    pub bytes: u64,
+}
+
+/// The open WAL and snapshot directory of one node.
+pub struct WalStore {
+    wal_dir: PathBuf,
+    snap_dir: PathBuf,
+    file: File,
+    seq: u64,
+    size: u64,
+    segment_bytes_target: u64,
+    /// The latest hard state written (compaction copies it into the new segment).
+    hard_state: HardState,
+    /// The snapshot whose file must be kept (the one recovery would use).
+    snapshot_index: u64,
+    /// Bytes were written since the last fsync.
+    unsynced: bool,
+}
+
+/// The store and what recovery found.
+pub struct Opened {
+    pub store: WalStore,
+    pub persisted: Persisted,
+    /// Nothing was ever persisted: the node must be bootstrapped (or join).
+    pub fresh: bool,
+}
+
+impl WalStore {
+    /// Opens (or creates) the store under `data_dir` and recovers the persistent state. Refuses
+    /// corruption with an error naming the file and offset; truncates a torn tail (logged).
+    pub fn open(data_dir: &Path, segment_bytes_target: u64) -> Result<Opened, StorageError> {
+        let wal_dir = data_dir.join("wal");
+        let snap_dir = data_dir.join("snap");
+        for d in [data_dir, &wal_dir, &snap_dir] {
+            fs::create_dir_all(d).map_err(io_err(d))?;
+        }
+        let mut seqs = Vec::new();
+        for entry in fs::read_dir(&wal_dir).map_err(io_err(&wal_dir))? {
+            let entry = entry.map_err(io_err(&wal_dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match wal::parse_segment_file_name(&name) {
+                Some(seq) => seqs.push(seq),
+                None if name.ends_with(".tmp") => {
+                    // An unfinished compaction that was never renamed into place.
+                    let p = entry.path();
+                    tracing::warn!(file = %p.display(), "removing unfinished temporary WAL file");
+                    fs::remove_file(&p).map_err(io_err(&p))?;
+                }
+                None => {}
+            }
+        }
+        seqs.sort_unstable();
+        let mut contents = Vec::with_capacity(seqs.len());
+        for &seq in &seqs {
+            let p = wal_dir.join(wal::segment_file_name(seq));
+            contents.push((seq, fs::read(&p).map_err(io_err(&p))?));
+        }
+        let refs: Vec<(u64, &[u8])> = contents.iter().map(|(s, b)| (*s, b.as_slice())).collect();
+        let recovered = wal::recover(&refs)
+            .map_err(|source| StorageError::Wal { dir: wal_dir.clone(), source })?;
+        drop(refs);
+        drop(contents);
+        let Recovered { hard_state, snapshot, entries, torn_tail, last_seq, obsolete_seqs } =
+            recovered;
+        for seq in obsolete_seqs {
+            let p = wal_dir.join(wal::segment_file_name(seq));
+            tracing::info!(file = %p.display(), "removing WAL segment made obsolete by compaction");
+            fs::remove_file(&p).map_err(io_err(&p))?;
+        }
+        if let Some(t) = &torn_tail {
+            let p = wal_dir.join(wal::segment_file_name(t.seq));
+            tracing::warn!(
+                file = %p.display(), offset = t.offset, reason = %t.reason,
+                "WAL has a torn tail (a write cut short by a crash); truncating it"
+            );
+            let f = OpenOptions::new().write(true).open(&p).map_err(io_err(&p))?;
+            if t.offset < wal::SEGMENT_HEADER_BYTES as u64 {
+                f.set_len(0).map_err(io_err(&p))?;
+                (&f).write_all(&wal::segment_header(t.seq)).map_err(io_err(&p))?;
+            } else {
+                f.set_len(t.offset).map_err(io_err(&p))?;
+            }
+            f.sync_all().map_err(io_err(&p))?;
+        }
+        let seq = if last_seq == 0 {
+            let p = wal_dir.join(wal::segment_file_name(1));
+            let mut f = File::create(&p).map_err(io_err(&p))?;
+            f.write_all(&wal::segment_header(1)).map_err(io_err(&p))?;
+            f.sync_all().map_err(io_err(&p))?;
+            sync_dir(&wal_dir).map_err(io_err(&wal_dir))?;
+            1
+        } else {
+            last_seq
+        };
+        let path = wal_dir.join(wal::segment_file_name(seq));
+        let file = OpenOptions::new().append(true).open(&path).map_err(io_err(&path))?;
+        let size = file.metadata().map_err(io_err(&path))?.len();
+
+        let snapshot = match snapshot {
+            Some(meta) if meta.last_index.0 > 0 => {
+                let p = snap_dir.join(snapshot_file_name(meta.last_index.0));
+                let s = read_snapshot_file(&p)?;
+                if s.meta != meta {
+                    return Err(StorageError::Snapshot {
+                        path: p,
+                        reason: format!(
+                            "it holds index {} term {}, the WAL expects index {} term {}",
+                            s.meta.last_index, s.meta.last_term, meta.last_index, meta.last_term
+                        ),
+                    });
+                }
+                Some(s)
+            }
+            Some(meta) => Some(Snapshot { meta, data: Bytes::new() }),
+            None => None,
+        };
+        let snapshot_index = snapshot.as_ref().map_or(0, |s| s.meta.last_index.0);
+        remove_other_snapshots(&snap_dir, snapshot_index).map_err(io_err(&snap_dir))?;
+        let fresh = snapshot.is_none() && entries.is_empty() && hard_state == HardState::default();
+        tracing::info!(
+            dir = %wal_dir.display(), segment = seq, snapshot_index,
+            entries = entries.len(), term = %hard_state.current_term,
+            commit_index = %hard_state.commit_index, fresh, "WAL recovered"
+        );
+        let store = WalStore {
+            wal_dir,
+            snap_dir,
+            file,
+            seq,
+            size,
+            segment_bytes_target,
+            hard_state: hard_state.clone(),
+            snapshot_index,
+            unsynced: false,
+        };
+        Ok(Opened { store, persisted: Persisted { hard_state, snapshot, entries }, fresh })
+    }
+
+    /// Records the initial membership of a brand-new node (the snapshot at index 0 of
+    /// [`Persisted::bootstrap`]) durably, so a restart does not depend on the config file.
+    pub fn bootstrap(&mut self, meta: &SnapshotMeta) -> io::Result<()> {
+        self.append(&wal::encode_record(&WalRecord::Snapshot(meta.clone())))?;
+        self.sync()?;
+        Ok(())
+    }
+
+    /// Persists steps 1 and 2 of a `Ready`: an installed snapshot (file first, then its WAL
+    /// record), the entries, then the hard state, in that order so any prefix that survives a
+    /// crash is consistent; fsyncs if the `Ready` says so.
+    pub fn persist_ready(&mut self, ready: &Ready) -> io::Result<PersistStats> {
+        let mut bytes = Vec::new();
+        if let Some(s) = &ready.snapshot {
+            self.write_snapshot_file(s)?;
+            bytes.extend_from_slice(&wal::encode_record(&WalRecord::Snapshot(s.meta.clone())));
+        }
+        bytes.extend_from_slice(&wal::encode_entries(&ready.entries));
+        if let Some(hs) = &ready.hard_state {
+            bytes.extend_from_slice(&wal::encode_record(&WalRecord::HardState(hs.clone())));
+            self.hard_state = hs.clone();
+        }
+        let mut stats = PersistStats { fsync: None, bytes: bytes.len() as u64 };
+        if !bytes.is_empty() {
+            self.append(&bytes)?;
+        }
+        if (ready.must_sync || ready.snapshot.is_some()) && self.unsynced {
+            let t = StdInstant::now();
+            self.sync()?;
+            stats.fsync = Some(t.elapsed());
+        }
+        if let Some(s) = &ready.snapshot {
+            // The record naming the new snapshot is durable: older snapshot files are unused.
+            self.snapshot_index = s.meta.last_index.0;
+            remove_other_snapshots(&self.snap_dir, self.snapshot_index)?;
+        }
+        if self.size >= self.segment_bytes_target {
+            self.rotate()?;
+        }
+        Ok(stats)
+    }
+
+    /// Makes a snapshot this node took durable and compacts the WAL to it: the snapshot file,
+    /// then a self-contained segment holding the hard state, the snapshot's metadata and the
+    /// `entries` after it, then the removal of older segments and snapshot files.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot, entries: &[Entry]) -> io::Result<()> {
+        self.write_snapshot_file(snapshot)?;
+        let next = self.seq + 1;
+        let bytes = wal::compacted_segment(next, &self.hard_state, &snapshot.meta, entries);
+        let name = wal::segment_file_name(next);
+        let tmp = self.wal_dir.join(format!("{name}.tmp"));
+        let path = self.wal_dir.join(&name);
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, &path)?;
+        sync_dir(&self.wal_dir)?;
+        // The compacted segment is durable: everything before it is obsolete.
+        let old_seq = self.seq;
+        self.file = OpenOptions::new().append(true).open(&path)?;
+        self.seq = next;
+        self.size = bytes.len() as u64;
+        self.unsynced = false;
+        for seq in 1..=old_seq {
+            let p = self.wal_dir.join(wal::segment_file_name(seq));
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.snapshot_index = snapshot.meta.last_index.0;
+        remove_other_snapshots(&self.snap_dir, self.snapshot_index)?;
+        tracing::info!(
+            index = %snapshot.meta.last_index, bytes = snapshot.data.len(), segment = next,
+            "snapshot saved and WAL compacted"
+        );
+        Ok(())
+    }
+
+    /// Fsyncs unsynced bytes (used at shutdown).
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.file.sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        self.unsynced = true;
+        Ok(())
+    }
+
+    /// Starts the next segment. The current one is fsynced first, so a non-last segment is always
+    /// complete (a damaged record in it is corruption, never a torn tail).
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.sync_data()?;
+        let next = self.seq + 1;
+        let path = self.wal_dir.join(wal::segment_file_name(next));
+        let mut f = OpenOptions::new().create_new(true).append(true).open(&path)?;
+        f.write_all(&wal::segment_header(next))?;
+        f.sync_all()?;
+        sync_dir(&self.wal_dir)?;
+        self.file = f;
+        self.seq = next;
+        self.size = wal::SEGMENT_HEADER_BYTES as u64;
+        self.unsynced = false;
+        tracing::info!(segment = next, "WAL segment rotated");
+        Ok(())
+    }
+
+    fn write_snapshot_file(&self, s: &Snapshot) -> io::Result<()> {
+        let payload = codec::encode(s);
+        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+        bytes.extend_from_slice(&SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        let name = snapshot_file_name(s.meta.last_index.0);
+        let tmp = self.snap_dir.join(format!("{name}.tmp"));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        fs::rename(&tmp, self.snap_dir.join(&name))?;
+        sync_dir(&self.snap_dir)
+    }
+}
+
+fn snapshot_file_name(index: u64) -> String {
+    format!("{index:020}.snap")
+}
+
+fn read_snapshot_file(path: &Path) -> Result<Snapshot, StorageError> {
+    let bad = |reason: String| StorageError::Snapshot { path: path.to_path_buf(), reason };
+    let bytes = fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    if bytes.len() < SNAPSHOT_HEADER_BYTES || bytes[..8] != SNAPSHOT_MAGIC {
+        return Err(bad("bad header".to_string()));
+    }
+    let crc = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
+    let len = u64::from_le_bytes(bytes[12..20].try_into().expect("8 bytes"));
+    let payload = &bytes[SNAPSHOT_HEADER_BYTES..];
+    if payload.len() as u64 != len {
+        return Err(bad(format!("length {} but {} bytes present", len, payload.len())));
+    }
+    if crc32c::crc32c(payload) != crc {
+        return Err(bad("checksum mismatch".to_string()));
+    }
+    codec::decode::<Snapshot>(payload, payload.len()).map_err(|e| bad(e.to_string()))
+}
+
+/// Removes snapshot files other than the one at `keep` (and leftover temporary files).
+fn remove_other_snapshots(dir: &Path, keep: u64) -> io::Result<()> {
+    let keep_name = snapshot_file_name(keep);
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = name.ends_with(".snap") || name.ends_with(".snap.tmp");
+        if ours && name != keep_name {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// Fsyncs a directory so that a file created or renamed in it survives a crash.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simple_cache_core::{EntryPayload, LogIndex, Membership, NodeId, Term};
+
+    fn entry(index: u64, term: u64, data: &str) -> Entry {
+        Entry {
+            index: LogIndex(index),
+            term: Term(term),
+            payload: EntryPayload::Command(Bytes::from(data.to_owned())),
+        }
+    }
+
+    fn ready(entries: Vec<Entry>, hs: Option<HardState>) -> Ready {
+        Ready { entries, hard_state: hs, must_sync: true, ..Ready::default() }
+    }
+
+    fn hs(term: u64, commit: u64) -> HardState {
+        HardState {
+            current_term: Term(term),
+            voted_for: Some(NodeId(1)),
+            commit_index: LogIndex(commit),
+        }
+    }
+
+    fn boot_meta() -> SnapshotMeta {
+        SnapshotMeta { membership: Membership::with_voters([NodeId(1)]), ..SnapshotMeta::default() }
+    }
+
+    fn segments(dir: &Path) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = fs::read_dir(dir.join("wal"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "wal"))
+            .collect();
+        v.sort();
+        v
+    }
+
+    // A restart recovers exactly the hard state, membership and entries that were persisted.
+    #[test]
+    fn restart_recovers_the_same_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let o = WalStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(o.fresh);
+        let mut s = o.store;
+        s.bootstrap(&boot_meta()).unwrap();
+        s.persist_ready(&ready(vec![entry(1, 1, "a"), entry(2, 1, "b")], Some(hs(1, 1)))).unwrap();
+        // A conflicting tail is replaced from its first index.
+        s.persist_ready(&ready(vec![entry(2, 2, "c"), entry(3, 2, "d")], Some(hs(2, 3)))).unwrap();
+        drop(s);
+        let o = WalStore::open(dir.path(), 1 << 20).unwrap();
+        assert!(!o.fresh);
+        assert_eq!(o.persisted.hard_state, hs(2, 3));
+        assert_eq!(o.persisted.entries, vec![entry(1, 1, "a"), entry(2, 2, "c"), entry(3, 2, "d")]);
+        assert_eq!(o.persisted.snapshot.unwrap().meta, boot_meta());
+    }
+
+    // Rotation starts new segments and recovery reads across all of them.
+    #[test]
+    fn rotation_keeps_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStore::open(dir.path(), 200).unwrap().store;
+        s.bootstrap(&boot_meta()).unwrap();
+        for i in 1..=20 {
+            s.persist_ready(&ready(vec![entry(i, 1, "0123456789")], Some(hs(1, i)))).unwrap();
+        }
+        drop(s);
+        assert!(segments(dir.path()).len() > 3, "small segments were rotated");
+        let o = WalStore::open(dir.path(), 200).unwrap();
+        assert_eq!(o.persisted.entries.len(), 20);
+        assert_eq!(o.persisted.hard_state, hs(1, 20));
+    }
+
+    // A snapshot compacts the WAL: older segments are deleted and recovery returns the
+    // snapshot with its data plus the entries after it.
+    #[test]
+    fn snapshot_compacts_and_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStore::open(dir.path(), 200).unwrap().store;
+        s.bootstrap(&boot_meta()).unwrap();
+        for i in 1..=10 {
+            s.persist_ready(&ready(vec![entry(i, 1, "0123456789")], Some(hs(1, i)))).unwrap();
+        }
+        let meta = SnapshotMeta { last_index: LogIndex(8), last_term: Term(1), ..boot_meta() };
+        let snap = Snapshot { meta: meta.clone(), data: Bytes::from_static(b"cache-state") };
+        s.save_snapshot(&snap, &[entry(9, 1, "0123456789"), entry(10, 1, "0123456789")]).unwrap();
+        s.persist_ready(&ready(vec![entry(11, 1, "x")], Some(hs(1, 11)))).unwrap();
+        drop(s);
+        assert_eq!(segments(dir.path()).len(), 1, "older segments removed");
+        let o = WalStore::open(dir.path(), 200).unwrap();
+        assert_eq!(o.persisted.snapshot, Some(snap));
+        let idx: Vec<u64> = o.persisted.entries.iter().map(|e| e.index.0).collect();
+        assert_eq!(idx, vec![9, 10, 11]);
+        assert_eq!(o.persisted.hard_state, hs(1, 11));
+    }
+
+    // A write cut short by a crash is truncated on restart; what was complete survives, and the
+    // log can be appended to again.
+    #[test]
+    fn torn_tail_is_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStore::open(dir.path(), 1 << 20).unwrap().store;
+        s.bootstrap(&boot_meta()).unwrap();
+        s.persist_ready(&ready(vec![entry(1, 1, "a")], Some(hs(1, 1)))).unwrap();
+        s.persist_ready(&ready(vec![entry(2, 1, "bbbbbbbbbbbbbbbbbbbb")], None)).unwrap();
+        drop(s);
+        let seg = segments(dir.path()).pop().unwrap();
+        let len = fs::metadata(&seg).unwrap().len();
+        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 7).unwrap();
+        let o = WalStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(o.persisted.entries, vec![entry(1, 1, "a")]);
+        let mut s = o.store;
+        s.persist_ready(&ready(vec![entry(2, 1, "c")], None)).unwrap();
+        drop(s);
+        let o = WalStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(o.persisted.entries, vec![entry(1, 1, "a"), entry(2, 1, "c")]);
+    }
+
+    // A flipped bit in the middle of the log (valid records follow it) refuses to start, naming
+    // the file and offset.
+    #[test]
+    fn mid_file_bit_flip_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStore::open(dir.path(), 1 << 20).unwrap().store;
+        s.bootstrap(&boot_meta()).unwrap();
+        for i in 1..=5 {
+            s.persist_ready(&ready(vec![entry(i, 1, "payload-payload")], Some(hs(1, i)))).unwrap();
+        }
+        drop(s);
+        let seg = segments(dir.path()).pop().unwrap();
+        let mut bytes = fs::read(&seg).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x10;
+        fs::write(&seg, &bytes).unwrap();
+        let e = WalStore::open(dir.path(), 1 << 20).err().expect("corruption refuses to start");
+        let msg = e.to_string();
+        assert!(msg.contains("00000000000000000001.wal"), "{msg}");
+        assert!(msg.contains("offset"), "{msg}");
+    }
+
+    // A damaged snapshot file refuses to start rather than serving an empty cache.
+    #[test]
+    fn damaged_snapshot_file_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStore::open(dir.path(), 1 << 20).unwrap().store;
+        s.bootstrap(&boot_meta()).unwrap();
+        s.persist_ready(&ready(vec![entry(1, 1, "a")], Some(hs(1, 1)))).unwrap();
+        let meta = SnapshotMeta { last_index: LogIndex(1), last_term: Term(1), ..boot_meta() };
+        s.save_snapshot(&Snapshot { meta, data: Bytes::from_static(b"state") }, &[]).unwrap();
+        drop(s);
+        let p = dir.path().join("snap").join(snapshot_file_name(1));
+        let mut bytes = fs::read(&p).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        fs::write(&p, bytes).unwrap();
+        let e = WalStore::open(dir.path(), 1 << 20).err().expect("refuses to start");
+        assert!(e.to_string().contains("checksum"), "{e}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Test support: start real `simple-cache` processes on loopback with free ports and a temporary
+//! data directory each, and talk HTTP to them.
+//!
+//! Waiting is done by polling an endpoint (or the process) until a condition holds, always with
+//! a deadline; never by sleeping a fixed time and hoping.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+use tokio::time::Instant;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_simple-cache");
+
+/// A port that was free a moment ago (the OS hands out ephemeral ports round-robin, so another
+/// process taking it before the server binds is unlikely).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+pub struct Node {
+    pub id: u64,
+    pub http: String,
+    pub raft: String,
+    pub metrics: String,
+    pub dir: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+    run: u32,
+}
+
+impl Node {
+    /// A node with fresh ports in `dir`, started with `extra` flags.
+    pub fn new(id: u64, dir: &Path, extra: &[&str]) -> Node {
+        let http = format!("127.0.0.1:{}", free_port());
+        let raft = format!("127.0.0.1:{}", free_port());
+        let metrics = format!("127.0.0.1:{}", free_port());
+        Node::with_addrs(id, dir, http, raft, metrics, extra)
+    }
+
+    pub fn with_addrs(
+        id: u64,
+        dir: &Path,
+        http: String,
+        raft: String,
+        metrics: String,
+        extra: &[&str],
+    ) -> Node {
+        let mut args: Vec<String> = vec![
+            "--node-id".into(),
+            id.to_string(),
+            "--http-addr".into(),
+            http.clone(),
+            "--raft-http-addr".into(),
+            raft.clone(),
+            "--metrics-addr".into(),
+            metrics.clone(),
+            "--data-dir".into(),
+            dir.join("data").display().to_string(),
+            "--heartbeat-ms".into(),
+            "50".into(),
+            "--election-ms".into(),
+            "300".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let mut n =
+            Node { id, http, raft, metrics, dir: dir.to_path_buf(), args, child: None, run: 0 };
+        n.start();
+        n
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "node {} is already running", self.id);
+        self.run += 1;
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        let child = Command::new(BIN)
+            .args(&self.args)
+            // Run from the temp dir so no ./config.yaml of the repository is picked up.
+            .current_dir(&self.dir)
+            .env_remove("CONFIG_PATH")
+            .env_remove("RUST_LOG")
+            .env("SIMPLE_CACHE_LOG_LEVEL", "info,simple_cache_core=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("the server binary starts");
+        self.child = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join(format!("node{}-run{}.log", self.id, self.run))
+    }
+
+    /// The current run's log, for failure messages.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub async fn terminate(&mut self) -> ExitStatus {
+        let pid = self.pid();
+        let ok = Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success();
+        assert!(ok, "kill -TERM {pid}");
+        self.wait_exit(Duration::from_secs(15)).await
+    }
+
+    /// Waits for the process to exit by itself.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = c.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("node {} did not exit in time; log:\n{}", self.id, self.logs());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    pub async fn wait_ready(&mut self) {
+        let url = self.url("/readyz");
+        let client = client();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = client.get(&url).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            assert!(
+                self.is_running(),
+                "node {} exited during startup; log:\n{}",
+                self.id,
+                self.logs()
+            );
+            assert!(
+                Instant::now() < deadline,
+                "node {} not ready in time; log:\n{}",
+                self.id,
+                self.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn readyz(&self) -> Value {
+        client().get(self.url("/readyz")).send().await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// Sends a request and returns the status and the JSON body (Null if the body is not JSON).
+pub async fn call(method: &str, url: &str, body: Option<&str>) -> (u16, Value) {
+    let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    let mut req = client().request(m, url);
+    if let Some(b) = body {
+        req = req.header("content-type", "application/json").body(b.to_string());
+    }
+    let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {url}: {e}"));
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// Polls `check` until it returns Some or the deadline passes.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
