@@ -16,6 +16,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    async fn start_with(n: u64, more: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let addrs: Vec<(String, String, String)> = (0..n)
             .map(|_| {
@@ -34,7 +38,8 @@ impl Cluster {
             let id = i as u64 + 1;
             let d = dir.path().join(format!("n{id}"));
             std::fs::create_dir_all(&d).unwrap();
-            let extra = ["--mode", "distributed", "--peers", &peers];
+            let mut extra = vec!["--mode", "distributed", "--peers", &peers];
+            extra.extend_from_slice(more);
             nodes.push(Node::with_addrs(id, &d, http, raft, metrics, &extra));
         }
         for n in &mut nodes {
@@ -219,15 +224,21 @@ async fn sigkill_leader_loses_no_acknowledged_write() {
     .await;
 }
 
-// A fourth node joins through the endpoints (learner, then promoted), serves reads, and is
-// removed again; duplicate joins and unknown leaves are refused.
+// A fourth node joins through the endpoints (learner, then promoted), catches up by snapshot
+// (the log was compacted), serves reads, and is removed again; duplicate joins and unknown
+// leaves are refused.
 #[tokio::test]
 async fn join_and_remove_a_fourth_node() {
-    let mut c = Cluster::start(3).await;
+    let mut c = Cluster::start_with(3, &["--snapshot-threshold", "20"]).await;
     assert_eq!(
         call("PUT", &c.nodes[0].url("/v1/before"), Some(r#"{"value": "old"}"#)).await.0,
         200
     );
+    for i in 0..60 {
+        let (s, _) =
+            call("PUT", &c.nodes[i % 3].url(&format!("/v1/k{i}")), Some(r#"{"value": 0}"#)).await;
+        assert_eq!(s, 200);
+    }
     let d = c._dir.path().join("n4");
     std::fs::create_dir_all(&d).unwrap();
     let join = c.nodes[1].raft.clone();
@@ -247,6 +258,16 @@ async fn join_and_remove_a_fourth_node() {
         call("GET", &n4.url("/v1/before"), None).await,
         (200, json!({"found": true, "value": "old"}))
     );
+    let metrics = client().get(format!("http://{}/metrics", n4.metrics)).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("raft_snapshot_installs_total ") && !l.ends_with(" 0")),
+        "node 4 caught up by snapshot:\n{metrics}"
+    );
+    let (_, b) = call("GET", &n4.url("/v1/search?pattern=k*&consistency=stale"), None).await;
+    assert_eq!(b["keys"].as_array().unwrap().len(), 60, "{b}");
     assert_eq!(
         call("PUT", &n4.url("/v1/after"), Some(r#"{"value": "new"}"#)).await.0,
         200,
