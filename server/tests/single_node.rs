@@ -561,3 +561,17 @@ async fn metrics_contain_the_families() {
         assert!(value.parse::<f64>().is_ok(), "bad sample line {line}");
     }
 }
+
+// A client that never finishes its request headers is disconnected by the header read timeout
+// (10 s), and other clients are served meanwhile.
+#[tokio::test]
+async fn slow_client_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_d, n) = single(&[]).await;
+    let mut slow = tokio::net::TcpStream::connect(&n.http).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    assert_eq!(call("GET", &n.url("/healthz"), None).await.0, 200, "others are served");
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(30), slow.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the server closed the slow connection");
+}
