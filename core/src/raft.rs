@@ -352,6 +352,10 @@ impl RaftNode {
             cfg,
         };
         node.reset_election_deadline();
+        if node.membership.voters.len() == 1 && node.membership.is_voter(node.id) {
+            // The only voter has no one to wait for or to disrupt: campaign at the first tick.
+            node.election_deadline = now;
+        }
         Ok(node)
     }
 

@@ -1186,3 +1186,14 @@ fn only_leader_appends_and_heartbeats_may_leave_before_persisting() {
     assert!(r.take_early_messages().is_empty(), "a vote waits for the fsync");
     assert_eq!(r.messages.len(), 1);
 }
+
+#[test]
+fn single_voter_leads_at_its_first_tick() {
+    // A one-member cluster does not wait an election timeout to start serving.
+    let mut n = new_node(1, 1, 3);
+    assert_eq!(n.next_deadline(), Instant(0));
+    n.tick(Instant(0));
+    drain(&mut n);
+    assert!(n.is_leader());
+    assert_eq!(n.term(), Term(1));
+}
