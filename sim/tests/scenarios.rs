@@ -5,7 +5,7 @@
 //! linearizability per key). See SIMULATION.md.
 #![cfg(all(feature = "sim", madsim))]
 
-use simple_cache_sim::harness::{ELECTION_TIMEOUT_MS, Sim, SimConfig, run_scenario};
+use simple_cache_sim::harness::{Sim, SimConfig, nemesis, run_scenario};
 
 fn five() -> SimConfig {
     SimConfig { nodes: 5, clients: 4, ..SimConfig::default() }
@@ -25,52 +25,18 @@ fn no_faults() {
 // follower whose uncommitted entries were discarded (log matching, state machine safety).
 #[test]
 fn partition_leader_from_majority() {
-    async fn scenario(sim: Sim) {
-        {
-            let cycles = 1 + sim.rand(3);
-            for _ in 0..cycles {
-                let Some(old) = sim.wait_leader(3_000).await else { return };
-                let old_term = sim.lock().node(old).map(|n| n.raft().term()).unwrap_or_default();
-                sim.isolate(old);
-                sim.sleep_ms(3 * ELECTION_TIMEOUT_MS + sim.rand(500)).await;
-                {
-                    let mut w = sim.lock();
-                    // Check-quorum: a leader that cannot reach a quorum steps down within about
-                    // an election timeout.
-                    if let Some(n) = w.node(old)
-                        && n.raft().is_leader()
-                        && n.raft().term() == old_term
-                    {
-                        w.violation(format!(
-                            "check-quorum: node {old} still leads term {old_term} after \
-                             {} ms cut off from the majority",
-                            3 * ELECTION_TIMEOUT_MS
-                        ));
-                    }
-                    // The majority elected a new leader in a higher term.
-                    match w.leader() {
-                        Some((l, t)) if l != old && t > old_term => {}
-                        other => w.violation(format!(
-                            "split brain: the majority has no new leader while {old} is isolated \
-                             ({other:?})"
-                        )),
-                    }
-                }
-                sim.heal();
-                sim.sleep_ms(300 + sim.rand(300)).await;
-                let mut w = sim.lock();
-                let newest = w.leader().map(|(_, t)| t).unwrap_or_default();
-                if let Some(n) = w.node(old)
-                    && n.raft().term() < newest
-                    && n.raft().is_leader()
-                {
-                    w.violation(format!("rejoin: old leader {old} still leads a stale term"));
-                }
-            }
-        }
-    }
-    run_scenario("partition_leader_from_majority", 10, SimConfig::default(), scenario);
-    run_scenario("partition_leader_from_majority", 5, five(), scenario);
+    run_scenario(
+        "partition_leader_from_majority",
+        10,
+        SimConfig::default(),
+        nemesis::partition_leader_from_majority,
+    );
+    run_scenario(
+        "partition_leader_from_majority",
+        5,
+        five(),
+        nemesis::partition_leader_from_majority,
+    );
 }
 
 // Determinism: the same seed run twice gives the same trace digest (and a different seed a
@@ -102,4 +68,62 @@ fn same_seed_same_trace_digest() {
     assert!(a.violations.is_empty(), "{:?}", a.violations);
     assert_eq!(a.digest, b.digest, "seed {seed} replays with the same trace");
     assert_ne!(a.digest, c.digest, "different seeds give different traces");
+}
+
+// Clean majority/minority splits that flap quickly; with 5 nodes also a bridge (two halves that
+// both see one node) and a majorities ring (each node sees only its two neighbours).
+#[test]
+fn majority_minority_flapping() {
+    run_scenario(
+        "majority_minority_flapping",
+        12,
+        SimConfig::default(),
+        nemesis::majority_minority_flapping,
+    );
+    run_scenario("majority_minority_flapping", 8, five(), nemesis::majority_minority_flapping);
+}
+
+// One-way partitions: a follower that can send but not receive, or receive but not send. With
+// pre-vote and check-quorum, the healthy leader keeps its term while the fault lasts.
+#[test]
+fn asymmetric_partition() {
+    run_scenario("asymmetric_partition", 12, SimConfig::default(), nemesis::asymmetric_partition);
+    run_scenario("asymmetric_partition", 6, five(), nemesis::asymmetric_partition);
+}
+
+// Up to 30% message loss, 10% duplication, reordering through random delays, latency spikes.
+#[test]
+fn message_loss_duplication_reordering() {
+    run_scenario(
+        "message_loss_duplication_reordering",
+        12,
+        SimConfig::default(),
+        nemesis::message_loss_duplication_reordering,
+    );
+    run_scenario(
+        "message_loss_duplication_reordering",
+        6,
+        five(),
+        nemesis::message_loss_duplication_reordering,
+    );
+}
+
+// Crashes of the leader, followers, a majority and all nodes at random instants (including
+// between persist and send, while an fsync is in flight), losing unsynced writes and tearing the
+// last write; restarts recover with core::wal::recover. No acknowledged write may be lost
+// (linearizability), and recovery must never fail.
+#[test]
+fn crash_restart_with_unsynced_loss() {
+    run_scenario(
+        "crash_restart_with_unsynced_loss",
+        15,
+        SimConfig::default(),
+        nemesis::crash_restart_with_unsynced_loss,
+    );
+    run_scenario(
+        "crash_restart_with_unsynced_loss",
+        6,
+        five(),
+        nemesis::crash_restart_with_unsynced_loss,
+    );
 }

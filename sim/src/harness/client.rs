@@ -116,9 +116,9 @@ async fn write(
             Ok(Ok(Err(WriteError::Propose(ProposeError::NotLeader { leader_hint })))) => {
                 node = leader_hint.unwrap_or_else(|| nodes[sim.rand(nodes.len() as u64) as usize]);
                 *target = Some(node);
-                if leader_hint.is_none() {
-                    sim.sleep_ms(10).await;
-                }
+                // Always let time pass: two nodes with stale hints pointing at each other would
+                // otherwise bounce the request forever at one simulated instant.
+                sim.sleep_ms(if leader_hint.is_some() { 1 } else { 10 }).await;
             }
             // Refused before it was proposed, or superseded: it did not take effect; retry.
             Ok(Ok(Err(WriteError::Propose(_) | WriteError::Superseded))) => {

@@ -15,6 +15,7 @@
 //! digest proves it.
 
 mod client;
+pub mod nemesis;
 mod run;
 
 pub use run::{RunReport, Scenario, run_scenario, run_seed, seeds_from_env};

@@ -1,0 +1,233 @@
+//! The faults of each scenario (the nemesis), shared by the scenario tests and the mutation
+//! tests. Each runs while clients keep working; the harness then heals, checks liveness and runs
+//! every checker.
+
+use super::{ELECTION_TIMEOUT_MS, Sim};
+use simple_cache_core::types::NodeId;
+
+/// A random split of the nodes into a minority and a majority (shuffled by the run's RNG).
+fn random_split(sim: &Sim) -> (Vec<NodeId>, Vec<NodeId>) {
+    let mut ids = sim.node_ids();
+    for i in (1..ids.len()).rev() {
+        let j = sim.rand(i as u64 + 1) as usize;
+        ids.swap(i, j);
+    }
+    let minority = ids.len() / 2;
+    let (a, b) = ids.split_at(minority);
+    (a.to_vec(), b.to_vec())
+}
+
+/// Split brain: the leader is cut off from the majority. It must stop being leader (check-quorum),
+/// the majority elects a new one, the old one neither commits nor serves linearizable reads
+/// (linearizability of everything clients saw through it), and after healing it rejoins as a
+/// follower whose uncommitted entries were discarded (log matching, state machine safety).
+pub async fn partition_leader_from_majority(sim: Sim) {
+    {
+        let cycles = 1 + sim.rand(3);
+        for _ in 0..cycles {
+            let Some(old) = sim.wait_leader(3_000).await else { return };
+            let old_term = sim.lock().node(old).map(|n| n.raft().term()).unwrap_or_default();
+            sim.isolate(old);
+            sim.sleep_ms(3 * ELECTION_TIMEOUT_MS + sim.rand(500)).await;
+            {
+                let mut w = sim.lock();
+                // Check-quorum: a leader that cannot reach a quorum steps down within about
+                // an election timeout.
+                if let Some(n) = w.node(old)
+                    && n.raft().is_leader()
+                    && n.raft().term() == old_term
+                {
+                    w.violation(format!(
+                        "check-quorum: node {old} still leads term {old_term} after \
+                         {} ms cut off from the majority",
+                        3 * ELECTION_TIMEOUT_MS
+                    ));
+                }
+                // The majority elected a new leader in a higher term.
+                match w.leader() {
+                    Some((l, t)) if l != old && t > old_term => {}
+                    other => w.violation(format!(
+                        "split brain: the majority has no new leader while {old} is isolated \
+                         ({other:?})"
+                    )),
+                }
+            }
+            sim.heal();
+            sim.sleep_ms(300 + sim.rand(300)).await;
+            let mut w = sim.lock();
+            let newest = w.leader().map(|(_, t)| t).unwrap_or_default();
+            if let Some(n) = w.node(old)
+                && n.raft().term() < newest
+                && n.raft().is_leader()
+            {
+                w.violation(format!("rejoin: old leader {old} still leads a stale term"));
+            }
+        }
+    }
+}
+
+/// Clean majority/minority splits that flap quickly; with 5 nodes also a bridge (two halves that
+/// both see one node) and a majorities ring (each node sees only its two neighbours).
+pub async fn majority_minority_flapping(sim: Sim) {
+    let rounds = 4 + sim.rand(6);
+    for _ in 0..rounds {
+        let n = sim.node_ids().len();
+        match sim.rand(if n >= 5 { 3 } else { 1 }) {
+            0 => {
+                let (a, b) = random_split(&sim);
+                sim.partition(&a, &b);
+            }
+            1 => {
+                // Bridge: {1,2} and {4,5} cannot talk; 3 talks to everyone.
+                let ids = sim.node_ids();
+                sim.partition(&ids[..2], &ids[3..]);
+            }
+            _ => {
+                // Ring: each node talks only to its neighbours i-1 and i+1 (mod n).
+                let ids = sim.node_ids();
+                for i in 0..n {
+                    for j in 0..n {
+                        let d = (i + n - j) % n;
+                        if i != j && d != 1 && d != n - 1 {
+                            sim.cut(ids[i], ids[j]);
+                        }
+                    }
+                }
+            }
+        }
+        sim.sleep_ms(50 + sim.rand(400)).await;
+        sim.heal();
+        sim.sleep_ms(sim.rand(200)).await;
+    }
+}
+
+/// One-way partitions: a follower that can send but not receive, or receive but not send. With
+/// pre-vote and check-quorum, the healthy leader keeps its term while the fault lasts.
+pub async fn asymmetric_partition(sim: Sim) {
+    for _ in 0..3 {
+        let Some(leader) = sim.wait_leader(3_000).await else { return };
+        // Give the new leader time to establish its lease with every follower.
+        sim.sleep_ms(3 * ELECTION_TIMEOUT_MS).await;
+        let Some(leader_now) = sim.leader() else { continue };
+        if leader_now != leader {
+            continue;
+        }
+        let term = sim.lock().node(leader).map(|n| n.raft().term()).unwrap_or_default();
+        let followers: Vec<NodeId> = sim.node_ids().into_iter().filter(|&i| i != leader).collect();
+        let f = followers[sim.rand(followers.len() as u64) as usize];
+        let others: Vec<NodeId> = sim.node_ids().into_iter().filter(|&i| i != f).collect();
+        let inbound_cut = sim.rand(2) == 0;
+        for &o in &others {
+            if inbound_cut {
+                sim.cut(o, f); // f sends but never receives
+            } else {
+                sim.cut(f, o); // f receives but never sends
+            }
+        }
+        sim.sleep_ms(5 * ELECTION_TIMEOUT_MS + sim.rand(500)).await;
+        {
+            let mut w = sim.lock();
+            let still =
+                w.node(leader).is_some_and(|n| n.raft().is_leader() && n.raft().term() == term);
+            if !still {
+                w.violation(format!(
+                    "pre-vote/check-quorum: leader {leader} of term {term} was disturbed by a \
+                     one-way partition of follower {f} (inbound cut: {inbound_cut})"
+                ));
+            }
+        }
+        sim.heal();
+        sim.sleep_ms(200).await;
+    }
+}
+
+/// Up to 30% message loss, 10% duplication, reordering through random delays, latency spikes.
+pub async fn message_loss_duplication_reordering(sim: Sim) {
+    // Draw first: `Sim::net` holds the world's lock while the closure runs.
+    let (loss, dup) = (50 + sim.rand(251), sim.rand(101));
+    let (delay_max, spike, spike_ms) = (5 + sim.rand(40), sim.rand(30), 100 + sim.rand(300));
+    sim.net(|n| {
+        n.loss_per_mille = loss;
+        n.dup_per_mille = dup;
+        n.delay_ms_min = 1;
+        n.delay_ms_max = delay_max;
+        n.spike_per_mille = spike;
+        n.spike_ms = spike_ms;
+    });
+    sim.sleep_ms(2_000 + sim.rand(1_000)).await;
+}
+
+/// Crashes of the leader, followers, a majority and all nodes at random instants (including
+/// between persist and send, while an fsync is in flight), losing unsynced writes and tearing the
+/// last write; restarts recover with core::wal::recover. No acknowledged write may be lost
+/// (linearizability), and recovery must never fail.
+pub async fn crash_restart_with_unsynced_loss(sim: Sim) {
+    let rounds = 3 + sim.rand(5);
+    for _ in 0..rounds {
+        sim.sleep_ms(50 + sim.rand(400)).await;
+        let ids = sim.node_ids();
+        let victims: Vec<NodeId> = match sim.rand(4) {
+            0 => sim.leader().into_iter().collect(),
+            1 => vec![ids[sim.rand(ids.len() as u64) as usize]],
+            2 => random_split(&sim).1,
+            _ => ids.clone(),
+        };
+        for &v in &victims {
+            sim.crash(v, sim.rand(3) != 0);
+            // Crashes are spread over a few milliseconds, so some land mid-fsync.
+            sim.sleep_ms(sim.rand(3)).await;
+        }
+        sim.sleep_ms(sim.rand(300)).await;
+        for &v in &victims {
+            sim.restart(v);
+        }
+    }
+}
+
+/// Everything at once, in random order: partitions (clean, one-way, isolating the leader),
+/// message loss, crashes with torn writes, restarts. Used by the mutation tests, which need a
+/// nemesis rich enough to expose each planted bug.
+pub async fn chaos(sim: Sim) {
+    let rounds = 6 + sim.rand(8);
+    for _ in 0..rounds {
+        let ids = sim.node_ids();
+        match sim.rand(6) {
+            0 => {
+                let (a, b) = random_split(&sim);
+                sim.partition(&a, &b);
+            }
+            1 => {
+                if let Some(l) = sim.leader() {
+                    sim.isolate(l);
+                }
+            }
+            2 => {
+                let loss = 100 + sim.rand(200);
+                sim.net(|n| n.loss_per_mille = loss);
+            }
+            3 => {
+                let a = ids[sim.rand(ids.len() as u64) as usize];
+                let b = ids[sim.rand(ids.len() as u64) as usize];
+                if a != b {
+                    sim.cut(a, b);
+                }
+            }
+            4 => {
+                let victims: Vec<NodeId> = match sim.rand(3) {
+                    0 => sim.leader().into_iter().collect(),
+                    1 => random_split(&sim).1,
+                    _ => ids.clone(),
+                };
+                for &v in &victims {
+                    sim.crash(v, sim.rand(2) == 0);
+                }
+                sim.sleep_ms(sim.rand(200)).await;
+                for &v in &victims {
+                    sim.restart(v);
+                }
+            }
+            _ => sim.heal(),
+        }
+        sim.sleep_ms(100 + sim.rand(400)).await;
+    }
+}
