@@ -56,6 +56,9 @@ pub struct SimConfig {
     pub fsync_ms: u64,
     /// After healing, a leader, a write and a read must succeed within this bound.
     pub liveness_ms: u64,
+    /// Entries per AppendEntries message. 1 makes a new leader's followers acknowledge earlier
+    /// terms' entries before its no-op (what the Raft figure 8 bug needs).
+    pub append_entries_max: usize,
 }
 
 impl Default for SimConfig {
@@ -69,6 +72,7 @@ impl Default for SimConfig {
             mutation: None,
             fsync_ms: 1,
             liveness_ms: 5_000,
+            append_entries_max: 8,
         }
     }
 }
@@ -146,12 +150,12 @@ pub struct World {
 #[derive(Clone)]
 pub struct Sim(Arc<Mutex<World>>);
 
-fn raft_config(id: NodeId) -> Config {
+fn raft_config(id: NodeId, append_entries_max: usize) -> Config {
     let mut c = Config::new(id);
     c.heartbeat_interval_ms = HEARTBEAT_MS;
     c.election_timeout_ms = ELECTION_TIMEOUT_MS;
     // Small limits, so batching, pipelining and chunked snapshots are exercised.
-    c.append_entries_max = 8;
+    c.append_entries_max = append_entries_max;
     c.inflight_appends_max = 4;
     c.snapshot_chunk_bytes_max = 128;
     c.promotion_lag_max = 4;
@@ -439,7 +443,7 @@ impl Sim {
             }
         };
         let term = persisted.hard_state.current_term;
-        let mut cfg = NodeConfig::new(raft_config(id));
+        let mut cfg = NodeConfig::new(raft_config(id, w.cfg.append_entries_max));
         cfg.snapshot_threshold = w.cfg.snapshot_threshold;
         let mut node = match CacheNode::new(cfg, persisted, seed, now) {
             Ok(n) => n,

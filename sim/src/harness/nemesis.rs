@@ -231,3 +231,36 @@ pub async fn chaos(sim: Sim) {
         sim.sleep_ms(100 + sim.rand(400)).await;
     }
 }
+
+/// Raft figure 8 territory: leaders crash or lose their majority soon after their election,
+/// while lossy, slow links keep some followers behind, so that new leaders often hold earlier
+/// terms' entries that only some nodes have, and crash before their own no-op spreads.
+pub async fn figure8(sim: Sim) {
+    let (loss, delay_max) = (100 + sim.rand(150), 10 + sim.rand(30));
+    sim.net(|n| {
+        n.loss_per_mille = loss;
+        n.delay_ms_max = delay_max;
+    });
+    let rounds = 15 + sim.rand(15);
+    for _ in 0..rounds {
+        let Some(leader) = sim.wait_leader(1_000).await else { continue };
+        sim.sleep_ms(sim.rand(60)).await;
+        let ids = sim.node_ids();
+        if sim.rand(3) == 0 {
+            // The leader keeps one follower: a minority of a 5-node cluster (alone in 3).
+            let others: Vec<NodeId> = ids.iter().copied().filter(|&i| i != leader).collect();
+            let keep = if ids.len() >= 5 { 1 } else { 0 };
+            let mut minority = vec![leader];
+            minority.extend(others.iter().take(keep));
+            let majority: Vec<NodeId> =
+                ids.iter().copied().filter(|i| !minority.contains(i)).collect();
+            sim.partition(&minority, &majority);
+            sim.sleep_ms(50 + sim.rand(200)).await;
+            sim.net(|n| n.cut.clear());
+        } else {
+            sim.crash(leader, false);
+            sim.sleep_ms(sim.rand(150)).await;
+            sim.restart(leader);
+        }
+    }
+}
