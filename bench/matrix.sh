@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# bench/matrix.sh — our 3-node durable cluster beside etcd (3 members) and Redis, same machine,
+# same run, same client (wrk via ../shared/perf-anchors/bench_http.sh) plus our own
+# simple-cache-bench for the stale and mixed loads. Every run is bounded and targets 127.0.0.1.
+#
+# Usage: bench/matrix.sh            (env: CONNS="1 16 64" DURATION=10s REPEATS=3 SYSTEMS="ours etcd redis")
+# Needs: wrk, etcd-server, etcd-client, redis-server, redis-tools (apt-get install ...).
+# Output: $RESULTS_DIR/*.jsonl and a markdown table on stdout (summarize.py).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ANCHORS=${ANCHORS:-$ROOT/../shared/perf-anchors}
+export RESULTS_DIR=${RESULTS_DIR:-/tmp/simple-cache-bench-$(date +%Y%m%d-%H%M%S)}
+export CONNS=${CONNS:-1 16 64} DURATION=${DURATION:-10s} REPEATS=${REPEATS:-3}
+SYSTEMS=${SYSTEMS:-ours etcd redis}
+BASE=$(mktemp -d /tmp/simple-cache-matrix.XXXXXX)
+mkdir -p "$RESULTS_DIR"
+PIDS=()
+
+stop_ours() {
+  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
+  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
+  PIDS=()
+}
+trap 'stop_ours; "$ANCHORS/etcd3.sh" stop >/dev/null 2>&1 || true; rm -rf "$BASE"' EXIT
+
+start_ours() {
+  for i in 1 2 3; do
+    SIMPLE_CACHE_DATA_DIR="$BASE/node$i" SIMPLE_CACHE_LOG_LEVEL=warn \
+      "$ROOT/target/release/simple-cache" --config "$ROOT/configs/node$i.yaml" \
+      >"$BASE/node$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for _ in $(seq 1 100); do
+    if curl -sf 127.0.0.1:8081/readyz >/dev/null && curl -sf 127.0.0.1:8082/readyz >/dev/null \
+      && curl -sf 127.0.0.1:8083/readyz >/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "cluster did not become ready" >&2; exit 1
+}
+
+leader_url() {
+  curl -s 127.0.0.1:8081/cluster/peers | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+print(next("http://" + m["http_addr"] for m in d["members"] if m["leader"]))'
+}
+
+cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-path "$ROOT/Cargo.toml"
+
+if [[ " $SYSTEMS " == *" ours "* ]]; then
+  start_ours
+  URL=$(leader_url)
+  echo "== simple-cache 3 nodes, leader $URL"
+  KV_PUT_METHOD=PUT KV_PUT_PATH='/v1/{{key_url}}' KV_PUT_BODY='{"value":"{{value}}"}' \
+  KV_GET_METHOD=GET KV_GET_PATH='/v1/{{key_url}}' KV_GET_BODY='' \
+  LABEL=simple-cache "$ANCHORS/bench_http.sh" "$URL"
+  secs=${DURATION%s}
+  for op in get-stale mixed; do
+    for c in $CONNS; do
+      "$ROOT/target/release/simple-cache-bench" --url "$URL" --op "$op" --connections "$c" \
+        --duration "$secs" --json --label simple-cache >>"$RESULTS_DIR/simple-cache-own-client.jsonl"
+      tail -1 "$RESULTS_DIR/simple-cache-own-client.jsonl"
+    done
+  done
+  stop_ours
+fi
+
+if [[ " $SYSTEMS " == *" etcd "* ]]; then
+  "$ANCHORS/etcd3.sh" start
+  URL=$("$ANCHORS/etcd3.sh" leader)
+  echo "== etcd 3 members, leader $URL"
+  LABEL=etcd3 "$ANCHORS/bench_http.sh" "$URL"
+  "$ANCHORS/etcd3.sh" stop
+fi
+
+if [[ " $SYSTEMS " == *" redis "* ]]; then
+  echo "== redis"
+  PIPELINES=1 "$ANCHORS/redis_bench.sh"
+fi
+
+shopt -s nullglob
+wrk_results=()
+for f in "$RESULTS_DIR"/simple-cache.jsonl "$RESULTS_DIR"/etcd3.jsonl "$RESULTS_DIR"/redis.jsonl; do
+  [[ -f "$f" ]] && wrk_results+=("$f")
+done
+python3 "$ANCHORS/summarize.py" "${wrk_results[@]}" --md
+echo "results in $RESULTS_DIR"
