@@ -1,22 +1,31 @@
 //! `ApiError`: the one place where failures become HTTP statuses and JSON bodies
-//! (`{"error": "...", "code": "..."}`). Handlers return `Result<_, ApiError>` and use `?`.
+//! (`{"error": "...", "code": "..."}`) and gRPC statuses. The service layer and both front ends
+//! return `Result<_, ApiError>` and use `?`; each front end converts at its edge
+//! (`IntoResponse` for HTTP, `From<ApiError> for tonic::Status` for gRPC).
 
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use simple_cache_core::node::WriteError;
 use simple_cache_core::raft::{MembershipError, ProposeError, ReadError, TransferError};
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
+    /// The HTTP status; the gRPC code derives from it (see `From<ApiError> for tonic::Status`).
     pub status: StatusCode,
-    pub code: &'static str,
+    /// A stable machine-readable reason, e.g. `bad_duration`. Owned only when relayed from the
+    /// leader's answer to a forwarded request.
+    pub code: Cow<'static, str>,
     pub message: String,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code: Cow::Borrowed(code), message: message.into() }
+    }
+    pub fn internal(message: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, code, message)
@@ -33,6 +42,34 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": self.message, "code": self.code });
         (self.status, Json(body)).into_response()
+    }
+}
+
+/// gRPC codes from HTTP statuses, refined by the error code where the status is too coarse.
+/// The message is prefixed with the error code (`bad_duration: ...`), so gRPC clients see the
+/// same machine-readable reason as HTTP clients.
+impl From<ApiError> for tonic::Status {
+    fn from(e: ApiError) -> tonic::Status {
+        use tonic::Code;
+        let code = match (e.status.as_u16(), e.code.as_ref()) {
+            // Accepted but not finished in time: the write may still take effect, which is what
+            // DEADLINE_EXCEEDED says (unlike UNAVAILABLE, which invites a blind retry).
+            (_, "timeout" | "request_timeout") => Code::DeadlineExceeded,
+            // Retrying will not help until the cluster's configuration changes.
+            (_, "leader_address_unknown") => Code::FailedPrecondition,
+            (400 | 413 | 414, _) => Code::InvalidArgument,
+            (401, _) => Code::Unauthenticated,
+            (403, _) => Code::PermissionDenied,
+            (404, _) => Code::NotFound,
+            (405, _) => Code::Unimplemented,
+            (408, _) => Code::DeadlineExceeded,
+            (409, _) => Code::FailedPrecondition,
+            (429, _) => Code::ResourceExhausted,
+            (502..=504, _) => Code::Unavailable,
+            (500, _) => Code::Internal,
+            _ => Code::Unknown,
+        };
+        tonic::Status::new(code, format!("{}: {}", e.code, e.message))
     }
 }
 
@@ -65,9 +102,7 @@ impl From<WriteError> for ApiError {
             WriteError::Propose(p) => p.into(),
             WriteError::Superseded => ApiError::unavailable("superseded", e.to_string()),
             WriteError::Unknown => ApiError::unavailable("outcome_unknown", e.to_string()),
-            WriteError::Undecodable(_) => {
-                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            }
+            WriteError::Undecodable(_) => ApiError::internal(e.to_string()),
         }
     }
 }

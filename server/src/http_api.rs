@@ -1,9 +1,17 @@
-//! The client HTTP/JSON API (the seed's routes and shapes), the cluster endpoints and health.
+//! The client HTTP/JSON front end (the seed's routes and shapes), the cluster endpoints and
+//! health. The request logic lives in `service`, shared with the gRPC front end; this module
+//! only turns HTTP requests into service calls and results into JSON.
 //!
 //! Every node accepts every request. Reads are linearizable by default (ReadIndex, on any node);
-//! `?consistency=stale` reads the local state. Writes and cluster changes on a follower are
-//! forwarded to the leader's client address (learned from the membership). While no leader is
+//! `?consistency=stale` reads the local state. Writes on a follower are forwarded to the leader
+//! by the service (typed, to `POST /internal/v1/write`); cluster changes on a follower are
+//! proxied to the leader's client address (learned from the membership). While no leader is
 //! known, a request waits for one until its deadline and then fails with 503 and a JSON reason.
+//!
+//! Values written over gRPC as raw bytes or a protobuf `Any` (see `value`) read back as
+//! `{"found": true, "value": "<base64>", "encoding": "base64"}` and
+//! `{"found": true, "value": {"@type": "<type_url>", "value": "<base64>"}, "encoding": "any"}`;
+//! JSON values read back as the JSON they are, without `encoding`.
 //!
 //! TTL route (our design): `GET /v1/{key}/ttl` -> `{"found": true, "ttl_ms": n}` for a key that
 //! expires, `{"found": true, "ttl": "none"}` for one that does not, and `{"found": false}` (200,
@@ -12,12 +20,13 @@
 //! A key is one path segment (percent-encode `/` as `%2F`). The keys `search` cannot be read
 //! through `GET /v1/{key}` because the search routes take precedence.
 
-use crate::config::Config;
-use crate::duration::parse_go_duration;
 use crate::error::ApiError;
-use crate::metrics::{Metrics, Op, OpStatus};
-use crate::node_loop::{Input, Query as NodeQuery, QueryResult, Status, WriteOp};
+use crate::node_loop::{Input, Status};
+use crate::service::{
+    Caller, Consistency, FORWARD_PATH, FORWARDED_HEADER, ForwardedWrite, Service,
+};
 use crate::transport::MemberAddr;
+use crate::value::StoredValue;
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
@@ -27,43 +36,22 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use simple_cache_core::cache::{ApplyResult, Pattern, SEARCH_RESULTS_MAX, SearchMode, TtlStatus};
-use simple_cache_core::node::WriteError;
-use simple_cache_core::raft::{ProposeError, ReadError, Role};
+use simple_cache_core::cache::{SearchMode, TtlStatus};
+use simple_cache_core::raft::Role;
 use simple_cache_core::{MembershipChange, NodeId};
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::oneshot;
 use tokio::time::Instant as TokioInstant;
 
-/// Marks a request forwarded by a follower, so the leader never forwards it again.
-const FORWARDED_HEADER: &str = "x-simple-cache-forwarded";
-/// Results of a search when the client gives no limit.
-const SEARCH_LIMIT_DEFAULT: usize = 1000;
-
-#[derive(Clone)]
-pub struct AppState {
-    pub tx: mpsc::Sender<Input>,
-    pub status: watch::Receiver<Status>,
-    pub cfg: Arc<Config>,
-    pub metrics: Arc<Metrics>,
-    pub client: reqwest::Client,
-}
-
-impl AppState {
-    fn deadline(&self) -> TokioInstant {
-        TokioInstant::now() + Duration::from_millis(self.cfg.request_timeout_ms)
-    }
-    fn me(&self) -> NodeId {
-        self.status.borrow().id
-    }
-}
-
 /// The client router. Layers: metrics, overall timeout, body limit, bounded concurrency.
-pub fn router(state: AppState) -> Router {
-    let cfg = state.cfg.clone();
+pub fn router(svc: Service) -> Router {
+    let cfg = svc.cfg.clone();
+    // A forwarded write carries the value in base64 (4/3 of its size) inside a JSON object.
+    let forward_body_max = (cfg.max_value_bytes + cfg.max_key_bytes) / 3 * 4 + 4096;
     Router::new()
         .route("/v1", delete(reset))
         .route("/v1/search", get(search_query))
@@ -72,6 +60,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/{key}", get(get_key).post(set_key).put(set_key).delete(del_key))
         .route("/v1/{key}/expire", post(expire_key))
         .route("/v1/{key}/ttl", get(ttl_key))
+        .route(
+            FORWARD_PATH,
+            post(forwarded_write).layer(axum::extract::DefaultBodyLimit::max(
+                forward_body_max.max(cfg.max_body_bytes),
+            )),
+        )
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/cluster/peers", get(cluster_peers))
@@ -80,12 +74,12 @@ pub fn router(state: AppState) -> Router {
         .route("/cluster/transfer-leader", post(cluster_transfer))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::middleware::from_fn_with_state(svc.clone(), observe))
         // The body limit applies while the body is read by the `Bytes` extractor, which maps an
         // overflow to 413 (see `body`).
         .layer(axum::extract::DefaultBodyLimit::max(cfg.max_body_bytes))
         .layer(tower::limit::ConcurrencyLimitLayer::new(cfg.max_concurrent_requests))
-        .with_state(state)
+        .with_state(svc)
 }
 
 // ----- middleware -----
@@ -93,10 +87,10 @@ pub fn router(state: AppState) -> Router {
 /// Records the request count and latency per operation, and bounds the whole request (reading
 /// the body included) by the request timeout plus a margin, so a slow client cannot hold a
 /// connection's handler forever.
-async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Response {
+async fn observe(State(svc): State<Service>, req: Request, next: Next) -> Response {
     let op = op_name(req.method(), req.extensions().get::<MatchedPath>().map(|p| p.as_str()));
-    let started = std::time::Instant::now();
-    let limit = Duration::from_millis(st.cfg.request_timeout_ms) + Duration::from_secs(1);
+    let started = TokioInstant::now();
+    let limit = Duration::from_millis(svc.cfg.request_timeout_ms) + Duration::from_secs(1);
     let resp = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::new(
@@ -106,8 +100,7 @@ async fn observe(State(st): State<AppState>, req: Request, next: Next) -> Respon
         )
         .into_response(),
     };
-    st.metrics.requests.get_or_create(&OpStatus { op, status: resp.status().as_u16() }).inc();
-    st.metrics.request_duration.get_or_create(&Op { op }).observe(started.elapsed().as_secs_f64());
+    svc.observe("http", op, resp.status().as_u16(), started);
     resp
 }
 
@@ -119,6 +112,7 @@ fn op_name(method: &Method, path: Option<&str>) -> &'static str {
         ("DELETE", "/v1") => "reset",
         ("POST", "/v1/{key}/expire") => "expire",
         ("GET", "/v1/{key}/ttl") => "ttl",
+        ("POST", FORWARD_PATH) => "forward",
         (_, p) if p.starts_with("/v1/search") => "search",
         (_, p) if p.starts_with("/cluster") => "cluster",
         (_, "/healthz" | "/readyz") => "health",
@@ -152,25 +146,11 @@ fn body(b: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn check_key(st: &AppState, key: &str) -> Result<(), ApiError> {
-    if key.is_empty() {
-        return Err(ApiError::bad_request("bad_key", "the key must not be empty"));
-    }
-    if key.len() > st.cfg.max_key_bytes {
-        return Err(ApiError::new(
-            StatusCode::URI_TOO_LONG,
-            "key_too_large",
-            format!("the key is {} bytes; the limit is {}", key.len(), st.cfg.max_key_bytes),
-        ));
-    }
-    Ok(())
-}
-
 /// Linearizable unless `consistency=stale`.
-fn stale(q: &HashMap<String, String>) -> Result<bool, ApiError> {
+fn consistency(q: &HashMap<String, String>) -> Result<Consistency, ApiError> {
     match q.get("consistency").map(String::as_str) {
-        None | Some("linearizable") | Some("strong") => Ok(false),
-        Some("stale") => Ok(true),
+        None | Some("linearizable") | Some("strong") => Ok(Consistency::Linearizable),
+        Some("stale") => Ok(Consistency::Stale),
         Some(other) => Err(ApiError::bad_request(
             "bad_consistency",
             format!("consistency must be `linearizable` or `stale`, not `{other}`"),
@@ -178,218 +158,54 @@ fn stale(q: &HashMap<String, String>) -> Result<bool, ApiError> {
     }
 }
 
-fn check_admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(token) = &st.cfg.admin_token else { return Ok(()) };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    // Compare without an early exit so the time taken does not reveal a matching prefix.
-    let ok = given.len() == token.len()
-        && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-    if ok {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this endpoint requires `Authorization: Bearer <admin_token>`",
-        ))
-    }
+fn authorization(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok())
 }
 
-// ----- talking to the node loop -----
-
-async fn send_input(st: &AppState, input: Input, deadline: TokioInstant) -> Result<(), ApiError> {
-    match tokio::time::timeout_at(deadline, st.tx.send(input)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(ApiError::stopping()),
-        Err(_) => Err(ApiError::unavailable("overloaded", "the node's input queue stayed full")),
-    }
-}
-
-async fn await_reply<T>(rx: oneshot::Receiver<T>, deadline: TokioInstant) -> Result<T, ApiError> {
-    match tokio::time::timeout_at(deadline, rx).await {
-        Ok(Ok(v)) => Ok(v),
-        Ok(Err(_)) => Err(ApiError::stopping()),
-        Err(_) => Err(ApiError::unavailable(
-            "timeout",
-            "the request was accepted but did not complete in time; a write may still take effect",
-        )),
-    }
-}
-
-/// Waits until a leader is known (and not handing over) or the deadline passes. The first few
-/// checks use the current status, since the answer that sent us here may predate it.
-async fn wait_for_leader(
-    st: &AppState,
-    deadline: TokioInstant,
-    attempt: &mut u32,
-) -> Result<(), ApiError> {
-    let mut rx = st.status.clone();
-    let usable = |s: &Status| s.leader.is_some() && s.transfer_target.is_none();
-    *attempt += 1;
-    if *attempt <= 3 && usable(&rx.borrow_and_update()) {
-        return Ok(());
-    }
-    loop {
-        match tokio::time::timeout_at(deadline, rx.changed()).await {
-            Ok(Ok(())) => {
-                let s = rx.borrow_and_update();
-                if s.stopped {
-                    return Err(ApiError::stopping());
-                }
-                if usable(&s) {
-                    return Ok(());
-                }
-            }
-            Ok(Err(_)) => return Err(ApiError::stopping()),
-            Err(_) => {
-                let s = st.status.borrow();
-                return Err(ApiError::unavailable(
-                    "no_leader",
-                    format!(
-                        "no leader was elected within {} ms (node {} is {:?} in term {}); the \
-                         cluster may have lost its quorum",
-                        st.cfg.request_timeout_ms, s.id, s.role, s.term
-                    ),
-                ));
-            }
-        }
-    }
-}
-
-/// What a follower needs to forward the request to the leader.
-struct Forwardable<'a> {
-    method: &'a Method,
-    uri: &'a Uri,
-    headers: &'a HeaderMap,
-    body: Bytes,
-}
-
-async fn forward(
-    st: &AppState,
-    fwd: &Forwardable<'_>,
-    deadline: TokioInstant,
-) -> Result<Response, ApiError> {
-    if fwd.headers.contains_key(FORWARDED_HEADER) {
-        // The sender thought we lead; we do not: let it retry rather than bounce the request.
-        return Err(ApiError::unavailable(
-            "not_leader",
-            "forwarded to a node that is not the leader",
-        ));
-    }
-    let (leader, addr) = {
-        let s = st.status.borrow();
-        (s.leader, s.leader_http_addr())
-    };
-    let Some(addr) = addr else {
-        return Err(ApiError::unavailable(
-            "not_leader",
-            format!(
-                "this node is not the leader (leader: {}) and does not know its client address",
-                leader.map_or("unknown".to_string(), |l| l.to_string())
-            ),
-        ));
-    };
-    let path_and_query = fwd.uri.path_and_query().map_or("/", |p| p.as_str());
-    let mut req = st
-        .client
-        .request(fwd.method.clone(), format!("http://{addr}{path_and_query}"))
-        .header(FORWARDED_HEADER, "1")
-        .timeout(deadline.saturating_duration_since(TokioInstant::now()))
-        .body(fwd.body.clone());
-    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
-        if let Some(v) = fwd.headers.get(&name) {
-            req = req.header(name, v.clone());
-        }
-    }
-    let resp = req.send().await.map_err(|e| {
-        ApiError::unavailable(
-            "forward_failed",
-            format!("forwarding to the leader at {addr} failed: {e}"),
-        )
-    })?;
-    let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| {
-        ApiError::unavailable("forward_failed", format!("reading the leader's answer failed: {e}"))
-    })?;
-    let mut out = (status, bytes).into_response();
-    out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(out)
-}
-
-/// Proposes a write, forwarding it to the leader or waiting for one as needed.
-async fn write(
-    st: &AppState,
-    op: WriteOp,
-    fwd: &Forwardable<'_>,
-) -> Result<Result<ApplyResult, Response>, ApiError> {
-    let deadline = st.deadline();
-    let mut attempt = 0;
-    loop {
-        let (reply, rx) = oneshot::channel();
-        send_input(st, Input::Write { op: op.clone(), reply }, deadline).await?;
-        match await_reply(rx, deadline).await? {
-            Ok(r) => return Ok(Ok(r)),
-            Err(WriteError::Propose(ProposeError::NotLeader { leader_hint: Some(l) }))
-                if l != st.me() =>
-            {
-                return forward(st, fwd, deadline).await.map(Err);
-            }
-            // No leader yet, a transfer under way, or our entry lost to a new leader's (it did
-            // not take effect, so retrying is safe).
-            Err(WriteError::Propose(ProposeError::NotLeader { .. }))
-            | Err(WriteError::Propose(ProposeError::TransferInProgress))
-            | Err(WriteError::Superseded) => wait_for_leader(st, deadline, &mut attempt).await?,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Runs a query: linearizable through ReadIndex (waiting for a leader if needed), or stale.
-async fn read(st: &AppState, query: NodeQuery, stale: bool) -> Result<QueryResult, ApiError> {
-    let deadline = st.deadline();
-    let mut attempt = 0;
-    loop {
-        let (reply, rx) = oneshot::channel();
-        send_input(st, Input::Read { query: query.clone(), stale, reply }, deadline).await?;
-        match await_reply(rx, deadline).await? {
-            Ok(r) => return Ok(r),
-            Err(ReadError::NoLeader) => wait_for_leader(st, deadline, &mut attempt).await?,
-            Err(e) => return Err(e.into()),
-        }
+fn caller(headers: &HeaderMap) -> Caller {
+    Caller {
+        authorization: authorization(headers).map(str::to_string),
+        forwarded: headers.contains_key(FORWARDED_HEADER),
     }
 }
 
 // ----- client routes -----
 
+/// The JSON answer for a found value, in the form it was stored in.
+fn found_json(v: StoredValue) -> Result<Value, ApiError> {
+    Ok(match v {
+        StoredValue::Json(text) => {
+            let value: Value = serde_json::from_slice(&text)
+                .map_err(|e| ApiError::internal(format!("stored value is not JSON: {e}")))?;
+            json!({ "value": value, "found": true })
+        }
+        StoredValue::Raw(b) => {
+            json!({ "value": BASE64.encode(&b), "found": true, "encoding": "base64" })
+        }
+        StoredValue::Any(a) => json!({
+            "value": { "@type": a.type_url, "value": BASE64.encode(&a.value) },
+            "found": true,
+            "encoding": "any",
+        }),
+    })
+}
+
 async fn get_key(
-    State(st): State<AppState>,
+    State(svc): State<Service>,
     key: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let key = path(key)?;
-    check_key(&st, &key)?;
-    let stale = stale(&query(q)?)?;
-    match read(&st, NodeQuery::Get(key), stale).await? {
-        QueryResult::Value(Some(v)) => {
-            let value: Value = serde_json::from_slice(&v).map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "internal",
-                    format!("stored value is not JSON: {e}"),
-                )
-            })?;
-            Ok(Json(json!({ "value": value, "found": true })))
-        }
-        _ => Ok(Json(json!({ "found": false }))),
+    svc.check_key(&key)?;
+    let c = consistency(&query(q)?)?;
+    match svc.get(&key, c).await? {
+        Some(v) => Ok(Json(found_json(v)?)),
+        None => Ok(Json(json!({ "found": false }))),
     }
 }
 
 /// Parses `{"value": <any JSON>, "expire": "1m30s"?}` strictly.
-fn parse_set_body(st: &AppState, bytes: &[u8]) -> Result<(Bytes, Option<u64>), ApiError> {
+fn parse_set_body(bytes: &[u8]) -> Result<(StoredValue, Option<u64>), ApiError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
     })?;
@@ -404,20 +220,7 @@ fn parse_set_body(st: &AppState, bytes: &[u8]) -> Result<(Bytes, Option<u64>), A
         .ok_or_else(|| ApiError::bad_request("missing_value", "the body has no `value` field"))?;
     let ttl_ms = match obj.remove("expire") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => {
-            let d = parse_go_duration(&s).map_err(|e| {
-                ApiError::bad_request(
-                    "bad_duration",
-                    format!("`expire` is not a valid duration: {e}"),
-                )
-            })?;
-            // A zero duration means "no expiry", as in the seed; a positive one below a
-            // millisecond is rounded up so it still expires.
-            match d.as_nanos() {
-                0 => None,
-                n => Some(u64::try_from(n.div_ceil(1_000_000)).unwrap_or(u64::MAX)),
-            }
-        }
+        Some(Value::String(s)) => Service::ttl_ms_from_duration(&s)?,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "bad_duration",
@@ -431,118 +234,71 @@ fn parse_set_body(st: &AppState, bytes: &[u8]) -> Result<(Bytes, Option<u64>), A
             format!("unknown field `{k}` (expected `value`, `expire`)"),
         ));
     }
-    let encoded = serde_json::to_vec(&value).expect("a JSON value serializes");
-    if encoded.len() > st.cfg.max_value_bytes {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "value_too_large",
-            format!(
-                "the value is {} bytes of JSON; the limit is {}",
-                encoded.len(),
-                st.cfg.max_value_bytes
-            ),
-        ));
-    }
-    Ok((Bytes::from(encoded), ttl_ms))
+    Ok((StoredValue::json(&value), ttl_ms))
 }
 
 async fn set_key(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
+    State(svc): State<Service>,
     headers: HeaderMap,
     key: Result<Path<String>, PathRejection>,
     b: Result<Bytes, BytesRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<Value>, ApiError> {
     let key = path(key)?;
-    check_key(&st, &key)?;
-    let b = body(b)?;
-    let (value, ttl_ms) = parse_set_body(&st, &b)?;
-    let fwd = Forwardable { method: &method, uri: &uri, headers: &headers, body: b };
-    match write(&st, WriteOp::Set { key, value, ttl_ms }, &fwd).await? {
-        Ok(_) => Ok(Json(json!({ "success": true })).into_response()),
-        Err(forwarded) => Ok(forwarded),
-    }
+    svc.check_key(&key)?;
+    let (value, ttl_ms) = parse_set_body(&body(b)?)?;
+    svc.set(&caller(&headers), key, &value, ttl_ms).await?;
+    Ok(Json(json!({ "success": true })))
 }
 
 async fn del_key(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
+    State(svc): State<Service>,
     headers: HeaderMap,
     key: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let key = path(key)?;
-    check_key(&st, &key)?;
-    let fwd = Forwardable { method: &method, uri: &uri, headers: &headers, body: Bytes::new() };
-    match write(&st, WriteOp::Del { key }, &fwd).await? {
-        Ok(ApplyResult::Del { existed }) => {
-            Ok(Json(json!({ "success": true, "existed": existed })).into_response())
-        }
-        Ok(other) => Err(unexpected(other)),
-        Err(forwarded) => Ok(forwarded),
-    }
+) -> Result<Json<Value>, ApiError> {
+    let existed = svc.del(&caller(&headers), path(key)?).await?;
+    Ok(Json(json!({ "success": true, "existed": existed })))
 }
 
 async fn expire_key(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
+    State(svc): State<Service>,
     headers: HeaderMap,
     key: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
-    let key = path(key)?;
-    check_key(&st, &key)?;
-    let fwd = Forwardable { method: &method, uri: &uri, headers: &headers, body: Bytes::new() };
-    match write(&st, WriteOp::Expire { key }, &fwd).await? {
-        Ok(ApplyResult::Expire { existed }) => {
-            Ok(Json(json!({ "success": true, "existed": existed })).into_response())
-        }
-        Ok(other) => Err(unexpected(other)),
-        Err(forwarded) => Ok(forwarded),
-    }
+) -> Result<Json<Value>, ApiError> {
+    let existed = svc.expire(&caller(&headers), path(key)?).await?;
+    Ok(Json(json!({ "success": true, "existed": existed })))
 }
 
-async fn reset(
-    State(st): State<AppState>,
-    method: Method,
-    uri: Uri,
+async fn reset(State(svc): State<Service>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let cleared = svc.reset(&caller(&headers)).await?;
+    Ok(Json(json!({ "success": true, "keys_cleared": cleared })))
+}
+
+/// A write a follower forwarded (see `service`): applied here, never forwarded again.
+async fn forwarded_write(
+    State(svc): State<Service>,
     headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    check_admin(&st, &headers)?;
-    let fwd = Forwardable { method: &method, uri: &uri, headers: &headers, body: Bytes::new() };
-    match write(&st, WriteOp::Reset, &fwd).await? {
-        Ok(ApplyResult::Reset { cleared }) => {
-            Ok(Json(json!({ "success": true, "keys_cleared": cleared })).into_response())
-        }
-        Ok(other) => Err(unexpected(other)),
-        Err(forwarded) => Ok(forwarded),
-    }
-}
-
-fn unexpected(r: ApplyResult) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        format!("unexpected apply result {r:?}"),
-    )
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let b = body(b)?;
+    let w: ForwardedWrite = serde_json::from_slice(&b)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("not a forwarded write: {e}")))?;
+    let r = svc.apply_forwarded(authorization(&headers).map(str::to_string), w).await?;
+    Ok(Json(serde_json::to_value(r).expect("a result serializes")))
 }
 
 async fn ttl_key(
-    State(st): State<AppState>,
+    State(svc): State<Service>,
     key: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let key = path(key)?;
-    check_key(&st, &key)?;
-    let stale = stale(&query(q)?)?;
-    match read(&st, NodeQuery::Ttl(key), stale).await? {
-        QueryResult::Ttl(TtlStatus::Remaining { ms }) => {
-            Ok(Json(json!({ "found": true, "ttl_ms": ms })))
-        }
-        QueryResult::Ttl(TtlStatus::NoExpiry) => Ok(Json(json!({ "found": true, "ttl": "none" }))),
-        _ => Ok(Json(json!({ "found": false }))),
-    }
+    svc.check_key(&key)?;
+    let c = consistency(&query(q)?)?;
+    Ok(Json(match svc.ttl(&key, c).await? {
+        TtlStatus::Remaining { ms } => json!({ "found": true, "ttl_ms": ms }),
+        TtlStatus::NoExpiry => json!({ "found": true, "ttl": "none" }),
+        TtlStatus::Missing => json!({ "found": false }),
+    }))
 }
 
 fn parse_mode(s: Option<&str>) -> Result<SearchMode, ApiError> {
@@ -557,31 +313,26 @@ fn parse_mode(s: Option<&str>) -> Result<SearchMode, ApiError> {
 }
 
 async fn search(
-    st: &AppState,
+    svc: &Service,
     pattern: &str,
     mode: SearchMode,
     q: &HashMap<String, String>,
 ) -> Result<Json<Value>, ApiError> {
     let limit = match q.get("limit") {
-        None => SEARCH_LIMIT_DEFAULT,
-        Some(l) => l.parse::<usize>().map_err(|_| {
+        None => None,
+        Some(l) => Some(l.parse::<usize>().map_err(|_| {
             ApiError::bad_request(
                 "bad_limit",
                 format!("limit must be a non-negative integer, not `{l}`"),
             )
-        })?,
-    }
-    .min(SEARCH_RESULTS_MAX);
-    let pattern = Pattern::compile(pattern, mode)
-        .map_err(|e| ApiError::bad_request("bad_pattern", e.to_string()))?;
-    match read(st, NodeQuery::Search { pattern, limit }, stale(q)?).await? {
-        QueryResult::Keys(keys) => Ok(Json(json!({ "keys": keys }))),
-        _ => Ok(Json(json!({ "keys": [] }))),
-    }
+        })?),
+    };
+    let keys = svc.search(pattern, mode, limit, consistency(q)?).await?;
+    Ok(Json(json!({ "keys": keys })))
 }
 
 async fn search_query(
-    State(st): State<AppState>,
+    State(svc): State<Service>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let q = query(q)?;
@@ -589,28 +340,28 @@ async fn search_query(
         ApiError::bad_request("missing_pattern", "the `pattern` query parameter is required")
     })?;
     let mode = parse_mode(q.get("mode").map(String::as_str))?;
-    search(&st, pattern, mode, &q).await
+    search(&svc, pattern, mode, &q).await
 }
 
 async fn search_path(
-    State(st): State<AppState>,
+    State(svc): State<Service>,
     p: Result<Path<String>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let pattern = path(p)?;
     let q = query(q)?;
     let mode = parse_mode(q.get("mode").map(String::as_str))?;
-    search(&st, &pattern, mode, &q).await
+    search(&svc, &pattern, mode, &q).await
 }
 
 async fn search_path_mode(
-    State(st): State<AppState>,
+    State(svc): State<Service>,
     p: Result<Path<(String, String)>, PathRejection>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let (pattern, mode) = path(p)?;
     let mode = parse_mode(Some(&mode))?;
-    search(&st, &pattern, mode, &query(q)?).await
+    search(&svc, &pattern, mode, &query(q)?).await
 }
 
 async fn healthz() -> Json<Value> {
@@ -625,7 +376,7 @@ fn role_name(r: Role) -> &'static str {
     }
 }
 
-async fn readyz(State(st): State<AppState>) -> Response {
+async fn readyz(State(st): State<Service>) -> Response {
     let s = st.status.borrow().clone();
     let body = json!({
         "ready": s.is_ready(),
@@ -665,6 +416,67 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 }
 
 // ----- cluster routes -----
+
+/// What a follower needs to proxy a cluster request to the leader.
+struct Forwardable<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: Bytes,
+}
+
+/// Proxies a cluster request to the leader's client address and relays its answer.
+async fn forward(
+    st: &Service,
+    fwd: &Forwardable<'_>,
+    deadline: TokioInstant,
+) -> Result<Response, ApiError> {
+    if fwd.headers.contains_key(FORWARDED_HEADER) {
+        // The sender thought we lead; we do not: let it retry rather than bounce the request.
+        return Err(ApiError::unavailable(
+            "not_leader",
+            "forwarded to a node that is not the leader",
+        ));
+    }
+    let (leader, addr) = {
+        let s = st.status.borrow();
+        (s.leader, s.leader_http_addr())
+    };
+    let Some(addr) = addr else {
+        return Err(ApiError::unavailable(
+            "leader_address_unknown",
+            format!(
+                "this node is not the leader (leader: {}) and does not know its client address",
+                leader.map_or("unknown".to_string(), |l| l.to_string())
+            ),
+        ));
+    };
+    let path_and_query = fwd.uri.path_and_query().map_or("/", |p| p.as_str());
+    let mut req = st
+        .client
+        .request(fwd.method.clone(), format!("http://{addr}{path_and_query}"))
+        .header(FORWARDED_HEADER, "1")
+        .timeout(deadline.saturating_duration_since(TokioInstant::now()))
+        .body(fwd.body.clone());
+    for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+        if let Some(v) = fwd.headers.get(&name) {
+            req = req.header(name, v.clone());
+        }
+    }
+    let resp = req.send().await.map_err(|e| {
+        ApiError::unavailable(
+            "forward_failed",
+            format!("forwarding to the leader at {addr} failed: {e}"),
+        )
+    })?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| {
+        ApiError::unavailable("forward_failed", format!("reading the leader's answer failed: {e}"))
+    })?;
+    let mut out = (status, bytes).into_response();
+    out.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(out)
+}
 
 /// A node id given as a number or a numeric string (the seed sends strings).
 fn node_id_of(v: Option<&Value>) -> Result<Option<NodeId>, ApiError> {
@@ -711,7 +523,7 @@ fn members_json(s: &Status) -> Vec<Value> {
 /// Proposes a membership change on the leader (forwarding from a follower) and waits until it
 /// is committed.
 async fn membership_change(
-    st: &AppState,
+    st: &Service,
     change: MembershipChange,
     fwd: &Forwardable<'_>,
 ) -> Result<Result<Status, Response>, ApiError> {
@@ -719,8 +531,8 @@ async fn membership_change(
     let mut attempt = 0;
     let index = loop {
         let (reply, rx) = oneshot::channel();
-        send_input(st, Input::Membership { change: change.clone(), reply }, deadline).await?;
-        match await_reply(rx, deadline).await? {
+        st.send_input(Input::Membership { change: change.clone(), reply }, deadline).await?;
+        match st.await_reply(rx, deadline).await? {
             Ok(index) => break index,
             Err(simple_cache_core::raft::MembershipError::NotLeader { leader_hint: Some(l) })
                 if l != st.me() =>
@@ -729,7 +541,7 @@ async fn membership_change(
             }
             Err(simple_cache_core::raft::MembershipError::NotLeader { .. })
             | Err(simple_cache_core::raft::MembershipError::LeaderNotReady) => {
-                wait_for_leader(st, deadline, &mut attempt).await?
+                st.wait_for_leader(deadline, &mut attempt).await?
             }
             Err(e) => return Err(e.into()),
         }
@@ -751,13 +563,13 @@ async fn membership_change(
 }
 
 pub async fn cluster_join(
-    State(st): State<AppState>,
+    State(st): State<Service>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_admin(&st, &headers)?;
+    st.check_admin(authorization(&headers))?;
     let b = body(b)?;
     let obj = json_object(&b)?;
     let id = node_id_of(obj.get("id"))?
@@ -792,13 +604,13 @@ pub async fn cluster_join(
 }
 
 async fn cluster_leave(
-    State(st): State<AppState>,
+    State(st): State<Service>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_admin(&st, &headers)?;
+    st.check_admin(authorization(&headers))?;
     let b = body(b)?;
     let obj = json_object(&b)?;
     let id = match node_id_of(obj.get("id"))? {
@@ -834,13 +646,13 @@ async fn cluster_leave(
 }
 
 async fn cluster_transfer(
-    State(st): State<AppState>,
+    State(st): State<Service>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_admin(&st, &headers)?;
+    st.check_admin(authorization(&headers))?;
     let b = body(b)?;
     let obj = json_object(&b)?;
     let target = node_id_of(obj.get("id"))?
@@ -849,8 +661,8 @@ async fn cluster_transfer(
     let mut attempt = 0;
     loop {
         let (reply, rx) = oneshot::channel();
-        send_input(&st, Input::Transfer { target, reply }, deadline).await?;
-        match await_reply(rx, deadline).await? {
+        st.send_input(Input::Transfer { target, reply }, deadline).await?;
+        match st.await_reply(rx, deadline).await? {
             Ok(()) => break,
             Err(simple_cache_core::raft::TransferError::NotLeader { leader_hint: Some(l) })
                 if l != st.me() =>
@@ -859,7 +671,7 @@ async fn cluster_transfer(
                 return forward(&st, &fwd, deadline).await;
             }
             Err(simple_cache_core::raft::TransferError::NotLeader { .. }) => {
-                wait_for_leader(&st, deadline, &mut attempt).await?
+                st.wait_for_leader(deadline, &mut attempt).await?
             }
             Err(e) => return Err(e.into()),
         }
@@ -880,12 +692,12 @@ async fn cluster_transfer(
 }
 
 async fn cluster_peers(
-    State(st): State<AppState>,
+    State(st): State<Service>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    check_admin(&st, &headers)?;
+    st.check_admin(authorization(&headers))?;
     let deadline = st.deadline();
     let s = st.status.borrow().clone();
     // Replication progress is only known on the leader: ask it.
@@ -896,8 +708,8 @@ async fn cluster_peers(
         }
     }
     let (reply, rx) = oneshot::channel();
-    send_input(&st, Input::Peers { reply }, deadline).await?;
-    let (now, peers) = await_reply(rx, deadline).await?;
+    st.send_input(Input::Peers { reply }, deadline).await?;
+    let (now, peers) = st.await_reply(rx, deadline).await?;
     let members: Vec<Value> = peers
         .iter()
         .map(|p| {

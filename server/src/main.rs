@@ -10,10 +10,11 @@ use simple_cache_core::node::{CacheNode, NodeConfig};
 use simple_cache_core::raft::Persisted;
 use simple_cache_core::{NodeId, SnapshotMeta};
 use simple_cache_server::config::{Cli, Config, Mode};
-use simple_cache_server::http_api::{self, AppState};
+use simple_cache_server::http_api;
 use simple_cache_server::metrics::Metrics;
 use simple_cache_server::node_loop::{Clock, INPUT_QUEUE_MAX, Input, NodeLoop};
 use simple_cache_server::raft_http;
+use simple_cache_server::service::Service;
 use simple_cache_server::transport::{MemberAddr, Transport};
 use simple_cache_server::wal_store::WalStore;
 use std::collections::BTreeMap;
@@ -165,7 +166,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .connect_timeout(Duration::from_secs(1))
         .build()
         .context("building the HTTP client")?;
-    let state = AppState {
+    let state = Service {
         tx: tx.clone(),
         status: status.clone(),
         cfg: cfg.clone(),
@@ -276,7 +277,7 @@ async fn shutdown_signal() {
 /// Asks a member to add this node as a learner, retrying until it succeeds: the cluster may be
 /// electing a leader, or the member not up yet. The answer tells us the members' addresses, so
 /// this node can answer the leader before any log entry reaches it.
-async fn join_cluster(st: AppState, target: String, me: MemberAddr) {
+async fn join_cluster(st: Service, target: String, me: MemberAddr) {
     let body = serde_json::json!({ "id": st.cfg.node_id, "addr": me.raft, "http_addr": me.http });
     let url = format!("http://{target}/cluster/join");
     let mut backoff = Duration::from_millis(200);

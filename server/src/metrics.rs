@@ -1,8 +1,13 @@
 //! Prometheus metrics (prometheus-client), served as OpenMetrics text on `metrics_addr/metrics`.
 //!
 //! Names follow the seed (`simple_cache_*`, `raft_*`) plus what etcd operators rely on. Counters
-//! are registered without `_total`: the library appends it. Label values are bounded: `op` and
-//! `status` come from fixed sets, `peer` is a cluster member id.
+//! are registered without `_total`: the library appends it. Label values are bounded: `api`,
+//! `op` and `status` come from fixed sets, `peer` is a cluster member id.
+//!
+//! Client requests are labelled `api="http"` or `api="grpc"`, with the same `op` names (`get`,
+//! `set`, `delete`, `expire`, `ttl`, `search`, `reset`, ...) on both. `status` is the HTTP status
+//! of the outcome on both front ends (a gRPC INVALID_ARGUMENT for a bad duration counts as 400,
+//! as the same request over HTTP would), so one alert on `status=~"5.."` covers both.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,12 +18,14 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OpStatus {
+    pub api: &'static str,
     pub op: &'static str,
     pub status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct Op {
+    pub api: &'static str,
     pub op: &'static str,
 }
 
@@ -71,14 +78,14 @@ impl Metrics {
         let requests = Family::<OpStatus, Counter>::default();
         registry.register(
             "simple_cache_requests",
-            "Client requests by operation and HTTP status",
+            "Client requests by API (http, grpc), operation and outcome (as an HTTP status)",
             requests.clone(),
         );
         let request_duration =
             Family::<Op, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
         registry.register(
             "simple_cache_request_duration_seconds",
-            "Client request latency by operation",
+            "Client request latency by API and operation",
             request_duration.clone(),
         );
         let keys = Gauge::default();

@@ -7,9 +7,10 @@
 //! of a member.
 
 use crate::error::ApiError;
-use crate::http_api::{AppState, cluster_join};
+use crate::http_api::cluster_join;
 use crate::metrics::PeerLabel;
 use crate::node_loop::Input;
+use crate::service::Service;
 use crate::transport::RAFT_BODY_BYTES_MAX;
 use axum::Router;
 use axum::body::Bytes;
@@ -19,7 +20,7 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use simple_cache_core::{Message, codec};
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: Service) -> Router {
     Router::new()
         .route("/raft", post(raft))
         .route("/cluster/join", post(cluster_join))
@@ -29,7 +30,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn raft(
-    State(st): State<AppState>,
+    State(st): State<Service>,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let b = b.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;

@@ -1,0 +1,24 @@
+//! Compiles `proto/cache.proto` with `protox` (a protobuf compiler in Rust), so building needs
+//! no system `protoc`. Generates the tonic server and client into OUT_DIR, and writes the
+//! encoded `FileDescriptorSet` there for server reflection.
+
+use prost::Message;
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-changed=proto/cache.proto");
+    let fds = protox::compile(["cache.proto"], ["proto"]).unwrap_or_else(|e| {
+        panic!("proto/cache.proto does not compile: {e}");
+    });
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    std::fs::write(out.join("simplecache_v1_descriptor.bin"), fds.encode_to_vec())
+        .expect("writing the descriptor set to OUT_DIR");
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        // No `connect` helper: it needs tonic's transport feature, which the server does not
+        // enable; clients build a `Channel` themselves.
+        .build_transport(false)
+        .compile_fds(fds)
+        .expect("generating the gRPC code");
+}

@@ -1,0 +1,10 @@
+//! Generated protobuf types, the tonic server and client for `proto/cache.proto`
+//! (package `simplecache.v1`), built by `build.rs` with protox and tonic-prost-build.
+
+#![allow(clippy::all, missing_docs)]
+
+tonic::include_proto!("simplecache.v1");
+
+/// The encoded `FileDescriptorSet` of `cache.proto` and its imports, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/simplecache_v1_descriptor.bin"));

@@ -1,0 +1,587 @@
+//! The cache service: the request logic both client front ends share, so HTTP/JSON
+//! (`http_api`) and gRPC (`grpc`) have one behaviour. Front ends only translate their wire shapes
+//! into these calls and the results (or an [`ApiError`]) back.
+//!
+//! What lives here: validation and limits (key and value size, durations, patterns, search
+//! limits), the admin token check, proposing writes locally or forwarding them to the leader,
+//! linearizable (ReadIndex) vs stale reads, the bounded wait for a leader, and request metrics.
+//!
+//! **Forwarding.** A write that reaches a follower is validated there, then forwarded *typed*
+//! to the leader's client HTTP listener (`POST /internal/v1/write`, JSON with the stored value
+//! in base64, see [`ForwardedWrite`]), whichever front end it came in on. The leader validates
+//! it again against its own limits (and the admin token, for a reset) and proposes it; its
+//! answer or its error (status, code, message) comes back typed, so a gRPC client gets the same
+//! status a client of the leader would. A forwarded write is never forwarded again. If the
+//! forward could not be delivered (connection refused: the leader died) or the receiver was no
+//! longer the leader, the write did not take effect, so it waits for another leader and retries
+//! within the request's deadline.
+
+use crate::config::Config;
+use crate::duration::parse_go_duration;
+use crate::error::ApiError;
+use crate::metrics::{Metrics, Op, OpStatus};
+use crate::node_loop::{Input, Query, QueryResult, Status, WriteOp};
+use crate::transport::MemberAddr;
+use crate::value::StoredValue;
+use axum::http::{StatusCode, header};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use simple_cache_core::NodeId;
+use simple_cache_core::cache::{ApplyResult, Pattern, SEARCH_RESULTS_MAX, SearchMode, TtlStatus};
+use simple_cache_core::node::WriteError;
+use simple_cache_core::raft::{ProposeError, ReadError};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant as TokioInstant;
+
+/// Marks a request forwarded by a follower, so the leader never forwards it again.
+pub const FORWARDED_HEADER: &str = "x-simple-cache-forwarded";
+/// The leader's route for writes forwarded by followers (on the client HTTP listener).
+pub const FORWARD_PATH: &str = "/internal/v1/write";
+/// Results of a search when the client gives no limit.
+pub const SEARCH_LIMIT_DEFAULT: usize = 1000;
+
+/// Everything a request needs: the node loop's input queue and status, the configuration, the
+/// metrics and an HTTP client for forwarding. Cheap to clone.
+#[derive(Clone)]
+pub struct Service {
+    pub tx: mpsc::Sender<Input>,
+    pub status: watch::Receiver<Status>,
+    pub cfg: Arc<Config>,
+    pub metrics: Arc<Metrics>,
+    pub client: reqwest::Client,
+}
+
+/// How a read is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Consistency {
+    /// ReadIndex: sees every write acknowledged before the read started.
+    Linearizable,
+    /// The local state: fast, possibly behind.
+    Stale,
+}
+
+/// Who sent a write.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    /// The `Authorization` header (HTTP) or `authorization` metadata (gRPC), if any.
+    pub authorization: Option<String>,
+    /// A follower forwarded the request here; never forward it again.
+    pub forwarded: bool,
+}
+
+/// A write as a follower forwards it to the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ForwardedWrite {
+    /// `value` is the stored form (see `value`), in standard base64.
+    Set {
+        key: String,
+        value: String,
+        ttl_ms: Option<u64>,
+    },
+    Del {
+        key: String,
+    },
+    Expire {
+        key: String,
+    },
+    Reset,
+}
+
+/// The leader's answer to a forwarded write that succeeded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ForwardedResult {
+    Set,
+    Del { existed: bool },
+    Expire { existed: bool },
+    Reset { keys_cleared: u64 },
+}
+
+/// Why forwarding a write did not produce an answer.
+enum ForwardFailure {
+    /// The write did not take effect (not delivered, or the receiver was not the leader): wait
+    /// for another leader and retry.
+    Retry(ApiError),
+    /// Give up with this error (the outcome may be unknown, or the leader refused the write).
+    Fail(ApiError),
+}
+
+impl Service {
+    pub fn deadline(&self) -> TokioInstant {
+        TokioInstant::now() + Duration::from_millis(self.cfg.request_timeout_ms)
+    }
+
+    pub fn me(&self) -> NodeId {
+        self.status.borrow().id
+    }
+
+    /// Records one client request in `simple_cache_requests_total` and
+    /// `simple_cache_request_duration_seconds`. `status` is the HTTP status of the outcome, for
+    /// gRPC too (see `metrics`).
+    pub fn observe(&self, api: &'static str, op: &'static str, status: u16, started: TokioInstant) {
+        self.metrics.requests.get_or_create(&OpStatus { api, op, status }).inc();
+        self.metrics
+            .request_duration
+            .get_or_create(&Op { api, op })
+            .observe(started.elapsed().as_secs_f64());
+    }
+
+    // ----- validation -----
+
+    pub fn check_key(&self, key: &str) -> Result<(), ApiError> {
+        if key.is_empty() {
+            return Err(ApiError::bad_request("bad_key", "the key must not be empty"));
+        }
+        if key.len() > self.cfg.max_key_bytes {
+            return Err(ApiError::new(
+                StatusCode::URI_TOO_LONG,
+                "key_too_large",
+                format!("the key is {} bytes; the limit is {}", key.len(), self.cfg.max_key_bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn check_value(&self, value: &StoredValue) -> Result<(), ApiError> {
+        let len = value.payload_len();
+        if len > self.cfg.max_value_bytes {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "value_too_large",
+                format!("the value is {len} bytes; the limit is {}", self.cfg.max_value_bytes),
+            ));
+        }
+        Ok(())
+    }
+
+    /// With an `admin_token` configured, `authorization` must be `Bearer <admin_token>`.
+    pub fn check_admin(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        let Some(token) = &self.cfg.admin_token else { return Ok(()) };
+        let given = authorization.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        // Compare without an early exit so the time taken does not reveal a matching prefix.
+        let ok = given.len() == token.len()
+            && given.bytes().zip(token.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if ok {
+            Ok(())
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this operation requires `Authorization: Bearer <admin_token>`",
+            ))
+        }
+    }
+
+    /// A Go-style duration (`1m30s`) as a TTL in milliseconds. Zero means no expiry, as in the
+    /// seed; a positive duration below a millisecond is rounded up so it still expires.
+    pub fn ttl_ms_from_duration(s: &str) -> Result<Option<u64>, ApiError> {
+        let d = parse_go_duration(s).map_err(|e| {
+            ApiError::bad_request("bad_duration", format!("`expire` is not a valid duration: {e}"))
+        })?;
+        Ok(match d.as_nanos() {
+            0 => None,
+            n => Some(u64::try_from(n.div_ceil(1_000_000)).unwrap_or(u64::MAX)),
+        })
+    }
+
+    // ----- client operations -----
+
+    pub async fn get(&self, key: &str, c: Consistency) -> Result<Option<StoredValue>, ApiError> {
+        self.check_key(key)?;
+        match self.read(Query::Get(key.to_string()), c).await? {
+            QueryResult::Value(Some(bytes)) => StoredValue::decode(bytes)
+                .map(Some)
+                .map_err(|e| ApiError::internal(format!("the stored value is unreadable: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn ttl(&self, key: &str, c: Consistency) -> Result<TtlStatus, ApiError> {
+        self.check_key(key)?;
+        match self.read(Query::Ttl(key.to_string()), c).await? {
+            QueryResult::Ttl(t) => Ok(t),
+            _ => Ok(TtlStatus::Missing),
+        }
+    }
+
+    /// Keys matching `pattern`, at most `limit` (default [`SEARCH_LIMIT_DEFAULT`], capped by
+    /// core's `SEARCH_RESULTS_MAX`).
+    pub async fn search(
+        &self,
+        pattern: &str,
+        mode: SearchMode,
+        limit: Option<usize>,
+        c: Consistency,
+    ) -> Result<Vec<String>, ApiError> {
+        let limit = limit.unwrap_or(SEARCH_LIMIT_DEFAULT).min(SEARCH_RESULTS_MAX);
+        let pattern = Pattern::compile(pattern, mode)
+            .map_err(|e| ApiError::bad_request("bad_pattern", e.to_string()))?;
+        match self.read(Query::Search { pattern, limit }, c).await? {
+            QueryResult::Keys(keys) => Ok(keys),
+            _ => Ok(Vec::new()),
+        }
+    }
+
+    pub async fn set(
+        &self,
+        caller: &Caller,
+        key: String,
+        value: &StoredValue,
+        ttl_ms: Option<u64>,
+    ) -> Result<(), ApiError> {
+        self.check_key(&key)?;
+        self.check_value(value)?;
+        match self.write(caller, WriteOp::Set { key, value: value.encode(), ttl_ms }).await? {
+            ApplyResult::Set => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes a key; true if it was live.
+    pub async fn del(&self, caller: &Caller, key: String) -> Result<bool, ApiError> {
+        self.check_key(&key)?;
+        match self.write(caller, WriteOp::Del { key }).await? {
+            ApplyResult::Del { existed } => Ok(existed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Expires a key now; true if it was live.
+    pub async fn expire(&self, caller: &Caller, key: String) -> Result<bool, ApiError> {
+        self.check_key(&key)?;
+        match self.write(caller, WriteOp::Expire { key }).await? {
+            ApplyResult::Expire { existed } => Ok(existed),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Removes every key (admin); returns how many were live.
+    pub async fn reset(&self, caller: &Caller) -> Result<u64, ApiError> {
+        self.check_admin(caller.authorization.as_deref())?;
+        match self.write(caller, WriteOp::Reset).await? {
+            ApplyResult::Reset { cleared } => Ok(cleared),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Runs a forwarded write on this node (the leader, as the follower believed): the same
+    /// checks as a write from a client, and never forwarded again.
+    pub async fn apply_forwarded(
+        &self,
+        authorization: Option<String>,
+        w: ForwardedWrite,
+    ) -> Result<ForwardedResult, ApiError> {
+        let caller = Caller { authorization, forwarded: true };
+        Ok(match w {
+            ForwardedWrite::Set { key, value, ttl_ms } => {
+                let bytes = BASE64.decode(value.as_bytes()).map_err(|e| {
+                    ApiError::bad_request("bad_body", format!("`value` is not base64: {e}"))
+                })?;
+                let value = StoredValue::decode(bytes.into())
+                    .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+                self.set(&caller, key, &value, ttl_ms).await?;
+                ForwardedResult::Set
+            }
+            ForwardedWrite::Del { key } => {
+                ForwardedResult::Del { existed: self.del(&caller, key).await? }
+            }
+            ForwardedWrite::Expire { key } => {
+                ForwardedResult::Expire { existed: self.expire(&caller, key).await? }
+            }
+            ForwardedWrite::Reset => {
+                ForwardedResult::Reset { keys_cleared: self.reset(&caller).await? }
+            }
+        })
+    }
+
+    // ----- talking to the node loop -----
+
+    pub async fn send_input(&self, input: Input, deadline: TokioInstant) -> Result<(), ApiError> {
+        match tokio::time::timeout_at(deadline, self.tx.send(input)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(ApiError::stopping()),
+            Err(_) => {
+                Err(ApiError::unavailable("overloaded", "the node's input queue stayed full"))
+            }
+        }
+    }
+
+    pub async fn await_reply<T>(
+        &self,
+        rx: oneshot::Receiver<T>,
+        deadline: TokioInstant,
+    ) -> Result<T, ApiError> {
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(_)) => Err(ApiError::stopping()),
+            Err(_) => Err(ApiError::unavailable(
+                "timeout",
+                "the request was accepted but did not complete in time; a write may still take \
+                 effect",
+            )),
+        }
+    }
+
+    /// Waits until a leader is known (and not handing over) or the deadline passes. The first
+    /// few checks use the current status, since the answer that sent us here may predate it.
+    pub async fn wait_for_leader(
+        &self,
+        deadline: TokioInstant,
+        attempt: &mut u32,
+    ) -> Result<(), ApiError> {
+        let usable = |s: &Status| s.leader.is_some() && s.transfer_target.is_none();
+        *attempt += 1;
+        let mut rx = self.status.clone();
+        if *attempt <= 3 && usable(&rx.borrow_and_update()) {
+            return Ok(());
+        }
+        self.wait_status(&mut rx, deadline, usable)
+            .await
+            .map_err(|e| e.unwrap_or_else(|| self.no_leader()))
+    }
+
+    /// Waits for a usable leader other than `old`, after a forward to `old` failed in a way
+    /// that shows the write did not take effect. On timeout, returns `why`.
+    async fn wait_for_other_leader(
+        &self,
+        old: NodeId,
+        deadline: TokioInstant,
+        why: ApiError,
+    ) -> Result<(), ApiError> {
+        let usable = |s: &Status| s.leader.is_some_and(|l| l != old) && s.transfer_target.is_none();
+        let mut rx = self.status.clone();
+        if usable(&rx.borrow_and_update()) {
+            return Ok(());
+        }
+        self.wait_status(&mut rx, deadline, usable).await.map_err(|e| e.unwrap_or(why))
+    }
+
+    /// Waits for a status that satisfies `ok`. Errors: `Some` if the node stopped, `None` on
+    /// timeout.
+    async fn wait_status(
+        &self,
+        rx: &mut watch::Receiver<Status>,
+        deadline: TokioInstant,
+        ok: impl Fn(&Status) -> bool,
+    ) -> Result<(), Option<ApiError>> {
+        loop {
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {
+                    let s = rx.borrow_and_update();
+                    if s.stopped {
+                        return Err(Some(ApiError::stopping()));
+                    }
+                    if ok(&s) {
+                        return Ok(());
+                    }
+                }
+                Ok(Err(_)) => return Err(Some(ApiError::stopping())),
+                Err(_) => return Err(None),
+            }
+        }
+    }
+
+    fn no_leader(&self) -> ApiError {
+        let s = self.status.borrow();
+        ApiError::unavailable(
+            "no_leader",
+            format!(
+                "no leader was elected within {} ms (node {} is {:?} in term {}); the cluster \
+                 may have lost its quorum",
+                self.cfg.request_timeout_ms, s.id, s.role, s.term
+            ),
+        )
+    }
+
+    /// Proposes a write, forwarding it to the leader or waiting for one as needed.
+    pub async fn write(&self, caller: &Caller, op: WriteOp) -> Result<ApplyResult, ApiError> {
+        let deadline = self.deadline();
+        let mut attempt = 0;
+        loop {
+            let (reply, rx) = oneshot::channel();
+            self.send_input(Input::Write { op: op.clone(), reply }, deadline).await?;
+            match self.await_reply(rx, deadline).await? {
+                Ok(r) => return Ok(r),
+                Err(WriteError::Propose(ProposeError::NotLeader { leader_hint: Some(l) }))
+                    if l != self.me() =>
+                {
+                    if caller.forwarded {
+                        // The sender thought we lead; we do not: it retries, we do not bounce.
+                        return Err(ApiError::unavailable(
+                            "not_leader",
+                            "forwarded to a node that is not the leader",
+                        ));
+                    }
+                    match self.forward_write(caller, &op, l, deadline).await {
+                        Ok(r) => return Ok(r),
+                        Err(ForwardFailure::Retry(why)) => {
+                            self.wait_for_other_leader(l, deadline, why).await?
+                        }
+                        Err(ForwardFailure::Fail(e)) => return Err(e),
+                    }
+                }
+                // No leader yet, a transfer under way, or our entry lost to a new leader's (it
+                // did not take effect, so retrying is safe).
+                Err(WriteError::Propose(ProposeError::NotLeader { .. }))
+                | Err(WriteError::Propose(ProposeError::TransferInProgress))
+                | Err(WriteError::Superseded) => {
+                    self.wait_for_leader(deadline, &mut attempt).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Sends a write to `leader`'s client listener and maps its answer back.
+    async fn forward_write(
+        &self,
+        caller: &Caller,
+        op: &WriteOp,
+        leader: NodeId,
+        deadline: TokioInstant,
+    ) -> Result<ApplyResult, ForwardFailure> {
+        let addr = {
+            let s = self.status.borrow();
+            s.membership.addresses.get(&leader).and_then(|a| MemberAddr::decode(a).http)
+        };
+        let Some(addr) = addr else {
+            return Err(ForwardFailure::Fail(ApiError::unavailable(
+                "leader_address_unknown",
+                format!(
+                    "this node is not the leader (node {leader} is) and does not know the \
+                     leader's client address (list `http_addr` for every peer)"
+                ),
+            )));
+        };
+        let body = match op.clone() {
+            WriteOp::Set { key, value, ttl_ms } => {
+                ForwardedWrite::Set { key, value: BASE64.encode(&value), ttl_ms }
+            }
+            WriteOp::Del { key } => ForwardedWrite::Del { key },
+            WriteOp::Expire { key } => ForwardedWrite::Expire { key },
+            WriteOp::Reset => ForwardedWrite::Reset,
+        };
+        let mut req = self
+            .client
+            .post(format!("http://{addr}{FORWARD_PATH}"))
+            .header(FORWARDED_HEADER, "1")
+            .timeout(deadline.saturating_duration_since(TokioInstant::now()))
+            .json(&body);
+        if let Some(a) = &caller.authorization {
+            req = req.header(header::AUTHORIZATION, a);
+        }
+        let failed = |what: String| {
+            ApiError::unavailable(
+                "forward_failed",
+                format!("forwarding the write to the leader (node {leader} at {addr}) {what}"),
+            )
+        };
+        let resp = match req.send().await {
+            Ok(r) => r,
+            // Not connected: the request never reached the leader, so it took no effect.
+            Err(e) if e.is_connect() => {
+                return Err(ForwardFailure::Retry(failed(format!("failed: {e}"))));
+            }
+            Err(e) if e.is_timeout() => {
+                return Err(ForwardFailure::Fail(ApiError::unavailable(
+                    "timeout",
+                    format!(
+                        "the leader (node {leader}) did not answer in time; the write may still \
+                         take effect"
+                    ),
+                )));
+            }
+            Err(e) => {
+                return Err(ForwardFailure::Fail(failed(format!(
+                    "failed, and the write may or may not have taken effect: {e}"
+                ))));
+            }
+        };
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| ForwardFailure::Fail(failed(format!("got no complete answer: {e}"))))?;
+        if status.is_success() {
+            let r: ForwardedResult = serde_json::from_slice(&bytes).map_err(|e| {
+                ForwardFailure::Fail(failed(format!("got an answer that does not parse: {e}")))
+            })?;
+            return Ok(match r {
+                ForwardedResult::Set => ApplyResult::Set,
+                ForwardedResult::Del { existed } => ApplyResult::Del { existed },
+                ForwardedResult::Expire { existed } => ApplyResult::Expire { existed },
+                ForwardedResult::Reset { keys_cleared } => {
+                    ApplyResult::Reset { cleared: keys_cleared }
+                }
+            });
+        }
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        let code = v["code"].as_str().unwrap_or("forward_failed").to_string();
+        let message = v["error"].as_str().map_or_else(
+            || format!("the leader answered {status}"),
+            |m| format!("the leader (node {leader}) answered: {m}"),
+        );
+        let e = ApiError { status, code: Cow::Owned(code), message };
+        // The receiver was not (or no longer) the leader: nothing was proposed.
+        if matches!(e.code.as_ref(), "not_leader" | "transfer_in_progress") {
+            Err(ForwardFailure::Retry(e))
+        } else {
+            Err(ForwardFailure::Fail(e))
+        }
+    }
+
+    /// Runs a query: linearizable through ReadIndex (waiting for a leader if needed), or stale.
+    pub async fn read(&self, query: Query, c: Consistency) -> Result<QueryResult, ApiError> {
+        let deadline = self.deadline();
+        let stale = c == Consistency::Stale;
+        let mut attempt = 0;
+        loop {
+            let (reply, rx) = oneshot::channel();
+            self.send_input(Input::Read { query: query.clone(), stale, reply }, deadline).await?;
+            match self.await_reply(rx, deadline).await? {
+                Ok(r) => return Ok(r),
+                Err(ReadError::NoLeader) => self.wait_for_leader(deadline, &mut attempt).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+fn unexpected(r: ApplyResult) -> ApiError {
+    ApiError::internal(format!("unexpected apply result {r:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // The forwarded-write wire format is tagged JSON and round-trips.
+    #[test]
+    fn forwarded_write_wire_format() {
+        let w = ForwardedWrite::Set { key: "k".into(), value: "AAE=".into(), ttl_ms: Some(5) };
+        let text = serde_json::to_string(&w).unwrap();
+        assert_eq!(text, r#"{"op":"set","key":"k","value":"AAE=","ttl_ms":5}"#);
+        assert_eq!(serde_json::from_str::<ForwardedWrite>(&text).unwrap(), w);
+        assert_eq!(serde_json::to_string(&ForwardedWrite::Reset).unwrap(), r#"{"op":"reset"}"#);
+        let r = ForwardedResult::Reset { keys_cleared: 3 };
+        let text = serde_json::to_string(&r).unwrap();
+        assert_eq!(text, r#"{"result":"reset","keys_cleared":3}"#);
+        assert_eq!(serde_json::from_str::<ForwardedResult>(&text).unwrap(), r);
+    }
+
+    // Durations: zero means no expiry, sub-millisecond rounds up, garbage is bad_duration.
+    #[test]
+    fn durations_become_ttls() {
+        assert_eq!(Service::ttl_ms_from_duration("1m30s").unwrap(), Some(90_000));
+        assert_eq!(Service::ttl_ms_from_duration("0").unwrap(), None);
+        assert_eq!(Service::ttl_ms_from_duration("1ns").unwrap(), Some(1));
+        for bad in ["", "5", "-1s", "1d", "soon"] {
+            assert_eq!(Service::ttl_ms_from_duration(bad).unwrap_err().code, "bad_duration");
+        }
+    }
+}
