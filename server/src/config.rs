@@ -57,7 +57,7 @@ pub struct Cli {
     /// Prometheus metrics listen address [default: 127.0.0.1:2112].
     #[arg(long, env = "SIMPLE_CACHE_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
-    /// gRPC listen address (accepted for compatibility; gRPC is not served yet).
+    /// gRPC listen address; empty disables gRPC [default: 127.0.0.1:5051].
     #[arg(long, env = "SIMPLE_CACHE_GRPC_ADDR")]
     pub grpc_addr: Option<String>,
     /// Initial voters, `id=raft_addr[@http_addr]` separated by commas (distributed mode).
@@ -139,7 +139,12 @@ pub struct Config {
     pub http_addr: SocketAddr,
     pub raft_http_addr: SocketAddr,
     pub metrics_addr: SocketAddr,
+    /// `None`: gRPC is disabled (`grpc_addr: ""`).
     pub grpc_addr: Option<SocketAddr>,
+    /// `grpc_addr` was not configured: the default is used, and if its port is taken (say, by
+    /// another node on the same machine) the node runs without gRPC and logs a warning instead
+    /// of refusing to start. A configured address must bind.
+    pub grpc_addr_is_default: bool,
     pub peers: Vec<PeerSpec>,
     pub join: Option<String>,
     pub heartbeat_ms: u64,
@@ -170,6 +175,9 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_string(), problem: problem.into() }
 }
 
+/// The seed's gRPC port, on loopback like the other listeners.
+pub const GRPC_ADDR_DEFAULT: &str = "127.0.0.1:5051";
+
 /// Longest accepted values: generous, but a typo like an extra zero must not let one request
 /// allocate gigabytes.
 const VALUE_BYTES_LIMIT: usize = 64 << 20;
@@ -189,6 +197,8 @@ impl Config {
     }
 
     fn merge(cli: Cli, file: FileConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+        let grpc_addr = cli.grpc_addr.or(file.grpc_addr);
+        let grpc_addr_is_default = grpc_addr.is_none();
         let peers = match cli.peers {
             Some(s) => parse_peers(&s)?,
             None => file.peers.unwrap_or_default(),
@@ -207,10 +217,12 @@ impl Config {
                 cli.metrics_addr.or(file.metrics_addr),
                 "127.0.0.1:2112",
             )?,
-            grpc_addr: match cli.grpc_addr.or(file.grpc_addr).filter(|s| !s.is_empty()) {
-                Some(s) => Some(parse_socket_addr("grpc_addr", &s)?),
-                None => None,
+            grpc_addr: match grpc_addr.as_deref() {
+                None => Some(parse_socket_addr("grpc_addr", GRPC_ADDR_DEFAULT)?),
+                Some("") => None,
+                Some(s) => Some(parse_socket_addr("grpc_addr", s)?),
             },
+            grpc_addr_is_default,
             peers,
             join: cli.join.or(file.join).filter(|s| !s.is_empty()),
             heartbeat_ms: cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
@@ -341,6 +353,7 @@ impl Config {
     pub fn listens_beyond_loopback(&self) -> bool {
         [self.http_addr, self.raft_http_addr, self.metrics_addr]
             .iter()
+            .chain(self.grpc_addr.iter())
             .any(|a| !a.ip().is_loopback())
     }
 }
@@ -419,10 +432,25 @@ mod tests {
         assert_eq!(c.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(c.raft_http_addr.to_string(), "127.0.0.1:9090");
         assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:2112");
+        assert_eq!(c.grpc_addr.unwrap().to_string(), "127.0.0.1:5051");
+        assert!(c.grpc_addr_is_default);
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!(c.max_key_bytes, 1024);
         assert_eq!(c.max_value_bytes, 1 << 20);
         assert!(!c.listens_beyond_loopback());
+    }
+
+    // gRPC can be moved or disabled; a configured address must parse.
+    #[test]
+    fn grpc_addr_can_be_set_or_disabled() {
+        let c = yaml("grpc_addr: \"0.0.0.0:6000\"").unwrap();
+        assert_eq!(c.grpc_addr.unwrap().to_string(), "0.0.0.0:6000");
+        assert!(!c.grpc_addr_is_default);
+        assert!(c.listens_beyond_loopback());
+        let c = yaml("grpc_addr: \"\"").unwrap();
+        assert_eq!(c.grpc_addr, None);
+        assert!(!c.grpc_addr_is_default);
+        assert_eq!(yaml("grpc_addr: \":5051\"").unwrap_err().key, "grpc_addr");
     }
 
     // A flag overrides the file.

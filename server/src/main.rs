@@ -1,5 +1,5 @@
 //! `simple-cache`: the server binary. Loads the configuration, recovers the WAL, starts the node
-//! loop and the three listeners (client API, Raft, metrics), joins a cluster if asked, and on
+//! loop and the listeners (client HTTP API, gRPC API, Raft, metrics), joins a cluster if asked, and on
 //! SIGTERM/SIGINT shuts down gracefully (stop accepting, finish in-flight requests, hand
 //! leadership over, flush the WAL, exit 0).
 
@@ -10,13 +10,13 @@ use simple_cache_core::node::{CacheNode, NodeConfig};
 use simple_cache_core::raft::Persisted;
 use simple_cache_core::{NodeId, SnapshotMeta};
 use simple_cache_server::config::{Cli, Config, Mode};
-use simple_cache_server::http_api;
 use simple_cache_server::metrics::Metrics;
 use simple_cache_server::node_loop::{Clock, INPUT_QUEUE_MAX, Input, NodeLoop};
 use simple_cache_server::raft_http;
 use simple_cache_server::service::Service;
 use simple_cache_server::transport::{MemberAddr, Transport};
 use simple_cache_server::wal_store::WalStore;
+use simple_cache_server::{grpc, http_api};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -76,9 +76,6 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let me = NodeId(cfg.node_id);
     tracing::info!(node_id = cfg.node_id, mode = ?cfg.mode, data_dir = %cfg.data_dir.display(), "simple-cache starting");
-    if let Some(g) = cfg.grpc_addr {
-        tracing::warn!(grpc_addr = %g, "grpc_addr is set, but gRPC is not served yet; ignoring it");
-    }
     if cfg.hot_reload {
         tracing::warn!(
             "hot_reload is set, but reloading the config file is not implemented yet; restart to apply changes"
@@ -155,6 +152,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let metrics_listener = TcpListener::bind(cfg.metrics_addr)
         .await
         .with_context(|| format!("binding metrics_addr {}", cfg.metrics_addr))?;
+    let grpc_listener = match cfg.grpc_addr {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            // Only the implicit default may be skipped: say, the second node of a local cluster
+            // whose config predates gRPC. A configured address that cannot bind stops startup.
+            Err(e) if cfg.grpc_addr_is_default => {
+                tracing::warn!(
+                    grpc_addr = %addr, error = %e,
+                    "cannot bind the default grpc_addr; running without gRPC (set grpc_addr to \
+                     serve it, or to \"\" to silence this)"
+                );
+                None
+            }
+            Err(e) => return Err(e).with_context(|| format!("binding grpc_addr {addr}")),
+        },
+    };
 
     let metrics = Arc::new(Metrics::new());
     let transport = Transport::new(me, tokio::runtime::Handle::current(), metrics.clone());
@@ -197,8 +211,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     );
     let metrics_server =
         tokio::spawn(serve(metrics_listener, metrics_router, stop_raft_rx.clone()));
+    let grpc_addr = grpc_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let grpc_server =
+        grpc_listener.map(|l| tokio::spawn(grpc::serve(l, state.clone(), stop_client_rx.clone())));
     tracing::info!(
         http_addr = %cfg.http_addr, raft_http_addr = %cfg.raft_http_addr, metrics_addr = %cfg.metrics_addr,
+        grpc_addr = %grpc_addr.map_or("disabled".to_string(), |a| a.to_string()),
         "listening"
     );
 
@@ -210,6 +228,11 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("shutdown requested: no longer accepting client requests");
     let _ = stop_client_tx.send(true);
     let _ = client_server.await;
+    if let Some(g) = grpc_server
+        && tokio::time::timeout(DRAIN_TIMEOUT, g).await.is_err()
+    {
+        tracing::warn!("some gRPC calls were still busy when the drain timeout passed");
+    }
     let (reply, done) = oneshot::channel();
     if tx.send(Input::Shutdown { reply }).await.is_ok() {
         let _ = done.await;

@@ -2,79 +2,12 @@
 
 mod common;
 
-use common::{Node, call, client, eventually, free_port};
+use common::{Cluster, Node, call, client, eventually};
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-
-struct Cluster {
-    _dir: tempfile::TempDir,
-    nodes: Vec<Node>,
-}
-
-impl Cluster {
-    async fn start(n: u64) -> Cluster {
-        Cluster::start_with(n, &[]).await
-    }
-
-    async fn start_with(n: u64, more: &[&str]) -> Cluster {
-        let dir = tempfile::tempdir().unwrap();
-        let addrs: Vec<(String, String, String)> = (0..n)
-            .map(|_| {
-                let p = || format!("127.0.0.1:{}", free_port());
-                (p(), p(), p())
-            })
-            .collect();
-        let peers = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
-        let mut nodes = Vec::new();
-        for (i, (http, raft, metrics)) in addrs.into_iter().enumerate() {
-            let id = i as u64 + 1;
-            let d = dir.path().join(format!("n{id}"));
-            std::fs::create_dir_all(&d).unwrap();
-            let mut extra = vec!["--mode", "distributed", "--peers", &peers];
-            extra.extend_from_slice(more);
-            nodes.push(Node::with_addrs(id, &d, http, raft, metrics, &extra));
-        }
-        for n in &mut nodes {
-            n.wait_ready().await;
-        }
-        Cluster { _dir: dir, nodes }
-    }
-
-    /// The index of the node every running node agrees is the leader.
-    async fn leader(&mut self) -> usize {
-        let mut running: Vec<usize> = Vec::new();
-        for (i, n) in self.nodes.iter_mut().enumerate() {
-            if n.is_running() {
-                running.push(i);
-            }
-        }
-        let nodes = &self.nodes;
-        eventually("an agreed leader", Duration::from_secs(20), || {
-            let running = running.clone();
-            async move {
-                let mut leaders = HashSet::new();
-                for i in &running {
-                    let r = client().get(nodes[*i].url("/readyz")).send().await.ok()?;
-                    let v: Value = r.json().await.ok()?;
-                    leaders.insert(v["leader"].as_u64()?);
-                }
-                let l = *leaders.iter().next()?;
-                // The survivors may still name a killed leader until their election timeout.
-                let at = nodes.iter().position(|n| n.id == l)?;
-                (leaders.len() == 1 && running.contains(&at)).then_some(at)
-            }
-        })
-        .await
-    }
-}
 
 // A write through a follower is forwarded to the leader, and a linearizable read on every node
 // then sees it; stale reads catch up too.
@@ -239,7 +172,7 @@ async fn join_and_remove_a_fourth_node() {
             call("PUT", &c.nodes[i % 3].url(&format!("/v1/k{i}")), Some(r#"{"value": 0}"#)).await;
         assert_eq!(s, 200);
     }
-    let d = c._dir.path().join("n4");
+    let d = c.dir.path().join("n4");
     std::fs::create_dir_all(&d).unwrap();
     let join = c.nodes[1].raft.clone();
     let mut n4 = Node::new(4, &d, &["--mode", "distributed", "--join", &join]);

@@ -279,6 +279,9 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
 async fn garbage_raft_body_is_rejected() {
     let (_d, n) = single(&[]).await;
     assert_eq!(call("PUT", &n.url("/v1/k"), Some(r#"{"value": 1}"#)).await.0, 200);
+    // The node loop publishes its status after answering the turn's requests: a read answered
+    // in a later turn guarantees /readyz already shows the PUT committed.
+    assert_eq!(call("GET", &n.url("/v1/k"), None).await.0, 200);
     let before = n.readyz().await;
     for body in [vec![], vec![1u8], vec![1, 0xff, 0xff, 0xff], b"hello world".to_vec()] {
         let r = common::client()

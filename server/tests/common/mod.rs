@@ -1,5 +1,5 @@
 //! Test support: start real `simple-cache` processes on loopback with free ports and a temporary
-//! data directory each, and talk HTTP to them.
+//! data directory each, and talk HTTP (or gRPC) to them.
 //!
 //! Waiting is done by polling an endpoint (or the process) until a condition holds, always with
 //! a deadline; never by sleeping a fixed time and hoping.
@@ -26,6 +26,7 @@ pub struct Node {
     pub http: String,
     pub raft: String,
     pub metrics: String,
+    pub grpc: String,
     pub dir: PathBuf,
     pub args: Vec<String>,
     child: Option<Child>,
@@ -49,6 +50,7 @@ impl Node {
         metrics: String,
         extra: &[&str],
     ) -> Node {
+        let grpc = format!("127.0.0.1:{}", free_port());
         let mut args: Vec<String> = vec![
             "--node-id".into(),
             id.to_string(),
@@ -58,6 +60,8 @@ impl Node {
             raft.clone(),
             "--metrics-addr".into(),
             metrics.clone(),
+            "--grpc-addr".into(),
+            grpc.clone(),
             "--data-dir".into(),
             dir.join("data").display().to_string(),
             "--heartbeat-ms".into(),
@@ -66,8 +70,17 @@ impl Node {
             "300".into(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut n =
-            Node { id, http, raft, metrics, dir: dir.to_path_buf(), args, child: None, run: 0 };
+        let mut n = Node {
+            id,
+            http,
+            raft,
+            metrics,
+            grpc,
+            dir: dir.to_path_buf(),
+            args,
+            child: None,
+            run: 0,
+        };
         n.start();
         n
     }
@@ -211,5 +224,73 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A cluster of `n` voters bootstrapped from `--peers`, each node in its own directory.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    pub async fn start(n: u64) -> Cluster {
+        Cluster::start_with(n, &[]).await
+    }
+
+    pub async fn start_with(n: u64, more: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let addrs: Vec<(String, String, String)> = (0..n)
+            .map(|_| {
+                let p = || format!("127.0.0.1:{}", free_port());
+                (p(), p(), p())
+            })
+            .collect();
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (i, (http, raft, metrics)) in addrs.into_iter().enumerate() {
+            let id = i as u64 + 1;
+            let d = dir.path().join(format!("n{id}"));
+            std::fs::create_dir_all(&d).unwrap();
+            let mut extra = vec!["--mode", "distributed", "--peers", &peers];
+            extra.extend_from_slice(more);
+            nodes.push(Node::with_addrs(id, &d, http, raft, metrics, &extra));
+        }
+        for n in &mut nodes {
+            n.wait_ready().await;
+        }
+        Cluster { dir, nodes }
+    }
+
+    /// The index of the node every running node agrees is the leader.
+    pub async fn leader(&mut self) -> usize {
+        let mut running: Vec<usize> = Vec::new();
+        for (i, n) in self.nodes.iter_mut().enumerate() {
+            if n.is_running() {
+                running.push(i);
+            }
+        }
+        let nodes = &self.nodes;
+        eventually("an agreed leader", Duration::from_secs(20), || {
+            let running = running.clone();
+            async move {
+                let mut leaders = std::collections::HashSet::new();
+                for i in &running {
+                    let r = client().get(nodes[*i].url("/readyz")).send().await.ok()?;
+                    let v: Value = r.json().await.ok()?;
+                    leaders.insert(v["leader"].as_u64()?);
+                }
+                let l = *leaders.iter().next()?;
+                // The survivors may still name a killed leader until their election timeout.
+                let at = nodes.iter().position(|n| n.id == l)?;
+                (leaders.len() == 1 && running.contains(&at)).then_some(at)
+            }
+        })
+        .await
     }
 }

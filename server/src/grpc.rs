@@ -1,0 +1,353 @@
+//! The gRPC front end on `grpc_addr`: `simplecache.v1.CacheService` (see `proto/cache.proto`),
+//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha, so `grpcurl` works without the
+//! .proto file).
+//!
+//! Each RPC only translates messages: the logic (validation, limits, forwarding writes to the
+//! leader, linearizable or stale reads, waiting for a leader, the admin token) is the shared
+//! `service`, and errors become gRPC statuses in one place (`From<ApiError> for
+//! tonic::Status`). Requests are counted in the same metric families as HTTP, with
+//! `api="grpc"`.
+//!
+//! Health: the overall service (`""`) and `simplecache.v1.CacheService` report SERVING exactly
+//! when `/readyz` would answer 200 (a leader is known and everything known committed is
+//! applied), and NOT_SERVING otherwise and from the moment shutdown starts.
+
+use crate::error::ApiError;
+use crate::node_loop::Status as NodeStatus;
+use crate::pb;
+use crate::pb::cache_service_server::{CacheService, CacheServiceServer};
+use crate::service::{Caller, Consistency, Service};
+use crate::value::StoredValue;
+use simple_cache_core::cache::{SearchMode, TtlStatus};
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::time::Instant as TokioInstant;
+use tonic::{Request, Response, Status};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+/// The fully qualified service name, as health checks and reflection know it.
+pub const SERVICE_NAME: &str = "simplecache.v1.CacheService";
+
+/// Clients that have not sent anything for this long are pinged; one that does not answer the
+/// ping within [`HTTP2_KEEPALIVE_TIMEOUT`] is disconnected, so dead connections do not pile up.
+const HTTP2_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const HTTP2_KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Streams one connection may have open at once.
+const MAX_CONCURRENT_STREAMS: u32 = 256;
+
+/// The `CacheService` implementation: a thin translation over [`Service`].
+pub struct CacheGrpc {
+    svc: Service,
+}
+
+impl CacheGrpc {
+    pub fn new(svc: Service) -> CacheGrpc {
+        CacheGrpc { svc }
+    }
+
+    /// Runs one RPC's logic and records it (`api="grpc"`, the HTTP status of the outcome).
+    async fn run<T>(
+        &self,
+        op: &'static str,
+        f: impl Future<Output = Result<T, ApiError>>,
+    ) -> Result<Response<T>, Status> {
+        let started = TokioInstant::now();
+        let r = f.await;
+        let status = match &r {
+            Ok(_) => 200,
+            Err(e) => e.status.as_u16(),
+        };
+        self.svc.observe("grpc", op, status, started);
+        r.map(Response::new).map_err(Status::from)
+    }
+}
+
+fn consistency(v: i32) -> Result<Consistency, ApiError> {
+    match pb::Consistency::try_from(v) {
+        Ok(pb::Consistency::Linearizable) => Ok(Consistency::Linearizable),
+        Ok(pb::Consistency::Stale) => Ok(Consistency::Stale),
+        Err(_) => Err(ApiError::bad_request(
+            "bad_consistency",
+            format!("consistency must be LINEARIZABLE (0) or STALE (1), not {v}"),
+        )),
+    }
+}
+
+fn caller<T>(req: &Request<T>) -> Caller {
+    Caller {
+        authorization: req
+            .metadata()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        forwarded: false,
+    }
+}
+
+/// The value of a `SetRequest`, in the form it will be stored in.
+fn stored_value(data: Option<pb::set_request::Data>) -> Result<StoredValue, ApiError> {
+    use pb::set_request::Data;
+    match data {
+        None => Err(ApiError::bad_request(
+            "missing_value",
+            "set one of `value` (Any), `raw_value` or `json_value`",
+        )),
+        Some(Data::Value(any)) => Ok(StoredValue::Any(any)),
+        Some(Data::RawValue(b)) => Ok(StoredValue::Raw(b.into())),
+        Some(Data::JsonValue(text)) => {
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+                ApiError::bad_request("bad_json", format!("`json_value` is not valid JSON: {e}"))
+            })?;
+            Ok(StoredValue::json(&v))
+        }
+    }
+}
+
+/// A found value, in the form it was stored in.
+fn get_data(v: StoredValue) -> Result<pb::get_response::Data, ApiError> {
+    use pb::get_response::Data;
+    Ok(match v {
+        StoredValue::Json(text) => Data::JsonValue(
+            String::from_utf8(text.to_vec())
+                .map_err(|_| ApiError::internal("a stored JSON value is not UTF-8"))?,
+        ),
+        StoredValue::Raw(b) => Data::RawValue(b.to_vec()),
+        StoredValue::Any(a) => Data::Value(a),
+    })
+}
+
+#[tonic::async_trait]
+impl CacheService for CacheGrpc {
+    async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        let r = req.into_inner();
+        self.run("get", async {
+            let c = consistency(r.consistency)?;
+            Ok(match self.svc.get(&r.key, c).await? {
+                Some(v) => pb::GetResponse { data: Some(get_data(v)?), found: true },
+                None => pb::GetResponse { data: None, found: false },
+            })
+        })
+        .await
+    }
+
+    async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        self.run("set", async {
+            self.svc.check_key(&r.key)?;
+            let value = stored_value(r.data)?;
+            // proto3 cannot tell an unset string from an empty one: both mean no expiry.
+            let ttl_ms = match r.expire.as_str() {
+                "" => None,
+                s => Service::ttl_ms_from_duration(s)?,
+            };
+            self.svc.set(&caller, r.key, &value, ttl_ms).await?;
+            Ok(pb::SetResponse { success: true })
+        })
+        .await
+    }
+
+    async fn del(&self, req: Request<pb::DelRequest>) -> Result<Response<pb::DelResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        self.run("delete", async {
+            let existed = self.svc.del(&caller, r.key).await?;
+            Ok(pb::DelResponse { success: true, existed })
+        })
+        .await
+    }
+
+    async fn reset(
+        &self,
+        req: Request<pb::ResetRequest>,
+    ) -> Result<Response<pb::ResetResponse>, Status> {
+        let caller = caller(&req);
+        self.run("reset", async {
+            let keys_cleared = self.svc.reset(&caller).await?;
+            Ok(pb::ResetResponse { success: true, keys_cleared })
+        })
+        .await
+    }
+
+    async fn search(
+        &self,
+        req: Request<pb::SearchRequest>,
+    ) -> Result<Response<pb::SearchResponse>, Status> {
+        let r = req.into_inner();
+        self.run("search", async {
+            use pb::search_request::MatchMode;
+            let mode = match MatchMode::try_from(r.mode) {
+                Ok(MatchMode::Wildcard) => SearchMode::Wildcard,
+                Ok(MatchMode::Regex) => SearchMode::Regex,
+                Err(_) => {
+                    return Err(ApiError::bad_request(
+                        "bad_mode",
+                        format!("mode must be WILDCARD (0) or REGEX (1), not {}", r.mode),
+                    ));
+                }
+            };
+            let limit = (r.limit != 0).then_some(r.limit as usize);
+            let c = consistency(r.consistency)?;
+            let keys = self.svc.search(&r.pattern, mode, limit, c).await?;
+            Ok(pb::SearchResponse { keys })
+        })
+        .await
+    }
+
+    async fn expire_key(
+        &self,
+        req: Request<pb::ExpireKeyRequest>,
+    ) -> Result<Response<pb::ExpireKeyResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        self.run("expire", async {
+            let existed = self.svc.expire(&caller, r.key).await?;
+            Ok(pb::ExpireKeyResponse { success: true, existed })
+        })
+        .await
+    }
+
+    async fn ttl(&self, req: Request<pb::TtlRequest>) -> Result<Response<pb::TtlResponse>, Status> {
+        let r = req.into_inner();
+        self.run("ttl", async {
+            let c = consistency(r.consistency)?;
+            Ok(match self.svc.ttl(&r.key, c).await? {
+                TtlStatus::Missing => pb::TtlResponse::default(),
+                TtlStatus::NoExpiry => pb::TtlResponse { found: true, no_expiry: true, ttl_ms: 0 },
+                TtlStatus::Remaining { ms } => {
+                    pb::TtlResponse { found: true, no_expiry: false, ttl_ms: ms }
+                }
+            })
+        })
+        .await
+    }
+}
+
+/// Keeps the health service in step with the node: SERVING while ready, NOT_SERVING otherwise
+/// and once `stop` turns true.
+async fn report_health(
+    reporter: HealthReporter,
+    mut status: watch::Receiver<NodeStatus>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last = None;
+    loop {
+        let serving = !*stop.borrow_and_update() && status.borrow_and_update().is_ready();
+        if last != Some(serving) {
+            let s = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
+            reporter.set_service_status("", s).await;
+            reporter.set_service_status(SERVICE_NAME, s).await;
+            last = Some(serving);
+        }
+        tokio::select! {
+            r = status.changed() => if r.is_err() { break },
+            r = stop.changed() => if r.is_err() { break },
+        }
+    }
+    reporter.set_service_status("", ServingStatus::NotServing).await;
+    reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+}
+
+/// Serves gRPC on `listener` until `stop` turns true, then stops accepting and lets in-flight
+/// calls finish. Bounded like the HTTP listener: a per-call timeout (the request timeout plus a
+/// margin, or the client's `grpc-timeout` if shorter), at most `max_concurrent_requests` calls
+/// at once across all connections, messages up to `max_body_bytes`.
+pub async fn serve(listener: TcpListener, svc: Service, stop: watch::Receiver<bool>) {
+    let cfg = svc.cfg.clone();
+    let (reporter, health) = tonic_health::server::health_reporter();
+    tokio::spawn(report_health(reporter, svc.status.clone(), stop.clone()));
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection().build_v1().expect("the descriptor sets are valid");
+    let reflection_v1alpha = reflection().build_v1alpha().expect("the descriptor sets are valid");
+    let cache = CacheServiceServer::new(CacheGrpc::new(svc))
+        .max_decoding_message_size(cfg.max_body_bytes)
+        .max_encoding_message_size(cfg.max_body_bytes.max(cfg.max_value_bytes + 1024));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let mut stop = stop;
+    let result = tonic::transport::Server::builder()
+        .timeout(Duration::from_millis(cfg.request_timeout_ms) + Duration::from_secs(1))
+        .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
+        .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrent_requests))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(cache)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, "the gRPC server failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+
+    // Each front-end error maps to the gRPC code the issue asks for, with the code in the text.
+    #[test]
+    fn api_errors_map_to_grpc_codes() {
+        let cases = [
+            (ApiError::bad_request("bad_duration", "x"), tonic::Code::InvalidArgument),
+            (
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", "x"),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                ApiError::new(StatusCode::URI_TOO_LONG, "key_too_large", "x"),
+                tonic::Code::InvalidArgument,
+            ),
+            (
+                ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "x"),
+                tonic::Code::Unauthenticated,
+            ),
+            (ApiError::new(StatusCode::NOT_FOUND, "not_member", "x"), tonic::Code::NotFound),
+            (ApiError::unavailable("no_leader", "x"), tonic::Code::Unavailable),
+            (ApiError::stopping(), tonic::Code::Unavailable),
+            (ApiError::unavailable("timeout", "x"), tonic::Code::DeadlineExceeded),
+            (ApiError::unavailable("leader_address_unknown", "x"), tonic::Code::FailedPrecondition),
+            (
+                ApiError::new(StatusCode::CONFLICT, "change_pending", "x"),
+                tonic::Code::FailedPrecondition,
+            ),
+            (
+                ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending", "x"),
+                tonic::Code::ResourceExhausted,
+            ),
+            (ApiError::internal("x"), tonic::Code::Internal),
+        ];
+        for (e, code) in cases {
+            let s = Status::from(e.clone());
+            assert_eq!(s.code(), code, "{e:?}");
+            assert_eq!(s.message(), format!("{}: {}", e.code, e.message));
+        }
+    }
+
+    // A SetRequest's oneof picks the stored form; JSON is validated and normalized.
+    #[test]
+    fn set_values_pick_the_stored_form() {
+        use pb::set_request::Data;
+        assert_eq!(stored_value(None).unwrap_err().code, "missing_value");
+        assert_eq!(
+            stored_value(Some(Data::JsonValue("{ \"a\" : [1] }".into()))).unwrap(),
+            StoredValue::Json(bytes::Bytes::from_static(br#"{"a":[1]}"#))
+        );
+        assert_eq!(stored_value(Some(Data::JsonValue("{".into()))).unwrap_err().code, "bad_json");
+        assert_eq!(
+            stored_value(Some(Data::RawValue(vec![0, 1]))).unwrap(),
+            StoredValue::Raw(bytes::Bytes::from_static(&[0, 1]))
+        );
+        assert_eq!(consistency(7).unwrap_err().code, "bad_consistency");
+    }
+}
