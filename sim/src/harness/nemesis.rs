@@ -17,6 +17,9 @@ fn random_split(sim: &Sim) -> (Vec<NodeId>, Vec<NodeId>) {
     (a.to_vec(), b.to_vec())
 }
 
+/// How long a majority may take to elect a leader once the old one is cut off.
+const MAJORITY_ELECTION_MS: u64 = 3_000;
+
 /// Split brain: the leader is cut off from the majority. It must stop being leader (check-quorum),
 /// the majority elects a new one, the old one neither commits nor serves linearizable reads
 /// (linearizability of everything clients saw through it), and after healing it rejoins as a
@@ -43,14 +46,25 @@ pub async fn partition_leader_from_majority(sim: Sim) {
                         3 * ELECTION_TIMEOUT_MS
                     ));
                 }
-                // The majority elected a new leader in a higher term.
-                match w.leader() {
-                    Some((l, t)) if l != old && t > old_term => {}
-                    other => w.violation(format!(
-                        "split brain: the majority has no new leader while {old} is isolated \
-                         ({other:?})"
-                    )),
+            }
+            // The majority elects a new leader in a higher term. Split votes can take a few
+            // election rounds, so allow a liveness bound rather than one timeout.
+            let mut waited = 0;
+            loop {
+                let leader = sim.lock().leader();
+                match leader {
+                    Some((l, t)) if l != old && t > old_term => break,
+                    other if waited >= MAJORITY_ELECTION_MS => {
+                        sim.lock().violation(format!(
+                            "split brain: the majority has no new leader {waited} ms into the \
+                             isolation of {old} ({other:?})"
+                        ));
+                        break;
+                    }
+                    _ => {}
                 }
+                sim.sleep_ms(10).await;
+                waited += 10;
             }
             sim.heal();
             sim.sleep_ms(300 + sim.rand(300)).await;
