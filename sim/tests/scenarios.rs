@@ -127,3 +127,32 @@ fn crash_restart_with_unsynced_loss() {
         nemesis::crash_restart_with_unsynced_loss,
     );
 }
+
+// Leadership transfers to random voters under message loss.
+#[test]
+fn leadership_transfer_under_loss() {
+    run_scenario(
+        "leadership_transfer_under_loss",
+        10,
+        SimConfig::default(),
+        nemesis::leadership_transfer_under_loss,
+    );
+    run_scenario(
+        "leadership_transfer_under_loss",
+        5,
+        five(),
+        nemesis::leadership_transfer_under_loss,
+    );
+}
+
+// A follower far behind a compacted leader catches up by snapshot install while loss continues.
+#[test]
+fn snapshot_install_far_behind() {
+    run_scenario(
+        "snapshot_install_far_behind",
+        10,
+        SimConfig::default(),
+        nemesis::snapshot_install_far_behind,
+    );
+    run_scenario("snapshot_install_far_behind", 5, five(), nemesis::snapshot_install_far_behind);
+}

@@ -144,6 +144,8 @@ pub struct World {
     pub stop_clients: bool,
     pub messages_sent: u64,
     pub crashes: u64,
+    /// Snapshots from a leader installed by each node (`Ready::snapshot`).
+    pub snapshots_installed: BTreeMap<NodeId, u64>,
 }
 
 /// A handle on the simulated cluster, for scenarios (the nemesis) and the harness's tasks.
@@ -263,6 +265,7 @@ impl Sim {
             stop_clients: false,
             messages_sent: 0,
             crashes: 0,
+            snapshots_installed: BTreeMap::new(),
         };
         for id in 1..=cfg.nodes {
             world.slots.insert(NodeId(id), Slot::new(SimDisk::bootstrap(&bootstrap)));
@@ -556,6 +559,9 @@ impl Sim {
                 }
                 // 1 + 2: snapshot, entries and hard state to the disk (volatile so far).
                 slot.disk.persist(&ready);
+                if ready.snapshot.is_some() {
+                    *w.snapshots_installed.entry(id).or_default() += 1;
+                }
                 w.digest.write(&id.0.to_le_bytes());
                 w.digest.write(&simple_cache_core::codec::encode(&(
                     &ready.hard_state,
