@@ -1,6 +1,10 @@
 //! Compiles `proto/cache.proto` with `protox` (a protobuf compiler in Rust), so building needs
 //! no system `protoc`. Generates the tonic server and client into OUT_DIR, and writes the
 //! encoded `FileDescriptorSet` there for server reflection.
+//!
+//! The reflection set also carries the well-known types (wrappers, struct, timestamp, ...), so
+//! reflection-driven clients such as grpcurl can write and print a `google.protobuf.Any` that
+//! holds one of them.
 
 use prost::Message;
 use std::path::PathBuf;
@@ -11,7 +15,19 @@ fn main() {
         panic!("proto/cache.proto does not compile: {e}");
     });
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    std::fs::write(out.join("simplecache_v1_descriptor.bin"), fds.encode_to_vec())
+    let reflection = protox::compile(
+        [
+            "cache.proto",
+            "google/protobuf/wrappers.proto",
+            "google/protobuf/struct.proto",
+            "google/protobuf/timestamp.proto",
+            "google/protobuf/duration.proto",
+            "google/protobuf/empty.proto",
+        ],
+        ["proto"],
+    )
+    .expect("the well-known types compile");
+    std::fs::write(out.join("simplecache_v1_descriptor.bin"), reflection.encode_to_vec())
         .expect("writing the descriptor set to OUT_DIR");
     tonic_prost_build::configure()
         .build_server(true)

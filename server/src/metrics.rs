@@ -5,7 +5,8 @@
 //! `op` and `status` come from fixed sets, `peer` is a cluster member id.
 //!
 //! Client requests are labelled `api="http"` or `api="grpc"`, with the same `op` names (`get`,
-//! `set`, `delete`, `expire`, `ttl`, `search`, `reset`, ...) on both. `status` is the HTTP status
+//! `set`, `delete`, `expire`, `ttl`, `search`, `reset`, ...) on both; a write a follower forwards
+//! counts under its own op on the follower and as `op="forward"` on the leader. `status` is the HTTP status
 //! of the outcome on both front ends (a gRPC INVALID_ARGUMENT for a bad duration counts as 400,
 //! as the same request over HTTP would), so one alert on `status=~"5.."` covers both.
 

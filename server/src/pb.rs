@@ -5,6 +5,7 @@
 
 tonic::include_proto!("simplecache.v1");
 
-/// The encoded `FileDescriptorSet` of `cache.proto` and its imports, for server reflection.
+/// The encoded `FileDescriptorSet` of `cache.proto`, its imports and the well-known types, for
+/// server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/simplecache_v1_descriptor.bin"));

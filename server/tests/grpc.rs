@@ -337,7 +337,10 @@ async fn reflection_lists_the_services() {
 // node; deletes, expiry and reset through a follower report the leader's answer.
 #[tokio::test]
 async fn three_nodes_write_through_follower_read_from_each() {
-    let mut c = Cluster::start(3).await;
+    // Tight limits: a value of max_value_bytes still fits the leader's forwarding route, whose
+    // body (base64 in JSON) is larger than max_body_bytes.
+    let mut c =
+        Cluster::start_with(3, &["--max-value-bytes", "1000", "--max-body-bytes", "1100"]).await;
     let l = c.leader().await;
     let f = (l + 1) % 3;
     let mut fc = client(&c.nodes[f]);
@@ -367,6 +370,12 @@ async fn three_nodes_write_through_follower_read_from_each() {
     // Bad input on a follower is refused locally, with the same status.
     let e = fc.set(set_req("k", raw(b"1"), "soon")).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    let big = vec![7u8; 1000];
+    fc.set(set_req("big", raw(&big), "")).await.unwrap();
+    let got = get(&mut client(&c.nodes[l]), "big").await;
+    assert_eq!(got.data, Some(pb::get_response::Data::RawValue(big)));
+    let e = fc.set(set_req("big", raw(&[7u8; 1001]), "")).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
     // The cluster's HTTP and gRPC views agree.
     fc.set(set_req("h", pb::set_request::Data::JsonValue("[1]".into()), "")).await.unwrap();
     assert_eq!(call("GET", &c.nodes[l].url("/v1/h"), None).await.1["value"], json!([1]));
@@ -459,4 +468,17 @@ async fn no_quorum_is_unavailable() {
     let e = client(&c.nodes[survivor]).get(get_req("k", false)).await.unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
     assert!(started.elapsed() < Duration::from_secs(10), "bounded wait");
+    // Without a leader the node is not ready, and health checking says so.
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let h = HealthClient::new(channel(&c.nodes[survivor]));
+    eventually("gRPC health NOT_SERVING", Duration::from_secs(20), || {
+        let mut h = h.clone();
+        async move {
+            let req = HealthCheckRequest { service: "simplecache.v1.CacheService".into() };
+            let s = h.check(req).await.ok()?.into_inner().status;
+            (s == ServingStatus::NotServing as i32).then_some(())
+        }
+    })
+    .await;
 }

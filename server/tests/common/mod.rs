@@ -15,10 +15,35 @@ use tokio::time::Instant;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_simple-cache");
 
-/// A port that was free a moment ago (the OS hands out ephemeral ports round-robin, so another
-/// process taking it before the server binds is unlikely).
+/// A port that was free a moment ago, outside the kernel's ephemeral range.
+///
+/// Ports from `bind(":0")` come from the same range the kernel uses for the source ports of
+/// outgoing connections, so under load another connection could take one before the server
+/// binds it. Ports below that range (Linux: 32768-60999) are never handed out implicitly. Each
+/// test process walks them from a random start, skipping ports that are in use.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let _ = NEXT.compare_exchange(
+            u32::MAX,
+            (h.finish() % u64::from(SPAN)) as u32,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+    for _ in 0..SPAN {
+        let port = (LOW + NEXT.fetch_add(1, Ordering::Relaxed) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {LOW}..{}", LOW + SPAN);
 }
 
 pub struct Node {
