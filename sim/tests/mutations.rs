@@ -46,7 +46,6 @@ fn mutation_double_vote_is_caught() {
 // Committing an entry of a previous term by counting replicas (Raft figure 8) must lose a
 // committed entry under leader changes and crashes.
 #[test]
-#[ignore = "not caught yet: 0 of 150 seeds of the figure 8 nemesis (see SIMULATION.md)"]
 fn mutation_commit_previous_term_is_caught() {
     let budget = 150;
     // One entry per append, so followers acknowledge earlier terms' entries before the new

@@ -146,6 +146,11 @@ pub struct World {
     pub crashes: u64,
     /// Snapshots from a leader installed by each node (`Ready::snapshot`).
     pub snapshots_installed: BTreeMap<NodeId, u64>,
+    /// The last time a leader advanced its commit index to an entry of an earlier term by
+    /// counting replicas (what correct Raft never does): (leader, its term, the index). The
+    /// figure 8 nemesis reacts to it.
+    pub previous_term_commit: Option<(NodeId, Term, LogIndex)>,
+    commit_seen: BTreeMap<NodeId, LogIndex>,
 }
 
 /// A handle on the simulated cluster, for scenarios (the nemesis) and the harness's tasks.
@@ -266,6 +271,8 @@ impl Sim {
             messages_sent: 0,
             crashes: 0,
             snapshots_installed: BTreeMap::new(),
+            previous_term_commit: None,
+            commit_seen: BTreeMap::new(),
         };
         for id in 1..=cfg.nodes {
             world.slots.insert(NodeId(id), Slot::new(SimDisk::bootstrap(&bootstrap)));
@@ -388,6 +395,40 @@ impl Sim {
         };
         self.submit(id, Input::Kick);
         r
+    }
+
+    /// The figure 8 reactor: whenever a leader commits an earlier term's entry by counting
+    /// replicas, crash it and every node holding an entry of its term (its no-op), so that the
+    /// next election is among nodes that may prefer a conflicting log. With correct Raft it only
+    /// fires when a node's commit index moved in the same `Ready` in which it became leader, so
+    /// it mostly sharpens the nemesis against that bug (a reaction to observed state, still
+    /// derived from the seed).
+    pub fn spawn_figure8_reactor(&self) -> JoinHandle<()> {
+        let sim = self.clone();
+        madsim::task::spawn(async move {
+            loop {
+                sleep(Duration::from_millis(1)).await;
+                let hit = sim.lock().previous_term_commit.take();
+                let Some((leader, term, _)) = hit else { continue };
+                let holders: Vec<NodeId> = {
+                    let w = sim.lock();
+                    w.up_nodes()
+                        .into_iter()
+                        .filter(|&id| {
+                            id == leader
+                                || w.node(id).is_some_and(|n| n.raft().log().last_term() >= term)
+                        })
+                        .collect()
+                };
+                for &id in &holders {
+                    sim.crash(id, false);
+                }
+                sleep(Duration::from_millis(300 + sim.rand(300))).await;
+                for &id in &holders {
+                    sim.restart(id);
+                }
+            }
+        })
     }
 
     /// Power failure of a node: its task and memory are gone, its disk loses unsynced writes
@@ -600,6 +641,17 @@ impl Sim {
             let slot = w.slots.get_mut(&id).expect("checked above");
             let node = slot.node.as_mut().expect("checked above");
             let applied = node.apply(ready);
+            let raft = node.raft();
+            let commit = raft.commit_index();
+            // Commits happen while stepping a response as well as in `advance`: compare with
+            // what this node's last `Ready` showed.
+            let commit_before = w.commit_seen.insert(id, commit).unwrap_or_default();
+            if raft.is_leader()
+                && commit > commit_before
+                && raft.log().term_at(commit).is_some_and(|t| t < raft.term())
+            {
+                w.previous_term_commit = Some((id, raft.term(), commit));
+            }
             if let Some(s) = &applied.snapshot {
                 slot.disk.compact(s);
             }

@@ -250,6 +250,7 @@ pub async fn chaos(sim: Sim) {
 /// while lossy, slow links keep some followers behind, so that new leaders often hold earlier
 /// terms' entries that only some nodes have, and crash before their own no-op spreads.
 pub async fn figure8(sim: Sim) {
+    let targeted = sim.spawn_figure8_reactor();
     let (loss, delay_max) = (100 + sim.rand(150), 10 + sim.rand(30));
     sim.net(|n| {
         n.loss_per_mille = loss;
@@ -277,6 +278,7 @@ pub async fn figure8(sim: Sim) {
             sim.restart(leader);
         }
     }
+    targeted.abort();
 }
 
 /// Leadership transfers to random voters, some to nodes that are lagging, under 10-25% message
