@@ -90,7 +90,7 @@ pub fn router(svc: Service) -> Router {
 async fn observe(State(svc): State<Service>, req: Request, next: Next) -> Response {
     let op = op_name(req.method(), req.extensions().get::<MatchedPath>().map(|p| p.as_str()));
     let started = TokioInstant::now();
-    let limit = Duration::from_millis(svc.cfg.request_timeout_ms) + Duration::from_secs(1);
+    let limit = Duration::from_millis(svc.limits.request_timeout_ms()) + Duration::from_secs(1);
     let resp = match tokio::time::timeout(limit, next.run(req)).await {
         Ok(r) => r,
         Err(_) => ApiError::new(

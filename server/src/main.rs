@@ -33,30 +33,44 @@ fn main() {
             std::process::exit(2);
         }
     };
-    init_logging(&cfg);
+    let set_log_level = init_logging(&cfg);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    if let Err(e) = rt.block_on(run(cfg)) {
+    if let Err(e) = rt.block_on(run(cfg, set_log_level)) {
         tracing::error!("{e:#}");
         eprintln!("simple-cache: {e:#}");
         std::process::exit(1);
     }
 }
 
-fn init_logging(cfg: &Config) {
+/// Installs the log subscriber; returns how hot reload changes `log_level` later.
+fn init_logging(cfg: &Config) -> simple_cache_server::reload::SetLogLevel {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     // RUST_LOG wins over `log_level`, so an operator can turn on debug logs for one module.
-    let filter = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok())
-        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    let rust_log =
+        std::env::var("RUST_LOG").ok().and_then(|v| tracing_subscriber::EnvFilter::try_new(v).ok());
+    let from_env = rust_log.is_some();
+    let filter = rust_log.unwrap_or_else(|| tracing_subscriber::EnvFilter::new(&cfg.log_level));
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(filter);
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
         .init();
+    Box::new(move |level: &str| {
+        if from_env {
+            return Err("RUST_LOG is set and takes precedence".into());
+        }
+        let filter = tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string())?;
+        handle.reload(filter).map_err(|e| e.to_string())
+    })
 }
 
 /// A seed for core's RNG from OS entropy: std's `RandomState` keys are drawn from the OS, mixed
@@ -72,15 +86,13 @@ fn os_seed() -> u64 {
     h.finish()
 }
 
-async fn run(cfg: Config) -> anyhow::Result<()> {
+async fn run(
+    cfg: Config,
+    set_log_level: simple_cache_server::reload::SetLogLevel,
+) -> anyhow::Result<()> {
     let cfg = Arc::new(cfg);
     let me = NodeId(cfg.node_id);
     tracing::info!(node_id = cfg.node_id, mode = ?cfg.mode, data_dir = %cfg.data_dir.display(), "simple-cache starting");
-    if cfg.hot_reload {
-        tracing::warn!(
-            "hot_reload is set, but reloading the config file is not implemented yet; restart to apply changes"
-        );
-    }
     if cfg.admin_token.is_none() && cfg.listens_beyond_loopback() {
         tracing::warn!(
             "a listener is not on loopback and no admin_token is set: anyone who can reach it may reset the cache or change the membership"
@@ -180,10 +192,28 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         .connect_timeout(Duration::from_secs(1))
         .build()
         .context("building the HTTP client")?;
+    let limits = simple_cache_server::reload::Limits::new(&cfg);
+    if cfg.hot_reload {
+        match &cfg.source {
+            Some(path) => {
+                tokio::spawn(simple_cache_server::reload::watch(
+                    path.clone(),
+                    (*cfg).clone(),
+                    limits.clone(),
+                    set_log_level,
+                    Duration::from_secs(1),
+                ));
+            }
+            None => {
+                tracing::warn!("hot_reload is set but no config file is in use: nothing to watch")
+            }
+        }
+    }
     let state = Service {
         tx: tx.clone(),
         status: status.clone(),
         cfg: cfg.clone(),
+        limits,
         metrics: metrics.clone(),
         client,
     };
@@ -309,7 +339,7 @@ async fn join_cluster(st: Service, target: String, me: MemberAddr) {
             .client
             .post(&url)
             .json(&body)
-            .timeout(Duration::from_millis(st.cfg.request_timeout_ms + 2000));
+            .timeout(Duration::from_millis(st.limits.request_timeout_ms() + 2000));
         if let Some(t) = &st.cfg.admin_token {
             req = req.bearer_auth(t);
         }

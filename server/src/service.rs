@@ -51,6 +51,8 @@ pub struct Service {
     pub tx: mpsc::Sender<Input>,
     pub status: watch::Receiver<Status>,
     pub cfg: Arc<Config>,
+    /// The limits `hot_reload` may change while running; read them here, not from `cfg`.
+    pub limits: Arc<crate::reload::Limits>,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
 }
@@ -113,7 +115,7 @@ enum ForwardFailure {
 
 impl Service {
     pub fn deadline(&self) -> TokioInstant {
-        TokioInstant::now() + Duration::from_millis(self.cfg.request_timeout_ms)
+        TokioInstant::now() + Duration::from_millis(self.limits.request_timeout_ms())
     }
 
     pub fn me(&self) -> NodeId {
@@ -137,11 +139,15 @@ impl Service {
         if key.is_empty() {
             return Err(ApiError::bad_request("bad_key", "the key must not be empty"));
         }
-        if key.len() > self.cfg.max_key_bytes {
+        if key.len() > self.limits.max_key_bytes() {
             return Err(ApiError::new(
                 StatusCode::URI_TOO_LONG,
                 "key_too_large",
-                format!("the key is {} bytes; the limit is {}", key.len(), self.cfg.max_key_bytes),
+                format!(
+                    "the key is {} bytes; the limit is {}",
+                    key.len(),
+                    self.limits.max_key_bytes()
+                ),
             ));
         }
         Ok(())
@@ -149,11 +155,11 @@ impl Service {
 
     pub fn check_value(&self, value: &StoredValue) -> Result<(), ApiError> {
         let len = value.payload_len();
-        if len > self.cfg.max_value_bytes {
+        if len > self.limits.max_value_bytes() {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "value_too_large",
-                format!("the value is {len} bytes; the limit is {}", self.cfg.max_value_bytes),
+                format!("the value is {len} bytes; the limit is {}", self.limits.max_value_bytes()),
             ));
         }
         Ok(())
@@ -393,7 +399,10 @@ impl Service {
             format!(
                 "no leader was elected within {} ms (node {} is {:?} in term {}); the cluster \
                  may have lost its quorum",
-                self.cfg.request_timeout_ms, s.id, s.role, s.term
+                self.limits.request_timeout_ms(),
+                s.id,
+                s.role,
+                s.term
             ),
         )
     }
