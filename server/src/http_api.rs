@@ -205,7 +205,7 @@ async fn get_key(
 }
 
 /// Parses `{"value": <any JSON>, "expire": "1m30s"?}` strictly.
-fn parse_set_body(bytes: &[u8]) -> Result<(StoredValue, Option<u64>), ApiError> {
+pub(crate) fn parse_set_body(bytes: &[u8]) -> Result<(StoredValue, Option<u64>), ApiError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
     })?;
@@ -301,7 +301,7 @@ async fn ttl_key(
     }))
 }
 
-fn parse_mode(s: Option<&str>) -> Result<SearchMode, ApiError> {
+pub(crate) fn parse_mode(s: Option<&str>) -> Result<SearchMode, ApiError> {
     match s {
         None | Some("wildcard") | Some("glob") => Ok(SearchMode::Wildcard),
         Some("regex") => Ok(SearchMode::Regex),

@@ -5,6 +5,7 @@
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod fuzz;
 pub mod grpc;
 pub mod http_api;
 pub mod metrics;
