@@ -156,3 +156,11 @@ fn snapshot_install_far_behind() {
     );
     run_scenario("snapshot_install_far_behind", 5, five(), nemesis::snapshot_install_far_behind);
 }
+
+// Membership changes while partitions and crashes happen: add a fresh learner and promote it,
+// remove a follower, remove the leader, replace a voter by a wiped node under a new id.
+#[test]
+fn membership_under_fire() {
+    run_scenario("membership_under_fire", 10, SimConfig::default(), nemesis::membership_under_fire);
+    run_scenario("membership_under_fire", 5, five(), nemesis::membership_under_fire);
+}

@@ -18,7 +18,9 @@ mod client;
 pub mod nemesis;
 mod run;
 
-pub use run::{RunReport, Scenario, run_scenario, run_seed, seeds_from_env};
+pub use run::{
+    RunReport, Scenario, run_scenario, run_scenario_seeds, run_seed, seeds_from_env, seeds_scaled,
+};
 
 use crate::checks::{Fnv, NodeState, RaftChecker, check_log_matching};
 use crate::disk::SimDisk;
@@ -151,6 +153,11 @@ pub struct World {
     /// figure 8 nemesis reacts to it.
     pub previous_term_commit: Option<(NodeId, Term, LogIndex)>,
     commit_seen: BTreeMap<NodeId, LogIndex>,
+    /// Nodes removed from the cluster and shut down for good: never restarted, never a target
+    /// of the nemesis (`Sim::node_ids` leaves them out).
+    pub retired: BTreeSet<NodeId>,
+    /// Membership changes that took effect (committed on the leader), for the run's report.
+    pub membership_changes: u64,
 }
 
 /// A handle on the simulated cluster, for scenarios (the nemesis) and the harness's tasks.
@@ -273,6 +280,8 @@ impl Sim {
             snapshots_installed: BTreeMap::new(),
             previous_term_commit: None,
             commit_seen: BTreeMap::new(),
+            retired: BTreeSet::new(),
+            membership_changes: 0,
         };
         for id in 1..=cfg.nodes {
             world.slots.insert(NodeId(id), Slot::new(SimDisk::bootstrap(&bootstrap)));
@@ -305,8 +314,18 @@ impl Sim {
         self.lock().trace_event(event);
     }
 
+    /// Every node that is not retired (up or down).
     pub fn node_ids(&self) -> Vec<NodeId> {
-        self.lock().slots.keys().copied().collect()
+        let w = self.lock();
+        w.slots.keys().copied().filter(|id| !w.retired.contains(id)).collect()
+    }
+
+    /// Shuts a removed node down for good: it is never restarted.
+    pub fn retire(&self, id: NodeId) {
+        self.crash(id, false);
+        let mut w = self.lock();
+        w.retired.insert(id);
+        w.trace_event(&format!("retire {id}"));
     }
 
     pub fn leader(&self) -> Option<NodeId> {
@@ -475,6 +494,9 @@ impl Sim {
         let w = &mut *w;
         let now = w.now();
         let seed = w.rng.next_u64();
+        if w.retired.contains(&id) {
+            return;
+        }
         let slot = w.slots.get_mut(&id).expect("the node exists");
         if slot.node.is_some() {
             return;

@@ -3,6 +3,8 @@
 //! every checker.
 
 use super::{ELECTION_TIMEOUT_MS, Sim};
+use simple_cache_core::message::{Membership, MembershipChange};
+use simple_cache_core::raft::MembershipError;
 use simple_cache_core::types::NodeId;
 
 /// A random split of the nodes into a minority and a majority (shuffled by the run's RNG).
@@ -329,5 +331,202 @@ pub async fn snapshot_install_far_behind(sim: Sim) {
             "snapshot install: node {lagging} rejoined far behind (leader's log starts at \
              {compacted:?}) but installed no snapshot within 3 s"
         ));
+    }
+}
+
+/// Whether `m` already shows `change` in force.
+fn change_done(m: &Membership, change: &MembershipChange) -> bool {
+    match change {
+        MembershipChange::AddLearner { id, .. } => m.contains(*id),
+        MembershipChange::PromoteLearner { id } => m.is_voter(*id),
+        MembershipChange::Remove { id } => !m.contains(*id),
+    }
+}
+
+/// Makes one membership change through whoever leads, retrying while the leader refuses for a
+/// transient reason (not leader, a change pending, no entry of its term committed yet, the
+/// learner not caught up, a transfer) or the entry was lost with a deposed leader. Done when a
+/// leader shows the change in its membership with nothing pending (so it is committed). Gives up
+/// after `max_ms` (faults may legitimately stall it); returns whether it took effect.
+pub async fn change_membership(sim: &Sim, change: MembershipChange, max_ms: u64) -> bool {
+    let start = sim.now();
+    loop {
+        if sim.now().saturating_since(start) >= max_ms {
+            sim.event(&format!("membership {change:?}: gave up"));
+            return false;
+        }
+        let Some(leader) = sim.wait_leader(200).await else { continue };
+        let state = {
+            let w = sim.lock();
+            w.node(leader).map(|n| {
+                (change_done(n.raft().membership(), &change), n.raft().membership_change_pending())
+            })
+        };
+        match state {
+            Some((true, false)) => {
+                let mut w = sim.lock();
+                w.membership_changes += 1;
+                w.trace_event(&format!("membership {change:?}: committed by {leader}"));
+                return true;
+            }
+            // Appended (ours or a retry's), not yet committed: wait.
+            Some((_, true)) => {}
+            Some((false, false)) => {
+                let c = change.clone();
+                let r = sim.with_node(leader, |n, now| n.raft_mut().propose_membership(now, c));
+                sim.event(&format!("membership {change:?} on {leader}: {r:?}"));
+                match r {
+                    None | Some(Ok(_)) => {}
+                    Some(Err(
+                        MembershipError::NotLeader { .. }
+                        | MembershipError::ChangePending
+                        | MembershipError::LeaderNotReady
+                        | MembershipError::NotCaughtUp { .. }
+                        | MembershipError::TransferInProgress,
+                    )) => {}
+                    Some(Err(e)) => {
+                        // The leader's membership said the change was not in force, yet it was
+                        // refused for a reason that is not transient.
+                        sim.lock().violation(format!(
+                            "membership: leader {leader} refused {change:?}: {e}"
+                        ));
+                        return false;
+                    }
+                }
+            }
+            None => {}
+        }
+        sim.sleep_ms(10).await;
+    }
+}
+
+/// Background faults for `membership_under_fire`, until aborted: short partitions (a random
+/// node isolated, or a random minority split off), crashes of a random node or of the leader
+/// (torn writes half the time) restarted 0-300 ms later, bursts of 10-20% loss.
+fn spawn_light_chaos(sim: &Sim) -> madsim::task::JoinHandle<()> {
+    let sim = sim.clone();
+    madsim::task::spawn(async move {
+        loop {
+            sim.sleep_ms(100 + sim.rand(300)).await;
+            let ids = sim.node_ids();
+            match sim.rand(5) {
+                0 => {
+                    let v = ids[sim.rand(ids.len() as u64) as usize];
+                    sim.isolate(v);
+                    sim.sleep_ms(100 + sim.rand(300)).await;
+                    sim.heal();
+                }
+                1 => {
+                    let (a, b) = random_split(&sim);
+                    sim.partition(&a, &b);
+                    sim.sleep_ms(100 + sim.rand(300)).await;
+                    sim.heal();
+                }
+                2 | 3 => {
+                    let v = if sim.rand(2) == 0 {
+                        sim.leader()
+                    } else {
+                        Some(ids[sim.rand(ids.len() as u64) as usize])
+                    };
+                    if let Some(v) = v {
+                        sim.crash(v, sim.rand(2) == 0);
+                        sim.sleep_ms(sim.rand(300)).await;
+                        sim.restart(v);
+                    }
+                }
+                _ => {
+                    let loss = 100 + sim.rand(100);
+                    sim.net(|n| n.loss_per_mille = loss);
+                    sim.sleep_ms(100 + sim.rand(300)).await;
+                    sim.heal();
+                }
+            }
+        }
+    })
+}
+
+/// Membership under fire: while nodes are partitioned and crashed in the background, add a fresh
+/// node (empty disk) as a learner and promote it once caught up, remove a follower, add another,
+/// remove the leader, and replace a voter by a node with a wiped disk under a new id (remove it,
+/// shut it down, wipe its disk, add the fresh node, promote it). Removed nodes are shut down for
+/// good half the time right after the removal commits, else at the end of the nemesis (so they
+/// run a while not knowing, or not caring, that they were removed). The voter count stays at n,
+/// n+1 or n-1. Every checker applies as usual; liveness after healing requires every member of
+/// the final configuration to apply the leader's commit index.
+pub async fn membership_under_fire(sim: Sim) {
+    const CHANGE_MS: u64 = 4_000;
+    let chaos = spawn_light_chaos(&sim);
+    let mut next_id = sim.lock().slots.keys().map(|id| id.0).max().unwrap_or(0) + 1;
+    let mut lingering = Vec::new();
+    let voters = |sim: &Sim| -> Vec<NodeId> {
+        let w = sim.lock();
+        w.leader()
+            .and_then(|(l, _)| w.node(l))
+            .map(|n| n.raft().membership().voters.iter().copied().collect())
+            .unwrap_or_default()
+    };
+    // Adds a fresh node and promotes it.
+    async fn add(sim: &Sim, id: NodeId) -> bool {
+        sim.add_node(id);
+        let address = format!("sim://{id}");
+        change_membership(sim, MembershipChange::AddLearner { id, address }, CHANGE_MS).await
+            && change_membership(sim, MembershipChange::PromoteLearner { id }, CHANGE_MS).await
+    }
+    // Removes a node; it is shut down at once half the time, else it lingers until the end.
+    async fn remove(sim: &Sim, id: NodeId, lingering: &mut Vec<NodeId>) -> bool {
+        let ok = change_membership(sim, MembershipChange::Remove { id }, CHANGE_MS).await;
+        if ok && sim.rand(2) == 0 {
+            sim.retire(id);
+        } else {
+            lingering.push(id);
+        }
+        ok
+    }
+    sim.sleep_ms(100 + sim.rand(200)).await;
+    // 1. A learner with an empty disk joins and is promoted.
+    add(&sim, NodeId(next_id)).await;
+    next_id += 1;
+    sim.sleep_ms(100 + sim.rand(400)).await;
+    // 2. A follower is removed.
+    if let Some(leader) = sim.wait_leader(2_000).await {
+        let followers: Vec<NodeId> = voters(&sim).into_iter().filter(|&v| v != leader).collect();
+        if !followers.is_empty() {
+            let f = followers[sim.rand(followers.len() as u64) as usize];
+            remove(&sim, f, &mut lingering).await;
+        }
+    }
+    sim.sleep_ms(100 + sim.rand(400)).await;
+    // 3. Another fresh node joins, then the leader is removed (it steps down once committed).
+    add(&sim, NodeId(next_id)).await;
+    next_id += 1;
+    if let Some(leader) = sim.wait_leader(2_000).await {
+        remove(&sim, leader, &mut lingering).await;
+    }
+    sim.sleep_ms(100 + sim.rand(400)).await;
+    // 4. A voter is replaced by a wiped node with a new id.
+    let vs = voters(&sim);
+    if !vs.is_empty() {
+        let v = vs[sim.rand(vs.len() as u64) as usize];
+        if change_membership(&sim, MembershipChange::Remove { id: v }, CHANGE_MS).await {
+            sim.retire(v);
+            sim.wipe(v);
+            add(&sim, NodeId(next_id)).await;
+        } else {
+            lingering.push(v);
+        }
+    }
+    sim.sleep_ms(sim.rand(300)).await;
+    chaos.abort();
+    // Removed nodes that still linger are shut down now, unless the removal never took effect.
+    for id in lingering {
+        let member = {
+            let w = sim.lock();
+            w.leader()
+                .and_then(|(l, _)| w.node(l))
+                .is_none_or(|n| n.raft().membership().contains(id))
+        };
+        if !member {
+            sim.retire(id);
+        }
     }
 }

@@ -22,6 +22,8 @@ pub struct RunReport {
     pub crashes: u64,
     pub messages: u64,
     pub leader_terms: usize,
+    /// Membership changes that took effect.
+    pub membership_changes: u64,
     /// Set when the linearizability search ran out of budget (not a failure, but not a proof).
     pub lincheck_undecided: bool,
 }
@@ -68,6 +70,7 @@ where
                 crashes: w.crashes,
                 messages: w.messages_sent,
                 leader_terms: w.checker.leader_terms(),
+                membership_changes: w.membership_changes,
                 lincheck_undecided: verdict.verdict == Verdict::Unknown,
             }
         })
@@ -90,6 +93,7 @@ where
                 crashes: 0,
                 messages: 0,
                 leader_terms: 0,
+                membership_changes: 0,
                 lincheck_undecided: false,
             }
         }
@@ -106,20 +110,47 @@ pub fn seeds_from_env(default_num: u64) -> std::ops::Range<u64> {
     first..first + num
 }
 
+/// A share of the seed budget for a slow scenario: `seeds_from_env(default_num)` divided by
+/// `divisor` (at least one seed), from the same first seed. With `MADSIM_TEST_NUM=140` and a
+/// divisor of 3, such a scenario runs 46 seeds per call.
+pub fn seeds_scaled(default_num: u64, divisor: u64) -> std::ops::Range<u64> {
+    let seeds = seeds_from_env(default_num);
+    let num = ((seeds.end - seeds.start) / divisor.max(1)).max(1);
+    seeds.start..seeds.start + num
+}
+
 /// Runs a scenario over the seeds from the environment and panics, with the command that replays
 /// it, on the first seed that violates anything.
 pub fn run_scenario<F>(name: &str, default_num: u64, cfg: SimConfig, scenario: Scenario<F>)
 where
     F: Future<Output = ()> + 'static,
 {
-    let seeds = seeds_from_env(default_num);
+    run_scenario_seeds(name, seeds_from_env(default_num), cfg, scenario)
+}
+
+/// [`run_scenario`] over the given seeds.
+pub fn run_scenario_seeds<F>(
+    name: &str,
+    seeds: std::ops::Range<u64>,
+    cfg: SimConfig,
+    scenario: Scenario<F>,
+) where
+    F: Future<Output = ()> + 'static,
+{
     let started = std::time::Instant::now();
     let (mut ops, mut unknown, mut undecided, mut n) = (0, 0, 0, 0u64);
     for seed in seeds.clone() {
         let r = run_seed(seed, cfg.clone(), scenario);
         println!(
-            "{name}: seed {seed} digest {:016x} ops {} unknown {} crashes {} terms {} sim {} ms",
-            r.digest, r.ops, r.unknown_ops, r.crashes, r.leader_terms, r.sim_ms
+            "{name}: seed {seed} digest {:016x} ops {} unknown {} crashes {} terms {} membership \
+             {} sim {} ms",
+            r.digest,
+            r.ops,
+            r.unknown_ops,
+            r.crashes,
+            r.leader_terms,
+            r.membership_changes,
+            r.sim_ms
         );
         if !r.violations.is_empty() {
             panic!(
