@@ -22,3 +22,4 @@ pub mod disk;
 #[cfg(all(feature = "sim", madsim))]
 pub mod harness;
 pub mod lincheck;
+pub mod ttlcheck;

@@ -164,3 +164,36 @@ fn membership_under_fire() {
     run_scenario("membership_under_fire", 10, SimConfig::default(), nemesis::membership_under_fire);
     run_scenario("membership_under_fire", 5, five(), nemesis::membership_under_fire);
 }
+
+// TTLs across leader changes: clients also write keys with deadlines while the leader is crashed,
+// isolated or hands over; no key expires early, none is visible after its deadline or reappears
+// (ttlcheck), and replicas agree.
+#[test]
+fn ttl_across_leader_changes() {
+    let cfg = |c: SimConfig| SimConfig { ttl_keys: 3, ..c };
+    run_scenario(
+        "ttl_across_leader_changes",
+        10,
+        cfg(SimConfig::default()),
+        nemesis::ttl_across_leader_changes,
+    );
+    run_scenario("ttl_across_leader_changes", 5, cfg(five()), nemesis::ttl_across_leader_changes);
+}
+
+// Known core bug (reported, not fixed here: core is out of the simulator's scope): a leader with
+// an expired key whose leadership transfer is in progress cannot propose `RemoveExpired`
+// (`TransferInProgress`), leaves `expiry_in_flight` empty, and so `CacheNode::next_deadline()`
+// stays at the past expiry: the driver ticks in a busy loop until the transfer ends. The harness
+// reports it ("busy loop: ..."). Fails at seed 3 (3 nodes):
+//   MADSIM_TEST_SEED=3 MADSIM_TEST_NUM=1 cargo test -p simple-cache-sim --features sim \
+//     --test scenarios -- --ignored --exact ttl_with_leadership_transfer --nocapture
+#[test]
+#[ignore = "core bug: busy loop while a leadership transfer blocks expiry (see comment)"]
+fn ttl_with_leadership_transfer() {
+    run_scenario(
+        "ttl_with_leadership_transfer",
+        10,
+        SimConfig { ttl_keys: 3, ..SimConfig::default() },
+        nemesis::ttl_with_leadership_transfer,
+    );
+}

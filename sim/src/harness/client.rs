@@ -31,6 +31,18 @@ pub(super) async fn run(sim: Sim, client: u64) {
             let w = sim.lock();
             (w.cfg.keys, w.slots.keys().copied().collect::<Vec<_>>())
         };
+        let ttl_keys = sim.lock().cfg.ttl_keys;
+        if ttl_keys > 0 && sim.rand(2) == 0 {
+            let node = match target {
+                Some(t) if sim.rand(2) == 0 => t,
+                _ => nodes[sim.rand(nodes.len() as u64) as usize],
+            };
+            n += 1;
+            ttl_op(&sim, client, n, ttl_keys, node, &mut target).await;
+            let think = sim.rand(20);
+            sim.sleep_ms(think).await;
+            continue;
+        }
         let key = format!("k{}", sim.rand(keys));
         let pick = sim.rand(100);
         // Half the time a client sticks to the node that last answered it, else a random one.
@@ -73,6 +85,55 @@ pub(super) async fn run(sim: Sim, client: u64) {
         }
         let think = sim.rand(20);
         sim.sleep_ms(think).await;
+    }
+}
+
+/// One operation on a TTL key `t<i>`: a Get (45%), a Set (40%; 85% of them with a TTL of
+/// 20-400 ms, the deadline computed from the current simulated time, as a leader would) or a
+/// Del (15%), recorded for `ttlcheck`.
+async fn ttl_op(
+    sim: &Sim,
+    client: u64,
+    n: u64,
+    ttl_keys: u64,
+    node: NodeId,
+    target: &mut Option<NodeId>,
+) {
+    use crate::ttlcheck::{TtlKind, TtlOp};
+    let key = format!("t{}", sim.rand(ttl_keys));
+    let pick = sim.rand(100);
+    let mut op = TtlOp {
+        client,
+        key: key.clone(),
+        kind: TtlKind::Del,
+        call: sim.call_time(),
+        ret: None,
+        call_ms: sim.now().0,
+        ret_ms: None,
+    };
+    if pick < 45 {
+        if let Some(value) = read(sim, node, &key, target).await {
+            op.kind = TtlKind::Get(value.map(|b| b.to_vec()));
+            sim.record_ttl(op, false);
+        }
+        return;
+    }
+    let command = if pick < 85 {
+        let value = format!("c{client}-t{n}");
+        let deadline = (sim.rand(100) < 85).then(|| op.call_ms + 20 + sim.rand(381));
+        op.kind = TtlKind::Set { value: value.clone().into_bytes(), deadline };
+        Command::Set {
+            key: key.clone(),
+            value: Bytes::from(value),
+            expires_at: deadline.map(simple_cache_core::types::Instant),
+        }
+    } else {
+        Command::Del { key: key.clone() }
+    };
+    match write(sim, node, command, target).await {
+        WriteEnd::Done(_) => sim.record_ttl(op, false),
+        WriteEnd::Unknown => sim.record_ttl(op, true),
+        WriteEnd::NotDone => {}
     }
 }
 

@@ -61,6 +61,9 @@ pub struct SimConfig {
     /// Entries per AppendEntries message. 1 makes a new leader's followers acknowledge earlier
     /// terms' entries before its no-op (what the Raft figure 8 bug needs).
     pub append_entries_max: usize,
+    /// Keys `t0..` that clients also write with TTLs (judged by `ttlcheck`, not by the
+    /// linearizability checker). 0: none, and the clients draw exactly as before.
+    pub ttl_keys: u64,
 }
 
 impl Default for SimConfig {
@@ -75,6 +78,7 @@ impl Default for SimConfig {
             fsync_ms: 1,
             liveness_ms: 5_000,
             append_entries_max: 8,
+            ttl_keys: 0,
         }
     }
 }
@@ -158,6 +162,8 @@ pub struct World {
     pub retired: BTreeSet<NodeId>,
     /// Membership changes that took effect (committed on the leader), for the run's report.
     pub membership_changes: u64,
+    /// Operations on the TTL keys, for `ttlcheck`.
+    pub ttl_history: Vec<crate::ttlcheck::TtlOp>,
 }
 
 /// A handle on the simulated cluster, for scenarios (the nemesis) and the harness's tasks.
@@ -282,6 +288,7 @@ impl Sim {
             commit_seen: BTreeMap::new(),
             retired: BTreeSet::new(),
             membership_changes: 0,
+            ttl_history: Vec::new(),
         };
         for id in 1..=cfg.nodes {
             world.slots.insert(NodeId(id), Slot::new(SimDisk::bootstrap(&bootstrap)));
@@ -533,12 +540,49 @@ impl Sim {
 
     /// The node's event loop, like the server's.
     async fn node_main(self, id: NodeId, incarnation: u64, rx: async_channel::Receiver<Input>) {
+        // A node whose `next_deadline()` stays in the past after `tick` would spin forever at one
+        // simulated instant (and burn a core in the server): detect it, report it once, and let
+        // 1 ms pass so the run can finish.
+        let (mut spin_at, mut spins, mut spin_reported) = (Instant(u64::MAX), 0u64, false);
         loop {
             let wait = {
                 let w = self.lock();
                 let Some(n) = w.node(id) else { return };
                 n.next_deadline().saturating_since(w.now())
             };
+            if wait == 0 {
+                let now = self.now();
+                if now == spin_at {
+                    spins += 1;
+                } else {
+                    (spin_at, spins) = (now, 0);
+                }
+                if spins >= 10_000 {
+                    if !spin_reported {
+                        spin_reported = true;
+                        let mut w = self.lock();
+                        let detail = w.node(id).map(|n| {
+                            format!(
+                                "{:?} term {} transfer {:?} next_deadline {:?} cache clock {:?} \
+                                 earliest expiry {:?}",
+                                n.raft().role(),
+                                n.raft().term(),
+                                n.raft().transfer_target(),
+                                n.next_deadline(),
+                                n.cache().clock(),
+                                n.cache().next_deadline()
+                            )
+                        });
+                        w.violation(format!(
+                            "busy loop: node {id} at {now:?}: next_deadline() is still in the past \
+                             after {spins} ticks at one instant ({detail:?})"
+                        ));
+                    }
+                    spins = 0;
+                    sleep(Duration::from_millis(1)).await;
+                    continue;
+                }
+            }
             let mut inputs = Vec::new();
             if wait > 0 {
                 match timeout(Duration::from_millis(wait), rx.recv()).await {
@@ -718,6 +762,18 @@ impl Sim {
             }
         };
         w.history.push(op).expect("the history clock only moves forward");
+    }
+
+    /// Records an operation on a TTL key (`ret` and `ret_ms` are taken now unless `unknown`).
+    pub fn record_ttl(&self, op: crate::ttlcheck::TtlOp, unknown: bool) {
+        let mut w = self.lock();
+        let mut op = op;
+        if !unknown {
+            op.ret = Some(w.tick_clock());
+            op.ret_ms = Some(w.now().0);
+        }
+        w.trace_event(&format!("ttl {op:?}"));
+        w.ttl_history.push(op);
     }
 
     pub fn call_time(&self) -> u64 {

@@ -24,6 +24,8 @@ pub struct RunReport {
     pub leader_terms: usize,
     /// Membership changes that took effect.
     pub membership_changes: u64,
+    /// Operations on TTL keys (judged by `ttlcheck`).
+    pub ttl_ops: usize,
     /// Set when the linearizability search ran out of budget (not a failure, but not a proof).
     pub lincheck_undecided: bool,
 }
@@ -60,6 +62,7 @@ where
                      {stuck:?})"
                 ));
             }
+            violations.extend(crate::ttlcheck::check_ttl(&w.ttl_history));
             RunReport {
                 seed,
                 digest: w.digest(),
@@ -71,6 +74,7 @@ where
                 messages: w.messages_sent,
                 leader_terms: w.checker.leader_terms(),
                 membership_changes: w.membership_changes,
+                ttl_ops: w.ttl_history.len(),
                 lincheck_undecided: verdict.verdict == Verdict::Unknown,
             }
         })
@@ -94,6 +98,7 @@ where
                 messages: 0,
                 leader_terms: 0,
                 membership_changes: 0,
+                ttl_ops: 0,
                 lincheck_undecided: false,
             }
         }
@@ -143,13 +148,14 @@ pub fn run_scenario_seeds<F>(
         let r = run_seed(seed, cfg.clone(), scenario);
         println!(
             "{name}: seed {seed} digest {:016x} ops {} unknown {} crashes {} terms {} membership \
-             {} sim {} ms",
+             {} ttl ops {} sim {} ms",
             r.digest,
             r.ops,
             r.unknown_ops,
             r.crashes,
             r.leader_terms,
             r.membership_changes,
+            r.ttl_ops,
             r.sim_ms
         );
         if !r.violations.is_empty() {
