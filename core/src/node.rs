@@ -92,6 +92,10 @@ pub struct CacheNode {
     reads_waiting: BTreeSet<RequestId>,
     /// The index of the leader's outstanding `RemoveExpired` entry, to propose one at a time.
     expiry_in_flight: Option<(LogIndex, Term)>,
+    /// After a refused `RemoveExpired` proposal (a leadership transfer, too many pending), the
+    /// next try waits until here, so an expired key cannot make `next_deadline` stay in the past
+    /// and spin the driver.
+    expiry_not_before: Instant,
     snapshot_index: LogIndex,
     now: Instant,
 }
@@ -124,6 +128,7 @@ impl CacheNode {
             reads_ready: BTreeMap::new(),
             reads_waiting: BTreeSet::new(),
             expiry_in_flight: None,
+            expiry_not_before: now,
             snapshot_index,
             now,
         })
@@ -150,7 +155,9 @@ impl CacheNode {
     pub fn next_deadline(&self) -> Instant {
         let raft = self.raft.next_deadline();
         match (self.raft.role(), self.cache.next_deadline()) {
-            (Role::Leader, Some(expiry)) if self.expiry_in_flight.is_none() => raft.min(expiry),
+            (Role::Leader, Some(expiry)) if self.expiry_in_flight.is_none() => {
+                raft.min(expiry.max(self.expiry_not_before))
+            }
             _ => raft,
         }
     }
@@ -267,7 +274,10 @@ impl CacheNode {
 
     /// On the leader: propose removing expired keys, one batch at a time.
     fn propose_expiry(&mut self) {
-        if self.raft.role() != Role::Leader || self.expiry_in_flight.is_some() {
+        if self.raft.role() != Role::Leader
+            || self.expiry_in_flight.is_some()
+            || self.now < self.expiry_not_before
+        {
             return;
         }
         let keys = self.cache.expired_keys(self.now, self.cfg.expiry_batch_max);
@@ -275,8 +285,12 @@ impl CacheNode {
             return;
         }
         let proposal = Proposal { time: self.now, command: Command::RemoveExpired { keys } };
-        if let Ok(at) = self.raft.propose(self.now, proposal.encode()) {
-            self.expiry_in_flight = Some(at);
+        match self.raft.propose(self.now, proposal.encode()) {
+            Ok(at) => self.expiry_in_flight = Some(at),
+            Err(_) => {
+                let retry_ms = self.cfg.raft.heartbeat_interval_ms;
+                self.expiry_not_before = self.now.saturating_add_ms(retry_ms);
+            }
         }
     }
 }
@@ -392,5 +406,65 @@ mod tests {
         let err = n.write(Instant(0), RequestId(1), set("k", "v", None)).unwrap_err();
         assert_eq!(err, WriteError::Propose(ProposeError::NotLeader { leader_hint: None }));
         assert_eq!(n.pending_requests(), 0);
+    }
+
+    // Regression (found by the simulator, `ttl_with_leadership_transfer` seed 3): while a
+    // leadership transfer refuses proposals, an expired key must not keep next_deadline in the
+    // past, which made the driver spin.
+    #[test]
+    fn refused_expiry_proposal_does_not_pin_the_deadline_in_the_past() {
+        let m = Membership::with_voters([NodeId(1), NodeId(2)]);
+        let cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
+        let mut n = CacheNode::new(cfg, Persisted::bootstrap(m), 1, Instant(0)).unwrap();
+        // Become leader of a 2-node cluster with node 2's votes.
+        n.tick(Instant(250));
+        drive(&mut n, &mut Vec::new());
+        let vote = |pre_vote| crate::message::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: crate::types::Term(1),
+            body: crate::message::MessageBody::RequestVoteResponse { pre_vote, granted: true },
+        };
+        n.step(Instant(250), vote(true)).unwrap();
+        drive(&mut n, &mut Vec::new());
+        n.step(Instant(250), vote(false)).unwrap();
+        drive(&mut n, &mut Vec::new());
+        assert!(n.raft().is_leader());
+        // Node 2 stores the no-op: the leader commits and can take writes.
+        let ack = crate::message::Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: crate::types::Term(1),
+            body: crate::message::MessageBody::AppendEntriesResponse {
+                index: LogIndex(1),
+                success: true,
+                conflict_term: None,
+                conflict_index: LogIndex(0),
+            },
+        };
+        n.step(Instant(251), ack.clone()).unwrap();
+        drive(&mut n, &mut Vec::new());
+        n.write(Instant(252), RequestId(1), set("t", "v", Some(260))).unwrap();
+        drive(&mut n, &mut Vec::new());
+        let ack2 = crate::message::Message {
+            body: crate::message::MessageBody::AppendEntriesResponse {
+                index: LogIndex(2),
+                success: true,
+                conflict_term: None,
+                conflict_index: LogIndex(0),
+            },
+            ..ack
+        };
+        n.step(Instant(253), ack2).unwrap();
+        drive(&mut n, &mut Vec::new());
+        assert_eq!(n.cache().len(), 1);
+        // A transfer to node 2 refuses proposals; the key's deadline passes.
+        n.raft_mut().transfer_leadership(Instant(254), NodeId(2)).unwrap();
+        n.tick(Instant(270));
+        assert!(
+            n.next_deadline() > Instant(270),
+            "next_deadline {} must move past now after a refused expiry proposal",
+            n.next_deadline()
+        );
     }
 }
