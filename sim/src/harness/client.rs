@@ -1,4 +1,4 @@
-//! Simulated clients: random Set/Get/Del over a few keys against random nodes, with timeouts and
+//! Simulated clients: random Set/Get/Del/Expire over a few keys against random nodes, with timeouts and
 //! retries, recording what they saw. An operation whose outcome the client cannot know (a timeout,
 //! a crashed node, a write a snapshot covered) is recorded as unknown, never guessed.
 
@@ -72,8 +72,11 @@ pub(super) async fn run(sim: Sim, client: u64) {
                     expires_at: None,
                 };
                 (CacheOp::Set(value.into_bytes()), command)
-            } else {
+            } else if pick < 93 {
                 (CacheOp::Del, Command::Del { key: key.clone() })
+            } else {
+                // The model treats Expire exactly as Del (both report whether the key was live).
+                (CacheOp::Expire, Command::Expire { key: key.clone() })
             };
             let call = sim.call_time();
             let input = CacheInput { key: key.into_bytes(), op };
@@ -89,8 +92,8 @@ pub(super) async fn run(sim: Sim, client: u64) {
 }
 
 /// One operation on a TTL key `t<i>`: a Get (45%), a Set (40%; 85% of them with a TTL of
-/// 20-400 ms, the deadline computed from the current simulated time, as a leader would) or a
-/// Del (15%), recorded for `ttlcheck`.
+/// 20-400 ms, the deadline computed from the current simulated time, as a leader would), a Del
+/// (8%) or an Expire (7%), recorded for `ttlcheck` (Expire as a removing write, like Del).
 async fn ttl_op(
     sim: &Sim,
     client: u64,
@@ -127,8 +130,11 @@ async fn ttl_op(
             value: Bytes::from(value),
             expires_at: deadline.map(simple_cache_core::types::Instant),
         }
-    } else {
+    } else if pick < 93 {
         Command::Del { key: key.clone() }
+    } else {
+        // Expire removes the key like Del; ttlcheck treats both as removing writes.
+        Command::Expire { key: key.clone() }
     };
     match write(sim, node, command, target).await {
         WriteEnd::Done(_) => sim.record_ttl(op, false),
