@@ -180,15 +180,12 @@ fn ttl_across_leader_changes() {
     run_scenario("ttl_across_leader_changes", 5, cfg(five()), nemesis::ttl_across_leader_changes);
 }
 
-// Known core bug (reported, not fixed here: core is out of the simulator's scope): a leader with
-// an expired key whose leadership transfer is in progress cannot propose `RemoveExpired`
-// (`TransferInProgress`), leaves `expiry_in_flight` empty, and so `CacheNode::next_deadline()`
-// stays at the past expiry: the driver ticks in a busy loop until the transfer ends. The harness
-// reports it ("busy loop: ..."). Fails at seed 3 (3 nodes):
-//   MADSIM_TEST_SEED=3 MADSIM_TEST_NUM=1 cargo test -p simple-cache-sim --features sim \
-//     --test scenarios -- --ignored --exact ttl_with_leadership_transfer --nocapture
+// TTLs across leader changes that include leadership transfers. This found a core bug, fixed in
+// 720fbec: a leader with an expired key whose transfer was in progress could not propose
+// `RemoveExpired` (`TransferInProgress`), so `CacheNode::next_deadline()` stayed in the past and the
+// driver ticked in a busy loop (the harness now reports that as "busy loop: ..."). It failed at
+// seed 3 before the fix.
 #[test]
-#[ignore = "core bug: busy loop while a leadership transfer blocks expiry (see comment)"]
 fn ttl_with_leadership_transfer() {
     run_scenario(
         "ttl_with_leadership_transfer",
