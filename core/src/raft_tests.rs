@@ -471,53 +471,42 @@ fn inflight_window_limits_pipelined_appends() {
 
 #[test]
 fn lagging_follower_is_found_in_one_round_trip() {
-    // With the conflict hint, the leader jumps straight to the follower's last index + 1.
-    let mut n = leader_node(3);
-    for i in 0..20 {
-        n.propose(Instant(2 * T + 1), Bytes::from(format!("v{i}"))).unwrap();
-    }
+    // A follower whose log is much shorter rejects with its last index + 1 as the hint; the
+    // leader's very next append starts right there instead of walking back one entry at a time.
+    let mut n = new_node(1, 3, 7);
+    let old: Vec<Entry> = (1..=10).map(|i| entry(1, i, "old")).collect();
+    n.step(Instant(1), append(3, 1, 1, (0, 0), old, 0)).unwrap();
     drain(&mut n);
-    // Node 3 says its log ends at 0 (it rejected prev=0? no: it rejects a later prev).
-    n.step(
-        Instant(2 * T + 2),
-        msg(
-            3,
-            1,
-            1,
-            MessageBody::AppendEntriesResponse {
-                index: LogIndex(0),
-                success: true,
-                conflict_term: None,
-                conflict_index: LogIndex(0),
-            },
-        ),
-    )
-    .unwrap();
+    let t0 = 3 * T;
+    n.tick(Instant(t0));
     drain(&mut n);
-    // Simulate a follower that lost track: reject at a high prev with a hint of index 1.
-    let mut n = leader_node(3);
-    for i in 0..20 {
-        n.propose(Instant(2 * T + 1), Bytes::from(format!("v{i}"))).unwrap();
-    }
+    n.step(Instant(t0), vote_resp(2, 1, 2, true, true)).unwrap();
     drain(&mut n);
-    n.step(
-        Instant(2 * T + 2),
-        msg(
-            2,
-            1,
-            1,
-            MessageBody::AppendEntriesResponse {
-                index: LogIndex(0),
-                success: false,
-                conflict_term: None,
-                conflict_index: LogIndex(1),
-            },
-        ),
-    )
-    .unwrap();
+    n.step(Instant(t0), vote_resp(2, 1, 2, false, true)).unwrap();
     let r = drain(&mut n);
-    // A rejection of prev 0 is stale (0 always matches) and changes nothing.
-    assert!(r.messages.iter().all(|m| m.to != NodeId(2)));
+    assert!(n.is_leader());
+    let probe = r.messages.iter().find(|m| m.to == NodeId(2)).expect("probe to node 2");
+    assert!(matches!(probe.body, MessageBody::AppendEntries { prev_log_index: LogIndex(10), .. }));
+    // Node 2 holds only entries 1..=3.
+    let reject = MessageBody::AppendEntriesResponse {
+        index: LogIndex(10),
+        success: false,
+        conflict_term: None,
+        conflict_index: LogIndex(4),
+    };
+    n.step(Instant(t0 + 1), msg(2, 1, 2, reject.clone())).unwrap();
+    let r = drain(&mut n);
+    let to2: Vec<&Message> = r.messages.iter().filter(|m| m.to == NodeId(2)).collect();
+    assert_eq!(to2.len(), 1);
+    let MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } = &to2[0].body
+    else {
+        panic!("expected an append, got {:?}", to2[0].body)
+    };
+    assert_eq!((*prev_log_index, *prev_log_term), (LogIndex(3), Term(1)));
+    assert_eq!(entries.first().map(|e| e.index), Some(LogIndex(4)));
+    // A duplicate of the same rejection is stale now and sends nothing more.
+    n.step(Instant(t0 + 2), msg(2, 1, 2, reject)).unwrap();
+    assert!(drain(&mut n).messages.iter().all(|m| m.to != NodeId(2)));
 }
 
 #[test]
