@@ -119,7 +119,8 @@ impl CacheNode {
             Some(s) => (Cache::new(), s.meta.last_index),
             None => (Cache::new(), LogIndex(0)),
         };
-        let raft = RaftNode::new(cfg.raft.clone(), persisted, seed, now)?;
+        let mut raft = RaftNode::new(cfg.raft.clone(), persisted, seed, now)?;
+        raft.set_snapshot_check(|data| Cache::restore(data).map(drop).map_err(|e| e.to_string()));
         Ok(CacheNode {
             cfg,
             raft,
@@ -209,8 +210,9 @@ impl CacheNode {
         if let Some(s) = &ready.snapshot {
             match Cache::restore(&s.data) {
                 Ok(cache) => self.cache = cache,
-                // The leader encoded it with the same code; a failure is a bug, never input.
-                Err(e) => panic!("snapshot from the leader does not decode: {e}"),
+                // Raft installs only snapshots that passed this same decoder on receipt (see
+                // `set_snapshot_check` above), so a failure here is a bug, never input.
+                Err(e) => panic!("a snapshot that passed the check does not decode: {e}"),
             }
             self.snapshot_index = s.meta.last_index;
             // Writes inside the snapshot may or may not have been committed: say so.
@@ -397,6 +399,47 @@ mod tests {
         let expected = Cache::restore(&snap.data).unwrap();
         assert_eq!(restored.cache().snapshot(), expected.snapshot());
         assert_eq!(restored.raft().log().snapshot_meta().last_index, snap.meta.last_index);
+    }
+
+    // A leader's snapshot whose bytes the cache cannot restore is refused on receipt: nothing is
+    // persisted or applied (no panic in `apply`), the sender is told to start over, and a good
+    // snapshot is still installed afterwards.
+    #[test]
+    fn undecodable_snapshot_from_a_leader_is_refused() {
+        use crate::message::{Message, MessageBody, SnapshotMeta};
+        use crate::types::Term;
+        let m = Membership::with_voters([NodeId(1), NodeId(2)]);
+        let cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
+        let mut n = CacheNode::new(cfg, Persisted::bootstrap(m.clone()), 1, Instant(0)).unwrap();
+        let meta = SnapshotMeta { last_index: LogIndex(7), last_term: Term(3), membership: m };
+        let install = |data: Bytes| Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(3),
+            body: MessageBody::InstallSnapshot { meta: meta.clone(), offset: 0, data, done: true },
+        };
+        n.step(Instant(1), install(Bytes::from_static(b"\x01garbage, not a cache"))).unwrap();
+        let r = n.ready();
+        assert!(r.snapshot.is_none(), "nothing to persist");
+        let replies: Vec<_> = r.messages.iter().map(|m| m.body.clone()).collect();
+        assert!(
+            replies.iter().any(|b| matches!(
+                b,
+                MessageBody::InstallSnapshotResponse { rejected: true, next_offset: 0, .. }
+            )),
+            "{replies:?}"
+        );
+        n.apply(r);
+        assert_eq!(n.raft().commit_index(), LogIndex(0));
+        assert_eq!(n.raft().log().snapshot_meta().last_index, LogIndex(0));
+
+        let mut good = Cache::new();
+        good.apply(&crate::cache::Proposal { time: Instant(1), command: set("k", "v", None) });
+        n.step(Instant(2), install(good.snapshot())).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        assert_eq!(n.raft().log().snapshot_meta().last_index, LogIndex(7));
+        assert_eq!(n.cache().get("k", Instant(2)), Some(&Bytes::from_static(b"v")));
     }
 
     // A write on a follower is refused with the leader hint, and nothing is left pending.

@@ -25,6 +25,9 @@ pub enum Role {
     Leader,
 }
 
+/// A state machine's check of a snapshot's bytes: `Err` with a reason if it cannot restore them.
+pub type SnapshotCheck = fn(&[u8]) -> Result<(), String>;
+
 /// One batch of work for the driver. **The driver must act on it in this order:**
 ///
 /// 1. `snapshot`: persist it (durably) and restore the state machine from it.
@@ -278,6 +281,9 @@ pub struct RaftNode {
     /// The latest snapshot, sent to followers that are too far behind.
     snapshot: Option<Snapshot>,
     incoming_snapshot: Option<IncomingSnapshot>,
+    /// Decides whether a snapshot received from a leader can be installed (see
+    /// [`RaftNode::set_snapshot_check`]).
+    snapshot_check: Option<SnapshotCheck>,
 
     // What the next Ready carries.
     persisted_hard_state: HardState,
@@ -343,6 +349,7 @@ impl RaftNode {
                 commit_index,
             },
             snapshot_to_install: None,
+            snapshot_check: None,
             messages: Vec::new(),
             read_states: Vec::new(),
             aborted_reads: Vec::new(),
@@ -654,6 +661,13 @@ impl RaftNode {
         tracing::info!(node = %self.id, index = %index, bytes = data.len(), "log compacted into snapshot");
         self.snapshot = Some(Snapshot { meta, data });
         Ok(())
+    }
+
+    /// Sets the check a snapshot received from a leader must pass before it is installed: the
+    /// state machine's own decoder, so bytes it cannot restore are refused on receipt (and never
+    /// persisted or applied) instead of failing later in the driver.
+    pub fn set_snapshot_check(&mut self, check: SnapshotCheck) {
+        self.snapshot_check = Some(check);
     }
 
     /// Handles a message from a peer.
@@ -1671,6 +1685,21 @@ impl RaftNode {
             return;
         }
         let incoming = self.incoming_snapshot.take().expect("set above");
+        if let Some(Err(reason)) = self.snapshot_check.map(|check| check(&incoming.data)) {
+            // Nothing was installed: the log, commit index and state machine are untouched, and
+            // the sender starts over from offset 0 if it insists.
+            tracing::warn!(node = %self.id, %from, index = %last_index, %reason, "refusing a snapshot that does not decode");
+            self.send(
+                from,
+                MessageBody::InstallSnapshotResponse {
+                    last_index,
+                    next_offset: 0,
+                    done: false,
+                    rejected: true,
+                },
+            );
+            return;
+        }
         tracing::info!(node = %self.id, index = %last_index, bytes = incoming.data.len(), "installing snapshot from leader");
         let snapshot = Snapshot { meta: incoming.meta, data: Bytes::from(incoming.data) };
         self.log.install_snapshot(snapshot.meta.clone());
