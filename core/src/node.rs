@@ -29,15 +29,27 @@ pub struct RequestId(pub u64);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
     pub raft: Config,
-    /// Take a snapshot (and compact the log) once this many entries were applied since the last.
+    /// Take a snapshot (and compact the log) once this many entries were applied since the last
+    /// one, and (see `snapshot_log_percent`) they are large enough to be worth it.
     pub snapshot_threshold: u64,
+    /// ... and once the payload bytes applied since the last snapshot reach this percentage of
+    /// that snapshot's size. A snapshot rewrites the whole cache, so a count alone would rewrite
+    /// a 1 GiB cache every few thousand small writes; this bounds the snapshot bytes written per
+    /// byte of log at 100 / `snapshot_log_percent`, while the log kept in memory stays at most
+    /// that fraction of the cache (plus `snapshot_threshold` entries).
+    pub snapshot_log_percent: u64,
     /// Keys removed by one leader-proposed `RemoveExpired` entry.
     pub expiry_batch_max: usize,
 }
 
 impl NodeConfig {
     pub fn new(raft: Config) -> NodeConfig {
-        NodeConfig { raft, snapshot_threshold: 10_000, expiry_batch_max: 1_000 }
+        NodeConfig {
+            raft,
+            snapshot_threshold: 10_000,
+            snapshot_log_percent: 25,
+            expiry_batch_max: 1_000,
+        }
     }
 }
 
@@ -97,6 +109,10 @@ pub struct CacheNode {
     /// and spin the driver.
     expiry_not_before: Instant,
     snapshot_index: LogIndex,
+    /// Size of the data of the snapshot at `snapshot_index`.
+    snapshot_bytes: u64,
+    /// Payload bytes of the entries applied after `snapshot_index`.
+    log_bytes_since_snapshot: u64,
     now: Instant,
 }
 
@@ -119,6 +135,7 @@ impl CacheNode {
             Some(s) => (Cache::new(), s.meta.last_index),
             None => (Cache::new(), LogIndex(0)),
         };
+        let snapshot_bytes = persisted.snapshot.as_ref().map_or(0, |s| s.data.len() as u64);
         let mut raft = RaftNode::new(cfg.raft.clone(), persisted, seed, now)?;
         raft.set_snapshot_check(|data| Cache::restore(data).map(drop).map_err(|e| e.to_string()));
         Ok(CacheNode {
@@ -131,6 +148,8 @@ impl CacheNode {
             expiry_in_flight: None,
             expiry_not_before: now,
             snapshot_index,
+            snapshot_bytes,
+            log_bytes_since_snapshot: 0,
             now,
         })
     }
@@ -215,6 +234,8 @@ impl CacheNode {
                 Err(e) => panic!("a snapshot that passed the check does not decode: {e}"),
             }
             self.snapshot_index = s.meta.last_index;
+            self.snapshot_bytes = s.data.len() as u64;
+            self.log_bytes_since_snapshot = 0;
             // Writes inside the snapshot may or may not have been committed: say so.
             let covered: Vec<LogIndex> =
                 self.writes.range(..=s.meta.last_index).map(|(i, _)| *i).collect();
@@ -224,6 +245,9 @@ impl CacheNode {
             }
         }
         for e in &ready.committed_entries {
+            if let EntryPayload::Command(data) = &e.payload {
+                self.log_bytes_since_snapshot += data.len() as u64;
+            }
             let result = match &e.payload {
                 EntryPayload::Command(data) => match Proposal::decode(data) {
                     Ok(p) => Ok(self.cache.apply(&p)),
@@ -263,10 +287,15 @@ impl CacheNode {
                 out.reads.push((id, Ok(leader_time.max(self.cache.clock()))));
             }
         }
-        if applied.0 >= self.snapshot_index.0 + self.cfg.snapshot_threshold {
+        if applied.0 >= self.snapshot_index.0 + self.cfg.snapshot_threshold
+            && self.log_bytes_since_snapshot * 100
+                >= self.snapshot_bytes.saturating_mul(self.cfg.snapshot_log_percent)
+        {
             let data = self.cache.snapshot();
             if self.raft.compact(applied, data.clone()).is_ok() {
                 self.snapshot_index = applied;
+                self.snapshot_bytes = data.len() as u64;
+                self.log_bytes_since_snapshot = 0;
                 let meta = self.raft.log().snapshot_meta().clone();
                 out.snapshot = Some(Snapshot { meta, data });
             }
@@ -440,6 +469,41 @@ mod tests {
         drive(&mut n, &mut out);
         assert_eq!(n.raft().log().snapshot_meta().last_index, LogIndex(7));
         assert_eq!(n.cache().get("k", Instant(2)), Some(&Bytes::from_static(b"v")));
+    }
+
+    // The entry count alone does not trigger a snapshot of a large cache: the entries since the
+    // last snapshot must also hold `snapshot_log_percent` of its bytes.
+    #[test]
+    fn snapshot_waits_for_the_log_to_reach_a_share_of_the_cache() {
+        let mut n = single(5);
+        n.tick(Instant(250));
+        drive(&mut n, &mut Vec::new());
+        let big = "x".repeat(1000);
+        let mut id = 0;
+        let mut write = |n: &mut CacheNode, key: String, v: &str| {
+            id += 1;
+            n.write(Instant(300), RequestId(id), set(&key, v, None)).unwrap();
+            let mut out = Vec::new();
+            drive(n, &mut out);
+            out.into_iter().find_map(|a| a.snapshot)
+        };
+        let first =
+            (0..20).find_map(|i| write(&mut n, format!("big{i}"), &big)).expect("a snapshot");
+        // The snapshot holds every big value so far (index 1 is the leader's no-op).
+        assert!(first.data.len() >= 4_000, "{}", first.data.len());
+        let quarter = first.data.len() / 4;
+        // Small writes: far more than 5 entries, far less than a quarter of the snapshot's bytes.
+        let small_writes = quarter / 100;
+        for i in 0..small_writes {
+            assert!(
+                write(&mut n, format!("s{i}"), "v").is_none(),
+                "snapshot after {i} small writes"
+            );
+        }
+        // Big writes bring the log past a quarter of the snapshot: the next snapshot comes.
+        let more = (0..10).position(|i| write(&mut n, format!("more{i}"), &big).is_some());
+        let more = more.expect("a second snapshot once the log is large enough");
+        assert!(more * 1000 + small_writes * 40 >= quarter - 1000, "came too early: {more}");
     }
 
     // A write on a follower is refused with the leader hint, and nothing is left pending.
