@@ -67,6 +67,20 @@ fn cache_get(bencher: Bencher) {
     });
 }
 
+/// Encoding the whole cache for a snapshot (done on the node loop; the file is written in the
+/// background), and restoring it (a follower installing a leader's snapshot, a restart).
+#[divan::bench(args = [100_000])]
+fn cache_snapshot_encode(bencher: Bencher, keys: usize) {
+    let cache = filled(keys);
+    bencher.counter(ItemsCount::new(keys)).bench_local(|| black_box(cache.snapshot()));
+}
+
+#[divan::bench(args = [100_000])]
+fn cache_snapshot_restore(bencher: Bencher, keys: usize) {
+    let data = filled(keys).snapshot();
+    bencher.counter(ItemsCount::new(keys)).bench_local(|| black_box(Cache::restore(&data)));
+}
+
 /// Search over 1M keys: a prefix (range scan) and a regex (scan with matching), limit 100.
 #[divan::bench(args = ["key:0000012*", "key:*99"])]
 fn search_wildcard_1m(bencher: Bencher, pattern: &str) {

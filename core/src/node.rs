@@ -287,10 +287,7 @@ impl CacheNode {
                 out.reads.push((id, Ok(leader_time.max(self.cache.clock()))));
             }
         }
-        if applied.0 >= self.snapshot_index.0 + self.cfg.snapshot_threshold
-            && self.log_bytes_since_snapshot * 100
-                >= self.snapshot_bytes.saturating_mul(self.cfg.snapshot_log_percent)
-        {
+        if self.snapshot_due(applied) {
             let data = self.cache.snapshot();
             if self.raft.compact(applied, data.clone()).is_ok() {
                 self.snapshot_index = applied;
@@ -301,6 +298,18 @@ impl CacheNode {
             }
         }
         out
+    }
+
+    /// Whether to snapshot at `applied` (see `NodeConfig::snapshot_threshold`). Both limits are
+    /// stretched by 0 to 3/8 depending on the node id, so replicas, which apply the same log,
+    /// do not all pause to snapshot at the same index: a commit needs only a majority.
+    fn snapshot_due(&self, applied: LogIndex) -> bool {
+        let stretch = 8 + self.raft.id().0 % 4;
+        let entries = self.cfg.snapshot_threshold.saturating_mul(stretch) / 8;
+        let percent = self.cfg.snapshot_log_percent.saturating_mul(stretch) / 8;
+        applied.0 >= self.snapshot_index.0.saturating_add(entries)
+            && self.log_bytes_since_snapshot.saturating_mul(100)
+                >= self.snapshot_bytes.saturating_mul(percent)
     }
 
     /// On the leader: propose removing expired keys, one batch at a time.
@@ -504,6 +513,29 @@ mod tests {
         let more = (0..10).position(|i| write(&mut n, format!("more{i}"), &big).is_some());
         let more = more.expect("a second snapshot once the log is large enough");
         assert!(more * 1000 + small_writes * 40 >= quarter - 1000, "came too early: {more}");
+    }
+
+    // Replicas stagger their snapshots by node id, so they do not all pause at one index.
+    #[test]
+    fn snapshots_are_staggered_by_node_id() {
+        let first_snapshot_index = |id: u64| {
+            let mut cfg = NodeConfig::new(crate::testkit::test_config(NodeId(id)));
+            cfg.snapshot_threshold = 8;
+            let p = Persisted::bootstrap(Membership::with_voters([NodeId(id)]));
+            let mut n = CacheNode::new(cfg, p, 1, Instant(0)).unwrap();
+            n.tick(Instant(250));
+            drive(&mut n, &mut Vec::new());
+            (0..40)
+                .find_map(|i| {
+                    n.write(Instant(300), RequestId(i), set(&format!("k{i}"), "v", None)).unwrap();
+                    let mut out = Vec::new();
+                    drive(&mut n, &mut out);
+                    out.into_iter().find_map(|a| a.snapshot).map(|s| s.meta.last_index.0)
+                })
+                .expect("a snapshot")
+        };
+        assert_eq!(first_snapshot_index(4), 8, "id 4: the threshold itself");
+        assert_eq!(first_snapshot_index(3), 11, "id 3: stretched by 3/8");
     }
 
     // A write on a follower is refused with the leader hint, and nothing is left pending.

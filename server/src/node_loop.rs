@@ -12,7 +12,7 @@
 
 use crate::metrics::{Metrics, NodeLabel, gauge_value};
 use crate::transport::{MemberAddr, Transport, raft_addresses};
-use crate::wal_store::WalStore;
+use crate::wal_store::{SnapshotWritten, WalStore};
 use bytes::Bytes;
 use simple_cache_core::cache::{ApplyResult, Command, Pattern, TtlStatus};
 use simple_cache_core::node::{CacheNode, RequestId, WriteError};
@@ -153,6 +153,8 @@ pub struct NodeLoop {
     clock: Clock,
     metrics: Arc<Metrics>,
     rx: mpsc::Receiver<Input>,
+    /// Results of the background snapshot writer.
+    snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
     status_tx: watch::Sender<Status>,
     next_id: u64,
     writes: HashMap<RequestId, WriteReply>,
@@ -168,7 +170,7 @@ pub struct NodeLoop {
 impl NodeLoop {
     pub fn new(
         node: CacheNode,
-        wal: WalStore,
+        mut wal: WalStore,
         transport: Transport,
         clock: Clock,
         metrics: Arc<Metrics>,
@@ -176,6 +178,7 @@ impl NodeLoop {
     ) -> (NodeLoop, watch::Receiver<Status>) {
         let status = status_of(&node, false);
         let (status_tx, status_rx) = watch::channel(status);
+        let snapshots_written = wal.start_writer();
         let mut l = NodeLoop {
             node,
             wal,
@@ -183,6 +186,7 @@ impl NodeLoop {
             clock,
             metrics,
             rx,
+            snapshots_written,
             status_tx,
             next_id: 1,
             writes: HashMap::new(),
@@ -224,9 +228,18 @@ impl NodeLoop {
                         // Every sender is gone: the server is shutting down.
                         None => { self.stop(None).await; return; }
                     },
+                    written = self.snapshots_written.recv() => {
+                        if let Some(w) = written {
+                            self.on_snapshot_written(w);
+                        }
+                        None
+                    }
                     _ = tokio::time::sleep(Duration::from_millis(wait_ms)) => None,
                 }
             };
+            while let Ok(w) = self.snapshots_written.try_recv() {
+                self.on_snapshot_written(w);
+            }
             let mut inputs = Vec::new();
             inputs.extend(first);
             while inputs.len() < INPUTS_PER_TURN_MAX {
@@ -364,20 +377,9 @@ impl NodeLoop {
             // 4 + 5 + 6: apply, resolve requests, advance.
             let applied = self.node.apply(ready);
             self.metrics.proposals_applied.inc_by(committed);
-            if let Some(snapshot) = &applied.snapshot {
-                let started = std::time::Instant::now();
-                let log = self.node.raft().log();
-                let persisted = log.persisted_index();
-                let entries: Vec<_> = log
-                    .slice(snapshot.meta.last_index.next(), usize::MAX, usize::MAX)
-                    .into_iter()
-                    .filter(|e| e.index <= persisted)
-                    .collect();
-                if let Err(e) = self.wal.save_snapshot(snapshot, &entries) {
-                    fatal("saving a snapshot failed", &e);
-                }
-                self.metrics.snapshot_saves.inc();
-                self.metrics.snapshot_save_duration.observe(started.elapsed().as_secs_f64());
+            if let Some(snapshot) = applied.snapshot {
+                // Written in the background; see `on_snapshot_written`.
+                self.wal.submit_snapshot(snapshot);
             }
             for (id, result) in applied.writes {
                 if let Some(reply) = self.writes.remove(&id) {
@@ -395,6 +397,33 @@ impl NodeLoop {
                 }
             }
         }
+    }
+
+    /// The background writer made a snapshot file durable: compact the WAL to it, unless a newer
+    /// snapshot replaced it meanwhile.
+    fn on_snapshot_written(&mut self, w: SnapshotWritten) {
+        if let Err(e) = w.result {
+            fatal("writing a snapshot file failed", &e);
+        }
+        let started = std::time::Instant::now();
+        match self.wal.snapshot_file_written(&w.meta) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => fatal("removing a replaced snapshot file failed", &e),
+        }
+        let log = self.node.raft().log();
+        let persisted = log.persisted_index();
+        let entries: Vec<_> = log
+            .slice(w.meta.last_index.next(), usize::MAX, usize::MAX)
+            .into_iter()
+            .filter(|e| e.index <= persisted)
+            .collect();
+        if let Err(e) = self.wal.compact(&w.meta, &entries) {
+            fatal("compacting the WAL to a snapshot failed", &e);
+        }
+        self.metrics.snapshot_saves.inc();
+        let total = w.duration + started.elapsed();
+        self.metrics.snapshot_save_duration.observe(total.as_secs_f64());
     }
 
     /// On the leader: promote a learner once it has caught up (core refuses with `NotCaughtUp`

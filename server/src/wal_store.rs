@@ -10,6 +10,13 @@
 //! `b"SCSNAP\0\x01"` + crc32c(payload) (u32 LE) + payload length (u64 LE) + payload, where the
 //! payload is `codec::encode(&Snapshot)`. It is written to a `.tmp` file, fsynced, renamed into
 //! place and the directory fsynced, before the WAL record that refers to it is written.
+//!
+//! A snapshot this node takes is written by a background thread ([`WalStore::start_writer`]):
+//! writing and fsyncing a file the size of the cache takes tens of milliseconds per 100k keys,
+//! and on the node loop it stalled every write of the cluster (all replicas snapshot at about
+//! the same index). The loop keeps appending meanwhile; when the file is durable it calls
+//! [`WalStore::snapshot_file_written`] and then [`WalStore::compact`], which writes the small
+//! compacted segment. Until then recovery simply uses the previous snapshot and segments.
 
 use bytes::Bytes;
 use simple_cache_core::codec;
@@ -61,6 +68,21 @@ pub struct WalStore {
     snapshot_index: u64,
     /// Bytes were written since the last fsync.
     unsynced: bool,
+    /// Jobs for the background snapshot writer, once started.
+    writer: Option<std::sync::mpsc::Sender<Snapshot>>,
+    /// The snapshot the writer is writing now (its files must not be removed meanwhile).
+    snapshot_in_flight: Option<u64>,
+    /// A newer snapshot taken while one was in flight; it replaces the one in flight when that
+    /// one finishes (the log no longer holds the entries the older one would need).
+    snapshot_queued: Option<Snapshot>,
+}
+
+/// The background writer made a snapshot file durable (or failed to).
+#[derive(Debug)]
+pub struct SnapshotWritten {
+    pub meta: SnapshotMeta,
+    pub result: io::Result<()>,
+    pub duration: Duration,
 }
 
 /// The store and what recovery found.
@@ -161,7 +183,7 @@ impl WalStore {
             None => None,
         };
         let snapshot_index = snapshot.as_ref().map_or(0, |s| s.meta.last_index.0);
-        remove_other_snapshots(&snap_dir, snapshot_index).map_err(io_err(&snap_dir))?;
+        remove_other_snapshots(&snap_dir, &[snapshot_index]).map_err(io_err(&snap_dir))?;
         let fresh = snapshot.is_none() && entries.is_empty() && hard_state == HardState::default();
         tracing::info!(
             dir = %wal_dir.display(), segment = seq, snapshot_index,
@@ -178,6 +200,9 @@ impl WalStore {
             hard_state: hard_state.clone(),
             snapshot_index,
             unsynced: false,
+            writer: None,
+            snapshot_in_flight: None,
+            snapshot_queued: None,
         };
         Ok(Opened { store, persisted: Persisted { hard_state, snapshot, entries }, fresh })
     }
@@ -196,7 +221,7 @@ impl WalStore {
     pub fn persist_ready(&mut self, ready: &Ready) -> io::Result<PersistStats> {
         let mut bytes = Vec::new();
         if let Some(s) = &ready.snapshot {
-            self.write_snapshot_file(s)?;
+            write_snapshot_file(&self.snap_dir, s)?;
             bytes.extend_from_slice(&wal::encode_record(&WalRecord::Snapshot(s.meta.clone())));
         }
         bytes.extend_from_slice(&wal::encode_entries(&ready.entries));
@@ -216,7 +241,11 @@ impl WalStore {
         if let Some(s) = &ready.snapshot {
             // The record naming the new snapshot is durable: older snapshot files are unused.
             self.snapshot_index = s.meta.last_index.0;
-            remove_other_snapshots(&self.snap_dir, self.snapshot_index)?;
+            if self.snapshot_queued.as_ref().is_some_and(|q| q.meta.last_index <= s.meta.last_index)
+            {
+                self.snapshot_queued = None;
+            }
+            self.remove_unused_snapshots()?;
         }
         if self.size >= self.segment_bytes_target {
             self.rotate()?;
@@ -224,13 +253,75 @@ impl WalStore {
         Ok(stats)
     }
 
-    /// Makes a snapshot this node took durable and compacts the WAL to it: the snapshot file,
-    /// then a self-contained segment holding the hard state, the snapshot's metadata and the
-    /// `entries` after it, then the removal of older segments and snapshot files.
+    /// Starts the background snapshot writer; the node loop receives its results.
+    pub fn start_writer(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<SnapshotWritten> {
+        let (jobs, job_rx) = std::sync::mpsc::channel::<Snapshot>();
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let dir = self.snap_dir.clone();
+        std::thread::Builder::new()
+            .name("snapshot-writer".to_string())
+            .spawn(move || {
+                // Ends when the store (the job sender) is dropped.
+                while let Ok(s) = job_rx.recv() {
+                    let started = StdInstant::now();
+                    let result = write_snapshot_file(&dir, &s);
+                    let written =
+                        SnapshotWritten { meta: s.meta, result, duration: started.elapsed() };
+                    if done_tx.send(written).is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("the snapshot writer thread starts");
+        self.writer = Some(jobs);
+        done_rx
+    }
+
+    /// Hands a snapshot this node took to the background writer (or queues it behind the one
+    /// being written). Needs [`WalStore::start_writer`].
+    pub fn submit_snapshot(&mut self, snapshot: Snapshot) {
+        if snapshot.meta.last_index.0 <= self.snapshot_index {
+            return;
+        }
+        if self.snapshot_in_flight.is_some() {
+            self.snapshot_queued = Some(snapshot);
+            return;
+        }
+        let writer = self.writer.as_ref().expect("start_writer was called");
+        self.snapshot_in_flight = Some(snapshot.meta.last_index.0);
+        writer.send(snapshot).expect("the snapshot writer runs while the store exists");
+    }
+
+    /// The writer finished the file of `meta`. Returns whether that snapshot is still the one
+    /// to compact to; if so the caller calls [`WalStore::compact`] next. If a newer snapshot
+    /// replaced it (installed from the leader, or taken meanwhile), its file is removed and a
+    /// queued snapshot goes to the writer.
+    pub fn snapshot_file_written(&mut self, meta: &SnapshotMeta) -> io::Result<bool> {
+        self.snapshot_in_flight = None;
+        let current = meta.last_index.0 > self.snapshot_index && self.snapshot_queued.is_none();
+        if !current {
+            tracing::info!(index = %meta.last_index, "a newer snapshot replaced the one just written");
+            self.remove_unused_snapshots()?;
+        }
+        if let Some(q) = self.snapshot_queued.take() {
+            self.submit_snapshot(q);
+        }
+        Ok(current)
+    }
+
+    /// Makes a snapshot this node took durable and compacts the WAL to it, on the calling
+    /// thread (the node loop uses the background writer instead).
     pub fn save_snapshot(&mut self, snapshot: &Snapshot, entries: &[Entry]) -> io::Result<()> {
-        self.write_snapshot_file(snapshot)?;
+        write_snapshot_file(&self.snap_dir, snapshot)?;
+        self.compact(&snapshot.meta, entries)
+    }
+
+    /// Compacts the WAL to a snapshot whose file is already durable: a self-contained segment
+    /// holding the hard state, the snapshot's metadata and the `entries` after it (those
+    /// persisted), then the removal of older segments and snapshot files.
+    pub fn compact(&mut self, meta: &SnapshotMeta, entries: &[Entry]) -> io::Result<()> {
         let next = self.seq + 1;
-        let bytes = wal::compacted_segment(next, &self.hard_state, &snapshot.meta, entries);
+        let bytes = wal::compacted_segment(next, &self.hard_state, meta, entries);
         let name = wal::segment_file_name(next);
         let tmp = self.wal_dir.join(format!("{name}.tmp"));
         let path = self.wal_dir.join(&name);
@@ -255,13 +346,17 @@ impl WalStore {
                 Err(e) => return Err(e),
             }
         }
-        self.snapshot_index = snapshot.meta.last_index.0;
-        remove_other_snapshots(&self.snap_dir, self.snapshot_index)?;
-        tracing::info!(
-            index = %snapshot.meta.last_index, bytes = snapshot.data.len(), segment = next,
-            "snapshot saved and WAL compacted"
-        );
+        self.snapshot_index = meta.last_index.0;
+        self.remove_unused_snapshots()?;
+        tracing::info!(index = %meta.last_index, segment = next, "snapshot saved and WAL compacted");
         Ok(())
+    }
+
+    /// Removes snapshot files other than the one recovery would use and the one being written.
+    fn remove_unused_snapshots(&self) -> io::Result<()> {
+        let keep: Vec<u64> =
+            [Some(self.snapshot_index), self.snapshot_in_flight].into_iter().flatten().collect();
+        remove_other_snapshots(&self.snap_dir, &keep)
     }
 
     /// Fsyncs unsynced bytes (used at shutdown).
@@ -297,24 +392,25 @@ impl WalStore {
         tracing::info!(segment = next, "WAL segment rotated");
         Ok(())
     }
+}
 
-    fn write_snapshot_file(&self, s: &Snapshot) -> io::Result<()> {
-        let payload = codec::encode(s);
-        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
-        bytes.extend_from_slice(&SNAPSHOT_MAGIC);
-        bytes.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&payload);
-        let name = snapshot_file_name(s.meta.last_index.0);
-        let tmp = self.snap_dir.join(format!("{name}.tmp"));
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        fs::rename(&tmp, self.snap_dir.join(&name))?;
-        sync_dir(&self.snap_dir)
+/// Writes a snapshot file durably: `.tmp`, fsync, rename, fsync of the directory.
+fn write_snapshot_file(dir: &Path, s: &Snapshot) -> io::Result<()> {
+    let payload = codec::encode(s);
+    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_BYTES);
+    header.extend_from_slice(&SNAPSHOT_MAGIC);
+    header.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
+    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    let name = snapshot_file_name(s.meta.last_index.0);
+    let tmp = dir.join(format!("{name}.tmp"));
+    {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&header)?;
+        f.write_all(&payload)?;
+        f.sync_all()?;
     }
+    fs::rename(&tmp, dir.join(&name))?;
+    sync_dir(dir)
 }
 
 fn snapshot_file_name(index: u64) -> String {
@@ -339,14 +435,19 @@ fn read_snapshot_file(path: &Path) -> Result<Snapshot, StorageError> {
     codec::decode::<Snapshot>(payload, payload.len()).map_err(|e| bad(e.to_string()))
 }
 
-/// Removes snapshot files other than the one at `keep` (and leftover temporary files).
-fn remove_other_snapshots(dir: &Path, keep: u64) -> io::Result<()> {
-    let keep_name = snapshot_file_name(keep);
+/// Removes snapshot files (and temporary files) other than those of the indexes in `keep`.
+fn remove_other_snapshots(dir: &Path, keep: &[u64]) -> io::Result<()> {
+    let kept = |name: &str| {
+        keep.iter().any(|&i| {
+            let n = snapshot_file_name(i);
+            name == n || name.strip_suffix(".tmp") == Some(n.as_str())
+        })
+    };
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let ours = name.ends_with(".snap") || name.ends_with(".snap.tmp");
-        if ours && name != keep_name {
+        if ours && !kept(&name) {
             fs::remove_file(entry.path())?;
         }
     }
@@ -453,6 +554,88 @@ mod tests {
         let idx: Vec<u64> = o.persisted.entries.iter().map(|e| e.index.0).collect();
         assert_eq!(idx, vec![9, 10, 11]);
         assert_eq!(o.persisted.hard_state, hs(1, 11));
+    }
+
+    fn snap(index: u64, data: &'static [u8]) -> Snapshot {
+        let meta = SnapshotMeta { last_index: LogIndex(index), last_term: Term(1), ..boot_meta() };
+        Snapshot { meta, data: Bytes::from_static(data) }
+    }
+
+    fn snap_files(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir.join("snap"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    // The background writer's snapshot is used once its file is durable and the WAL compacted:
+    // entries appended while it was written survive, older segments are gone.
+    #[test]
+    fn background_snapshot_compacts_after_the_file_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStore::open(dir.path(), 200).unwrap().store;
+        let mut done = s.start_writer();
+        s.bootstrap(&boot_meta()).unwrap();
+        for i in 1..=10 {
+            s.persist_ready(&ready(vec![entry(i, 1, "0123456789")], Some(hs(1, i)))).unwrap();
+        }
+        s.submit_snapshot(snap(8, b"cache-state"));
+        // The loop keeps appending while the file is written.
+        s.persist_ready(&ready(vec![entry(11, 1, "x")], Some(hs(1, 11)))).unwrap();
+        let w = done.blocking_recv().unwrap();
+        w.result.unwrap();
+        assert!(s.snapshot_file_written(&w.meta).unwrap());
+        let after: Vec<Entry> =
+            (9..=10).map(|i| entry(i, 1, "0123456789")).chain([entry(11, 1, "x")]).collect();
+        s.compact(&w.meta, &after).unwrap();
+        drop(s);
+        assert_eq!(segments(dir.path()).len(), 1, "older segments removed");
+        let o = WalStore::open(dir.path(), 200).unwrap();
+        assert_eq!(o.persisted.snapshot, Some(snap(8, b"cache-state")));
+        let idx: Vec<u64> = o.persisted.entries.iter().map(|e| e.index.0).collect();
+        assert_eq!(idx, vec![9, 10, 11]);
+    }
+
+    // A snapshot installed from the leader while ours is being written wins: ours is not
+    // compacted to and its file is removed; a snapshot taken while one is in flight replaces it.
+    #[test]
+    fn newer_snapshots_replace_the_one_in_flight() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = WalStore::open(dir.path(), 1 << 20).unwrap().store;
+        let mut done = s.start_writer();
+        s.bootstrap(&boot_meta()).unwrap();
+        for i in 1..=5 {
+            s.persist_ready(&ready(vec![entry(i, 1, "e")], Some(hs(1, i)))).unwrap();
+        }
+        s.submit_snapshot(snap(3, b"ours-at-3"));
+        let leaders =
+            Ready { snapshot: Some(snap(20, b"leader-at-20")), ..ready(vec![], Some(hs(1, 20))) };
+        s.persist_ready(&leaders).unwrap();
+        let w = done.blocking_recv().unwrap();
+        w.result.unwrap();
+        assert!(!s.snapshot_file_written(&w.meta).unwrap(), "the leader's snapshot is newer");
+        assert_eq!(snap_files(dir.path()), vec![snapshot_file_name(20)]);
+
+        for i in 21..=30 {
+            s.persist_ready(&ready(vec![entry(i, 1, "e")], Some(hs(1, i)))).unwrap();
+        }
+        s.submit_snapshot(snap(22, b"ours-at-22"));
+        s.submit_snapshot(snap(25, b"ours-at-25")); // queued behind 22
+        let w = done.blocking_recv().unwrap();
+        assert_eq!(w.meta.last_index, LogIndex(22));
+        assert!(!s.snapshot_file_written(&w.meta).unwrap(), "25 was taken meanwhile");
+        let w = done.blocking_recv().unwrap();
+        assert_eq!(w.meta.last_index, LogIndex(25));
+        assert!(s.snapshot_file_written(&w.meta).unwrap());
+        let after: Vec<Entry> = (26..=30).map(|i| entry(i, 1, "e")).collect();
+        s.compact(&w.meta, &after).unwrap();
+        assert_eq!(snap_files(dir.path()), vec![snapshot_file_name(25)]);
+        drop(s);
+        let o = WalStore::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(o.persisted.snapshot, Some(snap(25, b"ours-at-25")));
+        assert_eq!(o.persisted.entries.len(), 5);
     }
 
     // A write cut short by a crash is truncated on restart; what was complete survives, and the
