@@ -20,6 +20,9 @@ enum Op {
     GetStale,
     /// 90% linearizable GET, 10% PUT.
     Mixed,
+    /// PUT each of the keys `key:000000000000` .. (`--keys` of them, 16 bytes each) exactly once,
+    /// then stop: fills a cache for a memory measurement.
+    Fill,
 }
 
 #[derive(Parser, Debug)]
@@ -131,7 +134,11 @@ async fn main() -> anyhow::Result<()> {
     }
 
     let deadline = Instant::now() + Duration::from_secs(args.duration);
-    let per_worker_max = args.max_requests / args.connections as u64 + 1;
+    let per_worker_max = match args.op {
+        Op::Fill => args.keys.div_ceil(args.connections) as u64,
+        _ => args.max_requests / args.connections as u64 + 1,
+    };
+    let connections = args.connections;
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..args.connections {
@@ -143,7 +150,11 @@ async fn main() -> anyhow::Result<()> {
             let mut out = Worker { latencies_us: Vec::new(), errors: 0 };
             let mut i: u64 = 0;
             while Instant::now() < deadline && i < per_worker_max {
+                let fill_index = w + i as usize * connections;
                 i += 1;
+                if op == Op::Fill && fill_index >= keys {
+                    break;
+                }
                 let read_key = format!("read-{}", (i as usize * 7919 + w * 104_729) % keys);
                 let t0 = Instant::now();
                 let r = match op {
@@ -154,6 +165,7 @@ async fn main() -> anyhow::Result<()> {
                         put(&client, &base, &format!("mix-{w}-{i}"), &body).await
                     }
                     Op::Mixed => get(&client, &base, &read_key, false).await,
+                    Op::Fill => put(&client, &base, &format!("key:{fill_index:012}"), &body).await,
                 };
                 match r {
                     Ok(()) => {

@@ -113,6 +113,9 @@ pub struct CacheNode {
     snapshot_bytes: u64,
     /// Payload bytes of the entries applied after `snapshot_index`.
     log_bytes_since_snapshot: u64,
+    /// A snapshot handed to the driver but not yet compacted into the Raft log: a leader keeps
+    /// the entries a follower still needs (see [`CacheNode::compact_when_caught_up`]).
+    deferred_compaction: Option<(LogIndex, bytes::Bytes)>,
     now: Instant,
 }
 
@@ -150,6 +153,7 @@ impl CacheNode {
             snapshot_index,
             snapshot_bytes,
             log_bytes_since_snapshot: 0,
+            deferred_compaction: None,
             now,
         })
     }
@@ -186,11 +190,14 @@ impl CacheNode {
         self.now = self.now.max(now);
         self.raft.tick(now);
         self.propose_expiry();
+        self.compact_when_caught_up();
     }
 
     pub fn step(&mut self, now: Instant, msg: Message) -> Result<(), StepError> {
         self.now = self.now.max(now);
-        self.raft.step(now, msg)
+        self.raft.step(now, msg)?;
+        self.compact_when_caught_up();
+        Ok(())
     }
 
     /// Proposes a client write. TTLs must already be absolute deadlines computed from `now`
@@ -236,6 +243,7 @@ impl CacheNode {
             self.snapshot_index = s.meta.last_index;
             self.snapshot_bytes = s.data.len() as u64;
             self.log_bytes_since_snapshot = 0;
+            self.deferred_compaction = None;
             // Writes inside the snapshot may or may not have been committed: say so.
             let covered: Vec<LogIndex> =
                 self.writes.range(..=s.meta.last_index).map(|(i, _)| *i).collect();
@@ -287,17 +295,45 @@ impl CacheNode {
                 out.reads.push((id, Ok(leader_time.max(self.cache.clock()))));
             }
         }
-        if self.snapshot_due(applied) {
+        if self.snapshot_due(applied)
+            && let Some(meta) = self.raft.snapshot_meta_at(applied)
+        {
             let data = self.cache.snapshot();
-            if self.raft.compact(applied, data.clone()).is_ok() {
-                self.snapshot_index = applied;
-                self.snapshot_bytes = data.len() as u64;
-                self.log_bytes_since_snapshot = 0;
-                let meta = self.raft.log().snapshot_meta().clone();
-                out.snapshot = Some(Snapshot { meta, data });
+            self.snapshot_index = applied;
+            self.snapshot_bytes = data.len() as u64;
+            self.log_bytes_since_snapshot = 0;
+            self.deferred_compaction = Some((applied, data.clone()));
+            out.snapshot = Some(Snapshot { meta, data });
+        }
+        self.compact_when_caught_up();
+        out
+    }
+
+    /// Compacts the Raft log to the snapshot last handed to the driver, except that a leader
+    /// first waits (for at most `snapshot_threshold` more entries) until every follower it heard
+    /// from within an election timeout has replicated up to the snapshot. Compacting at once
+    /// made the slower follower, always a few entries behind under load, need the whole
+    /// snapshot instead of those few entries (etcd keeps a tail of entries for the same reason).
+    fn compact_when_caught_up(&mut self) {
+        let Some((index, _)) = &self.deferred_compaction else {
+            return;
+        };
+        let index = *index;
+        let raft = &self.raft;
+        if raft.is_leader() && raft.last_applied().0 < index.0 + self.cfg.snapshot_threshold {
+            let recent_ms = raft.config().election_timeout_ms;
+            let lagging = raft.peers().into_iter().any(|p| {
+                p.id != raft.id()
+                    && p.match_index < index
+                    && p.last_contact.is_some_and(|t| self.now.saturating_since(t) < recent_ms)
+            });
+            if lagging {
+                return;
             }
         }
-        out
+        let (index, data) = self.deferred_compaction.take().expect("checked above");
+        // Already compacted further (a snapshot from a leader): nothing to do.
+        let _ = self.raft.compact(index, data);
     }
 
     /// Whether to snapshot at `applied` (see `NodeConfig::snapshot_threshold`). Both limits are
@@ -536,6 +572,68 @@ mod tests {
         };
         assert_eq!(first_snapshot_index(4), 8, "id 4: the threshold itself");
         assert_eq!(first_snapshot_index(3), 11, "id 3: stretched by 3/8");
+    }
+
+    // A leader hands its snapshot to the driver at once but keeps the log entries a recently
+    // active follower still needs, compacting only once that follower has them; so a follower a
+    // few entries behind catches up with entries, not with the whole snapshot.
+    #[test]
+    fn leader_defers_compaction_until_active_followers_caught_up() {
+        use crate::message::{Message, MessageBody};
+        use crate::types::Term;
+        let m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        let mut cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
+        cfg.snapshot_threshold = 5;
+        let mut n = CacheNode::new(cfg, Persisted::bootstrap(m), 7, Instant(0)).unwrap();
+        let msg = |from: u64, body: MessageBody| Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: Term(1),
+            body,
+        };
+        let vote = |from: u64, pre_vote: bool| {
+            msg(from, MessageBody::RequestVoteResponse { pre_vote, granted: true })
+        };
+        let ack = |from: u64, index: u64| {
+            msg(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    index: LogIndex(index),
+                    success: true,
+                    conflict_term: None,
+                    conflict_index: LogIndex(0),
+                },
+            )
+        };
+        let t = Instant(200);
+        n.tick(t);
+        drive(&mut n, &mut Vec::new());
+        for pre_vote in [true, false] {
+            for from in [2, 3] {
+                n.step(t, vote(from, pre_vote)).unwrap();
+            }
+            drive(&mut n, &mut Vec::new());
+        }
+        assert!(n.raft().is_leader());
+        for from in [2, 3] {
+            n.step(t, ack(from, 1)).unwrap();
+        }
+        for i in 0..10 {
+            n.write(t, RequestId(i), set(&format!("k{i}"), "v", None)).unwrap();
+        }
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let last = n.raft().log().last_index().0;
+        // Node 2 has everything, node 3 only the no-op: the entries commit and a snapshot is taken.
+        n.step(t, ack(2, last)).unwrap();
+        drive(&mut n, &mut out);
+        let snap = out.iter().find_map(|a| a.snapshot.clone()).expect("a snapshot for the driver");
+        assert_eq!(n.raft().log().snapshot_meta().last_index, LogIndex(0), "log kept for node 3");
+        assert_eq!(n.raft().log().first_index(), LogIndex(1));
+        // Node 3 catches up: now the log is compacted to the snapshot.
+        n.step(t, ack(3, last)).unwrap();
+        drive(&mut n, &mut Vec::new());
+        assert_eq!(n.raft().log().snapshot_meta().last_index, snap.meta.last_index);
     }
 
     // A write on a follower is refused with the leader hint, and nothing is left pending.

@@ -645,6 +645,17 @@ impl RaftNode {
 
     /// The driver took a snapshot of the state machine at `index` (which must be applied):
     /// the log up to it is dropped and the snapshot is kept to send to lagging followers.
+    /// The metadata a snapshot of the state machine at `index` carries: `None` unless `index`
+    /// is applied and still in the log.
+    pub fn snapshot_meta_at(&self, index: LogIndex) -> Option<SnapshotMeta> {
+        if index > self.last_applied || index <= self.log.snapshot_meta().last_index {
+            return None;
+        }
+        let last_term = self.log.term_at(index)?;
+        let (_, membership) = self.log.membership_at(index);
+        Some(SnapshotMeta { last_index: index, last_term, membership })
+    }
+
     pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
         if index > self.last_applied {
             return Err(CompactError::NotApplied { index, applied: self.last_applied });
@@ -653,10 +664,7 @@ impl RaftNode {
         if index <= snapshot_index {
             return Err(CompactError::AlreadyCompacted { index, snapshot_index });
         }
-        let last_term =
-            self.log.term_at(index).expect("an applied, uncompacted index is in the log");
-        let (_, membership) = self.log.membership_at(index);
-        let meta = SnapshotMeta { last_index: index, last_term, membership };
+        let meta = self.snapshot_meta_at(index).expect("an applied, uncompacted index");
         self.log.install_snapshot(meta.clone());
         tracing::info!(node = %self.id, index = %index, bytes = data.len(), "log compacted into snapshot");
         self.snapshot = Some(Snapshot { meta, data });
