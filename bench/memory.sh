@@ -29,11 +29,13 @@ for _ in $(seq 1 100); do curl -sf 127.0.0.1:18180/readyz >/dev/null && break; s
 before=$(rss_kib "$PID")
 "$ROOT/target/release/simple-cache-bench" --url http://127.0.0.1:18180 --op fill --keys "$KEYS" \
   --value-bytes 98 --connections 32 --duration 600
-keys=$(curl -s 127.0.0.1:12180/metrics | awk '/^cache_keys / {print $2}')
+keys=$(curl -s 127.0.0.1:12180/metrics | awk '/^simple_cache_keys_total / {print $2}')
+snap_bytes=$(du -sb "$BASE/data/snap" | cut -f1)
+wal_bytes=$(du -sb "$BASE/data/wal" | cut -f1)
 after=$(rss_kib "$PID")
 kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""
 ours_per_key=$(( (after - before) * 1024 / KEYS ))
-echo "simple-cache: keys=$keys rss_before=${before}KiB rss_after=${after}KiB => $ours_per_key bytes/key"
+echo "simple-cache: keys=$keys rss_before=${before}KiB rss_after=${after}KiB => $ours_per_key bytes/key (snapshot files ${snap_bytes} B, WAL ${wal_bytes} B)"
 
 # --- redis ---
 redis-server --port 16390 --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
@@ -56,7 +58,7 @@ redis_per_key=$(( (rafter - rbefore) * 1024 / KEYS ))
 echo "redis: keys=$rkeys used_memory=$rused rss_before=${rbefore}KiB rss_after=${rafter}KiB => $redis_per_key bytes/key"
 
 cat >>"$RESULTS_DIR/memory.jsonl" <<EOF
-{"system":"simple-cache","keys":$keys,"rss_before_kib":$before,"rss_after_kib":$after,"bytes_per_key":$ours_per_key}
+{"system":"simple-cache","keys":$keys,"rss_before_kib":$before,"rss_after_kib":$after,"bytes_per_key":$ours_per_key,"snapshot_file_bytes":$snap_bytes,"wal_bytes":$wal_bytes}
 {"system":"redis","keys":$rkeys,"used_memory":$rused,"rss_before_kib":$rbefore,"rss_after_kib":$rafter,"bytes_per_key":$redis_per_key}
 EOF
 echo "| system | keys | RSS growth | bytes per key |"
