@@ -306,7 +306,34 @@ impl CacheNode {
             out.snapshot = Some(Snapshot { meta, data });
         }
         self.compact_when_caught_up();
+        self.provide_wanted_snapshot(&mut out);
+        self.raft.release_snapshot_data();
         out
+    }
+
+    /// Raft released its snapshot data (the cache's size again, held only while a follower
+    /// receives it) and a follower now needs a snapshot: encode the cache at `last_applied`.
+    /// Past the log's snapshot index this is a new snapshot, which the driver persists too.
+    fn provide_wanted_snapshot(&mut self, out: &mut Applied) {
+        if !self.raft.wants_snapshot() {
+            return;
+        }
+        let applied = self.raft.last_applied();
+        let data = self.cache.snapshot();
+        match self.raft.snapshot_meta_at(applied) {
+            Some(meta) => {
+                self.deferred_compaction = None;
+                if self.raft.compact(applied, data.clone()).is_ok() {
+                    self.snapshot_index = applied;
+                    self.snapshot_bytes = data.len() as u64;
+                    self.log_bytes_since_snapshot = 0;
+                    out.snapshot = Some(Snapshot { meta, data });
+                }
+            }
+            None => {
+                let _ = self.raft.provide_snapshot_data(data);
+            }
+        }
     }
 
     /// Compacts the Raft log to the snapshot last handed to the driver, except that a leader
@@ -634,6 +661,87 @@ mod tests {
         n.step(t, ack(3, last)).unwrap();
         drive(&mut n, &mut Vec::new());
         assert_eq!(n.raft().log().snapshot_meta().last_index, snap.meta.last_index);
+    }
+
+    // A leader drops its snapshot data once compacted (it is as large as the cache) and, when a
+    // follower later needs a snapshot, encodes the cache again and sends it.
+    #[test]
+    fn released_snapshot_data_is_provided_again_when_a_follower_needs_it() {
+        use crate::message::{Message, MessageBody};
+        use crate::types::Term;
+        let m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        let mut cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
+        cfg.snapshot_threshold = 5;
+        let mut n = CacheNode::new(cfg, Persisted::bootstrap(m), 7, Instant(0)).unwrap();
+        let msg = |from: u64, body: MessageBody| Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: Term(1),
+            body,
+        };
+        let resp = |from: u64, index: u64, success: bool| {
+            msg(
+                from,
+                MessageBody::AppendEntriesResponse {
+                    index: LogIndex(index),
+                    success,
+                    conflict_term: None,
+                    conflict_index: LogIndex(index),
+                },
+            )
+        };
+        let t = Instant(200);
+        n.tick(t);
+        drive(&mut n, &mut Vec::new());
+        for pre_vote in [true, false] {
+            for from in [2, 3] {
+                let body = MessageBody::RequestVoteResponse { pre_vote, granted: true };
+                n.step(t, msg(from, body)).unwrap();
+            }
+            drive(&mut n, &mut Vec::new());
+        }
+        for from in [2, 3] {
+            n.step(t, resp(from, 1, true)).unwrap();
+        }
+        for i in 0..10 {
+            n.write(t, RequestId(i), set(&format!("k{i}"), "v", None)).unwrap();
+        }
+        drive(&mut n, &mut Vec::new());
+        let last = n.raft().log().last_index().0;
+        // Node 3 went quiet long ago: the leader compacts at once.
+        let late = Instant(t.0 + 500);
+        n.tick(late);
+        n.step(late, resp(2, last, true)).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let snap = out.iter().find_map(|a| a.snapshot.clone()).expect("a snapshot");
+        assert_eq!(n.raft().log().snapshot_meta().last_index, snap.meta.last_index);
+        assert!(!n.raft().wants_snapshot());
+        // Node 3 is back, missing everything after index 1: it needs the snapshot.
+        n.step(late, resp(3, 2, false)).unwrap();
+        assert!(n.raft().wants_snapshot(), "the data was released");
+        let mut messages = Vec::new();
+        for step in 0..20u64 {
+            let now = Instant(late.0 + 10 * step);
+            n.tick(now);
+            n.step(now, resp(3, 1, true)).unwrap();
+            loop {
+                let r = n.ready();
+                if r.is_empty() {
+                    break;
+                }
+                messages.extend(r.messages.clone());
+                n.apply(r);
+            }
+        }
+        assert!(!n.raft().wants_snapshot());
+        let sent = messages.iter().find_map(|m| match &m.body {
+            MessageBody::InstallSnapshot { meta, offset: 0, .. } if m.to == NodeId(3) => {
+                Some(meta.last_index)
+            }
+            _ => None,
+        });
+        assert_eq!(sent, Some(snap.meta.last_index), "the snapshot went to node 3");
     }
 
     // A write on a follower is refused with the leader hint, and nothing is left pending.

@@ -278,8 +278,11 @@ pub struct RaftNode {
     /// Members the leader must send appends to when the next `Ready` is built.
     append_needed: BTreeSet<NodeId>,
 
-    /// The latest snapshot, sent to followers that are too far behind.
+    /// The latest snapshot, sent to followers that are too far behind. `None` once compacted
+    /// only if the driver released the data (see [`RaftNode::release_snapshot_data`]).
     snapshot: Option<Snapshot>,
+    /// A follower needs a snapshot and no data is held: the driver must provide one.
+    snapshot_wanted: bool,
     incoming_snapshot: Option<IncomingSnapshot>,
     /// Decides whether a snapshot received from a leader can be installed (see
     /// [`RaftNode::set_snapshot_check`]).
@@ -350,6 +353,7 @@ impl RaftNode {
             },
             snapshot_to_install: None,
             snapshot_check: None,
+            snapshot_wanted: false,
             messages: Vec::new(),
             read_states: Vec::new(),
             aborted_reads: Vec::new(),
@@ -668,6 +672,44 @@ impl RaftNode {
         self.log.install_snapshot(meta.clone());
         tracing::info!(node = %self.id, index = %index, bytes = data.len(), "log compacted into snapshot");
         self.snapshot = Some(Snapshot { meta, data });
+        self.snapshot_wanted = false;
+        Ok(())
+    }
+
+    /// Drops the snapshot data held for sending to followers, unless one is receiving it or
+    /// needs it (its next entry is compacted away). A
+    /// cache's snapshot is as large as the cache, so holding it doubles the memory of a node;
+    /// when a follower needs one later, [`RaftNode::wants_snapshot`] asks the driver for it.
+    pub fn release_snapshot_data(&mut self) {
+        let compacted = self.log.snapshot_meta().last_index;
+        let needed = self.progress.values().any(|p| {
+            matches!(p.state, ReplicationState::Snapshot { .. }) || p.next_index <= compacted
+        });
+        if self.snapshot.is_some() && !needed {
+            self.snapshot = None;
+        }
+    }
+
+    /// A follower needs a snapshot and the data was released: the driver provides the state
+    /// machine at `last_applied`, with [`RaftNode::compact`] if that is past the log's snapshot
+    /// index, else with [`RaftNode::provide_snapshot_data`]. Replication to that follower
+    /// resumes with its next probe.
+    pub fn wants_snapshot(&self) -> bool {
+        self.snapshot_wanted
+    }
+
+    /// Provides the data of the snapshot at the log's snapshot index (after a release), which
+    /// must be the state machine at that index: only when `last_applied` is that index.
+    pub fn provide_snapshot_data(&mut self, data: Bytes) -> Result<(), CompactError> {
+        let meta = self.log.snapshot_meta().clone();
+        if self.last_applied != meta.last_index {
+            return Err(CompactError::NotApplied {
+                index: meta.last_index,
+                applied: self.last_applied,
+            });
+        }
+        self.snapshot = Some(Snapshot { meta, data });
+        self.snapshot_wanted = false;
         Ok(())
     }
 
@@ -1095,8 +1137,8 @@ impl RaftNode {
 
     fn start_snapshot(&mut self, to: NodeId) {
         let Some(snapshot) = &self.snapshot else {
-            // Only possible if the log was compacted without a snapshot, which `compact` forbids.
-            debug_assert!(false, "a compacted log always has a snapshot to send");
+            // The data was released: ask the driver for it; the next probe sends it.
+            self.snapshot_wanted = true;
             return;
         };
         let last_index = snapshot.meta.last_index;
