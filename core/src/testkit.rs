@@ -431,6 +431,20 @@ impl Cluster {
             let meta = n.raft.log().snapshot_meta().clone();
             n.disk.compact(Snapshot { meta, data });
         }
+        // Snapshot data on demand, as `CacheNode` does: encoded again when a follower needs it,
+        // released whenever none does.
+        if n.raft.wants_snapshot() {
+            let index = n.applied_index;
+            let data = encode_applied(&n.applied);
+            if index > n.raft.log().snapshot_meta().last_index {
+                n.raft.compact(index, data.clone()).expect("compacting at the applied index");
+                let meta = n.raft.log().snapshot_meta().clone();
+                n.disk.compact(Snapshot { meta, data });
+            } else {
+                n.raft.provide_snapshot_data(data).expect("the state at the snapshot index");
+            }
+        }
+        n.raft.release_snapshot_data();
     }
 
     fn digest(&mut self, bytes: &[u8]) {

@@ -59,7 +59,7 @@ fn mutation_commit_previous_term_is_caught() {
 // deposed leader keeps answering.
 #[test]
 fn mutation_local_reads_is_caught() {
-    let budget = 60;
+    let budget = 400;
     let found = first_failure(
         Mutation::LocalReads,
         budget,
