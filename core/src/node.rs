@@ -601,64 +601,72 @@ mod tests {
         assert_eq!(first_snapshot_index(3), 11, "id 3: stretched by 3/8");
     }
 
-    // A leader hands its snapshot to the driver at once but keeps the log entries a recently
-    // active follower still needs, compacting only once that follower has them; so a follower a
-    // few entries behind catches up with entries, not with the whole snapshot.
-    #[test]
-    fn leader_defers_compaction_until_active_followers_caught_up() {
-        use crate::message::{Message, MessageBody};
-        use crate::types::Term;
+    fn to_node1(from: u64, body: crate::message::MessageBody) -> crate::message::Message {
+        crate::message::Message {
+            from: NodeId(from),
+            to: NodeId(1),
+            term: crate::types::Term(1),
+            body,
+        }
+    }
+
+    fn append_resp(from: u64, index: u64, success: bool) -> crate::message::Message {
+        let body = crate::message::MessageBody::AppendEntriesResponse {
+            index: LogIndex(index),
+            success,
+            conflict_term: None,
+            conflict_index: LogIndex(index),
+        };
+        to_node1(from, body)
+    }
+
+    /// Node 1 of {1, 2, 3} with `snapshot_threshold` 5, made leader at 200 ms by votes from 2
+    /// and 3 (both acknowledged its no-op), with 10 writes proposed and sent; returns it and
+    /// its last index.
+    fn three_node_leader_with_writes() -> (CacheNode, u64) {
         let m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
         let mut cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
         cfg.snapshot_threshold = 5;
         let mut n = CacheNode::new(cfg, Persisted::bootstrap(m), 7, Instant(0)).unwrap();
-        let msg = |from: u64, body: MessageBody| Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: Term(1),
-            body,
-        };
-        let vote = |from: u64, pre_vote: bool| {
-            msg(from, MessageBody::RequestVoteResponse { pre_vote, granted: true })
-        };
-        let ack = |from: u64, index: u64| {
-            msg(
-                from,
-                MessageBody::AppendEntriesResponse {
-                    index: LogIndex(index),
-                    success: true,
-                    conflict_term: None,
-                    conflict_index: LogIndex(0),
-                },
-            )
-        };
         let t = Instant(200);
         n.tick(t);
         drive(&mut n, &mut Vec::new());
         for pre_vote in [true, false] {
             for from in [2, 3] {
-                n.step(t, vote(from, pre_vote)).unwrap();
+                let body =
+                    crate::message::MessageBody::RequestVoteResponse { pre_vote, granted: true };
+                n.step(t, to_node1(from, body)).unwrap();
             }
             drive(&mut n, &mut Vec::new());
         }
         assert!(n.raft().is_leader());
         for from in [2, 3] {
-            n.step(t, ack(from, 1)).unwrap();
+            n.step(t, append_resp(from, 1, true)).unwrap();
         }
         for i in 0..10 {
             n.write(t, RequestId(i), set(&format!("k{i}"), "v", None)).unwrap();
         }
-        let mut out = Vec::new();
-        drive(&mut n, &mut out);
+        drive(&mut n, &mut Vec::new());
         let last = n.raft().log().last_index().0;
+        (n, last)
+    }
+
+    // A leader hands its snapshot to the driver at once but keeps the log entries a recently
+    // active follower still needs, compacting only once that follower has them; so a follower a
+    // few entries behind catches up with entries, not with the whole snapshot.
+    #[test]
+    fn leader_defers_compaction_until_active_followers_caught_up() {
+        let (mut n, last) = three_node_leader_with_writes();
+        let t = Instant(200);
         // Node 2 has everything, node 3 only the no-op: the entries commit and a snapshot is taken.
-        n.step(t, ack(2, last)).unwrap();
+        n.step(t, append_resp(2, last, true)).unwrap();
+        let mut out = Vec::new();
         drive(&mut n, &mut out);
         let snap = out.iter().find_map(|a| a.snapshot.clone()).expect("a snapshot for the driver");
         assert_eq!(n.raft().log().snapshot_meta().last_index, LogIndex(0), "log kept for node 3");
         assert_eq!(n.raft().log().first_index(), LogIndex(1));
         // Node 3 catches up: now the log is compacted to the snapshot.
-        n.step(t, ack(3, last)).unwrap();
+        n.step(t, append_resp(3, last, true)).unwrap();
         drive(&mut n, &mut Vec::new());
         assert_eq!(n.raft().log().snapshot_meta().last_index, snap.meta.last_index);
     }
@@ -667,64 +675,26 @@ mod tests {
     // follower later needs a snapshot, encodes the cache again and sends it.
     #[test]
     fn released_snapshot_data_is_provided_again_when_a_follower_needs_it() {
-        use crate::message::{Message, MessageBody};
-        use crate::types::Term;
-        let m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
-        let mut cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
-        cfg.snapshot_threshold = 5;
-        let mut n = CacheNode::new(cfg, Persisted::bootstrap(m), 7, Instant(0)).unwrap();
-        let msg = |from: u64, body: MessageBody| Message {
-            from: NodeId(from),
-            to: NodeId(1),
-            term: Term(1),
-            body,
-        };
-        let resp = |from: u64, index: u64, success: bool| {
-            msg(
-                from,
-                MessageBody::AppendEntriesResponse {
-                    index: LogIndex(index),
-                    success,
-                    conflict_term: None,
-                    conflict_index: LogIndex(index),
-                },
-            )
-        };
+        use crate::message::MessageBody;
+        let (mut n, last) = three_node_leader_with_writes();
         let t = Instant(200);
-        n.tick(t);
-        drive(&mut n, &mut Vec::new());
-        for pre_vote in [true, false] {
-            for from in [2, 3] {
-                let body = MessageBody::RequestVoteResponse { pre_vote, granted: true };
-                n.step(t, msg(from, body)).unwrap();
-            }
-            drive(&mut n, &mut Vec::new());
-        }
-        for from in [2, 3] {
-            n.step(t, resp(from, 1, true)).unwrap();
-        }
-        for i in 0..10 {
-            n.write(t, RequestId(i), set(&format!("k{i}"), "v", None)).unwrap();
-        }
-        drive(&mut n, &mut Vec::new());
-        let last = n.raft().log().last_index().0;
         // Node 3 went quiet long ago: the leader compacts at once.
         let late = Instant(t.0 + 500);
         n.tick(late);
-        n.step(late, resp(2, last, true)).unwrap();
+        n.step(late, append_resp(2, last, true)).unwrap();
         let mut out = Vec::new();
         drive(&mut n, &mut out);
         let snap = out.iter().find_map(|a| a.snapshot.clone()).expect("a snapshot");
         assert_eq!(n.raft().log().snapshot_meta().last_index, snap.meta.last_index);
         assert!(!n.raft().wants_snapshot());
         // Node 3 is back, missing everything after index 1: it needs the snapshot.
-        n.step(late, resp(3, 2, false)).unwrap();
+        n.step(late, append_resp(3, 2, false)).unwrap();
         assert!(n.raft().wants_snapshot(), "the data was released");
         let mut messages = Vec::new();
         for step in 0..20u64 {
             let now = Instant(late.0 + 10 * step);
             n.tick(now);
-            n.step(now, resp(3, 1, true)).unwrap();
+            n.step(now, append_resp(3, 1, true)).unwrap();
             loop {
                 let r = n.ready();
                 if r.is_empty() {

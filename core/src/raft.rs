@@ -1662,6 +1662,17 @@ impl RaftNode {
         self.send_append(from, false);
     }
 
+    /// Tells the sender to start the snapshot at `last_index` over from offset 0.
+    fn refuse_snapshot(&mut self, to: NodeId, last_index: LogIndex) {
+        let body = MessageBody::InstallSnapshotResponse {
+            last_index,
+            next_offset: 0,
+            done: false,
+            rejected: true,
+        };
+        self.send(to, body);
+    }
+
     fn handle_install_snapshot(
         &mut self,
         from: NodeId,
@@ -1709,15 +1720,7 @@ impl RaftNode {
         if incoming.data.len() as u64 + data.len() as u64 > self.cfg.snapshot_bytes_max {
             tracing::warn!(node = %self.id, limit = self.cfg.snapshot_bytes_max, "incoming snapshot exceeds the size limit");
             self.incoming_snapshot = None;
-            self.send(
-                from,
-                MessageBody::InstallSnapshotResponse {
-                    last_index,
-                    next_offset: 0,
-                    done: false,
-                    rejected: true,
-                },
-            );
+            self.refuse_snapshot(from, last_index);
             return;
         }
         incoming.data.extend_from_slice(&data);
@@ -1739,15 +1742,7 @@ impl RaftNode {
             // Nothing was installed: the log, commit index and state machine are untouched, and
             // the sender starts over from offset 0 if it insists.
             tracing::warn!(node = %self.id, %from, index = %last_index, %reason, "refusing a snapshot that does not decode");
-            self.send(
-                from,
-                MessageBody::InstallSnapshotResponse {
-                    last_index,
-                    next_offset: 0,
-                    done: false,
-                    rejected: true,
-                },
-            );
+            self.refuse_snapshot(from, last_index);
             return;
         }
         tracing::info!(node = %self.id, index = %last_index, bytes = incoming.data.len(), "installing snapshot from leader");
