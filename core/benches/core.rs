@@ -67,8 +67,15 @@ fn cache_get(bencher: Bencher) {
     });
 }
 
-/// Encoding the whole cache for a snapshot (done on the node loop; the file is written in the
-/// background), and restoring it (a follower installing a leader's snapshot, a restart).
+/// Detaching the cache's state for a snapshot (the part that runs on the node loop: the map is
+/// cloned, values shared), encoding it (on the server's writer thread), and restoring it (a
+/// follower installing a leader's snapshot, a restart).
+#[divan::bench(args = [100_000])]
+fn cache_snapshot_source(bencher: Bencher, keys: usize) {
+    let cache = filled(keys);
+    bencher.counter(ItemsCount::new(keys)).bench_local(|| black_box(cache.snapshot_source()));
+}
+
 #[divan::bench(args = [100_000])]
 fn cache_snapshot_encode(bencher: Bencher, keys: usize) {
     let cache = filled(keys);

@@ -10,14 +10,16 @@
 //! persist ready.snapshot, ready.hard_state + ready.entries; fsync if ready.must_sync
 //! send ready.messages
 //! let applied = node.apply(ready);        // applies, resolves writes and reads, advances
-//! persist applied.snapshot if any; answer applied.writes and applied.reads
+//! answer applied.writes and applied.reads
+//! if let Some(job) = applied.snapshot_job:  // encode it, on another thread if you like, then
+//!     if let Some(s) = node.snapshot_encoded(job.encode()): persist s (file, then compaction)
 //! ```
 
 use crate::Message;
-use crate::cache::{ApplyResult, Cache, Command, Proposal};
+use crate::cache::{ApplyResult, Cache, Command, Proposal, SnapshotSource};
 use crate::codec::DecodeError;
 use crate::config::{Config, ConfigError};
-use crate::message::{EntryPayload, ReadId, Snapshot};
+use crate::message::{EntryPayload, ReadId, Snapshot, SnapshotMeta};
 use crate::raft::{Persisted, ProposeError, RaftNode, ReadError, Ready, Role, StepError};
 use crate::types::{Instant, LogIndex, Term};
 use std::collections::{BTreeMap, BTreeSet};
@@ -80,15 +82,42 @@ pub enum WriteError {
 }
 
 /// A request resolved by [`CacheNode::apply`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Applied {
     /// Writes that finished, with the state machine's answer or why they failed.
     pub writes: Vec<(RequestId, Result<ApplyResult, WriteError>)>,
     /// Reads that may run now against [`CacheNode::cache`], judging expiry at the given instant;
     /// or that lost their leader and should be retried or failed.
     pub reads: Vec<(RequestId, Result<Instant, ReadError>)>,
-    /// A snapshot the node just took; the driver persists it (its log before it is compacted).
-    pub snapshot: Option<Snapshot>,
+    /// A snapshot to take: the driver encodes it ([`SnapshotJob::encode`], on another thread if
+    /// it likes, since the node loop need not wait) and hands the result to
+    /// [`CacheNode::snapshot_encoded`], which says whether to persist it.
+    pub snapshot_job: Option<SnapshotJob>,
+}
+
+/// The cache at `meta.last_index`, detached from the node: encoding a large cache takes
+/// milliseconds per 100k keys, so the driver does it off its loop. One job is out at a time.
+#[derive(Clone, Debug)]
+pub struct SnapshotJob {
+    pub meta: SnapshotMeta,
+    source: SnapshotSource,
+    new: bool,
+}
+
+impl SnapshotJob {
+    /// A job over any cache state (drivers' tests; the node makes its own).
+    pub fn new(meta: SnapshotMeta, cache: &Cache, new: bool) -> SnapshotJob {
+        SnapshotJob { meta, source: cache.snapshot_source(), new }
+    }
+    pub fn encode(&self) -> Snapshot {
+        Snapshot { meta: self.meta.clone(), data: self.source.encode() }
+    }
+    /// A snapshot past the log's current one, which the driver will persist if
+    /// [`CacheNode::snapshot_encoded`] says so. `false`: the current snapshot encoded again for
+    /// a follower (its file already exists; never write it again).
+    pub fn is_new(&self) -> bool {
+        self.new
+    }
 }
 
 /// Raft + cache + the requests waiting on them.
@@ -113,6 +142,8 @@ pub struct CacheNode {
     snapshot_bytes: u64,
     /// Payload bytes of the entries applied after `snapshot_index`.
     log_bytes_since_snapshot: u64,
+    /// The index of the snapshot job the driver is encoding.
+    snapshot_job_index: Option<LogIndex>,
     /// A snapshot handed to the driver but not yet compacted into the Raft log: a leader keeps
     /// the entries a follower still needs (see [`CacheNode::compact_when_caught_up`]).
     deferred_compaction: Option<(LogIndex, bytes::Bytes)>,
@@ -153,6 +184,7 @@ impl CacheNode {
             snapshot_index,
             snapshot_bytes,
             log_bytes_since_snapshot: 0,
+            snapshot_job_index: None,
             deferred_compaction: None,
             now,
         })
@@ -232,7 +264,7 @@ impl CacheNode {
     /// advances the Raft node.
     pub fn apply(&mut self, ready: Ready) -> Applied {
         let ack = ready.ack();
-        let mut out = Applied { writes: Vec::new(), reads: Vec::new(), snapshot: None };
+        let mut out = Applied { writes: Vec::new(), reads: Vec::new(), snapshot_job: None };
         if let Some(s) = &ready.snapshot {
             match Cache::restore(&s.data) {
                 Ok(cache) => self.cache = cache,
@@ -295,45 +327,62 @@ impl CacheNode {
                 out.reads.push((id, Ok(leader_time.max(self.cache.clock()))));
             }
         }
-        if self.snapshot_due(applied)
-            && let Some(meta) = self.raft.snapshot_meta_at(applied)
-        {
-            let data = self.cache.snapshot();
-            self.snapshot_index = applied;
-            self.snapshot_bytes = data.len() as u64;
-            self.log_bytes_since_snapshot = 0;
-            self.deferred_compaction = Some((applied, data.clone()));
-            out.snapshot = Some(Snapshot { meta, data });
+        if self.snapshot_job_index.is_none() {
+            out.snapshot_job = self.snapshot_job(applied);
         }
         self.compact_when_caught_up();
-        self.provide_wanted_snapshot(&mut out);
         self.raft.release_snapshot_data();
         out
     }
 
-    /// Raft released its snapshot data (the cache's size again, held only while a follower
-    /// receives it) and a follower now needs a snapshot: encode the cache at `last_applied`.
-    /// Past the log's snapshot index this is a new snapshot, which the driver persists too.
-    fn provide_wanted_snapshot(&mut self, out: &mut Applied) {
-        if !self.raft.wants_snapshot() {
-            return;
+    /// A snapshot to take at `applied`: due by the thresholds, or wanted by Raft for a follower
+    /// after the data was released (then, if nothing was applied since the log's snapshot, that
+    /// snapshot is encoded again).
+    fn snapshot_job(&mut self, applied: LogIndex) -> Option<SnapshotJob> {
+        let wanted = self.raft.wants_snapshot();
+        let due = self.snapshot_due(applied);
+        if !due && !wanted {
+            return None;
         }
-        let applied = self.raft.last_applied();
-        let data = self.cache.snapshot();
-        match self.raft.snapshot_meta_at(applied) {
+        let (meta, new) = match self.raft.snapshot_meta_at(applied) {
             Some(meta) => {
-                self.deferred_compaction = None;
-                if self.raft.compact(applied, data.clone()).is_ok() {
-                    self.snapshot_index = applied;
-                    self.snapshot_bytes = data.len() as u64;
-                    self.log_bytes_since_snapshot = 0;
-                    out.snapshot = Some(Snapshot { meta, data });
-                }
+                self.snapshot_index = applied;
+                self.log_bytes_since_snapshot = 0;
+                (meta, true)
             }
-            None => {
-                let _ = self.raft.provide_snapshot_data(data);
+            None if wanted && applied == self.raft.log().snapshot_meta().last_index => {
+                (self.raft.log().snapshot_meta().clone(), false)
             }
+            None => return None,
+        };
+        self.snapshot_job_index = Some(meta.last_index);
+        Some(SnapshotJob { meta, source: self.cache.snapshot_source(), new })
+    }
+
+    /// The driver encoded the [`SnapshotJob`]. Returns the snapshot if the driver must persist
+    /// it (a new snapshot: its file, then the WAL compacted to it); `None` if it only gave Raft
+    /// back the data of its current snapshot, or a snapshot from the leader superseded it.
+    pub fn snapshot_encoded(&mut self, snapshot: Snapshot) -> Option<Snapshot> {
+        self.snapshot_job_index = None;
+        let index = snapshot.meta.last_index;
+        let log_snapshot = self.raft.log().snapshot_meta().last_index;
+        if index <= log_snapshot {
+            if index == log_snapshot && self.raft.wants_snapshot() {
+                let _ = self.raft.provide_snapshot_data(snapshot);
+            }
+            return None;
         }
+        self.snapshot_bytes = snapshot.data.len() as u64;
+        if self.raft.wants_snapshot() {
+            // A follower is waiting for it: compact at once, which gives Raft the data.
+            self.deferred_compaction = None;
+            let _ = self.raft.compact(index, snapshot.data.clone());
+        } else {
+            self.deferred_compaction = Some((index, snapshot.data.clone()));
+            self.compact_when_caught_up();
+        }
+        self.raft.release_snapshot_data();
+        Some(snapshot)
     }
 
     /// Compacts the Raft log to the snapshot last handed to the driver, except that a leader
@@ -412,14 +461,35 @@ mod tests {
         CacheNode::new(cfg, p, 1, Instant(0)).unwrap()
     }
 
+    /// What one `apply` gave, with its snapshot job already encoded and handed back (as a
+    /// driver does, here on the same thread): `snapshot` is what the driver would persist.
+    struct Out {
+        applied: Applied,
+        snapshot: Option<Snapshot>,
+    }
+
+    impl std::ops::Deref for Out {
+        type Target = Applied;
+        fn deref(&self) -> &Applied {
+            &self.applied
+        }
+    }
+
+    fn apply(n: &mut CacheNode, r: Ready) -> Out {
+        let mut applied = n.apply(r);
+        let job = applied.snapshot_job.take();
+        let snapshot = job.and_then(|j| n.snapshot_encoded(j.encode()));
+        Out { applied, snapshot }
+    }
+
     /// Runs the driver loop with a perfect disk until nothing is left to do.
-    fn drive(n: &mut CacheNode, applied: &mut Vec<Applied>) {
+    fn drive(n: &mut CacheNode, applied: &mut Vec<Out>) {
         loop {
             let r = n.ready();
             if r.is_empty() {
                 return;
             }
-            applied.push(n.apply(r));
+            applied.push(apply(n, r));
         }
     }
 
@@ -530,7 +600,7 @@ mod tests {
             )),
             "{replies:?}"
         );
-        n.apply(r);
+        apply(&mut n, r);
         assert_eq!(n.raft().commit_index(), LogIndex(0));
         assert_eq!(n.raft().log().snapshot_meta().last_index, LogIndex(0));
 
@@ -701,7 +771,7 @@ mod tests {
                     break;
                 }
                 messages.extend(r.messages.clone());
-                n.apply(r);
+                apply(&mut n, r);
             }
         }
         assert!(!n.raft().wants_snapshot());

@@ -691,24 +691,24 @@ impl RaftNode {
     }
 
     /// A follower needs a snapshot and the data was released: the driver provides the state
-    /// machine at `last_applied`, with [`RaftNode::compact`] if that is past the log's snapshot
-    /// index, else with [`RaftNode::provide_snapshot_data`]. Replication to that follower
-    /// resumes with its next probe.
+    /// machine at an applied index, with [`RaftNode::compact`] if that is past the log's
+    /// snapshot index, else with [`RaftNode::provide_snapshot_data`]. Replication to that
+    /// follower resumes with its next probe.
     pub fn wants_snapshot(&self) -> bool {
         self.snapshot_wanted
     }
 
-    /// Provides the data of the snapshot at the log's snapshot index (after a release), which
-    /// must be the state machine at that index: only when `last_applied` is that index.
-    pub fn provide_snapshot_data(&mut self, data: Bytes) -> Result<(), CompactError> {
-        let meta = self.log.snapshot_meta().clone();
-        if self.last_applied != meta.last_index {
-            return Err(CompactError::NotApplied {
-                index: meta.last_index,
-                applied: self.last_applied,
+    /// Gives back the data of the log's current snapshot (after a release): `snapshot` must be
+    /// the state machine at exactly that snapshot's index, else it is refused.
+    pub fn provide_snapshot_data(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
+        let current = self.log.snapshot_meta();
+        if snapshot.meta != *current {
+            return Err(CompactError::AlreadyCompacted {
+                index: snapshot.meta.last_index,
+                snapshot_index: current.last_index,
             });
         }
-        self.snapshot = Some(Snapshot { meta, data });
+        self.snapshot = Some(snapshot);
         self.snapshot_wanted = false;
         Ok(())
     }

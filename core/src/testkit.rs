@@ -441,7 +441,9 @@ impl Cluster {
                 let meta = n.raft.log().snapshot_meta().clone();
                 n.disk.compact(Snapshot { meta, data });
             } else {
-                n.raft.provide_snapshot_data(data).expect("the state at the snapshot index");
+                let meta = n.raft.log().snapshot_meta().clone();
+                let snapshot = Snapshot { meta, data };
+                n.raft.provide_snapshot_data(snapshot).expect("the state at the snapshot index");
             }
         }
         n.raft.release_snapshot_data();

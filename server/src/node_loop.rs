@@ -377,9 +377,9 @@ impl NodeLoop {
             // 4 + 5 + 6: apply, resolve requests, advance.
             let applied = self.node.apply(ready);
             self.metrics.proposals_applied.inc_by(committed);
-            if let Some(snapshot) = applied.snapshot {
-                // Written in the background; see `on_snapshot_written`.
-                self.wal.submit_snapshot(snapshot);
+            if let Some(job) = applied.snapshot_job {
+                // Encoded and written in the background; see `on_snapshot_written`.
+                self.wal.submit_snapshot(job);
             }
             for (id, result) in applied.writes {
                 if let Some(reply) = self.writes.remove(&id) {
@@ -399,14 +399,19 @@ impl NodeLoop {
         }
     }
 
-    /// The background writer made a snapshot file durable: compact the WAL to it, unless a newer
-    /// snapshot replaced it meanwhile.
+    /// The background writer encoded a snapshot and, if new, made its file durable: hand it to
+    /// the node, then compact the WAL to it, unless a newer snapshot replaced it meanwhile.
     fn on_snapshot_written(&mut self, w: SnapshotWritten) {
         if let Err(e) = w.result {
             fatal("writing a snapshot file failed", &e);
         }
         let started = std::time::Instant::now();
-        match self.wal.snapshot_file_written(&w.meta) {
+        let meta = w.snapshot.meta.clone();
+        let keep = self.node.snapshot_encoded(w.snapshot).is_some();
+        if !w.written {
+            return;
+        }
+        match self.wal.snapshot_file_written(&meta, keep) {
             Ok(true) => {}
             Ok(false) => return,
             Err(e) => fatal("removing a replaced snapshot file failed", &e),
@@ -414,11 +419,11 @@ impl NodeLoop {
         let log = self.node.raft().log();
         let persisted = log.persisted_index();
         let entries: Vec<_> = log
-            .slice(w.meta.last_index.next(), usize::MAX, usize::MAX)
+            .slice(meta.last_index.next(), usize::MAX, usize::MAX)
             .into_iter()
             .filter(|e| e.index <= persisted)
             .collect();
-        if let Err(e) = self.wal.compact(&w.meta, &entries) {
+        if let Err(e) = self.wal.compact(&meta, &entries) {
             fatal("compacting the WAL to a snapshot failed", &e);
         }
         self.metrics.snapshot_saves.inc();

@@ -11,15 +11,17 @@
 //! payload is `codec::encode(&Snapshot)`. It is written to a `.tmp` file, fsynced, renamed into
 //! place and the directory fsynced, before the WAL record that refers to it is written.
 //!
-//! A snapshot this node takes is written by a background thread ([`WalStore::start_writer`]):
-//! writing and fsyncing a file the size of the cache takes tens of milliseconds per 100k keys,
-//! and on the node loop it stalled every write of the cluster (all replicas snapshot at about
-//! the same index). The loop keeps appending meanwhile; when the file is durable it calls
-//! [`WalStore::snapshot_file_written`] and then [`WalStore::compact`], which writes the small
-//! compacted segment. Until then recovery simply uses the previous snapshot and segments.
+//! A snapshot this node takes is encoded and written by a background thread
+//! ([`WalStore::start_writer`]): encoding, writing and fsyncing a file the size of the cache
+//! takes tens of milliseconds per 100k keys, and on the node loop it stalled every write of the
+//! cluster (all replicas snapshot at about the same index). The loop keeps appending meanwhile;
+//! when the file is durable it calls [`WalStore::snapshot_file_written`] and then
+//! [`WalStore::compact`], which writes the small compacted segment. Until then recovery simply
+//! uses the previous snapshot and segments.
 
 use bytes::Bytes;
 use simple_cache_core::codec;
+use simple_cache_core::node::SnapshotJob;
 use simple_cache_core::raft::{Persisted, Ready};
 use simple_cache_core::wal::{self, Recovered, WalRecord};
 use simple_cache_core::{Entry, HardState, Snapshot, SnapshotMeta};
@@ -69,18 +71,18 @@ pub struct WalStore {
     /// Bytes were written since the last fsync.
     unsynced: bool,
     /// Jobs for the background snapshot writer, once started.
-    writer: Option<std::sync::mpsc::Sender<Snapshot>>,
+    writer: Option<std::sync::mpsc::Sender<SnapshotJob>>,
     /// The snapshot the writer is writing now (its files must not be removed meanwhile).
     snapshot_in_flight: Option<u64>,
-    /// A newer snapshot taken while one was in flight; it replaces the one in flight when that
-    /// one finishes (the log no longer holds the entries the older one would need).
-    snapshot_queued: Option<Snapshot>,
 }
 
-/// The background writer made a snapshot file durable (or failed to).
+/// The background writer encoded a snapshot job and, if the job is new, made its file durable
+/// (or failed to).
 #[derive(Debug)]
 pub struct SnapshotWritten {
-    pub meta: SnapshotMeta,
+    pub snapshot: Snapshot,
+    /// A file was written (the job was new).
+    pub written: bool,
     pub result: io::Result<()>,
     pub duration: Duration,
 }
@@ -202,7 +204,6 @@ impl WalStore {
             unsynced: false,
             writer: None,
             snapshot_in_flight: None,
-            snapshot_queued: None,
         };
         Ok(Opened { store, persisted: Persisted { hard_state, snapshot, entries }, fresh })
     }
@@ -241,10 +242,6 @@ impl WalStore {
         if let Some(s) = &ready.snapshot {
             // The record naming the new snapshot is durable: older snapshot files are unused.
             self.snapshot_index = s.meta.last_index.0;
-            if self.snapshot_queued.as_ref().is_some_and(|q| q.meta.last_index <= s.meta.last_index)
-            {
-                self.snapshot_queued = None;
-            }
             self.remove_unused_snapshots()?;
         }
         if self.size >= self.segment_bytes_target {
@@ -255,19 +252,22 @@ impl WalStore {
 
     /// Starts the background snapshot writer; the node loop receives its results.
     pub fn start_writer(&mut self) -> tokio::sync::mpsc::UnboundedReceiver<SnapshotWritten> {
-        let (jobs, job_rx) = std::sync::mpsc::channel::<Snapshot>();
+        let (jobs, job_rx) = std::sync::mpsc::channel::<SnapshotJob>();
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
         let dir = self.snap_dir.clone();
         std::thread::Builder::new()
             .name("snapshot-writer".to_string())
             .spawn(move || {
                 // Ends when the store (the job sender) is dropped.
-                while let Ok(s) = job_rx.recv() {
+                while let Ok(job) = job_rx.recv() {
                     let started = StdInstant::now();
-                    let result = write_snapshot_file(&dir, &s);
-                    let written =
-                        SnapshotWritten { meta: s.meta, result, duration: started.elapsed() };
-                    if done_tx.send(written).is_err() {
+                    let snapshot = job.encode();
+                    let written = job.is_new();
+                    let result =
+                        if written { write_snapshot_file(&dir, &snapshot) } else { Ok(()) };
+                    let duration = started.elapsed();
+                    let done = SnapshotWritten { snapshot, written, result, duration };
+                    if done_tx.send(done).is_err() {
                         return;
                     }
                 }
@@ -277,34 +277,26 @@ impl WalStore {
         done_rx
     }
 
-    /// Hands a snapshot this node took to the background writer (or queues it behind the one
-    /// being written). Needs [`WalStore::start_writer`].
-    pub fn submit_snapshot(&mut self, snapshot: Snapshot) {
-        if snapshot.meta.last_index.0 <= self.snapshot_index {
-            return;
-        }
-        if self.snapshot_in_flight.is_some() {
-            self.snapshot_queued = Some(snapshot);
-            return;
-        }
+    /// Hands a snapshot job to the background writer (the node gives out one at a time).
+    /// Needs [`WalStore::start_writer`].
+    pub fn submit_snapshot(&mut self, job: SnapshotJob) {
         let writer = self.writer.as_ref().expect("start_writer was called");
-        self.snapshot_in_flight = Some(snapshot.meta.last_index.0);
-        writer.send(snapshot).expect("the snapshot writer runs while the store exists");
+        if job.is_new() {
+            self.snapshot_in_flight = Some(job.meta.last_index.0);
+        }
+        writer.send(job).expect("the snapshot writer runs while the store exists");
     }
 
-    /// The writer finished the file of `meta`. Returns whether that snapshot is still the one
-    /// to compact to; if so the caller calls [`WalStore::compact`] next. If a newer snapshot
-    /// replaced it (installed from the leader, or taken meanwhile), its file is removed and a
-    /// queued snapshot goes to the writer.
-    pub fn snapshot_file_written(&mut self, meta: &SnapshotMeta) -> io::Result<bool> {
+    /// The writer finished the file of `meta`; `keep` is whether the node still wants it
+    /// (see `CacheNode::snapshot_encoded`). Returns whether to compact to it; if so the caller
+    /// calls [`WalStore::compact`] next. Otherwise (a snapshot from the leader replaced it) its
+    /// file is removed.
+    pub fn snapshot_file_written(&mut self, meta: &SnapshotMeta, keep: bool) -> io::Result<bool> {
         self.snapshot_in_flight = None;
-        let current = meta.last_index.0 > self.snapshot_index && self.snapshot_queued.is_none();
+        let current = keep && meta.last_index.0 > self.snapshot_index;
         if !current {
             tracing::info!(index = %meta.last_index, "a newer snapshot replaced the one just written");
             self.remove_unused_snapshots()?;
-        }
-        if let Some(q) = self.snapshot_queued.take() {
-            self.submit_snapshot(q);
         }
         Ok(current)
     }
@@ -561,6 +553,22 @@ mod tests {
         Snapshot { meta, data: Bytes::from_static(data) }
     }
 
+    /// A job for a cache holding one key, `k` = `value`.
+    fn job(index: u64, value: &str) -> SnapshotJob {
+        let meta = SnapshotMeta { last_index: LogIndex(index), last_term: Term(1), ..boot_meta() };
+        let mut cache = simple_cache_core::cache::Cache::new();
+        let command = simple_cache_core::cache::Command::Set {
+            key: "k".into(),
+            value: Bytes::from(value.to_owned()),
+            expires_at: None,
+        };
+        cache.apply(&simple_cache_core::cache::Proposal {
+            time: simple_cache_core::Instant(1),
+            command,
+        });
+        SnapshotJob::new(meta, &cache, true)
+    }
+
     fn snap_files(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir.join("snap"))
             .unwrap()
@@ -581,27 +589,32 @@ mod tests {
         for i in 1..=10 {
             s.persist_ready(&ready(vec![entry(i, 1, "0123456789")], Some(hs(1, i)))).unwrap();
         }
-        s.submit_snapshot(snap(8, b"cache-state"));
+        let j = job(8, "cache-state");
+        let expected = j.encode();
+        s.submit_snapshot(j);
         // The loop keeps appending while the file is written.
         s.persist_ready(&ready(vec![entry(11, 1, "x")], Some(hs(1, 11)))).unwrap();
         let w = done.blocking_recv().unwrap();
         w.result.unwrap();
-        assert!(s.snapshot_file_written(&w.meta).unwrap());
+        assert!(w.written);
+        assert_eq!(w.snapshot, expected);
+        assert!(s.snapshot_file_written(&w.snapshot.meta, true).unwrap());
         let after: Vec<Entry> =
             (9..=10).map(|i| entry(i, 1, "0123456789")).chain([entry(11, 1, "x")]).collect();
-        s.compact(&w.meta, &after).unwrap();
+        s.compact(&w.snapshot.meta, &after).unwrap();
         drop(s);
         assert_eq!(segments(dir.path()).len(), 1, "older segments removed");
         let o = WalStore::open(dir.path(), 200).unwrap();
-        assert_eq!(o.persisted.snapshot, Some(snap(8, b"cache-state")));
+        assert_eq!(o.persisted.snapshot, Some(expected));
         let idx: Vec<u64> = o.persisted.entries.iter().map(|e| e.index.0).collect();
         assert_eq!(idx, vec![9, 10, 11]);
     }
 
     // A snapshot installed from the leader while ours is being written wins: ours is not
-    // compacted to and its file is removed; a snapshot taken while one is in flight replaces it.
+    // compacted to and its file is removed. A job that only re-encodes the current snapshot
+    // writes no file.
     #[test]
-    fn newer_snapshots_replace_the_one_in_flight() {
+    fn leader_snapshot_replaces_the_one_in_flight() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = WalStore::open(dir.path(), 1 << 20).unwrap().store;
         let mut done = s.start_writer();
@@ -609,33 +622,29 @@ mod tests {
         for i in 1..=5 {
             s.persist_ready(&ready(vec![entry(i, 1, "e")], Some(hs(1, i)))).unwrap();
         }
-        s.submit_snapshot(snap(3, b"ours-at-3"));
+        s.submit_snapshot(job(3, "ours-at-3"));
         let leaders =
             Ready { snapshot: Some(snap(20, b"leader-at-20")), ..ready(vec![], Some(hs(1, 20))) };
         s.persist_ready(&leaders).unwrap();
         let w = done.blocking_recv().unwrap();
         w.result.unwrap();
-        assert!(!s.snapshot_file_written(&w.meta).unwrap(), "the leader's snapshot is newer");
+        assert!(!s.snapshot_file_written(&w.snapshot.meta, true).unwrap(), "the leader's is newer");
         assert_eq!(snap_files(dir.path()), vec![snapshot_file_name(20)]);
 
-        for i in 21..=30 {
-            s.persist_ready(&ready(vec![entry(i, 1, "e")], Some(hs(1, i)))).unwrap();
-        }
-        s.submit_snapshot(snap(22, b"ours-at-22"));
-        s.submit_snapshot(snap(25, b"ours-at-25")); // queued behind 22
+        let meta = snap(20, b"").meta;
+        let mut cache = simple_cache_core::cache::Cache::new();
+        cache.apply(&simple_cache_core::cache::Proposal {
+            time: simple_cache_core::Instant(1),
+            command: simple_cache_core::cache::Command::Reset,
+        });
+        s.submit_snapshot(SnapshotJob::new(meta, &cache, false));
         let w = done.blocking_recv().unwrap();
-        assert_eq!(w.meta.last_index, LogIndex(22));
-        assert!(!s.snapshot_file_written(&w.meta).unwrap(), "25 was taken meanwhile");
-        let w = done.blocking_recv().unwrap();
-        assert_eq!(w.meta.last_index, LogIndex(25));
-        assert!(s.snapshot_file_written(&w.meta).unwrap());
-        let after: Vec<Entry> = (26..=30).map(|i| entry(i, 1, "e")).collect();
-        s.compact(&w.meta, &after).unwrap();
-        assert_eq!(snap_files(dir.path()), vec![snapshot_file_name(25)]);
+        assert!(!w.written);
+        let kept = fs::read(dir.path().join("snap").join(snapshot_file_name(20))).unwrap();
+        assert!(kept.ends_with(b"leader-at-20"), "the current snapshot file is untouched");
         drop(s);
         let o = WalStore::open(dir.path(), 1 << 20).unwrap();
-        assert_eq!(o.persisted.snapshot, Some(snap(25, b"ours-at-25")));
-        assert_eq!(o.persisted.entries.len(), 5);
+        assert_eq!(o.persisted.snapshot, Some(snap(20, b"leader-at-20")));
     }
 
     // A write cut short by a crash is truncated on restart; what was complete survives, and the

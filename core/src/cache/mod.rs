@@ -28,7 +28,7 @@ pub use pattern::{
     PATTERN_BYTES_MAX, Pattern, PatternError, REGEX_DFA_SIZE_BYTES_MAX, REGEX_SIZE_BYTES_MAX,
     SEARCH_RESULTS_MAX, SearchMode,
 };
-pub use snapshot::SNAPSHOT_BYTES_MAX;
+pub use snapshot::{SNAPSHOT_BYTES_MAX, SnapshotSource};
 
 use crate::codec::{self, DecodeError};
 use crate::types::Instant;

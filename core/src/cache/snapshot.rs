@@ -45,11 +45,33 @@ impl Serialize for ItemsRef<'_> {
     }
 }
 
+/// The cache's state at one moment, detached from the cache so that it can be encoded on
+/// another thread while the cache moves on. Taking it copies the keys and the map but not the
+/// values (`Bytes` are shared), so its cost does not grow with value sizes; encoding copies
+/// everything.
+#[derive(Clone, Debug)]
+pub struct SnapshotSource {
+    clock: Instant,
+    items: BTreeMap<String, Item>,
+}
+
+impl SnapshotSource {
+    /// The same bytes [`Cache::snapshot`] gives for the state this was taken from.
+    pub fn encode(&self) -> Bytes {
+        Bytes::from(codec::encode(&SnapshotRef { clock: self.clock, items: ItemsRef(&self.items) }))
+    }
+}
+
 impl Cache {
     /// Encodes the whole cache, including deadlines and the clock. Deterministic: the same state
     /// always produces the same bytes.
     pub fn snapshot(&self) -> Bytes {
         Bytes::from(codec::encode(&SnapshotRef { clock: self.clock, items: ItemsRef(&self.items) }))
+    }
+
+    /// The state to encode later (see [`SnapshotSource`]).
+    pub fn snapshot_source(&self) -> SnapshotSource {
+        SnapshotSource { clock: self.clock, items: self.items.clone() }
     }
 
     /// Rebuilds a cache from [`Cache::snapshot`] output, including its expiration index. Input

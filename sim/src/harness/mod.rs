@@ -718,8 +718,11 @@ impl Sim {
             {
                 w.previous_term_commit = Some((id, raft.term(), commit));
             }
-            if let Some(s) = &applied.snapshot {
-                slot.disk.compact(s);
+            // The server encodes snapshot jobs on another thread; here the same calls run inline.
+            if let Some(job) = &applied.snapshot_job
+                && let Some(s) = node.snapshot_encoded(job.encode())
+            {
+                slot.disk.compact(&s);
             }
             for (rid, result) in applied.writes {
                 if let Err(WriteError::Undecodable(e)) = &result {
