@@ -29,6 +29,9 @@ for _ in $(seq 1 100); do curl -sf 127.0.0.1:18180/readyz >/dev/null && break; s
 before=$(rss_kib "$PID")
 "$ROOT/target/release/simple-cache-bench" --url http://127.0.0.1:18180 --op fill --keys "$KEYS" \
   --value-bytes 98 --connections 32 --duration 600
+# A snapshot started by the last writes may still be encoding (a transient copy of the map):
+# let it finish so the figure is the steady state.
+sleep 3
 keys=$(curl -s 127.0.0.1:12180/metrics | awk '/^simple_cache_keys_total / {print $2}')
 snap_bytes=$(du -sb "$BASE/data/snap" | cut -f1)
 wal_bytes=$(du -sb "$BASE/data/wal" | cut -f1)

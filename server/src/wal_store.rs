@@ -270,6 +270,7 @@ impl WalStore {
                     if done_tx.send(done).is_err() {
                         return;
                     }
+                    release_freed_memory();
                 }
             })
             .expect("the snapshot writer thread starts");
@@ -383,6 +384,19 @@ impl WalStore {
         self.unsynced = false;
         tracing::info!(segment = next, "WAL segment rotated");
         Ok(())
+    }
+}
+
+/// Hands memory freed after a snapshot (the encoded bytes, as large as the cache, and for large
+/// items the detached map) back to the operating system: glibc keeps what a thread frees in its
+/// arena until trimmed, so the writer thread's arena would otherwise hold a snapshot's worth of
+/// resident memory between snapshots.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages of the allocator's arenas to the kernel; it
+    // takes no pointers and is safe to call from any thread at any time.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
