@@ -11,8 +11,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ANCHORS=${ANCHORS:-$ROOT/../shared/perf-anchors}
 export RESULTS_DIR=${RESULTS_DIR:-/tmp/simple-cache-series-$(date +%Y%m%d-%H%M%S)}
 export DURATION=${DURATION:-10s} REPEATS=${REPEATS:-3}
-SIZES=${SIZES:-1 3 5}
-VALUES=${VALUES:-100 1024 16384}
+# Set but empty skips that series (SIZES="" VALUES=16384 runs only the 16 KiB values).
+SIZES=${SIZES-1 3 5}
+VALUES=${VALUES-100 1024 16384}
 SERIES_CONNS=${CONNS:-1 64}
 BASE=$(mktemp -d /tmp/simple-cache-series.XXXXXX)
 mkdir -p "$RESULTS_DIR"

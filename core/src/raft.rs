@@ -184,6 +184,9 @@ pub enum CompactError {
     NotApplied { index: LogIndex, applied: LogIndex },
     #[error("index {index} is already compacted (snapshot at {snapshot_index})")]
     AlreadyCompacted { index: LogIndex, snapshot_index: LogIndex },
+    /// Data given back for the current snapshot describes another one.
+    #[error("snapshot data for index {index} given, but the log's snapshot is at {snapshot_index}")]
+    NotCurrentSnapshot { index: LogIndex, snapshot_index: LogIndex },
 }
 
 /// Bugs planted on purpose to prove that the simulator catches them. Only with the `mutations`
@@ -647,8 +650,6 @@ impl RaftNode {
         Ok(())
     }
 
-    /// The driver took a snapshot of the state machine at `index` (which must be applied):
-    /// the log up to it is dropped and the snapshot is kept to send to lagging followers.
     /// The metadata a snapshot of the state machine at `index` carries: `None` unless `index`
     /// is applied and still in the log.
     pub fn snapshot_meta_at(&self, index: LogIndex) -> Option<SnapshotMeta> {
@@ -660,6 +661,9 @@ impl RaftNode {
         Some(SnapshotMeta { last_index: index, last_term, membership })
     }
 
+    /// The driver took a snapshot of the state machine at `index` (which must be applied):
+    /// the log up to it is dropped and the snapshot is kept to send to lagging followers (until
+    /// [`RaftNode::release_snapshot_data`]).
     pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
         if index > self.last_applied {
             return Err(CompactError::NotApplied { index, applied: self.last_applied });
@@ -677,9 +681,9 @@ impl RaftNode {
     }
 
     /// Drops the snapshot data held for sending to followers, unless one is receiving it or
-    /// needs it (its next entry is compacted away). A
-    /// cache's snapshot is as large as the cache, so holding it doubles the memory of a node;
-    /// when a follower needs one later, [`RaftNode::wants_snapshot`] asks the driver for it.
+    /// needs it (its next entry is compacted away). A cache's snapshot is as large as the cache,
+    /// so holding it doubles the memory of a node; when a follower needs one later,
+    /// [`RaftNode::wants_snapshot`] asks the driver for it.
     pub fn release_snapshot_data(&mut self) {
         let compacted = self.log.snapshot_meta().last_index;
         let needed = self.progress.values().any(|p| {
@@ -703,7 +707,7 @@ impl RaftNode {
     pub fn provide_snapshot_data(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
         let current = self.log.snapshot_meta();
         if snapshot.meta != *current {
-            return Err(CompactError::AlreadyCompacted {
+            return Err(CompactError::NotCurrentSnapshot {
                 index: snapshot.meta.last_index,
                 snapshot_index: current.last_index,
             });
