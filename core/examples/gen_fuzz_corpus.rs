@@ -111,7 +111,7 @@ fn main() {
         &root,
         "wal_segment",
         "segment-compacted",
-        &wal::compacted_segment(2, &hs, &meta, &after),
+        &wal::compacted_segment(2, &hs, 0, &meta, &after),
     );
 
     // Snapshots and proposals.

@@ -2,6 +2,13 @@
 
 use crate::types::NodeId;
 
+/// Room left in a WAL record for everything around one entry's payload (record framing, the
+/// codec's version byte, the entry's term and index, length prefixes).
+pub const ENTRY_FRAMING_BYTES_MAX: usize = 64 * 1024;
+/// The largest payload one log entry can carry: a larger entry could not be written to the WAL
+/// as one record (see [`crate::wal::RECORD_BYTES_MAX`]).
+pub const ENTRY_BYTES_LIMIT: usize = crate::wal::RECORD_BYTES_MAX - ENTRY_FRAMING_BYTES_MAX;
+
 /// Configuration of one [`RaftNode`](crate::raft::RaftNode). Times are in milliseconds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Config {
@@ -32,9 +39,13 @@ pub struct Config {
     pub snapshot_chunk_bytes_max: usize,
     /// Size of a snapshot a follower accepts (guards memory against a hostile sender).
     pub snapshot_bytes_max: u64,
-    /// A learner is caught up (and may be promoted) when its match index is within this many
-    /// entries of the leader's last index.
+    /// A learner is caught up (and may be promoted) when it was heard from within an election
+    /// timeout, holds every committed entry, and its match index is within this many entries of
+    /// the leader's last index.
     pub promotion_lag_max: u64,
+    /// Payload bytes of one proposed command; larger proposals are refused with
+    /// `ProposeError::TooLarge`. At most [`ENTRY_BYTES_LIMIT`].
+    pub entry_bytes_max: usize,
 }
 
 impl Config {
@@ -55,6 +66,7 @@ impl Config {
             snapshot_chunk_bytes_max: 1 << 20,
             snapshot_bytes_max: 16 << 30,
             promotion_lag_max: 1024,
+            entry_bytes_max: ENTRY_BYTES_LIMIT,
         }
     }
 
@@ -87,6 +99,9 @@ impl Config {
                 return Err(ConfigError::Zero { field });
             }
         }
+        if self.entry_bytes_max == 0 || self.entry_bytes_max > ENTRY_BYTES_LIMIT {
+            return Err(ConfigError::EntryBytes { value: self.entry_bytes_max });
+        }
         Ok(())
     }
 }
@@ -101,6 +116,8 @@ pub enum ConfigError {
         "election timeout ({election_timeout_ms} ms) must be greater than the heartbeat interval ({heartbeat_interval_ms} ms)"
     )]
     ElectionTimeoutTooShort { election_timeout_ms: u64, heartbeat_interval_ms: u64 },
+    #[error("entry_bytes_max ({value}) must be between 1 and {ENTRY_BYTES_LIMIT} (a WAL record)")]
+    EntryBytes { value: usize },
 }
 
 #[cfg(test)]

@@ -198,4 +198,7 @@ pub enum MessageBody {
     },
     /// Leadership transfer: the target starts an election at once, skipping pre-vote.
     TimeoutNow,
+    /// The leader's answer to a node that is in neither its latest nor its committed membership:
+    /// that node was removed (or its join never committed) and must stop.
+    Removed,
 }

@@ -28,6 +28,37 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId(pub u64);
 
+/// Hands out [`RequestId`]s that never repeat across restarts of a node: the high 32 bits are
+/// the node's incarnation (one more at every start, persisted in the WAL as
+/// `wal::WalRecord::Incarnation` before any request is taken), the low 32 bits count requests
+/// within it. A follower's read ids travel to the leader, so an id reused after a restart could
+/// be matched by a delayed answer to a read of the previous incarnation: a stale read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestIds {
+    incarnation: u64,
+    next: u64,
+}
+
+impl RequestIds {
+    /// Ids for `incarnation`, which must already be durable.
+    pub fn new(incarnation: u64) -> RequestIds {
+        RequestIds { incarnation, next: 0 }
+    }
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+    /// The next id; `None` once this incarnation's 2^32 ids are used up, when the driver must
+    /// persist the next incarnation and start a new `RequestIds`.
+    pub fn next_id(&mut self) -> Option<RequestId> {
+        if self.next > u64::from(u32::MAX) {
+            return None;
+        }
+        let id = RequestId(self.incarnation.wrapping_shl(32) | self.next);
+        self.next += 1;
+        Some(id)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodeConfig {
     pub raft: Config,
@@ -157,6 +188,8 @@ pub struct CacheNode {
     reads_ready: BTreeMap<LogIndex, Vec<(RequestId, Instant)>>,
     /// Reads waiting for a read index.
     reads_waiting: BTreeSet<RequestId>,
+    /// Writes whose entry was replaced before they were resolved, reported by the next `apply`.
+    superseded: Vec<RequestId>,
     /// The index of the leader's outstanding `RemoveExpired` entry, to propose one at a time.
     expiry_in_flight: Option<(LogIndex, Term)>,
     /// After a refused `RemoveExpired` proposal (a leadership transfer, too many pending), the
@@ -205,6 +238,7 @@ impl CacheNode {
             writes: BTreeMap::new(),
             reads_ready: BTreeMap::new(),
             reads_waiting: BTreeSet::new(),
+            superseded: Vec::new(),
             expiry_in_flight: None,
             expiry_not_before: now,
             snapshot_index,
@@ -229,6 +263,7 @@ impl CacheNode {
     /// Writes and reads this node is still waiting on.
     pub fn pending_requests(&self) -> usize {
         self.writes.len()
+            + self.superseded.len()
             + self.reads_waiting.len()
             + self.reads_ready.values().map(Vec::len).sum::<usize>()
     }
@@ -269,7 +304,12 @@ impl CacheNode {
         self.now = self.now.max(now);
         let proposal = Proposal { time: self.now, command };
         let (index, term) = self.raft.propose(self.now, proposal.encode())?;
-        self.writes.insert(index, (term, id));
+        // A write still tracked at this index was appended by an earlier leadership of this node
+        // whose log was cut: its entry is gone, so it did not take effect. Fail it now rather
+        // than leave its client waiting for a timeout.
+        if let Some((_, old)) = self.writes.insert(index, (term, id)) {
+            self.superseded.push(old);
+        }
         Ok(())
     }
 
@@ -291,6 +331,7 @@ impl CacheNode {
     pub fn apply(&mut self, ready: Ready) -> Applied {
         let ack = ready.ack();
         let mut out = Applied { writes: Vec::new(), reads: Vec::new(), snapshot_job: None };
+        out.writes.extend(self.superseded.drain(..).map(|id| (id, Err(WriteError::Superseded))));
         if let Some(s) = &ready.snapshot {
             match Cache::restore(&s.data) {
                 Ok(cache) => self.cache = cache,
@@ -838,6 +879,69 @@ mod tests {
         };
         assert!(matches!(job_for(100).source, JobSource::Encoded(_)));
         assert!(matches!(job_for(4096).source, JobSource::Detached(_)));
+    }
+
+    // Regression (issue 10, failure 11): a leader whose log was cut by a new leader and who
+    // leads again appends new writes at the indexes of its old, never-resolved ones. The old
+    // write's tracking was overwritten, so its client only timed out. It is now failed as
+    // `Superseded` at once.
+    #[test]
+    fn write_tracked_at_an_overwritten_index_is_superseded() {
+        use crate::message::{Entry, EntryPayload, Message, MessageBody};
+        use crate::types::Term;
+        let (mut n, last) = three_node_leader_with_writes();
+        // Requests 0..10 sit at indexes 2..=11, none committed. Node 2 leads term 2 and cuts the
+        // log after index 1, replacing index 2 with its no-op.
+        assert_eq!(last, 11);
+        let noop = Entry { term: Term(2), index: LogIndex(2), payload: EntryPayload::Noop };
+        let cut = Message {
+            from: NodeId(2),
+            to: NodeId(1),
+            term: Term(2),
+            body: MessageBody::AppendEntries {
+                prev_log_index: LogIndex(1),
+                prev_log_term: Term(1),
+                entries: vec![noop],
+                leader_commit: LogIndex(1),
+            },
+        };
+        n.step(Instant(300), cut).unwrap();
+        drive(&mut n, &mut Vec::new());
+        assert_eq!(n.raft().last_index(), LogIndex(2));
+        // Node 1 wins term 3: its no-op goes to index 3, new writes to 4, 5, ...
+        let t = Instant(2_000);
+        n.tick(t);
+        drive(&mut n, &mut Vec::new());
+        for pre_vote in [true, false] {
+            for from in [2, 3] {
+                let body = MessageBody::RequestVoteResponse { pre_vote, granted: true };
+                let m = Message { from: NodeId(from), to: NodeId(1), term: Term(3), body };
+                n.step(t, m).unwrap();
+            }
+            drive(&mut n, &mut Vec::new());
+        }
+        assert!(n.raft().is_leader());
+        assert_eq!(n.raft().term(), Term(3));
+        n.write(t, RequestId(100), set("new", "v", None)).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let resolved: Vec<_> = out.iter().flat_map(|a| a.writes.clone()).collect();
+        // Request 2 was at index 4, where request 100 now is.
+        assert_eq!(resolved, vec![(RequestId(2), Err(WriteError::Superseded))]);
+    }
+
+    // Request ids never repeat across incarnations, and an incarnation's ids run out rather
+    // than wrap into the next one's.
+    #[test]
+    fn request_ids_are_unique_across_incarnations() {
+        let mut a = RequestIds::new(1);
+        let mut b = RequestIds::new(2);
+        let first: Vec<_> = (0..3).map(|_| a.next_id().unwrap()).collect();
+        let second: Vec<_> = (0..3).map(|_| b.next_id().unwrap()).collect();
+        assert!(first.iter().all(|id| !second.contains(id)));
+        let mut c = RequestIds { incarnation: 1, next: u64::from(u32::MAX) };
+        assert_eq!(c.next_id(), Some(RequestId((1 << 32) | u64::from(u32::MAX))));
+        assert_eq!(c.next_id(), None);
     }
 
     // A write on a follower is refused with the leader hint, and nothing is left pending.

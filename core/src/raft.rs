@@ -126,6 +126,9 @@ pub enum ProposeError {
     TooManyPending { limit: usize },
     #[error("too many bytes of pending proposals (limit {limit})")]
     TooManyPendingBytes { limit: usize },
+    /// One command larger than any log entry may be (see [`Config::entry_bytes_max`]).
+    #[error("the command is {bytes} bytes; a log entry holds at most {limit}")]
+    TooLarge { bytes: usize, limit: usize },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -158,6 +161,10 @@ pub enum MembershipError {
     LastVoter,
     #[error("node id 0 is reserved")]
     InvalidNodeId,
+    /// The learner was not heard from within an election timeout: it may be unreachable, and
+    /// promoting it would raise the quorum with a voter that cannot vote.
+    #[error("node {id} has not been heard from within an election timeout")]
+    NotResponding { id: NodeId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -176,6 +183,10 @@ pub enum StepError {
     WrongRecipient { to: NodeId, this: NodeId },
     #[error("message from node 0")]
     InvalidSender,
+    /// A message that no correct peer sends (entries with a gap, terms out of order, an answer
+    /// to a question never asked): refused as a whole, changing nothing.
+    #[error("impossible message from node {from} refused: {reason}")]
+    Refused { from: NodeId, reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -225,6 +236,16 @@ struct Transfer {
     deadline: Instant,
 }
 
+/// A read this follower forwarded to the leader: only that leader's answer, in that term, is
+/// taken (a delayed answer to another read with the same id must never serve this one).
+#[derive(Clone, Copy, Debug)]
+struct ForwardedRead {
+    leader: NodeId,
+    term: Term,
+    /// When the read is given up if no answer came.
+    deadline: Instant,
+}
+
 /// A snapshot being received in chunks.
 #[derive(Clone, Debug)]
 struct IncomingSnapshot {
@@ -260,6 +281,11 @@ pub struct RaftNode {
 
     membership: Membership,
     membership_index: LogIndex,
+    /// This node was a member of a committed membership (so a committed membership without it
+    /// means it was removed, not that it is still joining).
+    was_committed_member: bool,
+    /// The leader said this node is not a member (see [`RaftNode::removed`]).
+    told_removed: bool,
 
     election_deadline: Instant,
     heartbeat_deadline: Instant,
@@ -276,8 +302,7 @@ pub struct RaftNode {
     /// Reads that arrived before this leader committed an entry of its term.
     reads_awaiting_commit: Vec<Reader>,
     /// Reads this follower forwarded to the leader.
-    /// Reads this follower forwarded to the leader, with the instant they are given up.
-    forwarded_reads: BTreeMap<ReadId, Instant>,
+    forwarded_reads: BTreeMap<ReadId, ForwardedRead>,
     /// Members the leader must send appends to when the next `Ready` is built.
     append_needed: BTreeSet<NodeId>,
 
@@ -334,6 +359,8 @@ impl RaftNode {
             applying: snapshot_meta.last_index,
             membership,
             membership_index,
+            was_committed_member: false,
+            told_removed: false,
             election_deadline: now,
             heartbeat_deadline: now,
             check_quorum_deadline: now,
@@ -366,6 +393,7 @@ impl RaftNode {
             cfg,
         };
         node.reset_election_deadline();
+        node.note_committed_membership();
         if node.membership.voters.len() == 1 && node.membership.is_voter(node.id) {
             // The only voter has no one to wait for or to disrupt: campaign at the first tick.
             node.election_deadline = now;
@@ -430,6 +458,15 @@ impl RaftNode {
     pub fn transfer_target(&self) -> Option<NodeId> {
         self.transfer.as_ref().map(|t| t.target)
     }
+    /// This node is no longer a member: a membership without it was committed after one with
+    /// it, or the leader said so ([`MessageBody::Removed`]). It no longer campaigns; the driver
+    /// should stop it.
+    pub fn removed(&self) -> bool {
+        self.told_removed
+            || (self.was_committed_member
+                && self.membership_index <= self.commit_index
+                && !self.membership.contains(self.id))
+    }
     /// Replication status of every member, as known by this node (meaningful on the leader).
     pub fn peers(&self) -> Vec<PeerStatus> {
         self.membership
@@ -459,7 +496,7 @@ impl RaftNode {
                 d
             }
             _ => {
-                let read_deadline = self.forwarded_reads.values().min().copied();
+                let read_deadline = self.forwarded_reads.values().map(|r| r.deadline).min();
                 read_deadline.map_or(self.election_deadline, |d| d.min(self.election_deadline))
             }
         }
@@ -472,8 +509,12 @@ impl RaftNode {
         self.observe_time(now);
         // A forwarded read whose answer was lost is given up rather than leaked.
         let now = self.now;
-        let expired: Vec<ReadId> =
-            self.forwarded_reads.iter().filter(|(_, d)| **d <= now).map(|(id, _)| *id).collect();
+        let expired: Vec<ReadId> = self
+            .forwarded_reads
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
         for id in expired {
             self.forwarded_reads.remove(&id);
             self.aborted_reads.push(id);
@@ -490,6 +531,7 @@ impl RaftNode {
                         }
                     } else {
                         self.reset_election_deadline();
+                        self.ask_for_leader();
                     }
                 }
             }
@@ -506,6 +548,9 @@ impl RaftNode {
         }
         if self.transfer.is_some() {
             return Err(ProposeError::TransferInProgress);
+        }
+        if data.len() > self.cfg.entry_bytes_max {
+            return Err(ProposeError::TooLarge { bytes: data.len(), limit: self.cfg.entry_bytes_max });
         }
         let pending = (self.log.last_index().0 - self.commit_index.0) as usize;
         if pending >= self.cfg.pending_proposals_max {
@@ -541,7 +586,8 @@ impl RaftNode {
             _ => {
                 let Some(leader) = self.leader_id else { return Err(ReadError::NoLeader) };
                 let deadline = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
-                self.forwarded_reads.insert(id, deadline);
+                let term = self.current_term;
+                self.forwarded_reads.insert(id, ForwardedRead { leader, term, deadline });
                 self.send(leader, MessageBody::ReadIndex { id });
                 Ok(())
             }
@@ -591,9 +637,22 @@ impl RaftNode {
                         MembershipError::NotMember(id)
                     });
                 }
-                let match_index = self.progress.get(&id).map_or(LogIndex(0), |p| p.match_index);
+                // Promoting raises the quorum, so the learner must be able to vote and to store
+                // entries now: heard from within an election timeout, holding everything
+                // committed, and not far behind the leader's log. A learner that never answered
+                // (an unreachable address) has match index 0 and no contact, and stays a learner.
+                let p = self.progress.get(&id);
+                let recent = p.and_then(|p| p.last_contact).is_some_and(|t| {
+                    self.now.saturating_since(t) < self.cfg.election_timeout_ms
+                });
+                if !recent {
+                    return Err(MembershipError::NotResponding { id });
+                }
+                let match_index = p.map_or(LogIndex(0), |p| p.match_index);
                 let last_index = self.log.last_index();
-                if match_index.0 + self.cfg.promotion_lag_max < last_index.0 {
+                if match_index < self.commit_index
+                    || match_index.0 + self.cfg.promotion_lag_max < last_index.0
+                {
                     return Err(MembershipError::NotCaughtUp { id, match_index, last_index });
                 }
                 next.learners.remove(&id);
@@ -736,9 +795,116 @@ impl RaftNode {
         if msg.from == self.id {
             return Ok(());
         }
+        if let Err(reason) = self.check_message(&msg) {
+            return Err(StepError::Refused { from: msg.from, reason });
+        }
         self.step_inner(msg);
+        self.note_committed_membership();
         self.check_invariants();
         Ok(())
+    }
+
+    /// What no correct peer sends. Such a message is refused whole before it changes anything:
+    /// the log code asserts its invariants, and a peer (or anyone who can reach the Raft port)
+    /// must not be able to trip them.
+    fn check_message(&self, msg: &Message) -> Result<(), String> {
+        let leader_message = matches!(
+            msg.body,
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+        );
+        if leader_message && msg.term == Term(0) {
+            return Err("a leader's message in term 0".into());
+        }
+        if leader_message && msg.term == self.current_term {
+            let holder = match self.role {
+                Role::Leader => Some(self.id),
+                Role::Follower => self.leader_id,
+                Role::Candidate => None,
+            };
+            if let Some(holder) = holder.filter(|&h| h != msg.from) {
+                return Err(format!(
+                    "claims leadership of term {}, which node {holder} holds",
+                    msg.term
+                ));
+            }
+        }
+        // Answers from followers of this leader's own term can be checked against what it sent.
+        let own_follower = self.role == Role::Leader && msg.term == self.current_term;
+        match &msg.body {
+            MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } => {
+                if *prev_log_term > msg.term {
+                    return Err(format!(
+                        "prev_log_term {prev_log_term} is later than the sender's term {}",
+                        msg.term
+                    ));
+                }
+                if *prev_log_index == LogIndex(0) && *prev_log_term != Term(0) {
+                    return Err(format!("prev_log_term {prev_log_term} at index 0"));
+                }
+                let mut expected = prev_log_index.next();
+                let mut term = *prev_log_term;
+                for e in entries {
+                    if e.index != expected {
+                        return Err(format!(
+                            "entry {} where {expected} was due: entries follow prev_log_index {} \
+                             without a gap",
+                            e.index, prev_log_index
+                        ));
+                    }
+                    if e.term < term || e.term > msg.term {
+                        return Err(format!(
+                            "entry {} has term {}, outside [{term}, {}]: terms never decrease \
+                             along a log nor pass the leader's",
+                            e.index, e.term, msg.term
+                        ));
+                    }
+                    term = e.term;
+                    expected = expected.next();
+                }
+            }
+            MessageBody::InstallSnapshot { meta, .. } => {
+                if meta.last_term > msg.term {
+                    return Err(format!(
+                        "a snapshot of term {} from a leader of term {}",
+                        meta.last_term, msg.term
+                    ));
+                }
+                if meta.last_index > LogIndex(0) && meta.membership.voters.is_empty() {
+                    return Err("a snapshot whose membership has no voters".into());
+                }
+            }
+            MessageBody::HeartbeatResponse { read_seq, .. }
+                if own_follower && *read_seq > self.read_seq =>
+            {
+                return Err(format!(
+                    "acknowledges ReadIndex round {read_seq}; this leader started {}",
+                    self.read_seq
+                ));
+            }
+            MessageBody::AppendEntriesResponse { index, success: true, .. }
+            | MessageBody::InstallSnapshotResponse { last_index: index, done: true, .. }
+                if own_follower && *index > self.log.last_index() =>
+            {
+                return Err(format!(
+                    "acknowledges entries up to {index}; this leader's log ends at {}",
+                    self.log.last_index()
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Records that this node is in a committed membership (see [`RaftNode::removed`]).
+    fn note_committed_membership(&mut self) {
+        if !self.was_committed_member
+            && self.membership_index <= self.commit_index
+            && self.membership.contains(self.id)
+        {
+            self.was_committed_member = true;
+        }
     }
 
     /// Collects everything the driver must do now. See [`Ready`] for the order.
@@ -804,6 +970,7 @@ impl RaftNode {
         if self.role == Role::Leader {
             self.maybe_commit();
         }
+        self.note_committed_membership();
         self.check_invariants();
     }
 
@@ -819,12 +986,30 @@ impl RaftNode {
     /// (it then leads a cluster it is not a voter of, commits the removal and steps down, as
     /// in section 4.2.2 of the Raft dissertation).
     fn can_campaign(&self) -> bool {
+        if self.told_removed {
+            return false;
+        }
         if self.membership.is_voter(self.id) {
             return true;
         }
         self.membership_change_pending() && {
             let (_, committed) = self.log.membership_at(self.commit_index);
             committed.is_voter(self.id)
+        }
+    }
+
+    /// A node that may not campaign (a learner) and heard no leader for an election timeout
+    /// tells the members it knows where its log ends. A leader answers with appends, or with
+    /// [`MessageBody::Removed`] if the node is no longer a member: a removed learner is
+    /// otherwise never told, since the leader stops sending to it.
+    fn ask_for_leader(&mut self) {
+        if self.told_removed || self.membership.voters.is_empty() {
+            return;
+        }
+        let last_index = self.log.last_index();
+        let members: Vec<NodeId> = self.membership.members().filter(|&m| m != self.id).collect();
+        for m in members {
+            self.send(m, MessageBody::HeartbeatResponse { read_seq: 0, last_index });
         }
     }
 
@@ -1321,6 +1506,28 @@ impl RaftNode {
 
     fn step_inner(&mut self, msg: Message) {
         let from = msg.from;
+        if let MessageBody::Removed = msg.body {
+            // Taken in any term: a removed voter may have campaigned past the leader's term.
+            // (Anyone who can reach the Raft port could send it; the transport's cluster id and
+            // peer token are what keep strangers out.)
+            if !self.told_removed && self.role != Role::Leader {
+                tracing::warn!(node = %self.id, leader = %from, "the leader says this node is not a member");
+                self.told_removed = true;
+                if self.role == Role::Candidate {
+                    let term = self.current_term;
+                    self.become_follower(term, None);
+                }
+            }
+            return;
+        }
+        if self.role == Role::Leader && !self.is_member_or_committed_member(from) {
+            // A leader's log holds every committed entry, so a node in neither its latest nor
+            // its committed membership is not in the cluster: tell it, and ignore the message
+            // (a removed voter that campaigns must not depose the leader).
+            tracing::debug!(node = %self.id, %from, "message from a node that is not a member");
+            self.send(from, MessageBody::Removed);
+            return;
+        }
         if msg.term > self.current_term {
             match &msg.body {
                 MessageBody::RequestVote { leadership_transfer, .. }
@@ -1450,13 +1657,16 @@ impl RaftNode {
                 }
             }
             MessageBody::ReadIndexResponse { id, index, leader_time } => {
-                if self.forwarded_reads.remove(&id).is_some() {
+                let asked = self.forwarded_reads.get(&id);
+                if asked.is_some_and(|r| r.leader == from && r.term == msg.term) {
+                    self.forwarded_reads.remove(&id);
                     match index {
                         Some(index) => self.read_states.push(ReadState { id, index, leader_time }),
                         None => self.aborted_reads.push(id),
                     }
                 }
             }
+            MessageBody::Removed => unreachable!("handled at the top"),
             MessageBody::TimeoutNow => {
                 if self.role != Role::Leader && self.can_campaign() {
                     tracing::info!(node = %self.id, from = %from, "campaigning at once on leadership transfer");
@@ -1464,6 +1674,13 @@ impl RaftNode {
                 }
             }
         }
+    }
+
+    fn is_member_or_committed_member(&self, id: NodeId) -> bool {
+        if self.membership.contains(id) {
+            return true;
+        }
+        self.membership_change_pending() && self.log.membership_at(self.commit_index).1.contains(id)
     }
 
     /// A message of the current term from the leader: follow it.

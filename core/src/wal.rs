@@ -65,7 +65,7 @@
 //! contents: stale frames after a torn tail would look like corruption.
 //!
 //! **Compaction.** Once a snapshot covering up to `S` is durable, write
-//! [`compacted_segment`]`(last_seq + 1, hard_state, meta, entries after S)` as the next segment,
+//! [`compacted_segment`]`(last_seq + 1, hard_state, incarnation, meta, entries after S)` as the next segment,
 //! fsync it and the directory, then delete every older segment and keep appending to the new one.
 //! Its header marks it *self-contained* and records its length. Recovery starts from the newest
 //! complete self-contained segment and reports the older ones as obsolete, so a crash part-way
@@ -134,7 +134,7 @@ pub const ENTRIES_RECORD_BYTES_TARGET: usize = 4 * 1024 * 1024;
 
 /// The number of [`WalRecord`] variants. Postcard writes the variant index as the payload's
 /// second byte, which lets the resynchronising scan skip most garbage without checksumming it.
-const WAL_RECORD_VARIANTS: u8 = 3;
+const WAL_RECORD_VARIANTS: u8 = 4;
 
 /// One durable change to a node's persistent state.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -149,6 +149,10 @@ pub enum WalRecord {
     /// (figure 13): if the log holds the entry at `last_index` with term `last_term`, the entries
     /// after it are kept; otherwise the whole log is discarded.
     Snapshot(SnapshotMeta),
+    /// The node started again: its incarnation from now on, one more than the last. Request ids
+    /// carry it (see `node::RequestIds`), so no id repeats across restarts. Written and synced
+    /// at start, before any request is taken.
+    Incarnation(u64),
 }
 
 /// What a segment's header says.
@@ -212,6 +216,8 @@ pub struct TornTail {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Recovered {
     pub hard_state: HardState,
+    /// The latest [`WalRecord::Incarnation`]; 0 if none was written.
+    pub incarnation: u64,
     pub snapshot: Option<SnapshotMeta>,
     /// The log after the snapshot: contiguous, starting at the snapshot's `last_index + 1` (or at
     /// 1 without a snapshot).
@@ -337,6 +343,7 @@ pub fn encode_entries(entries: &[Entry]) -> Vec<u8> {
 pub fn compacted_segment(
     seq: u64,
     hard_state: &HardState,
+    incarnation: u64,
     snapshot: &SnapshotMeta,
     entries: &[Entry],
 ) -> Vec<u8> {
@@ -349,6 +356,9 @@ pub fn compacted_segment(
         expected = expected.next();
     }
     let mut records = encode_record(&WalRecord::HardState(hard_state.clone()));
+    if incarnation > 0 {
+        records.extend_from_slice(&encode_record(&WalRecord::Incarnation(incarnation)));
+    }
     records.extend_from_slice(&encode_record(&WalRecord::Snapshot(snapshot.clone())));
     records.extend_from_slice(&encode_entries(entries));
     let mut out = header_bytes(seq, (SEGMENT_HEADER_BYTES + records.len()) as u64);
@@ -357,6 +367,7 @@ pub fn compacted_segment(
         matches!(
             recover(&[(seq, &out)]),
             Ok(ref r) if r.hard_state == *hard_state
+                && r.incarnation == incarnation
                 && r.snapshot.as_ref() == Some(snapshot)
                 && r.entries == entries
         ),
@@ -517,6 +528,7 @@ pub fn recover(segments: &[(u64, &[u8])]) -> Result<Recovered, WalError> {
     );
     Ok(Recovered {
         hard_state: replay.hard_state,
+        incarnation: replay.incarnation,
         snapshot: replay.snapshot,
         entries: replay.entries,
         torn_tail,
@@ -685,6 +697,7 @@ fn find_valid_frame_after(bytes: &[u8], pos: usize) -> Resync {
 #[derive(Default)]
 struct Replay {
     hard_state: HardState,
+    incarnation: u64,
     snapshot: Option<SnapshotMeta>,
     /// Contiguous, starting at `snapshot_last().0 + 1`.
     entries: Vec<Entry>,
@@ -722,6 +735,14 @@ impl Replay {
             WalRecord::HardState(hard_state) => self.apply_hard_state(hard_state),
             WalRecord::Entries(entries) => self.apply_entries(entries),
             WalRecord::Snapshot(meta) => self.apply_snapshot(meta),
+            WalRecord::Incarnation(n) if n <= self.incarnation => Err(format!(
+                "incarnation {n} follows incarnation {}: it only grows",
+                self.incarnation
+            )),
+            WalRecord::Incarnation(n) => {
+                self.incarnation = n;
+                Ok(())
+            }
         }
     }
 

@@ -157,6 +157,7 @@ fn record_variant_index_is_the_second_payload_byte() {
         WalRecord::HardState(hard(1, None, 0)),
         WalRecord::Entries(entries(1, 1, 1)),
         WalRecord::Snapshot(meta(1, 1)),
+        WalRecord::Incarnation(1),
     ];
     assert_eq!(records.len(), usize::from(WAL_RECORD_VARIANTS));
     for (i, record) in records.iter().enumerate() {
@@ -193,6 +194,7 @@ fn roundtrip_many_records_across_segments() {
         recovered,
         Recovered {
             hard_state: hard(3, None, 30),
+            incarnation: 0,
             snapshot: Some(meta(20, 2)),
             entries: expected_entries,
             torn_tail: None,
@@ -742,7 +744,7 @@ fn compacted_segment_recovers_to_the_same_state() {
     let segments = history();
     let before = recover_all(&segments).unwrap();
     let snapshot = before.snapshot.clone().unwrap();
-    let compacted = compacted_segment(4, &before.hard_state, &snapshot, &before.entries);
+    let compacted = compacted_segment(4, &before.hard_state, 0, &snapshot, &before.entries);
     assert_eq!(
         scan_segment(&compacted).header,
         Some(SegmentHeader { seq: 4, prelude_len: compacted.len() as u64 })
@@ -782,7 +784,7 @@ fn compacted_segment_recovers_to_the_same_state() {
 #[should_panic(expected = "contiguous")]
 fn compacted_segment_refuses_a_log_with_a_hole() {
     // The compacted segment becomes the only copy of the log, so a hole is a bug caught early.
-    compacted_segment(2, &hard(1, None, 5), &meta(5, 1), &[entry(6, 1), entry(8, 1)]);
+    compacted_segment(2, &hard(1, None, 5), 0, &meta(5, 1), &[entry(6, 1), entry(8, 1)]);
 }
 
 #[test]
@@ -805,7 +807,7 @@ fn compaction_cut_short_by_a_crash_is_ignored() {
     segments.push(segment(4, &[WalRecord::Entries(log[before.entries.len()..].to_vec())]));
     let full = recover_all(&segments).unwrap();
     assert_eq!(full.entries, log);
-    let compacted = compacted_segment(5, &full.hard_state, &snapshot, &log);
+    let compacted = compacted_segment(5, &full.hard_state, 0, &snapshot, &log);
     let offsets: Vec<u64> = scan_segment(&compacted).records.iter().map(|r| r.offset).collect();
     assert!(offsets.len() >= 4, "{offsets:?}");
     let mut cuts: Vec<usize> = offsets.iter().map(|&o| o as usize).collect();
@@ -831,14 +833,14 @@ fn compaction_cut_short_by_a_crash_is_ignored() {
 fn damaged_compaction_with_nothing_to_fall_back_on_is_corrupt() {
     // A self-contained segment cut short is corruption when no older segment remains, when a
     // newer segment follows it, or when valid records follow the damage.
-    let compacted = compacted_segment(7, &hard(3, Some(1), 9), &meta(9, 3), &entries(10, 20, 3));
+    let compacted = compacted_segment(7, &hard(3, Some(1), 9), 0, &meta(9, 3), &entries(10, 20, 3));
     let cut = compacted.len() - 5;
     let (file, offset, reason) = expect_corrupt(recover(&[(7, &compacted[..cut])]));
     assert_eq!(file, segment_file_name(7));
     assert!(offset < cut as u64);
     assert!(reason.contains("no older segment remains"), "{reason}");
 
-    let older = compacted_segment(6, &hard(3, Some(1), 9), &meta(9, 3), &entries(10, 20, 3));
+    let older = compacted_segment(6, &hard(3, Some(1), 9), 0, &meta(9, 3), &entries(10, 20, 3));
     let newer = segment(8, &[]);
     let (file, _, reason) =
         expect_corrupt(recover(&[(6, &older), (7, &compacted[..cut]), (8, &newer)]));
@@ -1009,7 +1011,7 @@ fn build_history(ops: &[Op]) -> Vec<BuiltSegment> {
                 if let Some(snapshot) = &model.snapshot {
                     let seq = segments.last().unwrap().seq + 1;
                     let bytes =
-                        compacted_segment(seq, &model.hard_state, snapshot, &model.entries());
+                        compacted_segment(seq, &model.hard_state, 0, snapshot, &model.entries());
                     segments.push(BuiltSegment {
                         seq,
                         durable_len: bytes.len(),
@@ -1140,4 +1142,21 @@ proptest! {
         }
         let _ = recover_all(&segments);
     }
+}
+
+#[test]
+fn incarnation_is_recovered_only_grows_and_survives_compaction() {
+    // Request ids are unique across restarts only if the incarnation recovered is the latest one
+    // written, never an older one: a compacted segment carries it, and a decrease is corruption.
+    let records =
+        [WalRecord::Incarnation(1), WalRecord::HardState(hard(1, None, 0)), WalRecord::Incarnation(2)];
+    assert_eq!(replay(&records).unwrap().incarnation, 2);
+    assert_eq!(replay(&[WalRecord::HardState(hard(1, None, 0))]).unwrap().incarnation, 0);
+    let (_, offset, reason) =
+        expect_corrupt(replay(&[WalRecord::Incarnation(3), WalRecord::Incarnation(3)]));
+    assert!(reason.contains("only grows"), "{reason}");
+    assert!(offset > SEGMENT_HEADER_BYTES as u64);
+    let compacted = compacted_segment(2, &hard(1, None, 5), 7, &meta(5, 1), &entries(6, 8, 1));
+    let r = recover_from(2, &[compacted]).unwrap();
+    assert_eq!((r.incarnation, r.entries.len()), (7, 3));
 }
