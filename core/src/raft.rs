@@ -550,7 +550,10 @@ impl RaftNode {
             return Err(ProposeError::TransferInProgress);
         }
         if data.len() > self.cfg.entry_bytes_max {
-            return Err(ProposeError::TooLarge { bytes: data.len(), limit: self.cfg.entry_bytes_max });
+            return Err(ProposeError::TooLarge {
+                bytes: data.len(),
+                limit: self.cfg.entry_bytes_max,
+            });
         }
         let pending = (self.log.last_index().0 - self.commit_index.0) as usize;
         if pending >= self.cfg.pending_proposals_max {
@@ -642,9 +645,9 @@ impl RaftNode {
                 // committed, and not far behind the leader's log. A learner that never answered
                 // (an unreachable address) has match index 0 and no contact, and stays a learner.
                 let p = self.progress.get(&id);
-                let recent = p.and_then(|p| p.last_contact).is_some_and(|t| {
-                    self.now.saturating_since(t) < self.cfg.election_timeout_ms
-                });
+                let recent = p
+                    .and_then(|p| p.last_contact)
+                    .is_some_and(|t| self.now.saturating_since(t) < self.cfg.election_timeout_ms);
                 if !recent {
                     return Err(MembershipError::NotResponding { id });
                 }

@@ -904,11 +904,15 @@ fn unreachable_learner_is_never_promoted_even_with_a_short_log() {
     // promoted it at match index 0, because the default lag allowance (1024 entries) exceeded
     // the whole log; the cluster then had 2 voters and no quorum, forever. The learner must stay
     // a learner and writes must go on.
-    let mut c = Cluster::with_config(1, 30, Box::new(|id| {
-        let mut cfg = test_config(id);
-        cfg.promotion_lag_max = Config::new(id).promotion_lag_max;
-        cfg
-    }));
+    let mut c = Cluster::with_config(
+        1,
+        30,
+        Box::new(|id| {
+            let mut cfg = test_config(id);
+            cfg.promotion_lag_max = Config::new(id).promotion_lag_max;
+            cfg
+        }),
+    );
     c.write(b"a", 5_000).unwrap();
     c.add_empty_node(NodeId(2));
     c.isolate(NodeId(2));
@@ -1510,7 +1514,11 @@ fn delayed_read_answer_of_a_previous_incarnation_is_not_taken() {
         1,
         2,
         1,
-        MessageBody::ReadIndexResponse { id: first, index: Some(LogIndex(1)), leader_time: Instant(2) },
+        MessageBody::ReadIndexResponse {
+            id: first,
+            index: Some(LogIndex(1)),
+            leader_time: Instant(2),
+        },
     );
     // The follower crashes and restarts (same term, same disk) with the next incarnation.
     let persisted = Persisted {
@@ -1536,14 +1544,21 @@ fn delayed_read_answer_of_a_previous_incarnation_is_not_taken() {
             from,
             2,
             term,
-            MessageBody::ReadIndexResponse { id: second, index: Some(LogIndex(2)), leader_time: Instant(6) },
+            MessageBody::ReadIndexResponse {
+                id: second,
+                index: Some(LogIndex(2)),
+                leader_time: Instant(6),
+            },
         )
     };
     n.step(Instant(6), answer(3, 1)).unwrap();
     assert!(drain(&mut n).read_states.is_empty(), "node 3 was not asked");
     n.step(Instant(7), answer(1, 1)).unwrap();
     let r = drain(&mut n);
-    assert_eq!(r.read_states.iter().map(|s| (s.id, s.index)).collect::<Vec<_>>(), vec![(second, LogIndex(2))]);
+    assert_eq!(
+        r.read_states.iter().map(|s| (s.id, s.index)).collect::<Vec<_>>(),
+        vec![(second, LogIndex(2))]
+    );
 }
 
 fn ids_of(voters: u64) -> Vec<NodeId> {

@@ -40,68 +40,132 @@ pub struct PeerSpec {
 #[command(name = "simple-cache", version, about = "A strongly consistent in-memory cache on Raft")]
 pub struct Cli {
     /// YAML configuration file (default: ./config.yaml if present).
-    #[arg(long, env = "CONFIG_PATH")]
+    #[arg(long, global = true, env = "CONFIG_PATH")]
     pub config: Option<PathBuf>,
     /// single | distributed.
-    #[arg(long, env = "SIMPLE_CACHE_MODE")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MODE")]
     pub mode: Option<Mode>,
     /// This node's id (>= 1, unique in the cluster).
-    #[arg(long, env = "SIMPLE_CACHE_NODE_ID")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_NODE_ID")]
     pub node_id: Option<u64>,
     /// Client HTTP API listen address [default: 127.0.0.1:8080].
-    #[arg(long, env = "SIMPLE_CACHE_HTTP_ADDR")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_HTTP_ADDR")]
     pub http_addr: Option<String>,
     /// Raft transport listen address [default: 127.0.0.1:9090].
-    #[arg(long, env = "SIMPLE_CACHE_RAFT_HTTP_ADDR")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_RAFT_HTTP_ADDR")]
     pub raft_http_addr: Option<String>,
     /// Prometheus metrics listen address [default: 127.0.0.1:2112].
-    #[arg(long, env = "SIMPLE_CACHE_METRICS_ADDR")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_METRICS_ADDR")]
     pub metrics_addr: Option<String>,
     /// gRPC listen address; empty disables gRPC [default: 127.0.0.1:5051].
-    #[arg(long, env = "SIMPLE_CACHE_GRPC_ADDR")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_GRPC_ADDR")]
     pub grpc_addr: Option<String>,
     /// Initial voters, `id=raft_addr[@http_addr]` separated by commas (distributed mode).
-    #[arg(long, env = "SIMPLE_CACHE_PEERS")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_PEERS")]
     pub peers: Option<String>,
     /// Raft or client address of a member to join through (distributed mode, empty data dir).
-    #[arg(long, env = "SIMPLE_CACHE_JOIN")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_JOIN")]
     pub join: Option<String>,
     /// Leader heartbeat interval in milliseconds [default: 100].
-    #[arg(long, env = "SIMPLE_CACHE_HEARTBEAT_MS")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
     /// Base election timeout in milliseconds, > heartbeat_ms [default: 1000].
-    #[arg(long, env = "SIMPLE_CACHE_ELECTION_MS")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_ELECTION_MS")]
     pub election_ms: Option<u64>,
     /// Re-read the config file when it changes and apply reloadable keys [default: false].
-    #[arg(long, env = "SIMPLE_CACHE_HOT_RELOAD")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_HOT_RELOAD")]
     pub hot_reload: Option<bool>,
     /// Directory for the write-ahead log and snapshots [default: ./data].
-    #[arg(long, env = "SIMPLE_CACHE_DATA_DIR")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax); RUST_LOG wins if set [default: info].
-    #[arg(long, env = "SIMPLE_CACHE_LOG_LEVEL")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_LOG_LEVEL")]
     pub log_level: Option<String>,
     /// Largest key in bytes [default: 1024].
-    #[arg(long, env = "SIMPLE_CACHE_MAX_KEY_BYTES")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_KEY_BYTES")]
     pub max_key_bytes: Option<usize>,
     /// Largest value (its JSON encoding) in bytes [default: 1048576].
-    #[arg(long, env = "SIMPLE_CACHE_MAX_VALUE_BYTES")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_VALUE_BYTES")]
     pub max_value_bytes: Option<usize>,
     /// Largest request body in bytes [default: 2097152].
-    #[arg(long, env = "SIMPLE_CACHE_MAX_BODY_BYTES")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_BODY_BYTES")]
     pub max_body_bytes: Option<usize>,
     /// Longest a client request may take, waiting for a leader included [default: 5000].
-    #[arg(long, env = "SIMPLE_CACHE_REQUEST_TIMEOUT_MS")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_REQUEST_TIMEOUT_MS")]
     pub request_timeout_ms: Option<u64>,
     /// Requests served at once by the client API; more wait [default: 1024].
-    #[arg(long, env = "SIMPLE_CACHE_MAX_CONCURRENT_REQUESTS")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
     /// Bearer token required for DELETE /v1 and /cluster/* changes (unset: no auth).
-    #[arg(long, env = "SIMPLE_CACHE_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Snapshot and compact the log after this many applied entries [default: 10000].
-    #[arg(long, env = "SIMPLE_CACHE_SNAPSHOT_THRESHOLD")]
+    #[arg(long, global = true, env = "SIMPLE_CACHE_SNAPSHOT_THRESHOLD")]
     pub snapshot_threshold: Option<u64>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What to do instead of running a node.
+#[derive(clap::Subcommand, Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Rewrites the membership recorded in `data_dir` to this node alone, keeping its data, so a
+    /// node whose cluster lost its quorum for good can serve again (etcd's
+    /// `--force-new-cluster`). Stop the node first. Entries in its log that were never committed
+    /// will be committed when it starts. Then add new members with `/cluster/join`.
+    Recover {
+        /// Required: confirms that the other members are gone for good.
+        #[arg(long)]
+        force_new_cluster: bool,
+    },
+}
+
+impl Cli {
+    /// Parses the command line and environment. A bad value names where it came from: the
+    /// flag, or the environment variable if that is where it was set (clap itself names the
+    /// flag either way). `--help`, `--version` and usage errors exit as clap does.
+    pub fn parse_or_exit() -> Cli {
+        use clap::Parser;
+        match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => {
+                if let Some(msg) = env_value_error(&e, std::env::args().collect()) {
+                    eprintln!("simple-cache: {msg}");
+                    std::process::exit(2);
+                }
+                e.exit()
+            }
+        }
+    }
+}
+
+/// If `e` is about a value that came from an environment variable, the error naming that
+/// variable.
+fn env_value_error(e: &clap::Error, argv: Vec<String>) -> Option<ConfigError> {
+    use clap::CommandFactory;
+    use clap::error::{ContextKind, ContextValue};
+    let ContextValue::String(arg) = e.get(ContextKind::InvalidArg)? else { return None };
+    let ContextValue::String(value) = e.get(ContextKind::InvalidValue)? else { return None };
+    let long = arg.trim_start_matches("--").split([' ', '=']).next()?.to_string();
+    let cmd = Cli::command();
+    let spec = cmd.get_arguments().find(|a| a.get_long() == Some(long.as_str()))?;
+    let env = spec.get_env()?.to_string_lossy().into_owned();
+    let flag = format!("--{long}");
+    let on_command_line = argv.iter().any(|a| *a == flag || a.starts_with(&format!("{flag}=")));
+    if on_command_line || std::env::var(&env).ok().as_deref() != Some(value.as_str()) {
+        return None;
+    }
+    let why = match spec.get_possible_values().as_slice() {
+        [] => match std::error::Error::source(e) {
+            Some(inner) => inner.to_string(),
+            None => "it does not parse as the expected type".to_string(),
+        },
+        values => format!(
+            "it must be one of {}",
+            values.iter().map(|v| format!("`{}`", v.get_name())).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    Some(err(&env, format!("`{value}` is not a valid value: {why}")))
 }
 
 /// The YAML file: the same keys, all optional; unknown keys are an error (a typo must not be
@@ -178,9 +242,20 @@ fn err(key: &str, problem: impl Into<String>) -> ConfigError {
 /// The seed's gRPC port, on loopback like the other listeners.
 pub const GRPC_ADDR_DEFAULT: &str = "127.0.0.1:5051";
 
-/// Longest accepted values: generous, but a typo like an extra zero must not let one request
-/// allocate gigabytes.
-const VALUE_BYTES_LIMIT: usize = 64 << 20;
+/// Largest accepted request body: generous, but a typo like an extra zero must not let one
+/// request allocate gigabytes.
+const BODY_BYTES_LIMIT: usize = 64 << 20;
+/// What a stored value's log entry holds besides the key and the value: the proposal's time,
+/// command tag, length prefixes, expiry and the stored value's own tag (bounded well below).
+pub const PROPOSAL_OVERHEAD_BYTES: usize = 256;
+
+/// The largest `max_value_bytes` for a given `max_key_bytes`: a key and value of the largest
+/// sizes, as one proposal, must fit in one log entry (and so in one WAL record).
+pub fn value_bytes_limit(max_key_bytes: usize) -> usize {
+    simple_cache_core::config::ENTRY_BYTES_LIMIT
+        .saturating_sub(max_key_bytes)
+        .saturating_sub(PROPOSAL_OVERHEAD_BYTES)
+}
 
 impl Config {
     /// Loads the layers for `cli` (parsed by the caller, which also owns `--help`).
@@ -279,15 +354,34 @@ impl Config {
                 return Err(err(key, "must be greater than 0"));
             }
         }
-        for (key, value) in
-            [("max_value_bytes", self.max_value_bytes), ("max_body_bytes", self.max_body_bytes)]
-        {
-            if value > VALUE_BYTES_LIMIT {
-                return Err(err(key, format!("must be at most {VALUE_BYTES_LIMIT}")));
-            }
-        }
         if self.max_key_bytes > core_key_limit() {
             return Err(err("max_key_bytes", format!("must be at most {}", core_key_limit())));
+        }
+        let value_limit = value_bytes_limit(self.max_key_bytes);
+        if self.max_value_bytes > value_limit {
+            return Err(err(
+                "max_value_bytes",
+                format!(
+                    "must be at most {value_limit}: a value of max_value_bytes with a key of \
+                     max_key_bytes ({}) must fit in one log entry ({} bytes with \
+                     {PROPOSAL_OVERHEAD_BYTES} bytes of framing)",
+                    self.max_key_bytes,
+                    simple_cache_core::config::ENTRY_BYTES_LIMIT
+                ),
+            ));
+        }
+        if self.max_body_bytes > BODY_BYTES_LIMIT {
+            return Err(err("max_body_bytes", format!("must be at most {BODY_BYTES_LIMIT}")));
+        }
+        if self.max_body_bytes < self.max_value_bytes {
+            return Err(err(
+                "max_body_bytes",
+                format!(
+                    "({}) must be at least max_value_bytes ({}): a request carrying the largest \
+                     value would otherwise be refused as too large a body",
+                    self.max_body_bytes, self.max_value_bytes
+                ),
+            ));
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return Err(err(
@@ -367,10 +461,105 @@ fn core_key_limit() -> usize {
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| err("config", format!("cannot read {}: {e}", path.display())))?;
+    parse_file(&text).map_err(|mut e| {
+        e.problem = format!("{} (in {})", e.problem, path.display());
+        e
+    })
+}
+
+/// The keys a config file may have, for "unknown key" errors.
+const FILE_KEYS: &[&str] = &[
+    "mode",
+    "node_id",
+    "http_addr",
+    "raft_http_addr",
+    "metrics_addr",
+    "grpc_addr",
+    "peers",
+    "join",
+    "heartbeat_ms",
+    "election_ms",
+    "hot_reload",
+    "data_dir",
+    "log_level",
+    "max_key_bytes",
+    "max_value_bytes",
+    "max_body_bytes",
+    "request_timeout_ms",
+    "max_concurrent_requests",
+    "admin_token",
+    "snapshot_threshold",
+];
+
+/// Parses the YAML text key by key, so that an error names the key it is about (serde's error
+/// for the whole document names only a line and column, or nothing useful at all).
+fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    serde_saphyr::from_str(&text).map_err(|e| err("config", format!("{}: {e}", path.display())))
+    let doc: serde_json::Value = serde_saphyr::from_str(text)
+        .map_err(|e| err("config", format!("the file is not valid YAML: {e}")))?;
+    let map = match doc {
+        serde_json::Value::Object(map) => map,
+        serde_json::Value::Null => return Ok(FileConfig::default()),
+        other => {
+            return Err(err(
+                "config",
+                format!("the file must be a mapping of `key: value` lines, not {}", kind(&other)),
+            ));
+        }
+    };
+    for (key, value) in &map {
+        if !FILE_KEYS.contains(&key.as_str()) {
+            let hint = FILE_KEYS
+                .iter()
+                .find(|k| k.starts_with(key.get(..3).unwrap_or(key)))
+                .map_or(String::new(), |k| format!(" (did you mean `{k}`?)"));
+            return Err(err(key, format!("is not a configuration key{hint}")));
+        }
+        let one = serde_json::Value::Object([(key.clone(), value.clone())].into_iter().collect());
+        if let Err(e) = serde_json::from_value::<FileConfig>(one) {
+            return Err(err(key, describe_value_error(key, value, &e)));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| err("config", e.to_string()))
+}
+
+fn kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "nothing",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a mapping",
+    }
+}
+
+/// Says what is wrong with one key's value in words.
+fn describe_value_error(key: &str, value: &serde_json::Value, e: &serde_json::Error) -> String {
+    match (key, value) {
+        ("mode", serde_json::Value::String(s)) => {
+            let hint = if s.contains(char::is_whitespace) || s.contains(':') {
+                " (is a line after it indented by mistake?)"
+            } else {
+                ""
+            };
+            format!("must be `single` or `distributed`, not `{s}`{hint}")
+        }
+        _ => {
+            let text = e.to_string();
+            let expected = text.split(", expected ").nth(1).map(|s| {
+                s.replace("u64", "a whole number")
+                    .replace("usize", "a whole number")
+                    .replace("a boolean", "true or false")
+            });
+            match expected {
+                Some(what) => format!("must be {what}, not {}", kind(value)),
+                None => text,
+            }
+        }
+    }
 }
 
 fn addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, ConfigError> {
@@ -383,7 +572,7 @@ fn parse_socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
 }
 
 /// A `host:port` a peer can be reached at; host names are allowed (resolved when connecting).
-fn check_host_port(key: &str, s: &str) -> Result<(), ConfigError> {
+pub fn check_host_port(key: &str, s: &str) -> Result<(), ConfigError> {
     let bad = || err(key, format!("`{s}` is not a host:port address"));
     let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
     if host.is_empty() || host.contains('/') || host.contains(char::is_whitespace) {
@@ -418,9 +607,7 @@ mod tests {
     use super::*;
 
     fn yaml(text: &str) -> Result<Config, ConfigError> {
-        let file: FileConfig =
-            serde_saphyr::from_str(text).map_err(|e| err("config", e.to_string()))?;
-        Config::merge(Cli::default(), file, None)
+        Config::merge(Cli::default(), parse_file(text)?, None)
     }
 
     // With nothing configured the node is a single loopback node with the seed's ports.
@@ -483,12 +670,58 @@ mod tests {
         }
     }
 
-    // A typo in a key is an error, not a silently ignored setting; so is a wrong type.
+    // A typo in a key is an error, not a silently ignored setting; so is a wrong type. Each
+    // error names the key as written in the file (regression, issue 10 failure 8: type errors
+    // named `config`, and a mis-indented line gave "unknown variant `single bad`").
     #[test]
-    fn unknown_keys_and_wrong_types_are_rejected() {
-        assert!(serde_saphyr::from_str::<FileConfig>("node_idd: 1").is_err());
-        assert!(serde_saphyr::from_str::<FileConfig>("node_id: one").is_err());
-        assert!(serde_saphyr::from_str::<FileConfig>("mode: cluster").is_err());
+    fn unknown_keys_and_wrong_types_are_rejected_naming_the_key() {
+        let cases = [
+            ("node_idd: 1", "node_idd", "did you mean `node_id`"),
+            ("node_id: one", "node_id", "must be a whole number, not a string"),
+            ("mode: cluster", "mode", "must be `single` or `distributed`, not `cluster`"),
+            ("mode: single\n  bad: x\n", "config", "not valid YAML"),
+            ("mode: single bad\n", "mode", "indented by mistake"),
+            ("hot_reload: 3", "hot_reload", "must be true or false"),
+            ("peers: 3", "peers", "must be"),
+            ("- a\n- b\n", "config", "mapping"),
+        ];
+        for (text, key, words) in cases {
+            let e = parse_file(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.to_string().contains(words), "{text}: {e}");
+        }
+    }
+
+    // Regression (issue 10, failures 7 and 8): a valid configuration allowed a value too large
+    // for one WAL record (the leader's WAL writer asserted), and a body limit below the value
+    // limit.
+    #[test]
+    fn limits_must_fit_a_log_entry_and_each_other() {
+        let e = yaml("max_value_bytes: 67108864\nmax_body_bytes: 67108864").unwrap_err();
+        assert_eq!(e.key, "max_value_bytes", "{e}");
+        let largest = value_bytes_limit(1024);
+        let ok = format!("max_value_bytes: {largest}\nmax_body_bytes: {}", 64 << 20);
+        assert!(yaml(&ok).is_ok());
+        let e = yaml("max_value_bytes: 4096\nmax_body_bytes: 1024").unwrap_err();
+        assert_eq!(e.key, "max_body_bytes", "{e}");
+    }
+
+    // Regression (issue 10, failure 8): an invalid SIMPLE_CACHE_NODE_ID was reported as a bad
+    // `--node-id`; the error names the variable the operator actually set.
+    #[test]
+    fn bad_environment_values_name_the_variable() {
+        use clap::Parser;
+        // SAFETY: tests in this module do not read SIMPLE_CACHE_HEARTBEAT_MS concurrently.
+        unsafe { std::env::set_var("SIMPLE_CACHE_HEARTBEAT_MS", "fast") };
+        let e = Cli::try_parse_from(["simple-cache"]).unwrap_err();
+        let named = env_value_error(&e, vec!["simple-cache".into()]).expect("names the variable");
+        assert_eq!(named.key, "SIMPLE_CACHE_HEARTBEAT_MS");
+        assert!(named.to_string().contains("`fast`"), "{named}");
+        // The same bad value given as a flag is clap's own error about the flag.
+        let argv = ["simple-cache", "--heartbeat-ms", "fast"];
+        let e = Cli::try_parse_from(argv).unwrap_err();
+        assert!(env_value_error(&e, argv.iter().map(|s| s.to_string()).collect()).is_none());
+        unsafe { std::env::remove_var("SIMPLE_CACHE_HEARTBEAT_MS") };
     }
 
     // The peers flag format parses ids, Raft addresses and optional client addresses.

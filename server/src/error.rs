@@ -92,6 +92,9 @@ impl From<ProposeError> for ApiError {
             ProposeError::TooManyPending { .. } | ProposeError::TooManyPendingBytes { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending", e.to_string())
             }
+            ProposeError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "value_too_large", e.to_string())
+            }
         }
     }
 }
@@ -142,6 +145,9 @@ impl From<MembershipError> for ApiError {
             }
             MembershipError::NotCaughtUp { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "not_caught_up", msg)
+            }
+            MembershipError::NotResponding { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "not_responding", msg)
             }
             MembershipError::LastVoter => ApiError::new(StatusCode::CONFLICT, "last_voter", msg),
         }

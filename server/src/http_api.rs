@@ -521,15 +521,21 @@ fn members_json(s: &Status) -> Vec<Value> {
 }
 
 /// Proposes a membership change on the leader (forwarding from a follower) and waits until it
-/// is committed.
+/// is committed. With `probe`, the leader first checks that the node answers at its Raft address
+/// as the id it is being added under.
 async fn membership_change(
     st: &Service,
     change: MembershipChange,
     fwd: &Forwardable<'_>,
+    probe: Option<(NodeId, &str)>,
 ) -> Result<Result<Status, Response>, ApiError> {
     let deadline = st.deadline();
     let mut attempt = 0;
     let index = loop {
+        let leading = st.status.borrow().role == Role::Leader;
+        if let Some((id, addr)) = probe.filter(|_| leading) {
+            probe_member(st, id, addr, deadline).await?;
+        }
         let (reply, rx) = oneshot::channel();
         st.send_input(Input::Membership { change: change.clone(), reply }, deadline).await?;
         match st.await_reply(rx, deadline).await? {
@@ -562,6 +568,78 @@ async fn membership_change(
     }
 }
 
+/// How long the leader waits for a joining node to answer its probe.
+const JOIN_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Checks that `addr` answers on the Raft port as node `id` (`GET /raft/node`), so that a typo
+/// in the address or the id is refused instead of becoming a member nobody can reach.
+async fn probe_member(
+    st: &Service,
+    id: NodeId,
+    addr: &str,
+    deadline: TokioInstant,
+) -> Result<(), ApiError> {
+    let timeout = JOIN_PROBE_TIMEOUT.min(deadline.saturating_duration_since(TokioInstant::now()));
+    let unreachable = |why: String| {
+        ApiError::unavailable(
+            "member_unreachable",
+            format!(
+                "node {id} does not answer at its Raft address {addr}: {why}. Start it first (or \
+                 fix the address); `\"force\": true` adds it anyway, as a learner until it answers"
+            ),
+        )
+    };
+    let resp = st
+        .client
+        .get(format!("http://{addr}/raft/node"))
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| unreachable(e.to_string()))?;
+    if !resp.status().is_success() {
+        return Err(unreachable(format!("it answered {}", resp.status())));
+    }
+    let v: Value = resp.json().await.map_err(|e| unreachable(format!("its answer: {e}")))?;
+    match v["node_id"].as_u64() {
+        Some(n) if n == id.0 => Ok(()),
+        Some(n) => Err(ApiError::bad_request(
+            "wrong_node",
+            format!("the node at {addr} is node {n}, not node {id}: check `id` and `addr`"),
+        )),
+        None => Err(unreachable("it is not a simple-cache node".to_string())),
+    }
+}
+
+/// Refuses a join that would give an existing member's id or address to another node.
+fn check_join_conflicts(s: &Status, id: NodeId, addr: &MemberAddr) -> Result<(), ApiError> {
+    for (member, a) in &s.membership.addresses {
+        let a = MemberAddr::decode(a);
+        if *member == id {
+            if a.raft == addr.raft {
+                // The same node asking again (a retried join): core answers `already_member`.
+                return Ok(());
+            }
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "already_member",
+                format!("node {id} is already a member, at {}; remove it first", a.raft),
+            ));
+        }
+        let same_http = addr.http.is_some() && a.http == addr.http;
+        if a.raft == addr.raft || same_http {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "address_in_use",
+                format!(
+                    "node {member} already uses that address ({}); two members cannot share one",
+                    if a.raft == addr.raft { &a.raft } else { a.http.as_deref().unwrap_or("") }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub async fn cluster_join(
     State(st): State<Service>,
     method: Method,
@@ -588,13 +666,29 @@ pub async fn cluster_join(
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::bad_request("bad_addr", "`http_addr` must be a string")),
     };
-    let address = MemberAddr { raft: addr, http }.encode();
+    let force = match obj.get("force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::bad_request("bad_body", "`force` must be true or false")),
+    };
+    for (key, value) in [("addr", Some(&addr)), ("http_addr", http.as_ref())] {
+        if let Some(v) = value {
+            crate::config::check_host_port(key, v).map_err(|e| {
+                ApiError::bad_request("bad_addr", format!("`{key}`: {}", e.problem))
+            })?;
+        }
+    }
+    let member = MemberAddr { raft: addr.clone(), http };
+    check_join_conflicts(&st.status.borrow(), id, &member)?;
+    let address = member.encode();
     let fwd = Forwardable { method: &method, uri: &uri, headers: &headers, body: b };
-    match membership_change(&st, MembershipChange::AddLearner { id, address }, &fwd).await? {
+    let probe = (!force).then_some((id, addr.as_str()));
+    let change = MembershipChange::AddLearner { id, address };
+    match membership_change(&st, change, &fwd, probe).await? {
         Ok(s) => Ok(Json(json!({
             "success": true,
             "id": id.0,
-            "voter": false,
+            "voter": s.membership.is_voter(id),
             "leader": s.leader.map(|l| l.0),
             "members": members_json(&s),
         }))
@@ -638,7 +732,7 @@ async fn cluster_leave(
         }
     };
     let fwd = Forwardable { method: &method, uri: &uri, headers: &headers, body: b };
-    match membership_change(&st, MembershipChange::Remove { id }, &fwd).await? {
+    match membership_change(&st, MembershipChange::Remove { id }, &fwd, None).await? {
         Ok(s) => Ok(Json(json!({ "success": true, "id": id.0, "members": members_json(&s) }))
             .into_response()),
         Err(forwarded) => Ok(forwarded),

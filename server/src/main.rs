@@ -4,18 +4,18 @@
 //! leadership over, flush the WAL, exit 0).
 
 use anyhow::Context;
-use clap::Parser;
 use simple_cache_core::message::Membership;
+use simple_cache_core::node::RequestIds;
 use simple_cache_core::node::{CacheNode, NodeConfig};
 use simple_cache_core::raft::Persisted;
 use simple_cache_core::{NodeId, SnapshotMeta};
-use simple_cache_server::config::{Cli, Config, Mode};
+use simple_cache_server::config::{Cli, Command, Config, Mode};
 use simple_cache_server::metrics::Metrics;
-use simple_cache_server::node_loop::{Clock, INPUT_QUEUE_MAX, Input, NodeLoop};
+use simple_cache_server::node_loop::{self, Clock, INPUT_QUEUE_MAX, Input, NodeLoop, Status};
 use simple_cache_server::raft_http;
 use simple_cache_server::service::Service;
 use simple_cache_server::transport::{MemberAddr, Transport};
-use simple_cache_server::wal_store::WalStore;
+use simple_cache_server::wal_store::{DataDirLock, WalStore, describe_io};
 use simple_cache_server::{grpc, http_api};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -24,25 +24,102 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
+/// Exit statuses: 0 after a requested stop, [`EXIT_CONFIG`] for a configuration that cannot
+/// work, [`EXIT_STARTUP`] when startup fails (a port in use, a data directory that cannot be
+/// used), [`EXIT_REMOVED`] when this node is not (or no longer) a member of its cluster, and
+/// `node_loop::EXIT_FATAL` (70) when a running node hits an error it cannot go on from. Each
+/// failure prints one line on stderr.
+const EXIT_CONFIG: i32 = 2;
+const EXIT_STARTUP: i32 = 1;
+const EXIT_REMOVED: i32 = 3;
+
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::parse_or_exit();
+    let command = cli.command.clone();
     let cfg = match Config::load(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("simple-cache: {e}");
-            std::process::exit(2);
+            std::process::exit(EXIT_CONFIG);
         }
     };
+    if let Some(Command::Recover { force_new_cluster }) = command {
+        match simple_cache_server::recover::force_new_cluster(&cfg, force_new_cluster) {
+            Ok(report) => {
+                println!("{report}");
+                return;
+            }
+            Err(e) => {
+                eprintln!("simple-cache recover: {e}");
+                std::process::exit(EXIT_STARTUP);
+            }
+        }
+    }
     let set_log_level = init_logging(&cfg);
+    install_panic_hook();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    if let Err(e) = rt.block_on(run(cfg, set_log_level)) {
-        tracing::error!("{e:#}");
-        eprintln!("simple-cache: {e:#}");
-        std::process::exit(1);
+    match rt.block_on(run(cfg, set_log_level)) {
+        Ok(Stopped::Requested) => {}
+        Ok(Stopped::Removed) => std::process::exit(EXIT_REMOVED),
+        Err(Failure { status, error }) => {
+            eprintln!("simple-cache: {error:#}");
+            std::process::exit(status);
+        }
     }
+}
+
+/// How a run ended without an error.
+enum Stopped {
+    /// SIGTERM or SIGINT.
+    Requested,
+    /// The node learned that it is no longer a member.
+    Removed,
+}
+
+/// Why a run could not start or go on, with the exit status to use.
+struct Failure {
+    status: i32,
+    error: anyhow::Error,
+}
+
+trait ExitWith<T> {
+    fn exit_with(self, status: i32) -> Result<T, Failure>;
+}
+
+impl<T, E: Into<anyhow::Error>> ExitWith<T> for Result<T, E> {
+    fn exit_with(self, status: i32) -> Result<T, Failure> {
+        self.map_err(|e| Failure { status, error: e.into() })
+    }
+}
+
+/// A panic on the node loop or the snapshot writer leaves a node that cannot apply, persist or
+/// answer anything: the process exits at once (with one line on stderr) so a supervisor sees it
+/// fail and restarts it, rather than a zombie that answers "stopping" forever. A panic in a
+/// request handler only fails that request; it is logged the same way.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed").to_string();
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_string());
+        let at = info.location().map_or(String::new(), |l| format!(" at {l}"));
+        let fatal = matches!(name.as_str(), "node-loop" | "snapshot-writer");
+        if fatal {
+            eprintln!("simple-cache: fatal: thread {name} panicked{at}: {what}; stopping the node");
+            if std::env::var_os("RUST_BACKTRACE").is_some() {
+                eprintln!("{}", std::backtrace::Backtrace::force_capture());
+            }
+            std::process::exit(node_loop::EXIT_FATAL);
+        }
+        tracing::error!(thread = %name, "panic{at}: {what}");
+    }));
 }
 
 /// Installs the log subscriber; returns how hot reload changes `log_level` later.
@@ -89,7 +166,7 @@ fn os_seed() -> u64 {
 async fn run(
     cfg: Config,
     set_log_level: simple_cache_server::reload::SetLogLevel,
-) -> anyhow::Result<()> {
+) -> Result<Stopped, Failure> {
     let cfg = Arc::new(cfg);
     let me = NodeId(cfg.node_id);
     tracing::info!(node_id = cfg.node_id, mode = ?cfg.mode, data_dir = %cfg.data_dir.display(), "simple-cache starting");
@@ -99,9 +176,59 @@ async fn run(
         );
     }
 
+    // Startup order: the configuration is validated already; now bind every listener, then lock
+    // and open the data directory. A port in use therefore fails before anything is written.
+    let http_listener = bind("http_addr", cfg.http_addr).await.exit_with(EXIT_STARTUP)?;
+    let raft_listener = bind("raft_http_addr", cfg.raft_http_addr).await.exit_with(EXIT_STARTUP)?;
+    let metrics_listener = bind("metrics_addr", cfg.metrics_addr).await.exit_with(EXIT_STARTUP)?;
+    let grpc_listener = match cfg.grpc_addr {
+        None => None,
+        Some(addr) => match TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            // Only the implicit default may be skipped: say, the second node of a local cluster
+            // whose config predates gRPC. A configured address that cannot bind stops startup.
+            Err(e) if cfg.grpc_addr_is_default => {
+                tracing::warn!(
+                    grpc_addr = %addr, error = %e,
+                    "cannot bind the default grpc_addr; running without gRPC (set grpc_addr to \
+                     serve it, or to \"\" to silence this)"
+                );
+                None
+            }
+            Err(e) => {
+                return Err(bind_error("grpc_addr", addr, e)).exit_with(EXIT_STARTUP);
+            }
+        },
+    };
+
+    let lock = DataDirLock::acquire(&cfg.data_dir).exit_with(EXIT_STARTUP)?;
     let opened = WalStore::open(&cfg.data_dir, simple_cache_core::wal::SEGMENT_BYTES_TARGET)
-        .context("cannot recover the write-ahead log; refusing to start")?;
+        .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))
+        .exit_with(EXIT_STARTUP)?;
+    if !opened.fresh {
+        let membership = simple_cache_server::recover::latest_membership(&opened.persisted);
+        if !membership.contains(me) {
+            return Err(anyhow::anyhow!(
+                "node {me} is not a member of the cluster recorded in data_dir {} (members: {:?}): \
+                 it was removed, or its join never completed. To add it again, empty data_dir \
+                 and join; to run it alone with this data, see `simple-cache recover`",
+                cfg.data_dir.display(),
+                membership.members().map(|m| m.0).collect::<Vec<_>>()
+            ))
+            .exit_with(EXIT_REMOVED);
+        }
+    }
     let mut wal = opened.store;
+    let incarnation = wal
+        .begin_incarnation()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "data_dir {}: writing the WAL: {}",
+                cfg.data_dir.display(),
+                describe_io(&e)
+            )
+        })
+        .exit_with(EXIT_STARTUP)?;
     let self_addr =
         MemberAddr { raft: cfg.raft_http_addr.to_string(), http: Some(cfg.http_addr.to_string()) };
     let mut join_target = None;
@@ -133,7 +260,11 @@ async fn run(
             Some(m) => {
                 tracing::info!(voters = ?m.voters, "bootstrapping a new cluster");
                 let meta = SnapshotMeta { membership: m.clone(), ..SnapshotMeta::default() };
-                wal.bootstrap(&meta).context("writing the bootstrap record")?;
+                wal.bootstrap(&meta)
+                    .map_err(|e| {
+                        anyhow::anyhow!("writing the bootstrap record: {}", describe_io(&e))
+                    })
+                    .exit_with(EXIT_STARTUP)?;
                 Persisted::bootstrap(m)
             }
             None => Persisted::default(),
@@ -152,46 +283,21 @@ async fn run(
     node_cfg.snapshot_threshold = cfg.snapshot_threshold;
     let clock = Clock::new();
     let node = CacheNode::new(node_cfg, persisted, os_seed(), clock.now())
-        .context("the recovered state cannot start a node")?;
-
-    // Bind before starting the loop, so a taken port fails startup with a clear message.
-    let http_listener = TcpListener::bind(cfg.http_addr)
-        .await
-        .with_context(|| format!("binding http_addr {}", cfg.http_addr))?;
-    let raft_listener = TcpListener::bind(cfg.raft_http_addr)
-        .await
-        .with_context(|| format!("binding raft_http_addr {}", cfg.raft_http_addr))?;
-    let metrics_listener = TcpListener::bind(cfg.metrics_addr)
-        .await
-        .with_context(|| format!("binding metrics_addr {}", cfg.metrics_addr))?;
-    let grpc_listener = match cfg.grpc_addr {
-        None => None,
-        Some(addr) => match TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            // Only the implicit default may be skipped: say, the second node of a local cluster
-            // whose config predates gRPC. A configured address that cannot bind stops startup.
-            Err(e) if cfg.grpc_addr_is_default => {
-                tracing::warn!(
-                    grpc_addr = %addr, error = %e,
-                    "cannot bind the default grpc_addr; running without gRPC (set grpc_addr to \
-                     serve it, or to \"\" to silence this)"
-                );
-                None
-            }
-            Err(e) => return Err(e).with_context(|| format!("binding grpc_addr {addr}")),
-        },
-    };
+        .context("the recovered state cannot start a node")
+        .exit_with(EXIT_STARTUP)?;
 
     let metrics = Arc::new(Metrics::new());
     let transport = Transport::new(me, tokio::runtime::Handle::current(), metrics.clone());
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
-    let (node_loop, status) = NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx);
+    let ids = RequestIds::new(incarnation);
+    let (node_loop, status) = NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx, ids);
     let loop_thread = node_loop.spawn();
 
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(1))
         .build()
-        .context("building the HTTP client")?;
+        .context("building the HTTP client")
+        .exit_with(EXIT_STARTUP)?;
     let limits = simple_cache_server::reload::Limits::new(&cfg);
     if cfg.hot_reload {
         match &cfg.source {
@@ -254,8 +360,18 @@ async fn run(
         tokio::spawn(join_cluster(state.clone(), target, self_addr));
     }
 
-    shutdown_signal().await;
-    tracing::info!("shutdown requested: no longer accepting client requests");
+    let removed = tokio::select! {
+        _ = shutdown_signal() => false,
+        _ = removal(status.clone()) => true,
+    };
+    if removed {
+        tracing::warn!(
+            "this node was removed from the cluster; stopping (exit status {EXIT_REMOVED}). To \
+             add it again, empty its data_dir and join"
+        );
+    } else {
+        tracing::info!("shutdown requested: no longer accepting client requests");
+    }
     let _ = stop_client_tx.send(true);
     let _ = client_server.await;
     if let Some(g) = grpc_server
@@ -271,8 +387,34 @@ async fn run(
     let _ = raft_server.await;
     let _ = metrics_server.await;
     let _ = tokio::task::spawn_blocking(move || loop_thread.join()).await;
+    drop(lock);
     tracing::info!("simple-cache stopped");
-    Ok(())
+    Ok(if removed { Stopped::Removed } else { Stopped::Requested })
+}
+
+async fn bind(key: &str, addr: std::net::SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|e| bind_error(key, addr, e))
+}
+
+fn bind_error(key: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyhow::Error {
+    let why = match e.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "the address is in use (another simple-cache node, or another program?)".to_string()
+        }
+        std::io::ErrorKind::AddrNotAvailable => {
+            "no interface of this machine has that IP address".to_string()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need privileges)".to_string()
+        }
+        _ => e.to_string(),
+    };
+    anyhow::anyhow!("cannot listen on {key} {addr}: {why}; nothing was written")
+}
+
+/// Resolves once the node learns it is no longer a member.
+async fn removal(mut status: watch::Receiver<Status>) {
+    let _ = status.wait_for(|s| s.removed).await;
 }
 
 /// A client that has not sent a request's headers within this time is disconnected, so slow

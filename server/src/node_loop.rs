@@ -12,16 +12,28 @@
 
 use crate::metrics::{Metrics, NodeLabel, gauge_value};
 use crate::transport::{MemberAddr, Transport, raft_addresses};
-use crate::wal_store::{SnapshotWritten, WalStore};
+use crate::wal_store::{SnapshotWritten, WalStore, describe_io};
 use bytes::Bytes;
 use simple_cache_core::cache::{ApplyResult, Command, Pattern, TtlStatus};
-use simple_cache_core::node::{CacheNode, RequestId, WriteError};
+use simple_cache_core::node::{CacheNode, RequestId, RequestIds, WriteError};
 use simple_cache_core::raft::{MembershipError, PeerStatus, ReadError, Role, TransferError};
 use simple_cache_core::{Instant, LogIndex, Membership, MembershipChange, Message, NodeId, Term};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
+
+/// Departed members whose addresses are kept (see `NodeLoop::departed`).
+const DEPARTED_MAX: usize = 16;
+
+/// `SIMPLE_CACHE_TEST_PANIC_AFTER_WRITES=N` plants a panic on the node loop after N writes, in
+/// debug builds only, so a test can check that a node-loop panic ends the process.
+fn test_panic_after_writes() -> Option<u64> {
+    if !cfg!(debug_assertions) {
+        return None;
+    }
+    std::env::var("SIMPLE_CACHE_TEST_PANIC_AFTER_WRITES").ok().and_then(|v| v.parse().ok())
+}
 
 /// Inputs drained per turn before a `Ready` is taken: bounds the latency one turn adds.
 const INPUTS_PER_TURN_MAX: usize = 4096;
@@ -129,6 +141,8 @@ pub struct Status {
     pub membership_change_pending: bool,
     pub transfer_target: Option<NodeId>,
     pub keys: usize,
+    /// This node is no longer a member of the cluster (see `RaftNode::removed`).
+    pub removed: bool,
     /// The loop has stopped (shutdown or fatal error).
     pub stopped: bool,
 }
@@ -156,12 +170,17 @@ pub struct NodeLoop {
     /// Results of the background snapshot writer.
     snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
     status_tx: watch::Sender<Status>,
-    next_id: u64,
+    ids: RequestIds,
     writes: HashMap<RequestId, WriteReply>,
     reads: HashMap<RequestId, (Query, ReadReply)>,
     /// Addresses learned outside the log; the membership's win when both know a node.
     learned: BTreeMap<NodeId, MemberAddr>,
     addresses_applied: BTreeMap<NodeId, String>,
+    /// Raft addresses of nodes that left the membership, most recent last: a removed node that
+    /// did not see its removal commit still campaigns, and must reach the leader to be told.
+    departed: Vec<(NodeId, String)>,
+    /// Debug builds only: panic after this many writes (tests that the process exits).
+    panic_after_writes: Option<u64>,
     last_leader: Option<NodeId>,
     last_membership: Membership,
     last_promote_check: Instant,
@@ -175,6 +194,7 @@ impl NodeLoop {
         clock: Clock,
         metrics: Arc<Metrics>,
         rx: mpsc::Receiver<Input>,
+        ids: RequestIds,
     ) -> (NodeLoop, watch::Receiver<Status>) {
         let status = status_of(&node, false);
         let (status_tx, status_rx) = watch::channel(status);
@@ -188,11 +208,13 @@ impl NodeLoop {
             rx,
             snapshots_written,
             status_tx,
-            next_id: 1,
+            ids,
             writes: HashMap::new(),
             reads: HashMap::new(),
             learned: BTreeMap::new(),
             addresses_applied: BTreeMap::new(),
+            departed: Vec::new(),
+            panic_after_writes: test_panic_after_writes(),
             last_leader: None,
             last_membership: Membership::default(),
             last_promote_check: Instant(0),
@@ -263,9 +285,14 @@ impl NodeLoop {
     }
 
     fn alloc_id(&mut self) -> RequestId {
-        let id = RequestId(self.next_id);
-        self.next_id += 1;
-        id
+        if let Some(id) = self.ids.next_id() {
+            return id;
+        }
+        match self.wal.begin_incarnation() {
+            Ok(n) => self.ids = RequestIds::new(n),
+            Err(e) => fatal("writing the next incarnation to the WAL failed", &e),
+        }
+        self.ids.next_id().expect("a new incarnation has ids")
     }
 
     fn handle_input(&mut self, input: Input) {
@@ -284,6 +311,12 @@ impl NodeLoop {
                     WriteOp::Expire { key } => Command::Expire { key },
                     WriteOp::Reset => Command::Reset,
                 };
+                if let Some(left) = self.panic_after_writes.as_mut() {
+                    if *left == 0 {
+                        panic!("SIMPLE_CACHE_TEST_PANIC_AFTER_WRITES: planted node-loop panic");
+                    }
+                    *left -= 1;
+                }
                 let id = self.alloc_id();
                 match self.node.write(now, id, command) {
                     Ok(()) => {
@@ -463,9 +496,20 @@ impl NodeLoop {
     }
 
     fn update_addresses(&mut self) {
+        let membership = self.node.raft().membership();
+        for (id, addr) in &self.addresses_applied {
+            if !membership.contains(*id) && !self.departed.iter().any(|(d, _)| d == id) {
+                self.departed.push((*id, addr.clone()));
+                if self.departed.len() > DEPARTED_MAX {
+                    self.departed.remove(0);
+                }
+            }
+        }
+        self.departed.retain(|(id, _)| !membership.contains(*id));
         let mut addrs: BTreeMap<NodeId, String> =
-            self.learned.iter().map(|(id, a)| (*id, a.raft.clone())).collect();
-        for (id, a) in raft_addresses(self.node.raft().membership()) {
+            self.departed.iter().map(|(id, a)| (*id, a.clone())).collect();
+        addrs.extend(self.learned.iter().map(|(id, a)| (*id, a.raft.clone())));
+        for (id, a) in raft_addresses(membership) {
             addrs.insert(id, a.raft);
         }
         if addrs != self.addresses_applied {
@@ -595,6 +639,7 @@ fn status_of(node: &CacheNode, stopped: bool) -> Status {
         membership_change_pending: raft.membership_change_pending(),
         transfer_target: raft.transfer_target(),
         keys: node.cache().len(),
+        removed: raft.removed(),
         stopped,
     }
 }
@@ -602,7 +647,10 @@ fn status_of(node: &CacheNode, stopped: bool) -> Status {
 /// A failed WAL write or fsync: the node cannot vouch for its state, so it stops at once rather
 /// than acknowledge anything more (section 5 of the style guide).
 fn fatal(what: &str, e: &std::io::Error) -> ! {
-    tracing::error!(error = %e, "{what}; stopping the node");
-    eprintln!("simple-cache: fatal: {what}: {e}");
-    std::process::exit(70);
+    eprintln!("simple-cache: fatal: {what}: {}; stopping the node", describe_io(e));
+    std::process::exit(EXIT_FATAL);
 }
+
+/// Exit status of a node that hit an error it cannot go on from (an IO error on the WAL, a
+/// panic on the node loop).
+pub const EXIT_FATAL: i32 = 70;

@@ -23,6 +23,7 @@ use simple_cache_core::{Message, codec};
 pub fn router(state: Service) -> Router {
     Router::new()
         .route("/raft", post(raft))
+        .route("/raft/node", axum::routing::get(node_identity))
         .route("/cluster/join", post(cluster_join))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(RAFT_BODY_BYTES_MAX))
@@ -48,4 +49,14 @@ async fn raft(
         .try_send(Input::Raft(messages))
         .map_err(|_| ApiError::unavailable("overloaded", "the node's input queue is full"))?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Who answers on this Raft address: a leader probes a joining node here before adding it, so
+/// a typo in an address or id is refused instead of becoming a member that never answers.
+async fn node_identity(State(st): State<Service>) -> axum::Json<serde_json::Value> {
+    let s = st.status.borrow();
+    let fresh = s.membership.voters.is_empty();
+    axum::Json(
+        serde_json::json!({ "node_id": s.id.0, "member": !fresh && s.membership.contains(s.id) }),
+    )
 }

@@ -19,8 +19,27 @@ use tokio::sync::mpsc;
 const PEER_QUEUE_MAX: usize = 4096;
 /// Messages in one HTTP request.
 const BATCH_MESSAGES_MAX: usize = 512;
-/// Bytes of encoded messages the receiving side accepts in one request.
+/// A batch stops growing once its messages hold about this many bytes (entries and snapshot
+/// chunks), far below what the receiver accepts.
+const BATCH_BYTES_TARGET: usize = 8 << 20;
+/// Bytes of encoded messages the receiving side accepts in one request: room for one message
+/// carrying the largest entry core allows (`ENTRY_BYTES_LIMIT`) plus its framing.
 pub const RAFT_BODY_BYTES_MAX: usize = 64 << 20;
+const _: () = assert!(
+    simple_cache_core::config::ENTRY_BYTES_LIMIT + 16 * 1024 < RAFT_BODY_BYTES_MAX,
+    "a batch of one message with the largest entry fits the receiver's limit"
+);
+
+/// About how many bytes a message adds to a batch.
+fn message_bytes(m: &Message) -> usize {
+    64 + match &m.body {
+        MessageBody::AppendEntries { entries, .. } => entries.iter().map(|e| e.size_bytes()).sum(),
+        MessageBody::InstallSnapshot { data, meta, .. } => {
+            data.len() + meta.membership.addresses.values().map(String::len).sum::<usize>()
+        }
+        _ => 0,
+    }
+}
 
 /// How to reach a member, stored (as JSON) in `Membership::addresses` so every node learns it
 /// through the log.
@@ -124,11 +143,29 @@ async fn sender(
 ) {
     let label = PeerLabel { peer: peer.0 };
     let mut failing = false;
-    while let Some(first) = rx.recv().await {
+    // A message taken off the queue that did not fit the previous batch.
+    let mut carried: Option<Message> = None;
+    loop {
+        let first = match carried.take() {
+            Some(m) => m,
+            None => match rx.recv().await {
+                Some(m) => m,
+                None => return,
+            },
+        };
+        let mut bytes = message_bytes(&first);
         let mut batch = vec![first];
-        while batch.len() < BATCH_MESSAGES_MAX {
+        while batch.len() < BATCH_MESSAGES_MAX && bytes < BATCH_BYTES_TARGET {
             match rx.try_recv() {
-                Ok(m) => batch.push(m),
+                Ok(m) => {
+                    let size = message_bytes(&m);
+                    if bytes + size > BATCH_BYTES_TARGET {
+                        carried = Some(m);
+                        break;
+                    }
+                    bytes += size;
+                    batch.push(m);
+                }
                 Err(_) => break,
             }
         }

@@ -33,19 +33,33 @@ use std::time::{Duration, Instant as StdInstant};
 const SNAPSHOT_MAGIC: [u8; 8] = *b"SCSNAP\0\x01";
 const SNAPSHOT_HEADER_BYTES: usize = 8 + 4 + 8;
 
-/// Why the store could not be opened. The node must not start.
+/// Why the store could not be opened. The node must not start. Each message names the file and
+/// says what is wrong in words, once (the OS error is part of the text, not a separate cause).
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
-    #[error("{dir}: {source}")]
-    Wal { dir: PathBuf, source: wal::WalError },
+    #[error("{path}: {}", describe_io(error))]
+    Io { path: PathBuf, error: io::Error },
+    #[error("the write-ahead log in {dir} is damaged: {error}; refusing to start")]
+    Wal { dir: PathBuf, error: wal::WalError },
     #[error("snapshot file {path} is unusable: {reason}")]
     Snapshot { path: PathBuf, reason: String },
 }
 
+/// An IO error in words an operator can act on.
+pub fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::PermissionDenied => {
+            format!("permission denied: the user running simple-cache cannot use it ({e})")
+        }
+        io::ErrorKind::NotADirectory => format!("a path component is not a directory ({e})"),
+        io::ErrorKind::ReadOnlyFilesystem => format!("the file system is read-only ({e})"),
+        io::ErrorKind::StorageFull => format!("the disk is full ({e})"),
+        _ => e.to_string(),
+    }
+}
+
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io { path: path.to_path_buf(), source }
+    move |error| StorageError::Io { path: path.to_path_buf(), error }
 }
 
 /// Timings the node loop exports as metrics.
@@ -66,6 +80,8 @@ pub struct WalStore {
     segment_bytes_target: u64,
     /// The latest hard state written (compaction copies it into the new segment).
     hard_state: HardState,
+    /// The latest incarnation written (compaction copies it too).
+    incarnation: u64,
     /// The snapshot whose file must be kept (the one recovery would use).
     snapshot_index: u64,
     /// Bytes were written since the last fsync.
@@ -101,8 +117,9 @@ impl WalStore {
     pub fn open(data_dir: &Path, segment_bytes_target: u64) -> Result<Opened, StorageError> {
         let wal_dir = data_dir.join("wal");
         let snap_dir = data_dir.join("snap");
-        for d in [data_dir, &wal_dir, &snap_dir] {
-            fs::create_dir_all(d).map_err(io_err(d))?;
+        create_dir_durably(data_dir)?;
+        for d in [&wal_dir, &snap_dir] {
+            create_dir_durably(d)?;
         }
         let mut seqs = Vec::new();
         for entry in fs::read_dir(&wal_dir).map_err(io_err(&wal_dir))? {
@@ -127,11 +144,18 @@ impl WalStore {
         }
         let refs: Vec<(u64, &[u8])> = contents.iter().map(|(s, b)| (*s, b.as_slice())).collect();
         let recovered = wal::recover(&refs)
-            .map_err(|source| StorageError::Wal { dir: wal_dir.clone(), source })?;
+            .map_err(|error| StorageError::Wal { dir: wal_dir.clone(), error })?;
         drop(refs);
         drop(contents);
-        let Recovered { hard_state, snapshot, entries, torn_tail, last_seq, obsolete_seqs } =
-            recovered;
+        let Recovered {
+            hard_state,
+            incarnation,
+            snapshot,
+            entries,
+            torn_tail,
+            last_seq,
+            obsolete_seqs,
+        } = recovered;
         for seq in obsolete_seqs {
             let p = wal_dir.join(wal::segment_file_name(seq));
             tracing::info!(file = %p.display(), "removing WAL segment made obsolete by compaction");
@@ -200,12 +224,24 @@ impl WalStore {
             size,
             segment_bytes_target,
             hard_state: hard_state.clone(),
+            incarnation,
             snapshot_index,
             unsynced: false,
             writer: None,
             snapshot_in_flight: None,
         };
         Ok(Opened { store, persisted: Persisted { hard_state, snapshot, entries }, fresh })
+    }
+
+    /// Starts the next incarnation of this node (see `core::node::RequestIds`): writes and syncs
+    /// it, and returns it. Called at every start, before any request is taken, and when an
+    /// incarnation's request ids run out.
+    pub fn begin_incarnation(&mut self) -> io::Result<u64> {
+        let next = self.incarnation + 1;
+        self.append(&wal::encode_record(&WalRecord::Incarnation(next)))?;
+        self.sync()?;
+        self.incarnation = next;
+        Ok(next)
     }
 
     /// Records the initial membership of a brand-new node (the snapshot at index 0 of
@@ -315,7 +351,7 @@ impl WalStore {
     /// persisted), then the removal of older segments and snapshot files.
     pub fn compact(&mut self, meta: &SnapshotMeta, entries: &[Entry]) -> io::Result<()> {
         let next = self.seq + 1;
-        let bytes = wal::compacted_segment(next, &self.hard_state, meta, entries);
+        let bytes = wal::compacted_segment(next, &self.hard_state, self.incarnation, meta, entries);
         let name = wal::segment_file_name(next);
         let tmp = self.wal_dir.join(format!("{name}.tmp"));
         let path = self.wal_dir.join(&name);
@@ -464,6 +500,93 @@ fn remove_other_snapshots(dir: &Path, keep: &[u64]) -> io::Result<()> {
 /// Fsyncs a directory so that a file created or renamed in it survives a crash.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// Creates `dir` (and missing parents) so that its entry survives a crash: each directory
+/// created is made durable by fsyncing the directory that holds it. Without that, a crash soon
+/// after the first start could lose `wal/` with the bootstrap record in it.
+fn create_dir_durably(dir: &Path) -> Result<(), StorageError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if dir.exists() {
+        let error = io::Error::other("it exists and is not a directory");
+        return Err(StorageError::Io { path: dir.to_path_buf(), error });
+    }
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        create_dir_durably(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => return Ok(()),
+        Err(e) => return Err(io_err(dir)(e)),
+    }
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    sync_dir(parent).map_err(io_err(parent))
+}
+
+/// An exclusive lock on a data directory, held for the life of the process: two processes on
+/// one data directory would interleave WAL writes and corrupt it. `flock` locks are released by
+/// the kernel when the process dies, so a crash never leaves a stale lock.
+#[derive(Debug)]
+pub struct DataDirLock {
+    _file: File,
+}
+
+/// Why the data directory could not be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error(
+        "data_dir {dir} is in use by another simple-cache process ({holder}); stop it, or give \
+         this node its own data_dir"
+    )]
+    InUse { dir: PathBuf, holder: String },
+    #[error("data_dir {dir}: {error}")]
+    Storage { dir: PathBuf, error: StorageError },
+}
+
+impl DataDirLock {
+    /// Creates `data_dir` if needed and locks `data_dir/LOCK`, writing this process's pid into
+    /// it for the next one to name.
+    pub fn acquire(data_dir: &Path) -> Result<DataDirLock, LockError> {
+        use std::io::{Read, Seek};
+        use std::os::fd::AsRawFd;
+        let storage = |error| LockError::Storage { dir: data_dir.to_path_buf(), error };
+        create_dir_durably(data_dir).map_err(storage)?;
+        let path = data_dir.join("LOCK");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| storage(io_err(&path)(e)))?;
+        // SAFETY: flock takes a file descriptor we own for the duration of the call.
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        if rc != 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let holder = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "pid unknown".to_string(),
+                };
+                return Err(LockError::InUse { dir: data_dir.to_path_buf(), holder });
+            }
+            return Err(storage(io_err(&path)(e)));
+        }
+        let pid = format!("{}\n", std::process::id());
+        let written = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(pid.as_bytes()));
+        written.map_err(|e| storage(io_err(&path)(e)))?;
+        Ok(DataDirLock { _file: file })
+    }
 }
 
 #[cfg(test)]

@@ -480,7 +480,8 @@ async fn invalid_config_exits_naming_the_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // An environment variable overrides too, and is validated.
+    // An environment variable overrides too, and is validated; the error names the variable,
+    // not the flag (regression, issue 10 failure 8).
     let out = std::process::Command::new(common::BIN)
         .env("SIMPLE_CACHE_ELECTION_MS", "not-a-number")
         .env_remove("CONFIG_PATH")
@@ -489,7 +490,7 @@ async fn invalid_config_exits_naming_the_key() {
         .unwrap();
     assert!(!out.status.success());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("election-ms"),
+        String::from_utf8_lossy(&out.stderr).contains("`SIMPLE_CACHE_ELECTION_MS`"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

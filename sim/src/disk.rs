@@ -44,6 +44,7 @@ impl File {
 #[derive(Clone, Debug, Default)]
 struct Mirror {
     hard_state: HardState,
+    incarnation: u64,
     snapshot: Option<SnapshotMeta>,
     entries: Vec<Entry>,
 }
@@ -150,6 +151,16 @@ impl SimDisk {
         }
     }
 
+    /// Starts the node's next incarnation as the server does (`WalStore::begin_incarnation`):
+    /// the record is written and synced before the node takes a request.
+    pub fn begin_incarnation(&mut self) -> u64 {
+        let next = self.mirror.incarnation + 1;
+        self.append(&wal::encode_record(&WalRecord::Incarnation(next)));
+        self.sync();
+        self.mirror.incarnation = next;
+        next
+    }
+
     /// fsync every file.
     pub fn sync(&mut self) {
         for file in self.segments.values_mut() {
@@ -167,8 +178,13 @@ impl SimDisk {
         self.mirror.entries.retain(|e| e.index > meta.last_index);
         self.mirror.snapshot = Some(meta.clone());
         let seq = self.last_seq() + 1;
-        let bytes =
-            wal::compacted_segment(seq, &self.mirror.hard_state, meta, &self.mirror.entries);
+        let bytes = wal::compacted_segment(
+            seq,
+            &self.mirror.hard_state,
+            self.mirror.incarnation,
+            meta,
+            &self.mirror.entries,
+        );
         self.bytes_written += bytes.len() as u64;
         self.segments.insert(seq, File::durable(bytes));
         self.syncs += 1;
@@ -254,6 +270,7 @@ impl SimDisk {
         };
         self.mirror = Mirror {
             hard_state: recovered.hard_state.clone(),
+            incarnation: recovered.incarnation,
             snapshot: recovered.snapshot.clone(),
             entries: recovered.entries.clone(),
         };

@@ -1148,8 +1148,11 @@ proptest! {
 fn incarnation_is_recovered_only_grows_and_survives_compaction() {
     // Request ids are unique across restarts only if the incarnation recovered is the latest one
     // written, never an older one: a compacted segment carries it, and a decrease is corruption.
-    let records =
-        [WalRecord::Incarnation(1), WalRecord::HardState(hard(1, None, 0)), WalRecord::Incarnation(2)];
+    let records = [
+        WalRecord::Incarnation(1),
+        WalRecord::HardState(hard(1, None, 0)),
+        WalRecord::Incarnation(2),
+    ];
     assert_eq!(replay(&records).unwrap().incarnation, 2);
     assert_eq!(replay(&[WalRecord::HardState(hard(1, None, 0))]).unwrap().incarnation, 0);
     let (_, offset, reason) =

@@ -33,7 +33,7 @@ use rand_core::{Rng, SeedableRng};
 use simple_cache_core::cache::{ApplyResult, Command};
 use simple_cache_core::config::Config;
 use simple_cache_core::message::{Entry, Membership, Message};
-use simple_cache_core::node::{CacheNode, NodeConfig, RequestId, WriteError};
+use simple_cache_core::node::{CacheNode, NodeConfig, RequestId, RequestIds, WriteError};
 use simple_cache_core::raft::{Mutation, Persisted, ReadError, Role};
 use simple_cache_core::types::{Instant, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -130,6 +130,9 @@ pub struct Slot {
     inbox: Option<async_channel::Sender<Input>>,
     task: Option<JoinHandle<()>>,
     incarnation: u64,
+    /// Request ids as the server allocates them: from the incarnation the disk recorded at this
+    /// start, so they never repeat across restarts of the node.
+    ids: RequestIds,
     writes: HashMap<RequestId, WriteReply>,
     reads: HashMap<RequestId, (String, ReadReply)>,
 }
@@ -146,7 +149,6 @@ pub struct World {
     /// The history's clock: one tick per call or return, so real-time order is exact.
     history_clock: u64,
     digest: Fnv,
-    next_request: u64,
     pub stop_clients: bool,
     pub messages_sent: u64,
     pub crashes: u64,
@@ -279,7 +281,6 @@ impl Sim {
             history: History::new(),
             history_clock: 0,
             digest: Fnv::new(),
-            next_request: 1,
             stop_clients: false,
             messages_sent: 0,
             crashes: 0,
@@ -516,6 +517,7 @@ impl Sim {
             }
         };
         let term = persisted.hard_state.current_term;
+        slot.ids = RequestIds::new(slot.disk.begin_incarnation());
         let mut cfg = NodeConfig::new(raft_config(id, w.cfg.append_entries_max));
         cfg.snapshot_threshold = w.cfg.snapshot_threshold;
         let mut node = match CacheNode::new(cfg, persisted, seed, now) {
@@ -615,8 +617,7 @@ impl Sim {
                             }
                         }
                         Input::Write(cmd, reply) => {
-                            let rid = RequestId(w.next_request);
-                            w.next_request += 1;
+                            let rid = next_request_id(&mut slot.ids, &mut slot.disk);
                             match node.write(now, rid, cmd) {
                                 Ok(()) => {
                                     slot.writes.insert(rid, reply);
@@ -627,8 +628,7 @@ impl Sim {
                             }
                         }
                         Input::Read(key, reply) => {
-                            let rid = RequestId(w.next_request);
-                            w.next_request += 1;
+                            let rid = next_request_id(&mut slot.ids, &mut slot.disk);
                             match node.read(now, rid) {
                                 Ok(()) => {
                                     slot.reads.insert(rid, (key, reply));
@@ -912,6 +912,18 @@ fn node_log(n: &CacheNode) -> BTreeMap<LogIndex, Entry> {
     out
 }
 
+/// The next request id; past an incarnation's 2^32 ids, the next incarnation (as the server's
+/// node loop does).
+fn next_request_id(ids: &mut RequestIds, disk: &mut SimDisk) -> RequestId {
+    match ids.next_id() {
+        Some(id) => id,
+        None => {
+            *ids = RequestIds::new(disk.begin_incarnation());
+            ids.next_id().expect("a fresh incarnation has ids")
+        }
+    }
+}
+
 impl Slot {
     fn new(disk: SimDisk) -> Slot {
         Slot {
@@ -920,6 +932,7 @@ impl Slot {
             inbox: None,
             task: None,
             incarnation: 0,
+            ids: RequestIds::new(0),
             writes: HashMap::new(),
             reads: HashMap::new(),
         }
