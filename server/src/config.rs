@@ -99,6 +99,9 @@ pub struct Cli {
     /// Bearer token required for DELETE /v1 and /cluster/* changes (unset: no auth).
     #[arg(long, global = true, env = "SIMPLE_CACHE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Shared secret every node sends to the others' Raft port (unset: not checked).
+    #[arg(long, global = true, env = "SIMPLE_CACHE_PEER_TOKEN", hide_env_values = true)]
+    pub peer_token: Option<String>,
     /// Snapshot and compact the log after this many applied entries [default: 10000].
     #[arg(long, global = true, env = "SIMPLE_CACHE_SNAPSHOT_THRESHOLD")]
     pub snapshot_threshold: Option<u64>,
@@ -192,6 +195,7 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     max_concurrent_requests: Option<usize>,
     admin_token: Option<String>,
+    peer_token: Option<String>,
     snapshot_threshold: Option<u64>,
 }
 
@@ -222,6 +226,8 @@ pub struct Config {
     pub request_timeout_ms: u64,
     pub max_concurrent_requests: usize,
     pub admin_token: Option<String>,
+    /// The shared secret of the Raft port (see `peer_auth`).
+    pub peer_token: Option<String>,
     pub snapshot_threshold: u64,
     /// The file the configuration was read from, for hot reload.
     pub source: Option<PathBuf>,
@@ -314,6 +320,7 @@ impl Config {
                 .or(file.max_concurrent_requests)
                 .unwrap_or(1024),
             admin_token: cli.admin_token.or(file.admin_token).filter(|s| !s.is_empty()),
+            peer_token: cli.peer_token.or(file.peer_token).filter(|s| !s.is_empty()),
             snapshot_threshold: cli
                 .snapshot_threshold
                 .or(file.snapshot_threshold)
@@ -488,6 +495,7 @@ const FILE_KEYS: &[&str] = &[
     "request_timeout_ms",
     "max_concurrent_requests",
     "admin_token",
+    "peer_token",
     "snapshot_threshold",
 ];
 

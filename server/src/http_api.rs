@@ -589,17 +589,28 @@ async fn probe_member(
             ),
         )
     };
-    let resp = st
-        .client
-        .get(format!("http://{addr}/raft/node"))
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| unreachable(e.to_string()))?;
+    let mut req = st.client.get(format!("http://{addr}/raft/node")).timeout(timeout);
+    if let Some(t) = &st.cfg.peer_token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| unreachable(e.to_string()))?;
     if !resp.status().is_success() {
         return Err(unreachable(format!("it answered {}", resp.status())));
     }
     let v: Value = resp.json().await.map_err(|e| unreachable(format!("its answer: {e}")))?;
+    if let (Some(theirs), Some(mine)) = (v["cluster_id"].as_str(), st.cluster_id.get())
+        && theirs != crate::peer_auth::hex(mine)
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "wrong_cluster",
+            format!(
+                "the node at {addr} belongs to cluster {theirs}, not to this one ({}): empty its \
+                 data_dir first",
+                crate::peer_auth::hex(mine)
+            ),
+        ));
+    }
     match v["node_id"].as_u64() {
         Some(n) if n == id.0 => Ok(()),
         Some(n) => Err(ApiError::bad_request(
@@ -689,6 +700,7 @@ pub async fn cluster_join(
             "success": true,
             "id": id.0,
             "voter": s.membership.is_voter(id),
+            "cluster_id": st.cluster_id.get().map(crate::peer_auth::hex),
             "leader": s.leader.map(|l| l.0),
             "members": members_json(&s),
         }))

@@ -11,6 +11,7 @@ pub mod http_api;
 pub mod metrics;
 pub mod node_loop;
 pub mod pb;
+pub mod peer_auth;
 pub mod raft_http;
 pub mod recover;
 pub mod reload;

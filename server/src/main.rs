@@ -12,6 +12,7 @@ use simple_cache_core::{NodeId, SnapshotMeta};
 use simple_cache_server::config::{Cli, Command, Config, Mode};
 use simple_cache_server::metrics::Metrics;
 use simple_cache_server::node_loop::{self, Clock, INPUT_QUEUE_MAX, Input, NodeLoop, Status};
+use simple_cache_server::peer_auth::{self, ClusterId};
 use simple_cache_server::raft_http;
 use simple_cache_server::service::Service;
 use simple_cache_server::transport::{MemberAddr, Transport};
@@ -218,6 +219,15 @@ async fn run(
             .exit_with(EXIT_REMOVED);
         }
     }
+    let cluster_id = ClusterId::load(&cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))
+        .exit_with(EXIT_STARTUP)?;
+    if !opened.fresh && cluster_id.get().is_none() {
+        tracing::info!(
+            "no cluster id is recorded in data_dir (it was created by an older version): peer \
+             batches are accepted from any cluster; set peer_token to authenticate peers"
+        );
+    }
     let mut wal = opened.store;
     let incarnation = wal
         .begin_incarnation()
@@ -258,7 +268,17 @@ async fn run(
         };
         match membership {
             Some(m) => {
-                tracing::info!(voters = ?m.voters, "bootstrapping a new cluster");
+                let id = match cfg.mode {
+                    Mode::Single => os_seed().max(1),
+                    Mode::Distributed => peer_auth::derive(
+                        &cfg.peers.iter().map(|p| (p.id, p.addr.clone())).collect::<Vec<_>>(),
+                    ),
+                };
+                cluster_id
+                    .store(&cfg.data_dir, id)
+                    .map_err(|e| anyhow::anyhow!("writing the cluster id: {}", describe_io(&e)))
+                    .exit_with(EXIT_STARTUP)?;
+                tracing::info!(voters = ?m.voters, cluster_id = %peer_auth::hex(id), "bootstrapping a new cluster");
                 let meta = SnapshotMeta { membership: m.clone(), ..SnapshotMeta::default() };
                 wal.bootstrap(&meta)
                     .map_err(|e| {
@@ -287,7 +307,13 @@ async fn run(
         .exit_with(EXIT_STARTUP)?;
 
     let metrics = Arc::new(Metrics::new());
-    let transport = Transport::new(me, tokio::runtime::Handle::current(), metrics.clone());
+    let transport = Transport::new(
+        me,
+        tokio::runtime::Handle::current(),
+        metrics.clone(),
+        cfg.peer_token.clone(),
+        cluster_id.clone(),
+    );
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
     let ids = RequestIds::new(incarnation);
     let (node_loop, status) = NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx, ids);
@@ -322,6 +348,7 @@ async fn run(
         limits,
         metrics: metrics.clone(),
         client,
+        cluster_id: cluster_id.clone(),
     };
 
     let (stop_client_tx, stop_client_rx) = watch::channel(false);
@@ -494,6 +521,14 @@ async fn join_cluster(st: Service, target: String, me: MemberAddr) {
                         let http = m["http_addr"].as_str().map(str::to_string);
                         learned.insert(NodeId(id), MemberAddr { raft: raft.to_string(), http });
                     }
+                }
+                if let Some(id) =
+                    v["cluster_id"].as_str().and_then(|s| u64::from_str_radix(s, 16).ok())
+                    && st.cluster_id.get() != Some(id)
+                    && let Err(e) = st.cluster_id.store(&st.cfg.data_dir, id)
+                {
+                    // The node loop goes on; the id is learned again at the next join.
+                    tracing::error!(error = %describe_io(&e), "recording the cluster id failed");
                 }
                 tracing::info!(%target, members = learned.len(), "joined the cluster as a learner");
                 let _ = st.tx.send(Input::LearnAddresses(learned)).await;

@@ -10,13 +10,14 @@ use crate::error::ApiError;
 use crate::http_api::cluster_join;
 use crate::metrics::PeerLabel;
 use crate::node_loop::Input;
+use crate::peer_auth;
 use crate::service::Service;
 use crate::transport::RAFT_BODY_BYTES_MAX;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
 use simple_cache_core::{Message, codec};
 
@@ -30,10 +31,31 @@ pub fn router(state: Service) -> Router {
         .with_state(state)
 }
 
+/// With `peer_token` set, the request must carry it (see `peer_auth`).
+fn check_token(st: &Service, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &st.cfg.peer_token else { return Ok(()) };
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if peer_auth::bearer_matches(given, token) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "the Raft port requires `Authorization: Bearer <peer_token>`",
+    ))
+}
+
 async fn raft(
     State(st): State<Service>,
+    headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    check_token(&st, &headers)?;
+    let sent = headers.get(peer_auth::CLUSTER_HEADER).map(|v| v.to_str().unwrap_or("invalid"));
+    st.cluster_id.accepts(sent).map_err(|why| {
+        tracing::debug!(%why, "refusing a peer batch of another cluster");
+        ApiError::new(StatusCode::FORBIDDEN, "wrong_cluster", why)
+    })?;
     let b = b.map_err(|e| ApiError::new(e.status(), "bad_body", e.body_text()))?;
     let messages: Vec<Message> = codec::decode(&b, RAFT_BODY_BYTES_MAX).map_err(|e| {
         ApiError::bad_request("bad_raft_message", format!("the body does not decode: {e}"))
@@ -53,10 +75,14 @@ async fn raft(
 
 /// Who answers on this Raft address: a leader probes a joining node here before adding it, so
 /// a typo in an address or id is refused instead of becoming a member that never answers.
-async fn node_identity(State(st): State<Service>) -> axum::Json<serde_json::Value> {
+async fn node_identity(
+    State(st): State<Service>,
+    headers: HeaderMap,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    check_token(&st, &headers)?;
     let s = st.status.borrow();
-    let fresh = s.membership.voters.is_empty();
-    axum::Json(
-        serde_json::json!({ "node_id": s.id.0, "member": !fresh && s.membership.contains(s.id) }),
-    )
+    Ok(axum::Json(serde_json::json!({
+        "node_id": s.id.0,
+        "cluster_id": st.cluster_id.get().map(peer_auth::hex),
+    })))
 }

@@ -86,6 +86,7 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<&'static str>) {
         max_body_bytes,
         max_concurrent_requests,
         admin_token,
+        peer_token,
         snapshot_threshold
     );
     if old.peers.len() != new.peers.len()

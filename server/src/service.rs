@@ -55,6 +55,8 @@ pub struct Service {
     pub limits: Arc<crate::reload::Limits>,
     pub metrics: Arc<Metrics>,
     pub client: reqwest::Client,
+    /// This node's cluster id (see `peer_auth`).
+    pub cluster_id: crate::peer_auth::ClusterId,
 }
 
 /// How a read is served.

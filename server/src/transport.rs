@@ -74,6 +74,8 @@ struct Peer {
 
 pub struct Transport {
     self_id: NodeId,
+    peer_token: Option<String>,
+    cluster_id: crate::peer_auth::ClusterId,
     peers: BTreeMap<NodeId, Peer>,
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
@@ -87,6 +89,8 @@ impl Transport {
         self_id: NodeId,
         runtime: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
+        peer_token: Option<String>,
+        cluster_id: crate::peer_auth::ClusterId,
     ) -> Transport {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(1))
@@ -94,7 +98,15 @@ impl Transport {
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
             .expect("an HTTP client without TLS builds");
-        Transport { self_id, peers: BTreeMap::new(), client, runtime, metrics }
+        Transport {
+            self_id,
+            peer_token,
+            cluster_id,
+            peers: BTreeMap::new(),
+            client,
+            runtime,
+            metrics,
+        }
     }
 
     /// Starts, replaces or stops sender tasks so that exactly `addrs` (minus this node) have one.
@@ -112,6 +124,7 @@ impl Transport {
                 rx,
                 self.client.clone(),
                 self.metrics.clone(),
+                (self.peer_token.clone(), self.cluster_id.clone()),
             ));
             self.peers.insert(*id, Peer { addr: addr.clone(), tx });
         }
@@ -140,6 +153,7 @@ async fn sender(
     mut rx: mpsc::Receiver<Message>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
+    (peer_token, cluster_id): (Option<String>, crate::peer_auth::ClusterId),
 ) {
     let label = PeerLabel { peer: peer.0 };
     let mut failing = false;
@@ -173,7 +187,14 @@ async fn sender(
         let body = codec::encode(&batch);
         let len = body.len() as u64;
         let started = StdInstant::now();
-        let result = client.post(&url).body(body).send().await;
+        let mut req = client.post(&url).body(body);
+        if let Some(t) = &peer_token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(id) = cluster_id.get() {
+            req = req.header(crate::peer_auth::CLUSTER_HEADER, crate::peer_auth::hex(id));
+        }
+        let result = req.send().await;
         match result {
             Ok(resp) if resp.status().is_success() => {
                 metrics.peer_sent_bytes.get_or_create(&label).inc_by(len);

@@ -384,3 +384,49 @@ async fn recover_force_new_cluster_keeps_every_acknowledged_key() {
     let (_, peers) = call("GET", &c.nodes[l].url("/cluster/peers"), None).await;
     assert_eq!(peers["members"].as_array().unwrap().len(), 1, "{peers}");
 }
+
+// The Raft port refuses strangers: with `peer_token` set, a batch (or a probe) without it is
+// 401; a batch naming another cluster is 403. Members that share the token and the cluster id
+// replicate as usual, and a node joining through `--join` learns the cluster id.
+#[tokio::test]
+async fn raft_port_refuses_strangers_and_members_still_replicate() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = ["--peer-token", "s3cret"];
+    for d in ["n1", "n2"] {
+        std::fs::create_dir_all(dir.path().join(d)).unwrap();
+    }
+    let mut n1 = Node::new(1, &dir.path().join("n1"), &token);
+    n1.wait_ready().await;
+    let raft = |path: &str| format!("http://{}{path}", n1.raft);
+    let batch = simple_cache_core::codec::encode(&Vec::<simple_cache_core::Message>::new());
+    let post = |auth: Option<&'static str>, cluster: Option<&'static str>| {
+        let mut req = common::client().post(raft("/raft")).body(batch.clone());
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        if let Some(c) = cluster {
+            req = req.header("x-simple-cache-cluster", c);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post(None, None).await, 401);
+    assert_eq!(post(Some("Bearer wrong"), None).await, 401);
+    assert_eq!(post(Some("Bearer s3cret"), Some("00000000000000ff")).await, 403);
+    assert_eq!(post(Some("Bearer s3cret"), None).await, 204);
+    let probe = common::client().get(raft("/raft/node")).send().await.unwrap();
+    assert_eq!(probe.status(), 401);
+    // A second node joins through the first with the same token, is promoted, and replicates.
+    let join = ["--mode", "distributed", "--join", n1.raft.as_str(), "--peer-token", "s3cret"];
+    let mut n2 = Node::new(2, &dir.path().join("n2"), &join);
+    n2.wait_ready().await;
+    eventually("node 2 to be promoted", Duration::from_secs(20), || async {
+        let (_, peers) = call("GET", &n1.url("/cluster/peers"), None).await;
+        let voters = peers["members"].as_array()?.iter().filter(|m| m["voter"] == json!(true));
+        (voters.count() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(call("PUT", &n2.url("/v1/k"), Some(r#"{"value": 1}"#)).await.0, 200);
+    assert_eq!(call("GET", &n2.url("/v1/k"), None).await.1, json!({"found": true, "value": 1}));
+    let id = |n: &Node| std::fs::read_to_string(n.dir.join("data/cluster_id")).unwrap();
+    assert_eq!(id(&n1), id(&n2), "the joiner recorded the cluster's id");
+}

@@ -382,6 +382,7 @@ pub async fn change_membership(sim: &Sim, change: MembershipChange, max_ms: u64)
                         | MembershipError::ChangePending
                         | MembershipError::LeaderNotReady
                         | MembershipError::NotCaughtUp { .. }
+                        | MembershipError::NotResponding { .. }
                         | MembershipError::TransferInProgress,
                     )) => {}
                     Some(Err(e)) => {
