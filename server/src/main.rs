@@ -309,6 +309,7 @@ async fn run(
     let metrics = Arc::new(Metrics::new());
     let transport = Transport::new(
         me,
+        cfg.raft_http_addr.to_string(),
         tokio::runtime::Handle::current(),
         metrics.clone(),
         cfg.peer_token.clone(),

@@ -122,6 +122,11 @@ pub enum Input {
     /// Extra Raft addresses learned outside the log (the join response gives the joiner the
     /// leader's address before any log entry arrives).
     LearnAddresses(BTreeMap<NodeId, MemberAddr>),
+    /// A node that is not a member sent a batch from this Raft address (see `departed`).
+    SenderAddress {
+        id: NodeId,
+        addr: String,
+    },
     /// Hand leadership over if leader, flush the WAL, stop.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -360,6 +365,16 @@ impl NodeLoop {
             }
             Input::Peers { reply } => {
                 let _ = reply.send((now, self.node.raft().peers()));
+            }
+            Input::SenderAddress { id, addr } => {
+                if !self.node.raft().membership().contains(id) {
+                    self.departed.retain(|(d, _)| *d != id);
+                    self.departed.push((id, addr));
+                    if self.departed.len() > DEPARTED_MAX {
+                        self.departed.remove(0);
+                    }
+                    self.update_addresses();
+                }
             }
             Input::LearnAddresses(addrs) => {
                 self.learned.extend(addrs);

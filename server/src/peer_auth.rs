@@ -19,6 +19,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The header carrying the sender's cluster id (16 hex digits).
 pub const CLUSTER_HEADER: &str = "x-simple-cache-cluster";
+/// The header carrying the sender's own Raft address, so a leader can answer a node it has no
+/// address for (a member removed before this leader started, which must be told).
+pub const SENDER_HEADER: &str = "x-simple-cache-raft-addr";
 const FILE: &str = "cluster_id";
 
 /// This node's cluster id, shared by the transport and the Raft listener; 0 while unknown (a

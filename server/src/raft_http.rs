@@ -60,6 +60,13 @@ async fn raft(
     let messages: Vec<Message> = codec::decode(&b, RAFT_BODY_BYTES_MAX).map_err(|e| {
         ApiError::bad_request("bad_raft_message", format!("the body does not decode: {e}"))
     })?;
+    let sender = headers.get(peer_auth::SENDER_HEADER).and_then(|v| v.to_str().ok());
+    if let (Some(from), Some(addr)) = (messages.first().map(|m| m.from), sender) {
+        let known = st.status.borrow().membership.contains(from);
+        if !known && crate::config::check_host_port("addr", addr).is_ok() {
+            let _ = st.tx.try_send(Input::SenderAddress { id: from, addr: addr.to_string() });
+        }
+    }
     if let Some(from) = messages.first().map(|m| m.from) {
         st.metrics
             .peer_received_bytes

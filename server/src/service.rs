@@ -538,8 +538,14 @@ impl Service {
             |m| format!("the leader (node {leader}) answered: {m}"),
         );
         let e = ApiError { status, code: Cow::Owned(code), message };
-        // The receiver was not (or no longer) the leader: nothing was proposed.
-        if matches!(e.code.as_ref(), "not_leader" | "transfer_in_progress") {
+        // Answers that prove nothing took effect: the receiver was not (or no longer) the
+        // leader, found none, could not queue the write, or its entry lost to a new leader's.
+        // Anything else (a timeout, a node shutting down with the write in flight, an unknown
+        // outcome) may still take effect and is not retried.
+        if matches!(
+            e.code.as_ref(),
+            "not_leader" | "transfer_in_progress" | "no_leader" | "overloaded" | "superseded"
+        ) {
             Err(ForwardFailure::Retry(e))
         } else {
             Err(ForwardFailure::Fail(e))

@@ -74,6 +74,7 @@ struct Peer {
 
 pub struct Transport {
     self_id: NodeId,
+    self_addr: String,
     peer_token: Option<String>,
     cluster_id: crate::peer_auth::ClusterId,
     peers: BTreeMap<NodeId, Peer>,
@@ -87,6 +88,7 @@ impl Transport {
     /// fsync does not delay sends).
     pub fn new(
         self_id: NodeId,
+        self_addr: String,
         runtime: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
         peer_token: Option<String>,
@@ -100,6 +102,7 @@ impl Transport {
             .expect("an HTTP client without TLS builds");
         Transport {
             self_id,
+            self_addr,
             peer_token,
             cluster_id,
             peers: BTreeMap::new(),
@@ -124,7 +127,7 @@ impl Transport {
                 rx,
                 self.client.clone(),
                 self.metrics.clone(),
-                (self.peer_token.clone(), self.cluster_id.clone()),
+                (self.peer_token.clone(), self.cluster_id.clone(), self.self_addr.clone()),
             ));
             self.peers.insert(*id, Peer { addr: addr.clone(), tx });
         }
@@ -153,7 +156,7 @@ async fn sender(
     mut rx: mpsc::Receiver<Message>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
-    (peer_token, cluster_id): (Option<String>, crate::peer_auth::ClusterId),
+    (peer_token, cluster_id, self_addr): (Option<String>, crate::peer_auth::ClusterId, String),
 ) {
     let label = PeerLabel { peer: peer.0 };
     let mut failing = false;
@@ -187,7 +190,8 @@ async fn sender(
         let body = codec::encode(&batch);
         let len = body.len() as u64;
         let started = StdInstant::now();
-        let mut req = client.post(&url).body(body);
+        let mut req =
+            client.post(&url).header(crate::peer_auth::SENDER_HEADER, &self_addr).body(body);
         if let Some(t) = &peer_token {
             req = req.bearer_auth(t);
         }

@@ -383,6 +383,13 @@ async fn recover_force_new_cluster_keeps_every_acknowledged_key() {
     assert_eq!(call("PUT", &c.nodes[l].url("/v1/new"), Some(r#"{"value": 1}"#)).await.0, 200);
     let (_, peers) = call("GET", &c.nodes[l].url("/cluster/peers"), None).await;
     assert_eq!(peers["members"].as_array().unwrap().len(), 1, "{peers}");
+    // An old member that comes back on its old data campaigns; the recovered node, which has no
+    // address for it in its membership, answers at the address the batch came from: removed.
+    let old = (l + 1) % 3;
+    c.nodes[old].start();
+    let status = c.nodes[old].wait_exit(Duration::from_secs(20)).await;
+    assert_eq!(status.code(), Some(3), "log:\n{}", c.nodes[old].logs());
+    assert_eq!(call("PUT", &c.nodes[l].url("/v1/later"), Some(r#"{"value": 1}"#)).await.0, 200);
 }
 
 // The Raft port refuses strangers: with `peer_token` set, a batch (or a probe) without it is
