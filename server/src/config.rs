@@ -505,8 +505,12 @@ fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
     }
-    let doc: serde_json::Value = serde_saphyr::from_str(text)
-        .map_err(|e| err("config", format!("the file is not valid YAML: {e}")))?;
+    let doc: serde_json::Value = serde_saphyr::from_str(text).map_err(|e| {
+        // The parser's message continues with a drawing of the line; the first line says it.
+        let e = e.to_string();
+        let first = e.lines().next().unwrap_or_default().trim_start_matches("error: ");
+        err("config", format!("the file is not valid YAML: {first}"))
+    })?;
     let map = match doc {
         serde_json::Value::Object(map) => map,
         serde_json::Value::Null => return Ok(FileConfig::default()),
@@ -697,6 +701,7 @@ mod tests {
             let e = parse_file(text).unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");
             assert!(e.to_string().contains(words), "{text}: {e}");
+            assert_eq!(e.to_string().lines().count(), 1, "one line: {e}");
         }
     }
 
