@@ -56,101 +56,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, Deco
 mod tests {
     use super::*;
     use crate::message::*;
-    use crate::types::{Instant, LogIndex, NodeId, Term};
+    use crate::types::{LogIndex, NodeId, Term};
     use bytes::Bytes;
     use proptest::prelude::*;
 
-    fn membership() -> impl Strategy<Value = Membership> {
-        (
-            proptest::collection::btree_set(1u64..9, 0..4),
-            proptest::collection::btree_set(10u64..14, 0..3),
-            proptest::collection::btree_map(1u64..14, "[a-z0-9.:]{0,12}", 0..4),
-        )
-            .prop_map(|(v, l, a)| Membership {
-                voters: v.into_iter().map(NodeId).collect(),
-                learners: l.into_iter().map(NodeId).collect(),
-                addresses: a.into_iter().map(|(k, v)| (NodeId(k), v)).collect(),
-            })
-    }
-
-    fn entry() -> impl Strategy<Value = Entry> {
-        let payload = prop_oneof![
-            Just(EntryPayload::Noop),
-            proptest::collection::vec(any::<u8>(), 0..40)
-                .prop_map(|d| EntryPayload::Command(Bytes::from(d))),
-            membership().prop_map(EntryPayload::Membership),
-        ];
-        (any::<u64>(), any::<u64>(), payload).prop_map(|(t, i, payload)| Entry {
-            term: Term(t),
-            index: LogIndex(i),
-            payload,
-        })
-    }
-
     fn meta() -> impl Strategy<Value = SnapshotMeta> {
-        (any::<u64>(), any::<u64>(), membership()).prop_map(|(i, t, membership)| SnapshotMeta {
-            last_index: LogIndex(i),
-            last_term: Term(t),
-            membership,
-        })
+        crate::arb::meta(u64::MAX)
     }
 
     fn body() -> impl Strategy<Value = MessageBody> {
-        let idx = any::<u64>().prop_map(LogIndex);
-        let term = any::<u64>().prop_map(Term);
-        prop_oneof![
-            (any::<bool>(), idx.clone(), term.clone(), any::<bool>()).prop_map(|(p, i, t, l)| {
-                MessageBody::RequestVote {
-                    pre_vote: p,
-                    last_log_index: i,
-                    last_log_term: t,
-                    leadership_transfer: l,
-                }
-            }),
-            (any::<bool>(), any::<bool>())
-                .prop_map(|(p, g)| MessageBody::RequestVoteResponse { pre_vote: p, granted: g }),
-            (idx.clone(), term.clone(), proptest::collection::vec(entry(), 0..4), idx.clone())
-                .prop_map(|(pi, pt, entries, c)| MessageBody::AppendEntries {
-                    prev_log_index: pi,
-                    prev_log_term: pt,
-                    entries,
-                    leader_commit: c,
-                }),
-            (idx.clone(), any::<bool>(), proptest::option::of(term), idx.clone()).prop_map(
-                |(index, success, conflict_term, conflict_index)| {
-                    MessageBody::AppendEntriesResponse {
-                        index,
-                        success,
-                        conflict_term,
-                        conflict_index,
-                    }
-                }
-            ),
-            (idx.clone(), any::<u64>())
-                .prop_map(|(c, s)| MessageBody::Heartbeat { commit_index: c, read_seq: s }),
-            (any::<u64>(), idx.clone())
-                .prop_map(|(s, l)| MessageBody::HeartbeatResponse { read_seq: s, last_index: l }),
-            (meta(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64), any::<bool>())
-                .prop_map(|(meta, offset, d, done)| MessageBody::InstallSnapshot {
-                    meta,
-                    offset,
-                    data: Bytes::from(d),
-                    done,
-                }),
-            (idx.clone(), any::<u64>(), any::<bool>(), any::<bool>()).prop_map(
-                |(last_index, next_offset, done, rejected)| MessageBody::InstallSnapshotResponse {
-                    last_index,
-                    next_offset,
-                    done,
-                    rejected,
-                }
-            ),
-            any::<u64>().prop_map(|id| MessageBody::ReadIndex { id: ReadId(id) }),
-            (any::<u64>(), proptest::option::of(idx), any::<u64>()).prop_map(|(id, index, t)| {
-                MessageBody::ReadIndexResponse { id: ReadId(id), index, leader_time: Instant(t) }
-            }),
-            Just(MessageBody::TimeoutNow),
-        ]
+        crate::arb::body(u64::MAX)
     }
 
     fn message() -> impl Strategy<Value = Message> {

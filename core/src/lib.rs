@@ -4,6 +4,8 @@
 //! thread. Time arrives as an argument ([`Instant`]), randomness from a seed the driver provides,
 //! and every effect leaves as data in a [`Ready`](raft::Ready) that the driver executes.
 
+#[cfg(test)]
+mod arb;
 pub mod cache;
 pub mod codec;
 pub mod message;

@@ -199,6 +199,10 @@ pub enum MessageBody {
     /// Leadership transfer: the target starts an election at once, skipping pre-vote.
     TimeoutNow,
     /// The leader's answer to a node that is in neither its latest nor its committed membership:
-    /// that node was removed (or its join never committed) and must stop.
-    Removed,
+    /// that node was removed (or its join never committed) and must stop. `membership_index` is
+    /// the index of the leader's membership: a node whose own log holds a later membership that
+    /// includes it ignores the answer (it comes from a leader that is behind).
+    Removed {
+        membership_index: LogIndex,
+    },
 }

@@ -27,6 +27,10 @@ pub struct Progress {
     pub last_contact: Option<Instant>,
     /// The newest ReadIndex round this follower has acknowledged.
     pub read_seq_acked: u64,
+    /// For a learner: the commit index when its promotion was first asked for. It is caught up
+    /// once it holds that much; a moving target (the current commit index) could stay ahead of
+    /// a learner a little slower than the voters forever under steady writes.
+    pub promotion_target: Option<LogIndex>,
 }
 
 impl Progress {
@@ -34,6 +38,7 @@ impl Progress {
         Progress {
             match_index: LogIndex(0),
             next_index,
+            promotion_target: None,
             state: ReplicationState::Probe,
             probe_sent: false,
             inflight: VecDeque::new(),

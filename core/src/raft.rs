@@ -644,17 +644,20 @@ impl RaftNode {
                 // entries now: heard from within an election timeout, holding everything
                 // committed, and not far behind the leader's log. A learner that never answered
                 // (an unreachable address) has match index 0 and no contact, and stays a learner.
-                let p = self.progress.get(&id);
-                let recent = p
-                    .and_then(|p| p.last_contact)
-                    .is_some_and(|t| self.now.saturating_since(t) < self.cfg.election_timeout_ms);
+                let commit_index = self.commit_index;
+                let now = self.now;
+                let timeout = self.cfg.election_timeout_ms;
+                let Some(p) = self.progress.get_mut(&id) else {
+                    return Err(MembershipError::NotResponding { id });
+                };
+                let target = *p.promotion_target.get_or_insert(commit_index);
+                let recent = p.last_contact.is_some_and(|t| now.saturating_since(t) < timeout);
                 if !recent {
                     return Err(MembershipError::NotResponding { id });
                 }
-                let match_index = p.map_or(LogIndex(0), |p| p.match_index);
+                let match_index = p.match_index;
                 let last_index = self.log.last_index();
-                if match_index < self.commit_index
-                    || match_index.0 + self.cfg.promotion_lag_max < last_index.0
+                if match_index < target || match_index.0 + self.cfg.promotion_lag_max < last_index.0
                 {
                     return Err(MembershipError::NotCaughtUp { id, match_index, last_index });
                 }
@@ -1509,11 +1512,18 @@ impl RaftNode {
 
     fn step_inner(&mut self, msg: Message) {
         let from = msg.from;
-        if let MessageBody::Removed = msg.body {
-            // Taken in any term: a removed voter may have campaigned past the leader's term.
-            // (Anyone who can reach the Raft port could send it; the transport's cluster id and
-            // peer token are what keep strangers out.)
-            if !self.told_removed && self.role != Role::Leader {
+        if let MessageBody::Removed { membership_index } = msg.body {
+            // Only from a leader of this node's term or later (a deposed leader does not know
+            // the members added since), and only if this node's log holds no later membership
+            // that includes it. (Anyone who can reach the Raft port could send it; the peer
+            // token and the cluster id are what keep strangers out.)
+            let newer_self =
+                self.membership_index > membership_index && self.membership.contains(self.id);
+            if !self.told_removed
+                && self.role != Role::Leader
+                && msg.term >= self.current_term
+                && !newer_self
+            {
                 tracing::warn!(node = %self.id, leader = %from, "the leader says this node is not a member");
                 self.told_removed = true;
                 if self.role == Role::Candidate {
@@ -1523,12 +1533,20 @@ impl RaftNode {
             }
             return;
         }
-        if self.role == Role::Leader && !self.is_member_or_committed_member(from) {
-            // A leader's log holds every committed entry, so a node in neither its latest nor
-            // its committed membership is not in the cluster: tell it, and ignore the message
-            // (a removed voter that campaigns must not depose the leader).
+        // A leader that has committed an entry of its term holds every committed entry and
+        // knows the commit index, so a node in neither its latest nor its committed membership is
+        // not in the cluster: tell it, and ignore the message (a removed voter that campaigns
+        // must not depose the leader). A message of a later term is handled as usual (this
+        // leader may be the one that is behind), except a pre-vote, which asks for term + 1.
+        let pre_vote = matches!(msg.body, MessageBody::RequestVote { pre_vote: true, .. });
+        if self.role == Role::Leader
+            && (msg.term <= self.current_term || (pre_vote && msg.term == self.current_term.next()))
+            && self.log.term_at(self.commit_index) == Some(self.current_term)
+            && !self.is_member_or_committed_member(from)
+        {
             tracing::debug!(node = %self.id, %from, "message from a node that is not a member");
-            self.send(from, MessageBody::Removed);
+            let membership_index = self.membership_index;
+            self.send(from, MessageBody::Removed { membership_index });
             return;
         }
         if msg.term > self.current_term {
@@ -1669,7 +1687,7 @@ impl RaftNode {
                     }
                 }
             }
-            MessageBody::Removed => unreachable!("handled at the top"),
+            MessageBody::Removed { .. } => unreachable!("handled at the top"),
             MessageBody::TimeoutNow => {
                 if self.role != Role::Leader && self.can_campaign() {
                     tracing::info!(node = %self.id, from = %from, "campaigning at once on leadership transfer");
@@ -1708,14 +1726,20 @@ impl RaftNode {
         last_log_index: LogIndex,
         last_log_term: Term,
     ) {
-        let can_vote = if pre_vote {
-            // A pre-vote is a hypothetical vote in a later term: only the log and the lease matter.
-            term > self.current_term || (self.voted_for.is_none() && self.leader_id.is_none())
-        } else {
-            self.voted_for == Some(from)
-                || (self.voted_for.is_none() && self.leader_id.is_none())
-                || self.mutated_double_vote()
-        };
+        // A node that holds no state at all (a fresh joiner, or a voter whose disk was wiped)
+        // may have voted in these terms before it lost its disk: it votes only once it has heard
+        // from a leader and knows the membership.
+        let stateless = self.membership.voters.is_empty();
+        let can_vote = !stateless
+            && if pre_vote {
+                // A pre-vote is a hypothetical vote in a later term: only the log and the lease
+                // matter.
+                term > self.current_term || (self.voted_for.is_none() && self.leader_id.is_none())
+            } else {
+                self.voted_for == Some(from)
+                    || (self.voted_for.is_none() && self.leader_id.is_none())
+                    || self.mutated_double_vote()
+            };
         let up_to_date =
             (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
         let granted = can_vote && up_to_date;

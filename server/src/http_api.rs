@@ -626,13 +626,26 @@ fn check_join_conflicts(s: &Status, id: NodeId, addr: &MemberAddr) -> Result<(),
     for (member, a) in &s.membership.addresses {
         let a = MemberAddr::decode(a);
         if *member == id {
+            if s.membership.is_voter(id) {
+                // A node that lost its data must not come back as a voter with an empty log:
+                // it could vote a leader without committed entries into office.
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "already_voter",
+                    format!(
+                        "node {id} is already a voter, at {}; if it lost its data, remove it \
+                         (/cluster/leave) and join it again with an empty data_dir",
+                        a.raft
+                    ),
+                ));
+            }
             if a.raft == addr.raft {
-                // The same node asking again (a retried join): core answers `already_member`.
+                // The same learner asking again (a retried join): core answers `already_member`.
                 return Ok(());
             }
             return Err(ApiError::new(
                 StatusCode::CONFLICT,
-                "already_member",
+                "id_in_use",
                 format!("node {id} is already a member, at {}; remove it first", a.raft),
             ));
         }

@@ -206,18 +206,22 @@ async fn run(
     let opened = WalStore::open(&cfg.data_dir, simple_cache_core::wal::SEGMENT_BYTES_TARGET)
         .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))
         .exit_with(EXIT_STARTUP)?;
+    let mut rejoin = false;
     if !opened.fresh {
-        let membership = simple_cache_server::recover::latest_membership(&opened.persisted);
-        if !membership.contains(me) {
+        if let Some(m) = simple_cache_server::recover::removed_from(&opened.persisted, me) {
             return Err(anyhow::anyhow!(
-                "node {me} is not a member of the cluster recorded in data_dir {} (members: {:?}): \
-                 it was removed, or its join never completed. To add it again, empty data_dir \
-                 and join; to run it alone with this data, see `simple-cache recover`",
+                "node {me} was removed from the cluster recorded in data_dir {} (members now: \
+                 {:?}). To add it again, empty data_dir and join; to run it alone with this \
+                 data, see `simple-cache recover`",
                 cfg.data_dir.display(),
-                membership.members().map(|m| m.0).collect::<Vec<_>>()
+                m.members().map(|m| m.0).collect::<Vec<_>>()
             ))
             .exit_with(EXIT_REMOVED);
         }
+        // A node that restarted while joining (it holds data from the leader but not yet the
+        // entry that adds it) asks again.
+        let membership = simple_cache_server::recover::latest_membership(&opened.persisted);
+        rejoin = cfg.mode == Mode::Distributed && cfg.join.is_some() && !membership.contains(me);
     }
     let cluster_id = ClusterId::load(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))
@@ -290,7 +294,12 @@ async fn run(
             None => Persisted::default(),
         }
     } else {
-        if cfg.mode == Mode::Distributed && cfg.join.is_some() {
+        if rejoin {
+            tracing::info!(
+                "the data directory holds state but not this node's membership: joining again"
+            );
+            join_target = cfg.join.clone();
+        } else if cfg.mode == Mode::Distributed && cfg.join.is_some() {
             tracing::info!("the data directory holds state: not joining again");
         }
         opened.persisted
@@ -536,12 +545,25 @@ async fn join_cluster(st: Service, target: String, me: MemberAddr) {
                 return;
             }
             Ok(resp) if resp.status() == axum::http::StatusCode::CONFLICT => {
-                let text = resp.text().await.unwrap_or_default();
-                if text.contains("already_member") {
-                    tracing::info!(%target, "already a member of the cluster");
-                    return;
+                let v: serde_json::Value = resp.json().await.unwrap_or_default();
+                match v["code"].as_str().unwrap_or_default() {
+                    // A retried join of this node, still a learner: it is in.
+                    "already_member" => {
+                        tracing::info!(%target, "already a member of the cluster");
+                        return;
+                    }
+                    // This id is a voter (this node lost its data: voting again with an empty
+                    // log could elect a leader without committed entries), or the id or the
+                    // address belongs to another node. Joining cannot succeed.
+                    "already_voter" | "id_in_use" | "address_in_use" | "wrong_cluster" => {
+                        eprintln!(
+                            "simple-cache: cannot join through {target}: {}",
+                            v["error"].as_str().unwrap_or("refused")
+                        );
+                        std::process::exit(EXIT_REMOVED);
+                    }
+                    _ => tracing::warn!(%target, answer = %v, "join refused for now; retrying"),
                 }
-                tracing::warn!(%target, answer = %text, "join refused for now; retrying");
             }
             Ok(resp) => {
                 let status = resp.status();

@@ -29,6 +29,26 @@ pub fn latest_membership(p: &Persisted) -> Membership {
         .unwrap_or_default()
 }
 
+/// Whether `me` was removed from the cluster recorded in `p`: a committed membership without it
+/// follows one with it. Uncommitted memberships do not count (a removal may still be cut from
+/// the log), nor does a membership that never included it (a joining node still catching up).
+/// Returns the committed membership if so.
+pub fn removed_from(p: &Persisted, me: NodeId) -> Option<Membership> {
+    let commit = p.hard_state.commit_index;
+    let mut seen = false;
+    let mut committed = None;
+    let snapshot = p.snapshot.as_ref().map(|s| s.meta.membership.clone());
+    let entries = p.entries.iter().filter(|e| e.index <= commit).filter_map(|e| match &e.payload {
+        EntryPayload::Membership(m) => Some(m.clone()),
+        _ => None,
+    });
+    for m in snapshot.into_iter().chain(entries) {
+        seen |= m.contains(me);
+        committed = Some(m);
+    }
+    committed.filter(|m| seen && !m.contains(me))
+}
+
 /// Rewrites the membership in `cfg.data_dir` to `cfg.node_id` alone. Returns what it did, for
 /// the operator.
 pub fn force_new_cluster(cfg: &Config, confirmed: bool) -> Result<String, String> {
@@ -59,7 +79,14 @@ pub fn force_new_cluster(cfg: &Config, confirmed: bool) -> Result<String, String
         (None, Some(s)) => (s.meta.last_index, s.meta.last_term),
         (None, None) => (LogIndex(0), Term(0)),
     };
-    let term = p.hard_state.current_term.max(last_term);
+    // A term of its own, past every term this node has seen: the entry cannot be confused with
+    // one another leader wrote at the same index in an earlier term.
+    let term = Term(p.hard_state.current_term.max(last_term).0 + 1);
+    let hard_state = simple_cache_core::HardState {
+        current_term: term,
+        voted_for: None,
+        commit_index: p.hard_state.commit_index,
+    };
     // The node's own addresses from its configuration: it restarts with them.
     let address =
         MemberAddr { raft: cfg.raft_http_addr.to_string(), http: Some(cfg.http_addr.to_string()) };
@@ -71,7 +98,12 @@ pub fn force_new_cluster(cfg: &Config, confirmed: bool) -> Result<String, String
     let entry =
         Entry { term, index: last_index.next(), payload: EntryPayload::Membership(new.clone()) };
     let mut wal = opened.store;
-    let ready = Ready { entries: vec![entry], must_sync: true, ..Ready::default() };
+    let ready = Ready {
+        entries: vec![entry],
+        hard_state: Some(hard_state),
+        must_sync: true,
+        ..Ready::default()
+    };
     wal.persist_ready(&ready).map_err(|e| format!("writing the WAL: {}", describe_io(&e)))?;
     let commit = p.hard_state.commit_index;
     let uncommitted = last_index.0.saturating_sub(commit.0);

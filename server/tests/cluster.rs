@@ -209,10 +209,11 @@ async fn join_and_remove_a_fourth_node() {
     );
     assert_eq!(call("GET", &c.nodes[2].url("/v1/after"), None).await.1["value"], json!("new"));
 
-    // Joining an existing member again is a conflict; removing an unknown one is not found.
+    // Joining an existing voter again is a conflict (it may have lost its data: it must be
+    // removed and join as a new learner); removing an unknown node is not found.
     let body = json!({"id": 2, "addr": c.nodes[1].raft}).to_string();
     let (s, b) = call("POST", &c.nodes[0].url("/cluster/join"), Some(&body)).await;
-    assert_eq!((s, b["code"].as_str()), (409, Some("already_member")), "{b}");
+    assert_eq!((s, b["code"].as_str()), (409, Some("already_voter")), "{b}");
     let (s, b) = call("POST", &c.nodes[0].url("/cluster/leave"), Some(r#"{"id": 9}"#)).await;
     assert_eq!((s, b["code"].as_str()), (404, Some("not_member")), "{b}");
 
