@@ -36,6 +36,28 @@ async fn output_within(cmd: &mut std::process::Command, limit: Duration) -> std:
     child.wait_with_output().unwrap()
 }
 
+/// The server binary with its data in `data`, fresh ports on loopback (`http` if given) and no
+/// gRPC, run from `cwd`.
+fn server(
+    cwd: &std::path::Path,
+    data: &std::path::Path,
+    http: Option<String>,
+) -> std::process::Command {
+    let port = || format!("127.0.0.1:{}", free_port());
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["--data-dir", &data.display().to_string(), "--grpc-addr", ""])
+        .args(["--http-addr", &http.unwrap_or_else(port)])
+        .args(["--raft-http-addr", &port(), "--metrics-addr", &port()])
+        .current_dir(cwd);
+    cmd
+}
+
+/// Posts a body to a node's Raft port and returns the status.
+async fn post_raft(n: &Node, body: Vec<u8>) -> u16 {
+    let url = format!("http://{}/raft", n.raft);
+    common::client().post(url).body(body).send().await.unwrap().status().as_u16()
+}
+
 fn stderr_lines(out: &std::process::Output) -> Vec<String> {
     String::from_utf8_lossy(&out.stderr)
         .lines()
@@ -121,16 +143,8 @@ async fn second_process_on_a_data_dir_is_refused() {
     let mut n = Node::new(1, dir.path(), &[]);
     n.wait_ready().await;
     assert_eq!(call("PUT", &n.url("/v1/a"), Some(r#"{"value": 1}"#)).await.0, 200);
-    let other = |port: u16| format!("127.0.0.1:{port}");
-    let out = output_within(
-        std::process::Command::new(common::BIN)
-            .args(["--data-dir", &dir.path().join("data").display().to_string()])
-            .args(["--http-addr", &other(free_port()), "--raft-http-addr", &other(free_port())])
-            .args(["--metrics-addr", &other(free_port()), "--grpc-addr", ""])
-            .current_dir(dir.path()),
-        Duration::from_secs(20),
-    )
-    .await;
+    let second = &mut server(dir.path(), &dir.path().join("data"), None);
+    let out = output_within(second, Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(1));
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "one line: {lines:?}");
@@ -148,13 +162,8 @@ async fn second_process_on_a_data_dir_is_refused() {
 async fn node_loop_panic_ends_the_process() {
     let dir = tempfile::tempdir().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
-    let data = dir.path().join("data").display().to_string();
-    let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["--data-dir", &data, "--http-addr", &http, "--grpc-addr", ""])
-        .args(["--raft-http-addr", &format!("127.0.0.1:{}", free_port())])
-        .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-        .env("SIMPLE_CACHE_TEST_PANIC_AFTER_WRITES", "1")
-        .current_dir(dir.path());
+    let mut cmd = server(dir.path(), &dir.path().join("data"), Some(http.clone()));
+    cmd.env("SIMPLE_CACHE_TEST_PANIC_AFTER_WRITES", "1");
     let url = format!("http://{http}/v1/k");
     let writes = {
         let url = url.clone();
@@ -205,21 +214,9 @@ async fn impossible_raft_message_is_refused_and_the_node_serves() {
     };
     for (from, term) in [(2, 1), (2, 9), (1, 9)] {
         let body = simple_cache_core::codec::encode(&vec![gap(from, term)]);
-        let r = common::client()
-            .post(format!("http://{}/raft", n.raft))
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "{}", r.status());
+        assert_eq!(post_raft(&n, body).await, 204);
     }
-    let garbage = common::client()
-        .post(format!("http://{}/raft", n.raft))
-        .body(vec![1u8, 200, 200, 200])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(garbage.status(), 400);
+    assert_eq!(post_raft(&n, vec![1u8, 200, 200, 200]).await, 400);
     assert_eq!(call("PUT", &n.url("/v1/b"), Some(r#"{"value": 2}"#)).await.0, 200);
     assert_eq!(call("GET", &n.url("/v1/a"), None).await.1, json!({"found": true, "value": 1}));
     assert!(n.is_running(), "log:\n{}", n.logs());
@@ -281,16 +278,8 @@ async fn failed_startup_writes_nothing_and_says_why_once() {
     let dir = tempfile::tempdir().unwrap();
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let data = dir.path().join("fresh");
-    let out = output_within(
-        std::process::Command::new(common::BIN)
-            .args(["--data-dir", &data.display().to_string(), "--grpc-addr", ""])
-            .args(["--http-addr", &taken.local_addr().unwrap().to_string()])
-            .args(["--raft-http-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .current_dir(dir.path()),
-        Duration::from_secs(20),
-    )
-    .await;
+    let in_use = Some(taken.local_addr().unwrap().to_string());
+    let out = output_within(&mut server(dir.path(), &data, in_use), Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(1));
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -299,16 +288,8 @@ async fn failed_startup_writes_nothing_and_says_why_once() {
     // A data_dir below a regular file.
     let file = dir.path().join("a-file");
     std::fs::write(&file, "x").unwrap();
-    let out = output_within(
-        std::process::Command::new(common::BIN)
-            .args(["--data-dir", &file.join("data").display().to_string(), "--grpc-addr", ""])
-            .args(["--http-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--raft-http-addr", &format!("127.0.0.1:{}", free_port())])
-            .args(["--metrics-addr", &format!("127.0.0.1:{}", free_port())])
-            .current_dir(dir.path()),
-        Duration::from_secs(20),
-    )
-    .await;
+    let below_file = &mut server(dir.path(), &file.join("data"), None);
+    let out = output_within(below_file, Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(1));
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");

@@ -2,7 +2,7 @@
 
 use std::process::{Command, Output};
 
-const KNOWN_ANSWERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/linearizability");
+const KNOWN_ANSWERS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data");
 
 fn lincheck(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lincheck")).args(args).output().expect("lincheck runs")

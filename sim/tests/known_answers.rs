@@ -1,6 +1,6 @@
 //! The checker against Jepsen histories whose verdicts an independent checker established
-//! (`shared/linearizability/README.md`). The shared folder sits beside the repository root; CI
-//! always has it, so a missing folder fails these tests rather than skipping them.
+//! (`sim/tests/data/README.md`). They are part of the repository, so a missing file fails these
+//! tests rather than skipping them.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -10,13 +10,12 @@ use simple_cache_sim::lincheck::{
     parse_jepsen_kv, partition,
 };
 
-/// `shared/linearizability`, beside the repository root.
+/// `sim/tests/data`.
 fn known_answers_dir() -> PathBuf {
-    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/linearizability"));
+    let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data"));
     assert!(
         dir.is_dir(),
-        "the known-answer histories are missing: expected them in {} (the `shared` folder beside \
-         the repository root)",
+        "the known-answer histories are missing: expected them in {}",
         dir.display()
     );
     dir.to_path_buf()

@@ -128,7 +128,7 @@ impl<I, O> Pairing<I, O> {
     }
 }
 
-/// Reads a Jepsen etcd log (see `shared/linearizability/README.md`) as a register history.
+/// Reads a Jepsen etcd log (see `sim/tests/data/README.md`) as a register history.
 ///
 /// Lines of interest look like `INFO  jepsen.util - 3\t:ok\t:cas\t[1 4]`. Lines without
 /// `jepsen.util - `, or whose process is not a number (the nemesis), are noise. A line that
