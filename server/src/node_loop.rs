@@ -367,7 +367,8 @@ impl NodeLoop {
                 let _ = reply.send((now, self.node.raft().peers()));
             }
             Input::SenderAddress { id, addr } => {
-                if !self.node.raft().membership().contains(id) {
+                let known = self.departed.iter().any(|(d, a)| *d == id && *a == addr);
+                if !known && !self.node.raft().membership().contains(id) {
                     self.departed.retain(|(d, _)| *d != id);
                     self.departed.push((id, addr));
                     if self.departed.len() > DEPARTED_MAX {
