@@ -213,6 +213,10 @@ pub enum Mutation {
     LocalReads,
     /// Acknowledge appended entries without requiring an fsync first.
     AckBeforeSync,
+    /// A node rebuilt from its disk starts from term 0 with no vote, as a `RaftNode::new` that
+    /// did not restore the hard state would (the disk itself is right). Applied by
+    /// [`RaftNode::set_mutation`], which drivers call right after building the node.
+    ForgetTermOnRestart,
 }
 
 /// Who is waiting for a read index.
@@ -405,6 +409,12 @@ impl RaftNode {
     #[cfg(feature = "mutations")]
     pub fn set_mutation(&mut self, mutation: Option<Mutation>) {
         self.mutation = mutation;
+        if mutation == Some(Mutation::ForgetTermOnRestart) {
+            self.current_term = Term(0);
+            self.voted_for = None;
+            self.persisted_hard_state.current_term = Term(0);
+            self.persisted_hard_state.voted_for = None;
+        }
     }
 
     #[cfg(feature = "mutations")]

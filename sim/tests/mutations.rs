@@ -99,3 +99,19 @@ fn chaos_and_figure8_without_mutation_pass() {
         nemesis::figure8,
     );
 }
+
+// A node rebuilt from its disk that forgets its term and vote in memory (the disk is right) must
+// be caught: the durable-term check compares the rebuilt node's own term and vote with its disk
+// and with the terms it sent before the crash (it used to read only the disk).
+#[test]
+fn mutation_forget_term_on_restart_is_caught() {
+    let budget = 20;
+    let found = first_failure(
+        Mutation::ForgetTermOnRestart,
+        budget,
+        SimConfig::default(),
+        nemesis::crash_restart_with_unsynced_loss,
+    );
+    assert_caught(Mutation::ForgetTermOnRestart, found.clone(), budget);
+    assert!(found.unwrap().1.starts_with("durable term"), "caught by the durable-term check");
+}

@@ -517,6 +517,7 @@ impl Sim {
             }
         };
         let term = persisted.hard_state.current_term;
+        let voted_for = persisted.hard_state.voted_for;
         slot.ids = RequestIds::new(slot.disk.begin_incarnation());
         let mut cfg = NodeConfig::new(raft_config(id, w.cfg.append_entries_max));
         cfg.snapshot_threshold = w.cfg.snapshot_threshold;
@@ -528,6 +529,16 @@ impl Sim {
             }
         };
         node.raft_mut().set_mutation(w.cfg.mutation);
+        // What the rebuilt node holds in memory, not only what its disk says, must be the
+        // durable state: a node that forgot its term or vote could vote twice in a term.
+        let (mem_term, mem_vote) = (node.raft().term(), node.raft().voted_for());
+        let (disk_term, disk_vote) = (term, voted_for);
+        if (mem_term, mem_vote) != (disk_term, disk_vote) {
+            w.checker.violations.push(format!(
+                "durable term: node {id} rebuilt with term {mem_term} vote {mem_vote:?}, its disk \
+                 holds term {disk_term} vote {disk_vote:?}"
+            ));
+        }
         let (tx, rx) = async_channel::unbounded();
         slot.node = Some(node);
         slot.inbox = Some(tx);
@@ -536,7 +547,7 @@ impl Sim {
         let sim = self.clone();
         slot.task =
             Some(madsim::task::spawn(async move { sim.node_main(id, incarnation, rx).await }));
-        w.checker.restarted(id, term);
+        w.checker.restarted(id, mem_term);
         w.trace_event(&format!("start {id} term {term}"));
     }
 
