@@ -217,6 +217,10 @@ pub enum Mutation {
     /// did not restore the hard state would (the disk itself is right). Applied by
     /// [`RaftNode::set_mutation`], which drivers call right after building the node.
     ForgetTermOnRestart,
+    /// Grant a real (not pre-) vote without checking that the candidate's log is up to date.
+    /// With pre-vote on, a candidate reaches the real vote only after a quorum found its log up
+    /// to date, which mostly hides this; without pre-vote a stale candidate can win.
+    VoteIgnoresLog,
 }
 
 /// Who is waiting for a read index.
@@ -1750,8 +1754,9 @@ impl RaftNode {
                     || (self.voted_for.is_none() && self.leader_id.is_none())
                     || self.mutated_double_vote()
             };
-        let up_to_date =
-            (last_log_term, last_log_index) >= (self.log.last_term(), self.log.last_index());
+        let up_to_date = (last_log_term, last_log_index)
+            >= (self.log.last_term(), self.log.last_index())
+            || (!pre_vote && self.mutated_vote_ignores_log());
         let granted = can_vote && up_to_date;
         if granted && !pre_vote {
             debug_assert!(
@@ -2077,6 +2082,14 @@ impl RaftNode {
     #[cfg(feature = "mutations")]
     fn mutated_ack_before_sync(&self) -> bool {
         self.mutated(Mutation::AckBeforeSync)
+    }
+    #[cfg(feature = "mutations")]
+    fn mutated_vote_ignores_log(&self) -> bool {
+        self.mutated(Mutation::VoteIgnoresLog)
+    }
+    #[cfg(not(feature = "mutations"))]
+    fn mutated_vote_ignores_log(&self) -> bool {
+        false
     }
     #[cfg(not(feature = "mutations"))]
     fn mutated_double_vote(&self) -> bool {

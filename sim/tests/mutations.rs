@@ -115,3 +115,20 @@ fn mutation_forget_term_on_restart_is_caught() {
     assert_caught(Mutation::ForgetTermOnRestart, found.clone(), budget);
     assert!(found.unwrap().1.starts_with("durable term"), "caught by the durable-term check");
 }
+
+// A real vote granted without the log check is mostly hidden by pre-vote (a candidate reaches
+// the real vote only after a quorum found its log up to date); without pre-vote, a stale
+// candidate wins and committed entries are lost. Caught on seeds run without pre-vote, as a
+// third of the crash and loss scenarios' seeds are.
+#[test]
+fn mutation_vote_ignores_log_is_caught_without_pre_vote() {
+    let budget = 60;
+    let cfg = SimConfig { pre_vote: false, ..SimConfig::default() };
+    let found = first_failure(
+        Mutation::VoteIgnoresLog,
+        budget,
+        cfg,
+        nemesis::crash_restart_with_unsynced_loss,
+    );
+    assert_caught(Mutation::VoteIgnoresLog, found, budget);
+}

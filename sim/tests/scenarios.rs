@@ -11,6 +11,12 @@ fn five() -> SimConfig {
     SimConfig { nodes: 5, clients: 4, ..SimConfig::default() }
 }
 
+/// A third of the seeds without pre-vote, a third without check-quorum (for scenarios whose
+/// checks do not depend on either).
+fn varied(c: SimConfig) -> SimConfig {
+    SimConfig { vary_election_rules: true, ..c }
+}
+
 // Baseline: no faults at all; everything must simply work.
 #[test]
 fn no_faults() {
@@ -92,18 +98,19 @@ fn asymmetric_partition() {
 }
 
 // Up to 30% message loss, 10% duplication, reordering through random delays, latency spikes.
+// A third of the seeds run without pre-vote, a third without check-quorum.
 #[test]
 fn message_loss_duplication_reordering() {
     run_scenario(
         "message_loss_duplication_reordering",
         12,
-        SimConfig::default(),
+        varied(SimConfig::default()),
         nemesis::message_loss_duplication_reordering,
     );
     run_scenario(
         "message_loss_duplication_reordering",
         6,
-        five(),
+        varied(five()),
         nemesis::message_loss_duplication_reordering,
     );
 }
@@ -111,19 +118,20 @@ fn message_loss_duplication_reordering() {
 // Crashes of the leader, followers, a majority and all nodes at random instants (including
 // between persist and send, while an fsync is in flight), losing unsynced writes and tearing the
 // last write; restarts recover with core::wal::recover. No acknowledged write may be lost
-// (linearizability), and recovery must never fail.
+// (linearizability), and recovery must never fail. A third of the seeds run without pre-vote, a
+// third without check-quorum.
 #[test]
 fn crash_restart_with_unsynced_loss() {
     run_scenario(
         "crash_restart_with_unsynced_loss",
         15,
-        SimConfig::default(),
+        varied(SimConfig::default()),
         nemesis::crash_restart_with_unsynced_loss,
     );
     run_scenario(
         "crash_restart_with_unsynced_loss",
         6,
-        five(),
+        varied(five()),
         nemesis::crash_restart_with_unsynced_loss,
     );
 }

@@ -64,6 +64,29 @@ pub struct SimConfig {
     /// Keys `t0..` that clients also write with TTLs (judged by `ttlcheck`, not by the
     /// linearizability checker). 0: none, and the clients draw exactly as before.
     pub ttl_keys: u64,
+    /// Raft's pre-vote and check-quorum (both on in the server). Every election runs pre-vote
+    /// when it is on, which hides vote rules broken only outside it, so some seed families run
+    /// with one of them off (see `vary_election_rules`).
+    pub pre_vote: bool,
+    pub check_quorum: bool,
+    /// For scenarios that do not depend on pre-vote or check-quorum: a third of the seeds run
+    /// without pre-vote, a third without check-quorum (see [`SimConfig::for_seed`]).
+    pub vary_election_rules: bool,
+}
+
+impl SimConfig {
+    /// The configuration seed `seed` runs with.
+    pub fn for_seed(&self, seed: u64) -> SimConfig {
+        let mut c = self.clone();
+        if c.vary_election_rules {
+            match seed % 3 {
+                1 => c.pre_vote = false,
+                2 => c.check_quorum = false,
+                _ => {}
+            }
+        }
+        c
+    }
 }
 
 impl Default for SimConfig {
@@ -79,6 +102,9 @@ impl Default for SimConfig {
             liveness_ms: 5_000,
             append_entries_max: 8,
             ttl_keys: 0,
+            pre_vote: true,
+            check_quorum: true,
+            vary_election_rules: false,
         }
     }
 }
@@ -172,8 +198,11 @@ pub struct World {
 #[derive(Clone)]
 pub struct Sim(Arc<Mutex<World>>);
 
-fn raft_config(id: NodeId, append_entries_max: usize) -> Config {
+fn raft_config(id: NodeId, sim: &SimConfig) -> Config {
+    let append_entries_max = sim.append_entries_max;
     let mut c = Config::new(id);
+    c.pre_vote = sim.pre_vote;
+    c.check_quorum = sim.check_quorum;
     c.heartbeat_interval_ms = HEARTBEAT_MS;
     c.election_timeout_ms = ELECTION_TIMEOUT_MS;
     // Small limits, so batching, pipelining and chunked snapshots are exercised.
@@ -519,7 +548,7 @@ impl Sim {
         let term = persisted.hard_state.current_term;
         let voted_for = persisted.hard_state.voted_for;
         slot.ids = RequestIds::new(slot.disk.begin_incarnation());
-        let mut cfg = NodeConfig::new(raft_config(id, w.cfg.append_entries_max));
+        let mut cfg = NodeConfig::new(raft_config(id, &w.cfg));
         cfg.snapshot_threshold = w.cfg.snapshot_threshold;
         let mut node = match CacheNode::new(cfg, persisted, seed, now) {
             Ok(n) => n,

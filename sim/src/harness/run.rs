@@ -145,10 +145,16 @@ pub fn run_scenario_seeds<F>(
     let started = std::time::Instant::now();
     let (mut ops, mut unknown, mut undecided, mut n) = (0, 0, 0, 0u64);
     for seed in seeds.clone() {
-        let r = run_seed(seed, cfg.clone(), scenario);
+        let seed_cfg = cfg.for_seed(seed);
+        let rules = match (seed_cfg.pre_vote, seed_cfg.check_quorum) {
+            (true, true) => "",
+            (false, _) => " (no pre-vote)",
+            (_, false) => " (no check-quorum)",
+        };
+        let r = run_seed(seed, seed_cfg, scenario);
         println!(
-            "{name}: seed {seed} digest {:016x} ops {} unknown {} crashes {} terms {} membership \
-             {} ttl ops {} sim {} ms",
+            "{name}: seed {seed}{rules} digest {:016x} ops {} unknown {} crashes {} terms {} \
+             membership {} ttl ops {} sim {} ms",
             r.digest,
             r.ops,
             r.unknown_ops,
