@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/matrix.sh — our 3-node durable cluster beside etcd (3 members) and Redis, same machine,
-# same run, same client (wrk via ../shared/perf-anchors/bench_http.sh) plus our own
+# same run, same client (wrk via bench/anchors/bench_http.sh) plus our own
 # simple-cache-bench for the stale and mixed loads. Every run is bounded and targets 127.0.0.1.
 #
 # Usage: bench/matrix.sh            (env: CONNS="1 16 64" DURATION=10s REPEATS=3 SYSTEMS="ours etcd redis")
@@ -8,7 +8,7 @@
 # Output: $RESULTS_DIR/*.jsonl and a markdown table on stdout (summarize.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ANCHORS=${ANCHORS:-$ROOT/../shared/perf-anchors}
+ANCHORS=${ANCHORS:-$ROOT/bench/anchors}
 export RESULTS_DIR=${RESULTS_DIR:-/tmp/simple-cache-bench-$(date +%Y%m%d-%H%M%S)}
 export CONNS=${CONNS:-1 16 64} DURATION=${DURATION:-10s} REPEATS=${REPEATS:-3}
 SYSTEMS=${SYSTEMS:-ours etcd redis}

@@ -8,7 +8,7 @@
 # Output: $RESULTS_DIR/series-*.jsonl and two markdown tables on stdout.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-ANCHORS=${ANCHORS:-$ROOT/../shared/perf-anchors}
+ANCHORS=${ANCHORS:-$ROOT/bench/anchors}
 export RESULTS_DIR=${RESULTS_DIR:-/tmp/simple-cache-series-$(date +%Y%m%d-%H%M%S)}
 export DURATION=${DURATION:-10s} REPEATS=${REPEATS:-3}
 # Set but empty skips that series (SIZES="" VALUES=16384 runs only the 16 KiB values).
