@@ -221,6 +221,9 @@ pub enum Mutation {
     /// With pre-vote on, a candidate reaches the real vote only after a quorum found its log up
     /// to date, which mostly hides this; without pre-vote a stale candidate can win.
     VoteIgnoresLog,
+    /// A follower takes the leader's commit index without bounding it by what the append
+    /// matched, so it can commit entries of its own that the leader does not have.
+    FollowerCommitPastMatch,
 }
 
 /// Who is waiting for a read index.
@@ -1854,7 +1857,11 @@ impl RaftNode {
         } else if has_membership {
             self.refresh_membership();
         }
-        let new_commit = leader_commit.min(last_new);
+        let new_commit = if self.mutated_follower_commit_past_match() {
+            leader_commit.min(self.log.last_index())
+        } else {
+            leader_commit.min(last_new)
+        };
         if new_commit > self.commit_index {
             self.set_commit(new_commit);
         }
@@ -2089,6 +2096,14 @@ impl RaftNode {
     }
     #[cfg(not(feature = "mutations"))]
     fn mutated_vote_ignores_log(&self) -> bool {
+        false
+    }
+    #[cfg(feature = "mutations")]
+    fn mutated_follower_commit_past_match(&self) -> bool {
+        self.mutated(Mutation::FollowerCommitPastMatch)
+    }
+    #[cfg(not(feature = "mutations"))]
+    fn mutated_follower_commit_past_match(&self) -> bool {
         false
     }
     #[cfg(not(feature = "mutations"))]

@@ -1587,3 +1587,136 @@ fn promotion_target_is_the_commit_index_when_first_asked() {
     drain(&mut n);
     assert!(n.propose_membership(Instant(2 * T + 3), promote).is_ok());
 }
+
+// ----- follower rules against any legal leader -----
+
+mod legal_leader {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A leader's log and a follower's that share `common` entries, then diverge: the follower
+    /// holds uncommitted entries of an old term 3, the leader entries of terms 4 and 5 (it leads
+    /// term 5). Every entry's payload names its index and term, so equal means identical.
+    #[derive(Clone, Debug)]
+    struct Logs {
+        leader: Vec<Entry>,
+        follower: Vec<Entry>,
+        follower_commit: u64,
+        leader_commit: u64,
+    }
+
+    fn e(index: u64, term: u64) -> Entry {
+        entry(term, index, &format!("{index}@{term}"))
+    }
+
+    fn logs() -> impl Strategy<Value = Logs> {
+        (0u64..6, proptest::collection::vec(4u64..6, 0..6), 0u64..6, any::<u64>(), any::<u64>())
+            .prop_map(|(common, mut leader_terms, follower_extra, a, b)| {
+                leader_terms.sort_unstable();
+                let shared: Vec<Entry> = (1..=common).map(|i| e(i, 1 + i / 3)).collect();
+                let mut leader = shared.clone();
+                for (k, t) in leader_terms.iter().enumerate() {
+                    leader.push(e(common + 1 + k as u64, *t));
+                }
+                let mut follower = shared;
+                for k in 0..follower_extra {
+                    follower.push(e(common + 1 + k, 3));
+                }
+                // The follower committed at most the shared prefix; the leader at least that.
+                let follower_commit = a % (common + 1);
+                let len = leader.len() as u64;
+                let leader_commit = follower_commit + b % (len - follower_commit + 1);
+                Logs { leader, follower, follower_commit, leader_commit }
+            })
+    }
+
+    /// Appends the leader of term 5 may send in any order, repeated or delayed: any previous
+    /// index in its log, the entries after it, and any commit index it has had.
+    fn appends() -> impl Strategy<Value = Vec<(u64, u64, u64)>> {
+        proptest::collection::vec((any::<u64>(), 0u64..4, any::<u64>()), 1..12)
+    }
+
+    fn check(logs: Logs, sends: Vec<(u64, u64, u64)>) -> Result<(), TestCaseError> {
+        let persisted = Persisted {
+            hard_state: HardState {
+                current_term: Term(3),
+                voted_for: None,
+                commit_index: LogIndex(logs.follower_commit),
+            },
+            snapshot: Persisted::bootstrap(Membership::with_voters(ids_of(3))).snapshot,
+            entries: logs.follower.clone(),
+        };
+        #[allow(unused_mut)]
+        let mut n = RaftNode::new(test_config(NodeId(2)), persisted, 1, Instant(0)).unwrap();
+        #[cfg(feature = "mutations")]
+        if std::env::var_os("SIMPLE_CACHE_TEST_FOLLOWER_MUTATION").is_some() {
+            n.set_mutation(Some(Mutation::FollowerCommitPastMatch));
+        }
+        let len = logs.leader.len() as u64;
+        let term_at = |i: u64| if i == 0 { 0 } else { logs.leader[i as usize - 1].term.0 };
+        for (step, (p, k, c)) in sends.into_iter().enumerate() {
+            let prev = p % (len + 1);
+            let last = (prev + k).min(len);
+            let entries = logs.leader[prev as usize..last as usize].to_vec();
+            let commit = c % (logs.leader_commit + 1);
+            let m = append(1, 2, 5, (prev, term_at(prev)), entries, commit);
+            prop_assert!(n.step(Instant(step as u64 + 1), m.clone()).is_ok(), "refused {:?}", m);
+            let r = drain(&mut n);
+            // Every committed entry is the leader's.
+            for i in 1..=n.commit_index().0 {
+                prop_assert_eq!(n.log().get(LogIndex(i)), Some(&logs.leader[i as usize - 1]));
+            }
+            prop_assert!(n.commit_index().0 <= logs.leader_commit);
+            // A success acknowledges a prefix identical to the leader's.
+            for reply in &r.messages {
+                if let MessageBody::AppendEntriesResponse { index, success: true, .. } = reply.body
+                {
+                    for i in 1..=index.0 {
+                        prop_assert_eq!(
+                            n.log().get(LogIndex(i)),
+                            Some(&logs.leader[i as usize - 1])
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(512),
+            ..ProptestConfig::default()
+        })]
+
+        // A follower holding a diverged, partly committed log, given any legal appends of the
+        // current leader (any previous index, reordered, repeated, with any commit index the
+        // leader has had) never refuses one, commits only the leader's entries, never passes the
+        // leader's commit index, and acknowledges only prefixes identical to the leader's.
+        #[test]
+        fn follower_rules_hold_for_any_legal_append(logs in logs(), sends in appends()) {
+            check(logs, sends)?;
+        }
+    }
+
+    // The property test catches a follower that takes the leader's commit index without bounding
+    // it by what the append matched (run in a child process so the mutation stays out of the
+    // other tests).
+    #[cfg(feature = "mutations")]
+    #[test]
+    fn follower_commit_past_match_is_caught() {
+        if std::env::var_os("SIMPLE_CACHE_TEST_FOLLOWER_MUTATION").is_some() {
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "raft::tests::legal_leader::follower_rules_hold_for_any_legal_append",
+            ])
+            .env("SIMPLE_CACHE_TEST_FOLLOWER_MUTATION", "1")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "the planted follower bug survived the property test");
+    }
+}
