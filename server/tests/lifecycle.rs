@@ -337,29 +337,18 @@ async fn recover_force_new_cluster_keeps_every_acknowledged_key() {
     let (s, _) = call("PUT", &c.nodes[l].url("/v1/stuck"), Some(r#"{"value": 1}"#)).await;
     assert_eq!(s, 503);
     let args = c.nodes[l].args.clone();
+    let recover = |flags: &'static [&'static str]| {
+        let mut cmd = std::process::Command::new(common::BIN);
+        cmd.args(&args).arg("recover").args(flags);
+        async move { output_within(&mut cmd, Duration::from_secs(20)).await }
+    };
     // Refused while the node runs (it holds the data_dir lock).
-    let out = output_within(
-        std::process::Command::new(common::BIN)
-            .args(&args)
-            .args(["recover", "--force-new-cluster"]),
-        Duration::from_secs(20),
-    )
-    .await;
+    let out = recover(&["--force-new-cluster"]).await;
     assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
     c.nodes[l].kill();
-    let out = output_within(
-        std::process::Command::new(common::BIN).args(&args).arg("recover"),
-        Duration::from_secs(20),
-    )
-    .await;
+    let out = recover(&[]).await;
     assert_eq!(out.status.code(), Some(1), "needs --force-new-cluster");
-    let out = output_within(
-        std::process::Command::new(common::BIN)
-            .args(&args)
-            .args(["recover", "--force-new-cluster"]),
-        Duration::from_secs(20),
-    )
-    .await;
+    let out = recover(&["--force-new-cluster"]).await;
     let report = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{report}{}", String::from_utf8_lossy(&out.stderr));
     assert!(report.contains("is now the only voter"), "{report}");
