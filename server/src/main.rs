@@ -219,9 +219,10 @@ async fn run(
             .exit_with(EXIT_REMOVED);
         }
         // A node that restarted while joining (it holds data from the leader but not yet the
-        // entry that adds it) asks again.
-        let membership = simple_cache_server::recover::latest_membership(&opened.persisted);
-        rejoin = cfg.mode == Mode::Distributed && cfg.join.is_some() && !membership.contains(me);
+        // entry that adds it) asks again. One that was ever a member does not: if it is not one
+        // now, it is being removed, and joining would undo the operator's removal.
+        let joining = !simple_cache_server::recover::ever_member(&opened.persisted, me);
+        rejoin = cfg.mode == Mode::Distributed && cfg.join.is_some() && joining;
     }
     let cluster_id = ClusterId::load(&cfg.data_dir)
         .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))

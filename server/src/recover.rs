@@ -49,6 +49,18 @@ pub fn removed_from(p: &Persisted, me: NodeId) -> Option<Membership> {
     committed.filter(|m| seen && !m.contains(me))
 }
 
+/// Whether any membership recorded in `p` (the snapshot's or an entry's, committed or not)
+/// includes `me`. A node that was never in one is still joining; one that was and is not now
+/// was removed (or is being removed) and must not add itself back by joining again.
+pub fn ever_member(p: &Persisted, me: NodeId) -> bool {
+    let snapshot = p.snapshot.iter().map(|s| &s.meta.membership);
+    let entries = p.entries.iter().filter_map(|e| match &e.payload {
+        EntryPayload::Membership(m) => Some(m),
+        _ => None,
+    });
+    snapshot.chain(entries).any(|m| m.contains(me))
+}
+
 /// Rewrites the membership in `cfg.data_dir` to `cfg.node_id` alone. Returns what it did, for
 /// the operator.
 pub fn force_new_cluster(cfg: &Config, confirmed: bool) -> Result<String, String> {
@@ -120,4 +132,57 @@ pub fn force_new_cluster(cfg: &Config, confirmed: bool) -> Result<String, String
         old.learners.iter().map(|m| m.0).collect::<Vec<_>>(),
         last_index.next(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simple_cache_core::{HardState, Snapshot, SnapshotMeta};
+
+    fn members(ids: &[u64]) -> Membership {
+        Membership::with_voters(ids.iter().map(|&i| NodeId(i)))
+    }
+
+    fn membership_entry(index: u64, m: Membership) -> simple_cache_core::Entry {
+        Entry { term: Term(1), index: LogIndex(index), payload: EntryPayload::Membership(m) }
+    }
+
+    /// A log whose snapshot (at 0) has `snapshot`, then the given membership entries at 1, 2,
+    /// ..., committed up to `commit`.
+    fn log(snapshot: &[u64], entries: &[&[u64]], commit: u64) -> Persisted {
+        Persisted {
+            hard_state: HardState {
+                current_term: Term(1),
+                voted_for: None,
+                commit_index: LogIndex(commit),
+            },
+            snapshot: Some(Snapshot {
+                meta: SnapshotMeta { membership: members(snapshot), ..SnapshotMeta::default() },
+                data: Default::default(),
+            }),
+            entries: entries
+                .iter()
+                .enumerate()
+                .map(|(i, ids)| membership_entry(i as u64 + 1, members(ids)))
+                .collect(),
+        }
+    }
+
+    // Only a committed removal after a committed membership with the node is a removal; a node
+    // still catching up on its join (no membership with it yet) and a node whose removal is not
+    // committed are not removed, and only the first of them may join again.
+    #[test]
+    fn removal_is_judged_on_committed_memberships_only() {
+        let me = NodeId(4);
+        let joining = log(&[1, 2, 3], &[&[1, 2]], 1);
+        assert_eq!(removed_from(&joining, me), None);
+        assert!(!ever_member(&joining, me));
+        let removed = log(&[1, 2, 3, 4], &[&[1, 2, 3]], 1);
+        assert_eq!(removed_from(&removed, me), Some(members(&[1, 2, 3])));
+        let being_removed = log(&[1, 2, 3, 4], &[&[1, 2, 3]], 0);
+        assert_eq!(removed_from(&being_removed, me), None);
+        assert!(ever_member(&being_removed, me), "must not join again");
+        let added_then_removed = log(&[1, 2, 3], &[&[1, 2, 3, 4], &[1, 2, 3]], 2);
+        assert!(removed_from(&added_then_removed, me).is_some());
+    }
 }
