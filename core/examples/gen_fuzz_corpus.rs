@@ -55,7 +55,7 @@ fn main() {
             last_log_term: Term(2),
             leadership_transfer: false,
         },
-        MessageBody::RequestVoteResponse { pre_vote: false, granted: true },
+        MessageBody::RequestVoteResponse { pre_vote: false, granted: true, clock: Instant(5) },
         MessageBody::AppendEntries {
             prev_log_index: LogIndex(0),
             prev_log_term: Term(0),
@@ -68,8 +68,13 @@ fn main() {
             conflict_term: Some(Term(1)),
             conflict_index: LogIndex(1),
         },
-        MessageBody::Heartbeat { commit_index: LogIndex(3), read_seq: 9 },
-        MessageBody::HeartbeatResponse { read_seq: 9, last_index: LogIndex(3) },
+        MessageBody::Heartbeat {
+            commit_index: LogIndex(3),
+            read_seq: 9,
+            clock: Instant(5),
+            cluster_time: Instant(6),
+        },
+        MessageBody::HeartbeatResponse { read_seq: 9, last_index: LogIndex(3), clock: Instant(5) },
         MessageBody::InstallSnapshot {
             meta: meta.clone(),
             offset: 0,

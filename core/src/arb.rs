@@ -54,8 +54,9 @@ pub fn body(max: u64) -> impl Strategy<Value = MessageBody> {
                 leadership_transfer: l,
             }
         }),
-        (any::<bool>(), any::<bool>())
-            .prop_map(|(p, g)| MessageBody::RequestVoteResponse { pre_vote: p, granted: g }),
+        (any::<bool>(), any::<bool>(), any::<u64>()).prop_map(|(p, g, c)| {
+            MessageBody::RequestVoteResponse { pre_vote: p, granted: g, clock: Instant(c) }
+        }),
         (idx.clone(), term.clone(), proptest::collection::vec(entry(max), 0..4), idx.clone())
             .prop_map(|(pi, pt, entries, c)| MessageBody::AppendEntries {
                 prev_log_index: pi,
@@ -71,10 +72,15 @@ pub fn body(max: u64) -> impl Strategy<Value = MessageBody> {
                 conflict_index,
             }
         ),
-        (idx.clone(), 0..=max)
-            .prop_map(|(c, s)| MessageBody::Heartbeat { commit_index: c, read_seq: s }),
-        (0..=max, idx.clone())
-            .prop_map(|(s, l)| MessageBody::HeartbeatResponse { read_seq: s, last_index: l }),
+        (idx.clone(), 0..=max, any::<u64>()).prop_map(|(c, s, t)| MessageBody::Heartbeat {
+            commit_index: c,
+            read_seq: s,
+            clock: Instant(t),
+            cluster_time: Instant(t / 2)
+        }),
+        (0..=max, idx.clone(), any::<u64>()).prop_map(|(s, l, t)| {
+            MessageBody::HeartbeatResponse { read_seq: s, last_index: l, clock: Instant(t) }
+        }),
         (meta(max), 0..=max, proptest::collection::vec(any::<u8>(), 0..64), any::<bool>())
             .prop_map(|(meta, offset, d, done)| MessageBody::InstallSnapshot {
                 meta,

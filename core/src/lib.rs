@@ -7,6 +7,7 @@
 #[cfg(test)]
 mod arb;
 pub mod cache;
+pub mod clock;
 pub mod codec;
 pub mod message;
 pub mod node;

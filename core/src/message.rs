@@ -112,8 +112,9 @@ pub struct ReadId(pub u64);
 
 /// A read is linearizable once the node has applied up to `index`.
 ///
-/// `leader_time` is the leader's clock when it confirmed leadership for this read; readers use it
-/// to judge which keys have expired, so every node agrees with the leader's view of time.
+/// `leader_time` is the leader's cluster time ([`crate::clock`]) when it confirmed leadership for
+/// this read; readers use it to judge which keys have expired, so every node agrees with the
+/// leader's view of time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadState {
     pub id: ReadId,
@@ -143,6 +144,8 @@ pub enum MessageBody {
     RequestVoteResponse {
         pre_vote: bool,
         granted: bool,
+        /// The voter's own clock (see [`crate::clock`]).
+        clock: Instant,
     },
     AppendEntries {
         prev_log_index: LogIndex,
@@ -166,19 +169,19 @@ pub enum MessageBody {
     Heartbeat {
         commit_index: LogIndex,
         read_seq: u64,
+        /// The leader's own clock and its cluster time ([`crate::clock`]).
+        clock: Instant,
+        cluster_time: Instant,
     },
     HeartbeatResponse {
         read_seq: u64,
         /// The follower's last log index, so a leader can resume replication to it.
         last_index: LogIndex,
+        /// The follower's own clock (see [`crate::clock`]).
+        clock: Instant,
     },
     /// A chunk of a snapshot. `offset` is where `data` starts within the whole snapshot.
-    InstallSnapshot {
-        meta: SnapshotMeta,
-        offset: u64,
-        data: Bytes,
-        done: bool,
-    },
+    InstallSnapshot { meta: SnapshotMeta, offset: u64, data: Bytes, done: bool },
     InstallSnapshotResponse {
         last_index: LogIndex,
         /// The offset the follower expects next (or the total length once done).
@@ -187,22 +190,14 @@ pub enum MessageBody {
         rejected: bool,
     },
     /// A follower asks the leader for a read index on behalf of its own read `id`.
-    ReadIndex {
-        id: ReadId,
-    },
+    ReadIndex { id: ReadId },
     /// The leader's answer; `index` is `None` if it cannot serve the read (not leader any more).
-    ReadIndexResponse {
-        id: ReadId,
-        index: Option<LogIndex>,
-        leader_time: Instant,
-    },
+    ReadIndexResponse { id: ReadId, index: Option<LogIndex>, leader_time: Instant },
     /// Leadership transfer: the target starts an election at once, skipping pre-vote.
     TimeoutNow,
     /// The leader's answer to a node that is in neither its latest nor its committed membership:
     /// that node was removed (or its join never committed) and must stop. `membership_index` is
     /// the index of the leader's membership: a node whose own log holds a later membership that
     /// includes it ignores the answer (it comes from a leader that is behind).
-    Removed {
-        membership_index: LogIndex,
-    },
+    Removed { membership_index: LogIndex },
 }

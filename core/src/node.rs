@@ -207,6 +207,9 @@ pub struct CacheNode {
     /// the entries a follower still needs (see [`CacheNode::compact_when_caught_up`]).
     deferred_compaction: Option<(LogIndex, bytes::Bytes)>,
     now: Instant,
+    /// The latest cluster time this node stamped as leader: its stamps never go back, even when
+    /// the cluster clock estimate does (see [`CacheNode::cluster_time`]).
+    time_floor: Instant,
 }
 
 impl CacheNode {
@@ -247,6 +250,7 @@ impl CacheNode {
             snapshot_job_index: None,
             deferred_compaction: None,
             now,
+            time_floor: Instant(0),
         })
     }
 
@@ -273,10 +277,37 @@ impl CacheNode {
         let raft = self.raft.next_deadline();
         match (self.raft.role(), self.cache.next_deadline()) {
             (Role::Leader, Some(expiry)) if self.expiry_in_flight.is_none() => {
-                raft.min(expiry.max(self.expiry_not_before))
+                // Deadlines are in cluster time; the driver's clock is this node's own.
+                let cluster = self.raft.cluster_time().max(self.time_floor);
+                let ahead_ms = crate::clock::diff_ms(cluster, self.now);
+                let local = crate::clock::shift(expiry, -ahead_ms);
+                raft.min(local.max(self.expiry_not_before))
             }
             _ => raft,
         }
+    }
+
+    /// The cluster time at `now` ([`crate::clock`]): what a write proposed at `now` is stamped
+    /// with and what a TTL counts from. Never earlier than the cache clock or than any time this
+    /// node handed out before.
+    pub fn cluster_time(&mut self, now: Instant) -> Instant {
+        self.now = self.now.max(now);
+        self.raft.cluster_time().max(self.cache.clock()).max(self.time_floor)
+    }
+
+    /// The absolute deadline of a TTL of `ttl_ms` given to a write proposed at `now`.
+    pub fn deadline(&mut self, now: Instant, ttl_ms: u64) -> Instant {
+        self.cluster_time(now).saturating_add_ms(ttl_ms)
+    }
+
+    /// The stamp of a proposal at `now`; only a leader's stamps raise the floor (a follower that
+    /// has not heard a leader since it started only has its own clock, which may be bad).
+    fn stamp(&mut self, now: Instant) -> Instant {
+        let t = self.cluster_time(now);
+        if self.raft.role() == Role::Leader {
+            self.time_floor = t;
+        }
+        t
     }
 
     pub fn tick(&mut self, now: Instant) {
@@ -293,16 +324,16 @@ impl CacheNode {
         Ok(())
     }
 
-    /// Proposes a client write. TTLs must already be absolute deadlines computed from `now`
-    /// (the leader's clock), which is also stamped on the entry.
+    /// Proposes a client write. TTLs must already be absolute deadlines in cluster time
+    /// ([`CacheNode::deadline`]); the entry is stamped with [`CacheNode::cluster_time`].
     pub fn write(
         &mut self,
         now: Instant,
         id: RequestId,
         command: Command,
     ) -> Result<(), WriteError> {
-        self.now = self.now.max(now);
-        let proposal = Proposal { time: self.now, command };
+        let time = self.stamp(now);
+        let proposal = Proposal { time, command };
         let (index, term) = self.raft.propose(self.now, proposal.encode())?;
         // A write still tracked at this index was appended by an earlier leadership of this node
         // whose log was cut: its entry is gone, so it did not take effect. Fail it now rather
@@ -499,11 +530,12 @@ impl CacheNode {
         {
             return;
         }
-        let keys = self.cache.expired_keys(self.now, self.cfg.expiry_batch_max);
+        let time = self.stamp(self.now);
+        let keys = self.cache.expired_keys(time, self.cfg.expiry_batch_max);
         if keys.is_empty() {
             return;
         }
-        let proposal = Proposal { time: self.now, command: Command::RemoveExpired { keys } };
+        let proposal = Proposal { time, command: Command::RemoveExpired { keys } };
         match self.raft.propose(self.now, proposal.encode()) {
             Ok(at) => self.expiry_in_flight = Some(at),
             Err(_) => {
@@ -770,8 +802,11 @@ mod tests {
         drive(&mut n, &mut Vec::new());
         for pre_vote in [true, false] {
             for from in [2, 3] {
-                let body =
-                    crate::message::MessageBody::RequestVoteResponse { pre_vote, granted: true };
+                let body = crate::message::MessageBody::RequestVoteResponse {
+                    pre_vote,
+                    granted: true,
+                    clock: Instant(0),
+                };
                 n.step(t, to_node1(from, body)).unwrap();
             }
             drive(&mut n, &mut Vec::new());
@@ -914,7 +949,8 @@ mod tests {
         drive(&mut n, &mut Vec::new());
         for pre_vote in [true, false] {
             for from in [2, 3] {
-                let body = MessageBody::RequestVoteResponse { pre_vote, granted: true };
+                let body =
+                    MessageBody::RequestVoteResponse { pre_vote, granted: true, clock: Instant(0) };
                 let m = Message { from: NodeId(from), to: NodeId(1), term: Term(3), body };
                 n.step(t, m).unwrap();
             }
@@ -968,7 +1004,11 @@ mod tests {
             from: NodeId(2),
             to: NodeId(1),
             term: crate::types::Term(1),
-            body: crate::message::MessageBody::RequestVoteResponse { pre_vote, granted: true },
+            body: crate::message::MessageBody::RequestVoteResponse {
+                pre_vote,
+                granted: true,
+                clock: Instant(0),
+            },
         };
         n.step(Instant(250), vote(true)).unwrap();
         drive(&mut n, &mut Vec::new());

@@ -6,6 +6,7 @@
 //! Output: [`RaftNode::ready`] returns a [`Ready`]; the driver carries it out and calls
 //! [`RaftNode::advance`].
 
+use crate::clock::{self, ClockSamples};
 use crate::config::Config;
 use crate::log::RaftLog;
 use crate::message::*;
@@ -224,6 +225,9 @@ pub enum Mutation {
     /// A follower takes the leader's commit index without bounding it by what the append
     /// matched, so it can commit entries of its own that the leader does not have.
     FollowerCommitPastMatch,
+    /// The cluster time is the node's own raw clock: a leader stamps proposals and judges reads
+    /// with its wall clock, however wrong (the design before [`crate::clock`]).
+    RawLeaderClock,
 }
 
 /// Who is waiting for a read index.
@@ -334,6 +338,8 @@ pub struct RaftNode {
     read_states: Vec<ReadState>,
     aborted_reads: Vec<ReadId>,
     must_sync_votes: bool,
+    /// Peers' clock offsets, for [`RaftNode::cluster_time`].
+    clock: ClockSamples,
 
     #[cfg(feature = "mutations")]
     mutation: Option<Mutation>,
@@ -399,6 +405,7 @@ impl RaftNode {
             read_states: Vec::new(),
             aborted_reads: Vec::new(),
             must_sync_votes: false,
+            clock: ClockSamples::new(4 * cfg.election_timeout_ms),
             #[cfg(feature = "mutations")]
             mutation: None,
             cfg,
@@ -410,6 +417,27 @@ impl RaftNode {
             node.election_deadline = now;
         }
         Ok(node)
+    }
+
+    /// The time this node stamps proposals and judges expiry at: its own clock corrected by the
+    /// cluster's (see [`crate::clock`]). A leader uses the lower median of the voters' clocks it
+    /// has sampled; a follower follows its leader's heartbeats. Not monotonic across changes of
+    /// samples or leaders; callers keep their own floor.
+    pub fn cluster_time(&self) -> Instant {
+        #[cfg(feature = "mutations")]
+        if self.mutation == Some(Mutation::RawLeaderClock) {
+            return self.now;
+        }
+        let offset = match (self.role, self.clock.leader_offset_ms()) {
+            (Role::Follower, Some(leader)) => leader,
+            _ => self.clock.median_offset_ms(self.id, self.membership.voters.iter().copied()),
+        };
+        clock::shift(self.now, offset)
+    }
+
+    /// The clock offset this node observed for `peer` (their clock minus ours), if any.
+    pub fn clock_offset_ms(&self, peer: NodeId) -> Option<i64> {
+        self.clock.offset_of(peer)
     }
 
     /// Plants a bug (simulator mutation tests only).
@@ -1032,7 +1060,8 @@ impl RaftNode {
         let last_index = self.log.last_index();
         let members: Vec<NodeId> = self.membership.members().filter(|&m| m != self.id).collect();
         for m in members {
-            self.send(m, MessageBody::HeartbeatResponse { read_seq: 0, last_index });
+            let clock = self.now;
+            self.send(m, MessageBody::HeartbeatResponse { read_seq: 0, last_index, clock });
         }
     }
 
@@ -1072,6 +1101,7 @@ impl RaftNode {
         self.role = Role::Follower;
         self.pre_vote_campaign = false;
         if leader_changed {
+            self.clock.forget_leader();
             if leader.is_some() {
                 tracing::info!(node = %self.id, term = %term, leader = ?leader, "following leader");
             }
@@ -1101,7 +1131,7 @@ impl RaftNode {
         match reader {
             Reader::Local(id) => self.aborted_reads.push(id),
             Reader::Remote(to, id) => {
-                let leader_time = self.now;
+                let leader_time = self.cluster_time();
                 self.send(to, MessageBody::ReadIndexResponse { id, index: None, leader_time })
             }
         }
@@ -1219,6 +1249,8 @@ impl RaftNode {
         }
         self.membership = membership;
         self.membership_index = index;
+        let members = &self.membership;
+        self.clock.retain(|id| members.contains(id));
         if self.role == Role::Leader {
             let next = self.log.last_index().next();
             let members: Vec<NodeId> =
@@ -1272,7 +1304,9 @@ impl RaftNode {
             // A follower may not have every committed entry yet: never tell it to commit past
             // what it is known to store.
             let commit_index = self.commit_index.min(match_index);
-            self.send(id, MessageBody::Heartbeat { commit_index, read_seq: self.read_seq });
+            let (clock, cluster_time) = (self.now, self.cluster_time());
+            let read_seq = self.read_seq;
+            self.send(id, MessageBody::Heartbeat { commit_index, read_seq, clock, cluster_time });
         }
     }
 
@@ -1490,7 +1524,7 @@ impl RaftNode {
     }
 
     fn complete_read(&mut self, reader: Reader, index: LogIndex) {
-        let leader_time = self.now;
+        let leader_time = self.cluster_time();
         match reader {
             Reader::Local(id) => self.read_states.push(ReadState { id, index, leader_time }),
             Reader::Remote(to, id) => self
@@ -1575,7 +1609,7 @@ impl RaftNode {
                     return;
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {}
-                MessageBody::RequestVoteResponse { pre_vote: true, granted: true } => {}
+                MessageBody::RequestVoteResponse { pre_vote: true, granted: true, .. } => {}
                 MessageBody::AppendEntries { .. }
                 | MessageBody::Heartbeat { .. }
                 | MessageBody::InstallSnapshot { .. } => self.become_follower(msg.term, Some(from)),
@@ -1592,13 +1626,18 @@ impl RaftNode {
                         MessageBody::HeartbeatResponse {
                             read_seq: 0,
                             last_index: self.log.last_index(),
+                            clock: self.now,
                         },
                     );
                 }
                 MessageBody::RequestVote { pre_vote: true, .. } => {
                     self.send(
                         from,
-                        MessageBody::RequestVoteResponse { pre_vote: true, granted: false },
+                        MessageBody::RequestVoteResponse {
+                            pre_vote: true,
+                            granted: false,
+                            clock: self.now,
+                        },
                     );
                 }
                 _ => {}
@@ -1610,7 +1649,8 @@ impl RaftNode {
             MessageBody::RequestVote { pre_vote, last_log_index, last_log_term, .. } => {
                 self.handle_request_vote(from, msg.term, pre_vote, last_log_index, last_log_term)
             }
-            MessageBody::RequestVoteResponse { pre_vote, granted } => {
+            MessageBody::RequestVoteResponse { pre_vote, granted, clock } => {
+                self.observe_clock(from, clock);
                 if self.role == Role::Candidate && pre_vote == self.pre_vote_campaign {
                     let expected =
                         if pre_vote { self.current_term.next() } else { self.current_term };
@@ -1641,15 +1681,19 @@ impl RaftNode {
                 conflict_term,
                 conflict_index,
             } => self.handle_append_response(from, index, success, conflict_term, conflict_index),
-            MessageBody::Heartbeat { commit_index, read_seq } => {
+            MessageBody::Heartbeat { commit_index, read_seq, clock, cluster_time } => {
                 self.accept_leader(from);
+                self.observe_clock(from, clock);
+                self.clock.observe_leader(cluster_time, self.now);
                 if commit_index > self.commit_index {
                     self.set_commit(commit_index.min(self.log.last_index()));
                 }
                 let last_index = self.log.last_index();
-                self.send(from, MessageBody::HeartbeatResponse { read_seq, last_index });
+                let clock = self.now;
+                self.send(from, MessageBody::HeartbeatResponse { read_seq, last_index, clock });
             }
-            MessageBody::HeartbeatResponse { read_seq, last_index } => {
+            MessageBody::HeartbeatResponse { read_seq, last_index, clock } => {
+                self.observe_clock(from, clock);
                 if self.role != Role::Leader {
                     return;
                 }
@@ -1687,7 +1731,7 @@ impl RaftNode {
                 if self.role == Role::Leader && self.membership.contains(from) {
                     self.leader_read(Reader::Remote(from, id));
                 } else {
-                    let leader_time = self.now;
+                    let leader_time = self.cluster_time();
                     self.send(
                         from,
                         MessageBody::ReadIndexResponse { id, index: None, leader_time },
@@ -1722,6 +1766,13 @@ impl RaftNode {
     }
 
     /// A message of the current term from the leader: follow it.
+    /// Samples a member's clock (non-members are not kept: the table stays bounded).
+    fn observe_clock(&mut self, from: NodeId, clock: Instant) {
+        if self.membership.contains(from) {
+            self.clock.observe(from, clock, self.now);
+        }
+    }
+
     fn accept_leader(&mut self, from: NodeId) {
         debug_assert!(
             !(self.role == Role::Leader && self.leader_id != Some(from)),
@@ -1778,7 +1829,7 @@ impl RaftNode {
             from: self.id,
             to: from,
             term: reply_term,
-            body: MessageBody::RequestVoteResponse { pre_vote, granted },
+            body: MessageBody::RequestVoteResponse { pre_vote, granted, clock: self.now },
         });
     }
 

@@ -21,9 +21,22 @@ fn msg(from: u64, to: u64, term: u64, body: MessageBody) -> Message {
 }
 
 /// Takes the node's Ready and acknowledges it as a perfect driver would.
+/// The node's next `Ready`, acknowledged. The clocks its messages carry are zeroed, so tests can
+/// compare messages without tracking them (the clock tests check them).
 fn drain(n: &mut RaftNode) -> Ready {
-    let r = n.ready();
+    let mut r = n.ready();
     n.advance(r.ack());
+    for m in &mut r.messages {
+        match &mut m.body {
+            MessageBody::RequestVoteResponse { clock, .. }
+            | MessageBody::HeartbeatResponse { clock, .. } => *clock = Instant(0),
+            MessageBody::Heartbeat { clock, cluster_time, .. } => {
+                *clock = Instant(0);
+                *cluster_time = Instant(0);
+            }
+            _ => {}
+        }
+    }
     r
 }
 
@@ -49,7 +62,7 @@ fn vote_req(
 }
 
 fn vote_resp(from: u64, to: u64, term: u64, pre_vote: bool, granted: bool) -> Message {
-    msg(from, to, term, MessageBody::RequestVoteResponse { pre_vote, granted })
+    msg(from, to, term, MessageBody::RequestVoteResponse { pre_vote, granted, clock: Instant(0) })
 }
 
 /// Makes node 1 of a `voters`-node cluster leader in term 1 through pre-vote and vote.
@@ -57,12 +70,19 @@ fn leader_node(voters: u64) -> RaftNode {
     let mut n = new_node(1, voters, 7);
     n.tick(Instant(2 * T));
     drain(&mut n);
+    // The voters' clocks agree with the leader's, so its cluster time is its own clock.
+    let at = |mut m: Message| {
+        if let MessageBody::RequestVoteResponse { clock, .. } = &mut m.body {
+            *clock = Instant(2 * T);
+        }
+        m
+    };
     for v in 2..=voters {
-        n.step(Instant(2 * T), vote_resp(v, 1, 1, true, true)).unwrap();
+        n.step(Instant(2 * T), at(vote_resp(v, 1, 1, true, true))).unwrap();
     }
     drain(&mut n);
     for v in 2..=voters {
-        n.step(Instant(2 * T), vote_resp(v, 1, 1, false, true)).unwrap();
+        n.step(Instant(2 * T), at(vote_resp(v, 1, 1, false, true))).unwrap();
     }
     assert_eq!(n.role(), Role::Leader);
     drain(&mut n);
@@ -563,7 +583,16 @@ fn leader_keeps_leadership_with_quorum_contact() {
         drain(&mut n);
         n.step(
             Instant(now),
-            msg(2, 1, 1, MessageBody::HeartbeatResponse { read_seq: 0, last_index: LogIndex(1) }),
+            msg(
+                2,
+                1,
+                1,
+                MessageBody::HeartbeatResponse {
+                    read_seq: 0,
+                    last_index: LogIndex(1),
+                    clock: Instant(0),
+                },
+            ),
         )
         .unwrap();
         drain(&mut n);
@@ -574,7 +603,12 @@ fn leader_keeps_leadership_with_quorum_contact() {
 // ----- reads -----
 
 fn hb_resp(from: u64, term: u64, read_seq: u64) -> Message {
-    msg(from, 1, term, MessageBody::HeartbeatResponse { read_seq, last_index: LogIndex(1) })
+    msg(
+        from,
+        1,
+        term,
+        MessageBody::HeartbeatResponse { read_seq, last_index: LogIndex(1), clock: Instant(0) },
+    )
 }
 
 #[test]
@@ -1210,7 +1244,8 @@ fn snapshot_chunks_respect_the_byte_limit() {
     n.compact(LogIndex(1), Bytes::from(vec![7u8; 1000])).unwrap();
     // Node 3 never answered the no-op; its heartbeat answer shows an empty log, and the entry it
     // needs is compacted: it gets the snapshot.
-    let hb = MessageBody::HeartbeatResponse { read_seq: 0, last_index: LogIndex(0) };
+    let hb =
+        MessageBody::HeartbeatResponse { read_seq: 0, last_index: LogIndex(0), clock: Instant(0) };
     n.step(Instant(2 * T + 2), msg(3, 1, 1, hb)).unwrap();
     let mut received = 0u64;
     let limit = test_config(NodeId(1)).snapshot_chunk_bytes_max;
@@ -1548,7 +1583,7 @@ fn a_node_without_any_state_does_not_vote() {
         assert!(
             r.messages
                 .iter()
-                .all(|m| m.body == MessageBody::RequestVoteResponse { pre_vote, granted: false }),
+                .all(|m| matches!(m.body, MessageBody::RequestVoteResponse { pre_vote: p, granted: false, .. } if p == pre_vote)),
             "{r:?}"
         );
     }
@@ -1719,4 +1754,47 @@ mod legal_leader {
             .unwrap();
         assert!(!out.status.success(), "the planted follower bug survived the property test");
     }
+}
+
+#[test]
+fn a_leader_an_hour_fast_stamps_the_cluster_time() {
+    // Node 1's clock is an hour ahead of nodes 2 and 3. Its vote answers carry their clocks, so
+    // from its first proposal on it stamps (and judges reads at) their time, not its own.
+    const HOUR: u64 = 3_600_000;
+    let mut n = new_node(1, 3, 7);
+    let fast = |t: u64| Instant(HOUR + t);
+    n.tick(fast(2 * T));
+    drain(&mut n);
+    let answer = |from: u64, pre_vote: bool, their: u64| {
+        let body =
+            MessageBody::RequestVoteResponse { pre_vote, granted: true, clock: Instant(their) };
+        msg(from, 1, 1, body)
+    };
+    n.step(fast(2 * T), answer(2, true, 2 * T)).unwrap();
+    drain(&mut n);
+    n.step(fast(2 * T + 1), answer(2, false, 2 * T + 1)).unwrap();
+    assert_eq!(n.role(), Role::Leader);
+    // Samples: itself (0) and node 2 (-1 h): the lower median is node 2's clock.
+    assert_eq!(n.cluster_time(), Instant(2 * T + 1));
+    // Node 3 answers a heartbeat a little behind node 2: the median is now node 2 again
+    // (sorted: node 3, node 2, node 1), whatever node 1's own clock says.
+    let hb = MessageBody::HeartbeatResponse {
+        read_seq: 0,
+        last_index: LogIndex(0),
+        clock: Instant(2 * T + 5),
+    };
+    n.step(fast(2 * T + 10), msg(3, 1, 1, hb)).unwrap();
+    assert_eq!(n.cluster_time(), Instant(2 * T + 10));
+    // A follower follows the leader's cluster time, not its own clock.
+    let mut f = new_node(2, 3, 1);
+    let hb = MessageBody::Heartbeat {
+        commit_index: LogIndex(0),
+        read_seq: 0,
+        clock: fast(50),
+        cluster_time: Instant(50),
+    };
+    f.step(Instant(40), msg(1, 2, 1, hb)).unwrap();
+    assert_eq!(f.cluster_time(), Instant(50));
+    f.tick(Instant(45));
+    assert_eq!(f.cluster_time(), Instant(55));
 }

@@ -105,6 +105,10 @@ pub struct Cli {
     /// Snapshot and compact the log after this many applied entries [default: 10000].
     #[arg(long, global = true, env = "SIMPLE_CACHE_SNAPSHOT_THRESHOLD")]
     pub snapshot_threshold: Option<u64>,
+    /// How far a healthy node's wall clock may be from true time; a node further from the
+    /// cluster time logs a warning. TTLs are exact within twice this [default: 500].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_CLOCK_SKEW_MAX_MS")]
+    pub clock_skew_max_ms: Option<u64>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -197,6 +201,7 @@ struct FileConfig {
     admin_token: Option<String>,
     peer_token: Option<String>,
     snapshot_threshold: Option<u64>,
+    clock_skew_max_ms: Option<u64>,
 }
 
 /// The validated configuration the server runs with.
@@ -229,6 +234,8 @@ pub struct Config {
     /// The shared secret of the Raft port (see `peer_auth`).
     pub peer_token: Option<String>,
     pub snapshot_threshold: u64,
+    /// The clock assumption behind the TTL guarantee (see ARCHITECTURE.md, "Time").
+    pub clock_skew_max_ms: u64,
     /// The file the configuration was read from, for hot reload.
     pub source: Option<PathBuf>,
 }
@@ -325,6 +332,7 @@ impl Config {
                 .snapshot_threshold
                 .or(file.snapshot_threshold)
                 .unwrap_or(10_000),
+            clock_skew_max_ms: cli.clock_skew_max_ms.or(file.clock_skew_max_ms).unwrap_or(500),
             source,
         };
         cfg.validate()?;
@@ -355,6 +363,7 @@ impl Config {
             ("request_timeout_ms", self.request_timeout_ms),
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
             ("snapshot_threshold", self.snapshot_threshold),
+            ("clock_skew_max_ms", self.clock_skew_max_ms),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -497,6 +506,7 @@ const FILE_KEYS: &[&str] = &[
     "admin_token",
     "peer_token",
     "snapshot_threshold",
+    "clock_skew_max_ms",
 ];
 
 /// Parses the YAML text key by key, so that an error names the key it is about (serde's error

@@ -327,7 +327,9 @@ async fn run(
     );
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
     let ids = RequestIds::new(incarnation);
-    let (node_loop, status) = NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx, ids);
+    let (mut node_loop, status) =
+        NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx, ids);
+    node_loop.set_clock_skew_max_ms(cfg.clock_skew_max_ms);
     let loop_thread = node_loop.spawn();
 
     let client = reqwest::Client::builder()

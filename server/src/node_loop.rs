@@ -189,6 +189,11 @@ pub struct NodeLoop {
     last_leader: Option<NodeId>,
     last_membership: Membership,
     last_promote_check: Instant,
+    /// See `Config::clock_skew_max_ms`; when this node last compared its clock with the
+    /// cluster's, and whether it was off then.
+    clock_skew_max_ms: u64,
+    clock_checked_at: Instant,
+    clock_warned: bool,
 }
 
 impl NodeLoop {
@@ -223,9 +228,43 @@ impl NodeLoop {
             last_leader: None,
             last_membership: Membership::default(),
             last_promote_check: Instant(0),
+            clock_skew_max_ms: 500,
+            clock_checked_at: Instant(0),
+            clock_warned: false,
         };
         l.update_addresses();
         (l, status_rx)
+    }
+
+    /// Sets the clock assumption: a node whose own clock is further than this from the cluster
+    /// time warns (at most once a minute).
+    pub fn set_clock_skew_max_ms(&mut self, ms: u64) {
+        self.clock_skew_max_ms = ms;
+    }
+
+    /// Warns when this node's wall clock is further from the cluster time than the configured
+    /// skew. TTLs stay right (the cluster time is the median of the members' clocks), but the
+    /// operator should fix the clock: a majority of bad clocks would move the cluster time.
+    fn check_clock(&mut self) {
+        let now = self.clock.now();
+        // Checked once a second; after a warning, once a minute.
+        let quiet_ms = if self.clock_warned { 60_000 } else { 1_000 };
+        if now.saturating_since(self.clock_checked_at) < quiet_ms {
+            return;
+        }
+        self.clock_checked_at = now;
+        self.clock_warned = false;
+        let cluster = self.node.raft().cluster_time();
+        let off_ms = simple_cache_core::clock::diff_ms(now, cluster);
+        if off_ms.unsigned_abs() > self.clock_skew_max_ms {
+            self.clock_warned = true;
+            tracing::warn!(
+                offset_ms = off_ms,
+                clock_skew_max_ms = self.clock_skew_max_ms,
+                "this node's wall clock is {off_ms} ms off the cluster time (more than \
+                 clock_skew_max_ms): TTLs follow the cluster, but fix this machine's clock (NTP)"
+            );
+        }
     }
 
     /// Runs the loop on a dedicated thread; returns when the loop stops.
@@ -285,6 +324,7 @@ impl NodeLoop {
             self.node.tick(self.clock.now());
             self.drain_ready();
             self.maybe_promote();
+            self.check_clock();
             self.publish();
         }
     }
@@ -309,8 +349,8 @@ impl NodeLoop {
                         key,
                         value,
                         // The leader (this node, if the proposal succeeds) turns the TTL into an
-                        // absolute deadline from its own clock, which it also stamps on the entry.
-                        expires_at: ttl_ms.map(|ms| now.saturating_add_ms(ms)),
+                        // absolute deadline in cluster time, which it also stamps on the entry.
+                        expires_at: ttl_ms.map(|ms| self.node.deadline(now, ms)),
                     },
                     WriteOp::Del { key } => Command::Del { key },
                     WriteOp::Expire { key } => Command::Expire { key },
@@ -334,7 +374,9 @@ impl NodeLoop {
                 }
             }
             Input::Read { query, stale: true, reply } => {
-                let _ = reply.send(Ok(self.run_query(&query, now)));
+                // Judged at the cluster time, as the leader would, not at this node's own clock.
+                let at = self.node.cluster_time(now);
+                let _ = reply.send(Ok(self.run_query(&query, at)));
             }
             Input::Read { query, stale: false, reply } => {
                 let id = self.alloc_id();

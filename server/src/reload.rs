@@ -87,7 +87,8 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<&'static str>) {
         max_concurrent_requests,
         admin_token,
         peer_token,
-        snapshot_threshold
+        snapshot_threshold,
+        clock_skew_max_ms
     );
     if old.peers.len() != new.peers.len()
         || old.peers.iter().zip(&new.peers).any(|(a, b)| a.id != b.id || a.addr != b.addr)

@@ -132,3 +132,16 @@ fn mutation_vote_ignores_log_is_caught_without_pre_vote() {
     );
     assert_caught(Mutation::VoteIgnoresLog, found, budget);
 }
+
+// A leader that stamps proposals and judges reads with its own raw clock (the design before the
+// cluster clock): with one node's clock an hour off, keys vanish early or live on once that node
+// leads. With the cluster clock the same seeds pass (`ttl_across_leader_changes` runs half its
+// seeds with a bad clock).
+#[test]
+fn mutation_raw_leader_clock_is_caught() {
+    let budget = 20;
+    let cfg = SimConfig { ttl_keys: 3, bad_clock: true, ..SimConfig::default() };
+    let found =
+        first_failure(Mutation::RawLeaderClock, budget, cfg, nemesis::ttl_across_leader_changes);
+    assert_caught(Mutation::RawLeaderClock, found, budget);
+}

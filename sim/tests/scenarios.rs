@@ -5,7 +5,9 @@
 //! linearizability per key). See SIMULATION.md.
 #![cfg(all(feature = "sim", madsim))]
 
-use simple_cache_sim::harness::{Sim, SimConfig, nemesis, run_scenario};
+use simple_cache_sim::harness::{
+    Sim, SimConfig, hostile, nemesis, run_scenario, run_scenario_seeds, seeds_scaled,
+};
 
 fn five() -> SimConfig {
     SimConfig { nodes: 5, clients: 4, ..SimConfig::default() }
@@ -201,4 +203,15 @@ fn ttl_with_leadership_transfer() {
         SimConfig { ttl_keys: 3, ..SimConfig::default() },
         nemesis::ttl_with_leadership_transfer,
     );
+}
+
+// Hostile and broken peers: impossible messages crafted from each target's view (refused, or the
+// run fails), confusing ones from strangers and late leaders, garbage bytes to the decoder, under
+// light loss and a leader crash or two; the usual safety, linearizability and liveness checks.
+#[test]
+fn hostile_peers() {
+    // A quarter of the budget per cluster size: each seed delivers a few hundred crafted messages.
+    let seeds = || seeds_scaled(10, 4);
+    run_scenario_seeds("hostile_peers", seeds(), SimConfig::default(), hostile::hostile_peers);
+    run_scenario_seeds("hostile_peers", seeds(), five(), hostile::hostile_peers);
 }

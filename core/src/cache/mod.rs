@@ -5,7 +5,8 @@
 //! The rule that makes TTLs deterministic:
 //!
 //! - The leader turns a relative TTL into an absolute deadline (`expires_at`) before proposing,
-//!   and stamps its own clock into every [`Proposal`] as `time`.
+//!   and stamps its cluster time (the median of the members' clocks, [`crate::clock`]; never one
+//!   node's raw wall clock) into every [`Proposal`] as `time`.
 //! - Applying never reads a clock. The cache keeps [`Cache::clock`], the largest `time` applied
 //!   so far: the log carries time forward, identically on every replica, on replay and after a
 //!   snapshot restore.
@@ -68,10 +69,11 @@ pub enum Command {
     RemoveExpired { keys: Vec<String> },
 }
 
-/// What goes into a Raft log entry: the leader's clock at proposal time plus the command.
+/// What goes into a Raft log entry: the leader's cluster time at proposal plus the command.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    /// The leader's clock when it proposed the command. Applying advances [`Cache::clock`] to it.
+    /// The leader's cluster time when it proposed the command. Applying advances
+    /// [`Cache::clock`] to it.
     pub time: Instant,
     /// The operation to apply.
     pub command: Command,

@@ -80,7 +80,7 @@ pub(super) async fn run(sim: Sim, client: u64) {
             };
             let call = sim.call_time();
             let input = CacheInput { key: key.into_bytes(), op };
-            match write(&sim, node, command, &mut target).await {
+            match write(&sim, node, command, None, &mut target).await {
                 WriteEnd::Done(out) => sim.record(client, input, call, Some(out)),
                 WriteEnd::Unknown => sim.record(client, input, call, None),
                 WriteEnd::NotDone => {}
@@ -92,7 +92,7 @@ pub(super) async fn run(sim: Sim, client: u64) {
 }
 
 /// One operation on a TTL key `t<i>`: a Get (45%), a Set (40%; 85% of them with a TTL of
-/// 20-400 ms, the deadline computed from the current simulated time, as a leader would), a Del
+/// 20-800 ms, which the node that proposes it turns into a deadline in cluster time), a Del
 /// (8%) or an Expire (7%), recorded for `ttlcheck` (Expire as a removing write, like Del).
 async fn ttl_op(
     sim: &Sim,
@@ -121,22 +121,19 @@ async fn ttl_op(
         }
         return;
     }
+    let mut ttl_ms = None;
     let command = if pick < 85 {
         let value = format!("c{client}-t{n}");
-        let deadline = (sim.rand(100) < 85).then(|| op.call_ms + 20 + sim.rand(381));
-        op.kind = TtlKind::Set { value: value.clone().into_bytes(), deadline };
-        Command::Set {
-            key: key.clone(),
-            value: Bytes::from(value),
-            expires_at: deadline.map(simple_cache_core::types::Instant),
-        }
+        ttl_ms = (sim.rand(100) < 85).then(|| 20 + sim.rand(781));
+        op.kind = TtlKind::Set { value: value.clone().into_bytes(), ttl_ms };
+        Command::Set { key: key.clone(), value: Bytes::from(value), expires_at: None }
     } else if pick < 93 {
         Command::Del { key: key.clone() }
     } else {
         // Expire removes the key like Del; ttlcheck treats both as removing writes.
         Command::Expire { key: key.clone() }
     };
-    match write(sim, node, command, target).await {
+    match write(sim, node, command, ttl_ms, target).await {
         WriteEnd::Done(_) => sim.record_ttl(op, false),
         WriteEnd::Unknown => sim.record_ttl(op, true),
         WriteEnd::NotDone => {}
@@ -148,6 +145,7 @@ async fn write(
     sim: &Sim,
     first: NodeId,
     command: Command,
+    ttl_ms: Option<u64>,
     target: &mut Option<NodeId>,
 ) -> WriteEnd {
     let (budget, nodes) = {
@@ -162,7 +160,7 @@ async fn write(
             return WriteEnd::NotDone;
         }
         let (tx, rx) = async_channel::bounded(1);
-        if !sim.submit(node, Input::Write(command.clone(), tx)) {
+        if !sim.submit(node, Input::Write(command.clone(), ttl_ms, tx)) {
             node = nodes[sim.rand(nodes.len() as u64) as usize];
             sim.sleep_ms(5).await;
             continue;
@@ -260,7 +258,7 @@ pub(super) async fn probe(sim: &Sim, bound_ms: u64) -> bool {
         let call = sim.call_time();
         let input =
             CacheInput { key: b"k0".to_vec(), op: CacheOp::Set(value.clone().into_bytes()) };
-        match write(sim, node, command, &mut target).await {
+        match write(sim, node, command, None, &mut target).await {
             WriteEnd::Done(out) => {
                 sim.record(PROBE_CLIENT, input, call, Some(out));
                 break;

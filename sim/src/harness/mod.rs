@@ -15,6 +15,7 @@
 //! digest proves it.
 
 mod client;
+pub mod hostile;
 pub mod nemesis;
 mod run;
 
@@ -42,6 +43,76 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// The Raft timing every simulated node uses: fast, so a run covers many elections.
 pub const HEARTBEAT_MS: u64 = 10;
 pub const ELECTION_TIMEOUT_MS: u64 = 100;
+
+/// How far a good simulated wall clock may be from true time (either way).
+pub const CLOCK_SKEW_MS: u64 = 20;
+
+/// The TTL checker's tolerance `eps = 2e` (see `ttlcheck`): `e` bounds how far the cluster time
+/// is from true time when more than half of the sampled clocks are good: their skew, 200 ppm of
+/// drift over a run of up to a minute (12 ms), and a sample's message delay (up to 5 ms) with
+/// margin.
+pub fn ttl_eps_ms(cfg: &SimConfig) -> u64 {
+    2 * (cfg.clock_skew_ms + 30)
+}
+
+/// The wall-clock time true simulated time 0 corresponds to (2023-11-14), so clocks an hour
+/// behind stay positive.
+const EPOCH_MS: u64 = 1_700_000_000_000;
+
+/// A node's clock as the server reads it (`node_loop::Clock`): the wall clock once at start,
+/// then elapsed monotonic time at the machine's rate. A wall-clock step (NTP) shows only at the
+/// next start, so steps are drawn at restarts.
+#[derive(Clone, Copy, Debug)]
+pub struct NodeClock {
+    /// The wall clock minus true time, in ms.
+    pub wall_offset_ms: i64,
+    /// How fast the oscillator runs, in parts per million (±200).
+    pub drift_ppm: i64,
+    /// Whether this node has the run's bad clock (an hour off, when it is off).
+    pub bad: bool,
+    /// True time and the node's clock reading when the current incarnation started.
+    started_true_ms: u64,
+    started_at_ms: u64,
+}
+
+impl NodeClock {
+    fn draw(rng: &mut ChaCha8Rng, skew_ms: u64, bad: bool) -> NodeClock {
+        let mut c = NodeClock {
+            wall_offset_ms: 0,
+            drift_ppm: (rng.next_u64() % 401) as i64 - 200,
+            bad,
+            started_true_ms: 0,
+            started_at_ms: EPOCH_MS,
+        };
+        c.step(rng, skew_ms);
+        c
+    }
+
+    /// A new wall-clock reading: within the skew, or (a bad clock, most of the time) an hour
+    /// fast or slow.
+    fn step(&mut self, rng: &mut ChaCha8Rng, skew_ms: u64) {
+        let within = (rng.next_u64() % (2 * skew_ms + 1)) as i64 - skew_ms as i64;
+        self.wall_offset_ms = if self.bad && !rng.next_u64().is_multiple_of(4) {
+            let hour = 3_600_000 + within;
+            if rng.next_u64().is_multiple_of(2) { hour } else { -hour }
+        } else {
+            within
+        };
+    }
+
+    /// The clock as the node reads it at true time `true_ms`.
+    pub fn read(&self, true_ms: u64) -> Instant {
+        let elapsed = true_ms.saturating_sub(self.started_true_ms) as i64;
+        let drifted = elapsed + elapsed * self.drift_ppm / 1_000_000;
+        Instant(self.started_at_ms.saturating_add_signed(drifted))
+    }
+
+    /// A (re)start at true time `true_ms` reads the wall clock afresh.
+    fn start(&mut self, true_ms: u64) {
+        self.started_true_ms = true_ms;
+        self.started_at_ms = (EPOCH_MS + true_ms).saturating_add_signed(self.wall_offset_ms);
+    }
+}
 
 /// The shape of a run.
 #[derive(Clone, Debug)]
@@ -72,12 +143,19 @@ pub struct SimConfig {
     /// For scenarios that do not depend on pre-vote or check-quorum: a third of the seeds run
     /// without pre-vote, a third without check-quorum (see [`SimConfig::for_seed`]).
     pub vary_election_rules: bool,
+    /// Clocks that lie: every node's wall clock is off by up to `clock_skew_ms` either way and
+    /// runs up to 200 ppm fast or slow; when `bad_clock` is set, one node's (never a majority's)
+    /// is off by an hour (see [`NodeClock`]).
+    pub clock_skew_ms: u64,
+    pub bad_clock: bool,
 }
 
 impl SimConfig {
     /// The configuration seed `seed` runs with.
     pub fn for_seed(&self, seed: u64) -> SimConfig {
         let mut c = self.clone();
+        // Half the seeds of every family run with one node's clock an hour off.
+        c.bad_clock = c.nodes >= 3 && seed.is_multiple_of(2);
         if c.vary_election_rules {
             match seed % 3 {
                 1 => c.pre_vote = false,
@@ -105,6 +183,8 @@ impl Default for SimConfig {
             pre_vote: true,
             check_quorum: true,
             vary_election_rules: false,
+            clock_skew_ms: CLOCK_SKEW_MS,
+            bad_clock: false,
         }
     }
 }
@@ -143,7 +223,8 @@ pub type ReadReply = async_channel::Sender<Result<Option<Bytes>, ReadError>>;
 /// What arrives in a node's inbox.
 pub enum Input {
     Msg(Message),
-    Write(Command, WriteReply),
+    /// A write and, for a set, its TTL in ms (the node turns it into a deadline).
+    Write(Command, Option<u64>, WriteReply),
     Read(String, ReadReply),
     /// Something changed the node from outside (an admin call): handle its `Ready`.
     Kick,
@@ -192,6 +273,14 @@ pub struct World {
     pub membership_changes: u64,
     /// Operations on the TTL keys, for `ttlcheck`.
     pub ttl_history: Vec<crate::ttlcheck::TtlOp>,
+    /// Each node's clock; drawn from their own RNG, so they do not shift the run's other draws.
+    pub clocks: BTreeMap<NodeId, NodeClock>,
+    clock_rng: ChaCha8Rng,
+    /// Wall-clock steps taken at restarts, for the run's report.
+    pub clock_steps: u64,
+    /// Hostile messages (`hostile.rs`) the nodes refused, and confusing ones they took.
+    pub hostile_refused: u64,
+    pub hostile_accepted: u64,
 }
 
 /// A handle on the simulated cluster, for scenarios (the nemesis) and the harness's tasks.
@@ -216,6 +305,12 @@ fn raft_config(id: NodeId, sim: &SimConfig) -> Config {
 impl World {
     pub fn now(&self) -> Instant {
         Instant(self.start.elapsed().as_millis() as u64)
+    }
+
+    /// Node `id`'s own clock now: what its `CacheNode` is given as `now`.
+    pub fn node_now(&self, id: NodeId) -> Instant {
+        let t = self.now().0;
+        self.clocks.get(&id).map_or(Instant(EPOCH_MS + t), |c| c.read(t))
     }
 
     pub fn trace_event(&mut self, event: &str) {
@@ -319,9 +414,17 @@ impl Sim {
             retired: BTreeSet::new(),
             membership_changes: 0,
             ttl_history: Vec::new(),
+            clocks: BTreeMap::new(),
+            clock_rng: ChaCha8Rng::seed_from_u64(seed ^ 0xc10c_c10c),
+            clock_steps: 0,
+            hostile_refused: 0,
+            hostile_accepted: 0,
         };
+        let bad = cfg.bad_clock.then(|| 1 + world.clock_rng.next_u64() % cfg.nodes);
         for id in 1..=cfg.nodes {
             world.slots.insert(NodeId(id), Slot::new(SimDisk::bootstrap(&bootstrap)));
+            let clock = NodeClock::draw(&mut world.clock_rng, cfg.clock_skew_ms, bad == Some(id));
+            world.clocks.insert(NodeId(id), clock);
         }
         let sim = Sim(Arc::new(Mutex::new(world)));
         for id in 1..=cfg.nodes {
@@ -446,7 +549,7 @@ impl Sim {
     ) -> Option<R> {
         let r = {
             let mut w = self.lock();
-            let now = w.now();
+            let now = w.node_now(id);
             w.node_mut(id).map(|n| f(n, now))
         };
         self.submit(id, Input::Kick);
@@ -529,15 +632,25 @@ impl Sim {
     pub fn restart(&self, id: NodeId) {
         let mut w = self.lock();
         let w = &mut *w;
-        let now = w.now();
         let seed = w.rng.next_u64();
         if w.retired.contains(&id) {
             return;
         }
-        let slot = w.slots.get_mut(&id).expect("the node exists");
-        if slot.node.is_some() {
+        if w.slots.get(&id).expect("the node exists").node.is_some() {
             return;
         }
+        let true_ms = w.now().0;
+        let (skew, restarted) = (w.cfg.clock_skew_ms, w.slots[&id].incarnation > 0);
+        let clock =
+            w.clocks.entry(id).or_insert_with(|| NodeClock::draw(&mut w.clock_rng, skew, false));
+        // A third of restarts find the wall clock stepped (NTP corrected or broke it).
+        if restarted && w.clock_rng.next_u64().is_multiple_of(3) {
+            clock.step(&mut w.clock_rng, skew);
+            w.clock_steps += 1;
+        }
+        clock.start(true_ms);
+        let now = clock.read(true_ms);
+        let slot = w.slots.get_mut(&id).expect("the node exists");
         let persisted = match slot.disk.recover() {
             Ok(p) => p,
             Err(e) => {
@@ -590,7 +703,7 @@ impl Sim {
             let wait = {
                 let w = self.lock();
                 let Some(n) = w.node(id) else { return };
-                n.next_deadline().saturating_since(w.now())
+                n.next_deadline().saturating_since(w.node_now(id))
             };
             if wait == 0 {
                 let now = self.now();
@@ -643,7 +756,7 @@ impl Sim {
             {
                 let mut w = self.lock();
                 let w = &mut *w;
-                let now = w.now();
+                let now = w.node_now(id);
                 let Some(slot) = w.slots.get_mut(&id) else { return };
                 if slot.incarnation != incarnation {
                     return;
@@ -656,7 +769,12 @@ impl Sim {
                                 w.checker.violations.push(format!("step on node {id}: {e}"));
                             }
                         }
-                        Input::Write(cmd, reply) => {
+                        Input::Write(mut cmd, ttl_ms, reply) => {
+                            // As the server does: the TTL becomes a deadline in cluster time.
+                            if let (Command::Set { expires_at, .. }, Some(ms)) = (&mut cmd, ttl_ms)
+                            {
+                                *expires_at = Some(node.deadline(now, ms));
+                            }
                             let rid = next_request_id(&mut slot.ids, &mut slot.disk);
                             match node.write(now, rid, cmd) {
                                 Ok(()) => {

@@ -532,8 +532,8 @@ pub async fn membership_under_fire(sim: Sim) {
     }
 }
 
-/// TTL across leader changes: clients also write keys `t0..` with TTLs of 20-400 ms (deadlines
-/// computed from the simulated clock every node shares) while the leader is crashed (torn writes
+/// TTL across leader changes: clients also write keys `t0..` with TTLs of 20-800 ms (deadlines
+/// in cluster time, from nodes whose clocks lie: `NodeClock`) while the leader is crashed (torn writes
 /// half the time, restarted 0-200 ms later) or isolated for 150-400 ms, 8-14 times, 100-350 ms
 /// apart, under 0-10% loss. `ttlcheck` then requires that no key expired early, none was visible
 /// after its deadline or reappeared, and the usual replica agreement (identical caches, clocks

@@ -28,6 +28,11 @@ pub struct RunReport {
     pub ttl_ops: usize,
     /// Set when the linearizability search ran out of budget (not a failure, but not a proof).
     pub lincheck_undecided: bool,
+    /// Hostile messages refused, and confusing ones taken (`hostile.rs`).
+    pub hostile_refused: u64,
+    pub hostile_accepted: u64,
+    /// Wall-clock steps at restarts.
+    pub clock_steps: u64,
 }
 
 /// Steps the linearizability search may take per run; plenty for a few hundred operations over
@@ -62,7 +67,8 @@ where
                      {stuck:?})"
                 ));
             }
-            violations.extend(crate::ttlcheck::check_ttl(&w.ttl_history));
+            violations
+                .extend(crate::ttlcheck::check_ttl(&w.ttl_history, super::ttl_eps_ms(&w.cfg)));
             RunReport {
                 seed,
                 digest: w.digest(),
@@ -76,6 +82,9 @@ where
                 membership_changes: w.membership_changes,
                 ttl_ops: w.ttl_history.len(),
                 lincheck_undecided: verdict.verdict == Verdict::Unknown,
+                hostile_refused: w.hostile_refused,
+                hostile_accepted: w.hostile_accepted,
+                clock_steps: w.clock_steps,
             }
         })
     }));
@@ -100,6 +109,9 @@ where
                 membership_changes: 0,
                 ttl_ops: 0,
                 lincheck_undecided: false,
+                hostile_refused: 0,
+                hostile_accepted: 0,
+                clock_steps: 0,
             }
         }
     }
@@ -151,10 +163,11 @@ pub fn run_scenario_seeds<F>(
             (false, _) => " (no pre-vote)",
             (_, false) => " (no check-quorum)",
         };
+        let clock = if seed_cfg.bad_clock { " (bad clock)" } else { "" };
         let r = run_seed(seed, seed_cfg, scenario);
         println!(
-            "{name}: seed {seed}{rules} digest {:016x} ops {} unknown {} crashes {} terms {} \
-             membership {} ttl ops {} sim {} ms",
+            "{name}: seed {seed}{rules}{clock} digest {:016x} ops {} unknown {} crashes {} terms {} \
+             membership {} ttl ops {} sim {} ms{}",
             r.digest,
             r.ops,
             r.unknown_ops,
@@ -162,7 +175,8 @@ pub fn run_scenario_seeds<F>(
             r.leader_terms,
             r.membership_changes,
             r.ttl_ops,
-            r.sim_ms
+            r.sim_ms,
+            extras(&r),
         );
         if !r.violations.is_empty() {
             panic!(
@@ -186,4 +200,16 @@ pub fn run_scenario_seeds<F>(
         seeds.end,
         n as f64 / secs.max(1e-9)
     );
+}
+
+/// The report's optional counters, printed only when a run has them.
+fn extras(r: &RunReport) -> String {
+    let mut out = String::new();
+    if r.clock_steps > 0 {
+        out += &format!(" clock steps {}", r.clock_steps);
+    }
+    if r.hostile_refused + r.hostile_accepted > 0 {
+        out += &format!(" hostile refused {} taken {}", r.hostile_refused, r.hostile_accepted);
+    }
+    out
 }
