@@ -165,9 +165,21 @@ async fn node_loop_panic_ends_the_process() {
     let mut cmd = server(dir.path(), &dir.path().join("data"), Some(http.clone()));
     cmd.env("SIMPLE_CACHE_TEST_PANIC_AFTER_WRITES", "1");
     let url = format!("http://{http}/v1/k");
+    let ready = format!("http://{http}/readyz");
     let writes = {
         let url = url.clone();
         async move {
+            // Only once it leads: a write refused before that still counts towards the planted
+            // panic, and the next one would panic the loop before any write succeeded (seen in
+            // CI on a loaded machine).
+            eventually("the node to be ready", Duration::from_secs(20), || {
+                let ready = ready.clone();
+                async move {
+                    let r = common::client().get(&ready).send().await.ok()?;
+                    (r.status() == 200).then_some(())
+                }
+            })
+            .await;
             eventually("the node to take a write", Duration::from_secs(20), || {
                 let url = url.clone();
                 async move {
