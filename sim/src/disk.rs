@@ -14,8 +14,14 @@
 //! Directory operations (creating a segment with its header, deleting segments) are durable at
 //! once, as if the driver fsynced the directory right after each, which the server does.
 //!
-//! Not simulated: bit flips in synced data, failing fsyncs, reordered persistence of unsynced
-//! pages (see SIMULATION.md).
+//! Failing fsyncs: [`SimDisk::sync_failed`] is what a driver that ignores an fsync error leaves
+//! behind (PostgreSQL's "fsyncgate"): the kernel dropped the dirty pages it could not write, so
+//! the bytes the driver believes durable are zeros after the next crash. A correct driver crashes
+//! instead (the node exits; [`SimDisk::crash`] then loses the unsynced bytes as usual).
+//!
+//! Not simulated: bit flips in synced data (core's WAL tests flip every bit of a log and require
+//! refusal naming file and offset, or truncation of only the last record), reordered persistence
+//! of unsynced pages, lost directory entries (see SIMULATION.md).
 
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
@@ -65,6 +71,9 @@ pub struct SimDisk {
     /// Snapshot data files by `(last_index, last_term)`; always durable once written.
     snapshots: BTreeMap<(LogIndex, Term), Bytes>,
     mirror: Mirror,
+    /// `(segment, start, end)` byte ranges whose fsync failed while the driver went on as if it
+    /// had not: zeros after the next crash.
+    lost: Vec<(u64, usize, usize)>,
     /// Bytes written and fsyncs done, for statistics.
     pub bytes_written: u64,
     pub syncs: u64,
@@ -169,6 +178,18 @@ impl SimDisk {
         self.syncs += 1;
     }
 
+    /// An fsync that failed, seen by a driver that goes on (the mutation
+    /// `ContinueAfterFailedFsync`): the unsynced bytes look durable to it, but the kernel dropped
+    /// them, and the next crash shows zeros in their place.
+    pub fn sync_failed(&mut self) {
+        for (&seq, file) in self.segments.iter_mut() {
+            if file.data.len() > file.synced_len {
+                self.lost.push((seq, file.synced_len, file.data.len()));
+                file.synced_len = file.data.len();
+            }
+        }
+    }
+
     /// The node took a snapshot: write its data file, then a self-contained segment holding the
     /// hard state, the snapshot's metadata and the entries after it, fsync it, and only then
     /// delete the older segments (the compaction scheme of `core::wal`).
@@ -199,6 +220,15 @@ impl SimDisk {
     /// zeros), the remains of a write cut short.
     pub fn crash(&mut self, rng: &mut ChaCha8Rng, tear: bool) -> CrashDamage {
         let mut damage = CrashDamage::default();
+        for (seq, start, end) in std::mem::take(&mut self.lost) {
+            if let Some(file) = self.segments.get_mut(&seq) {
+                let end = end.min(file.data.len());
+                for b in file.data.get_mut(start..end).into_iter().flatten() {
+                    *b = 0;
+                }
+                damage.bytes_lost += end.saturating_sub(start);
+            }
+        }
         for file in self.segments.values_mut() {
             let unsynced = file.data.len() - file.synced_len;
             if unsynced == 0 {

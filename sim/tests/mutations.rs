@@ -145,3 +145,34 @@ fn mutation_raw_leader_clock_is_caught() {
         first_failure(Mutation::RawLeaderClock, budget, cfg, nemesis::ttl_across_leader_changes);
     assert_caught(Mutation::RawLeaderClock, found, budget);
 }
+
+// A driver that carries on after a failed fsync (PostgreSQL's fsyncgate): the bytes it believes
+// durable are zeros after its next crash, so acknowledged entries vanish or recovery fails.
+#[test]
+fn mutation_continue_after_failed_fsync_is_caught() {
+    let budget = 30;
+    let cfg = SimConfig { fsync_fail_per_mille: 20, ..SimConfig::default() };
+    let found = first_failure(
+        Mutation::ContinueAfterFailedFsync,
+        budget,
+        cfg,
+        nemesis::crash_restart_with_unsynced_loss,
+    );
+    assert_caught(Mutation::ContinueAfterFailedFsync, found, budget);
+}
+
+// A new leader that proposes a membership change before an entry of its term committed: the
+// single-server change reactor makes the previous leader's uncommitted change and this one meet,
+// and the previous leader wins again under its own configuration, overwriting committed entries.
+#[test]
+fn mutation_change_before_own_term_commit_is_caught() {
+    let budget = 20;
+    let cfg = SimConfig { nodes: 4, ..SimConfig::default() };
+    let found = first_failure(
+        Mutation::ChangeBeforeOwnTermCommit,
+        budget,
+        cfg,
+        nemesis::single_server_change,
+    );
+    assert_caught(Mutation::ChangeBeforeOwnTermCommit, found, budget);
+}

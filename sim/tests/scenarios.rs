@@ -215,3 +215,28 @@ fn hostile_peers() {
     run_scenario_seeds("hostile_peers", seeds(), SimConfig::default(), hostile::hostile_peers);
     run_scenario_seeds("hostile_peers", seeds(), five(), hostile::hostile_peers);
 }
+
+// Disks that fail: the crash and restart nemesis while 2% of fsyncs fail. A node whose fsync
+// fails exits and is restarted from what its disk holds (it never goes on as if the data were
+// durable); no acknowledged write may be lost and recovery must never fail.
+#[test]
+fn failing_fsyncs() {
+    let cfg = |c: SimConfig| SimConfig { fsync_fail_per_mille: 20, ..c };
+    let seeds = || seeds_scaled(10, 4);
+    let s = nemesis::crash_restart_with_unsynced_loss;
+    run_scenario_seeds("failing_fsyncs", seeds(), cfg(SimConfig::default()), s);
+    run_scenario_seeds("failing_fsyncs", seeds(), cfg(five()), s);
+}
+
+// Ongaro's single-server change bug, set up step by step (see `nemesis::single_server_change`):
+// two different uncommitted configurations meet, and correct Raft keeps them from both winning.
+#[test]
+fn single_server_change() {
+    let cfg = SimConfig { nodes: 4, ..SimConfig::default() };
+    run_scenario_seeds(
+        "single_server_change",
+        seeds_scaled(10, 4),
+        cfg,
+        nemesis::single_server_change,
+    );
+}

@@ -148,6 +148,10 @@ pub struct SimConfig {
     /// is off by an hour (see [`NodeClock`]).
     pub clock_skew_ms: u64,
     pub bad_clock: bool,
+    /// Fsyncs of a node's `Ready` that fail, per mille. A failing fsync crashes the node, which
+    /// restarts 50-300 ms later (the server exits with status 70 and is restarted by its
+    /// supervisor), unless the mutation `ContinueAfterFailedFsync` is planted.
+    pub fsync_fail_per_mille: u64,
 }
 
 impl SimConfig {
@@ -185,6 +189,7 @@ impl Default for SimConfig {
             vary_election_rules: false,
             clock_skew_ms: CLOCK_SKEW_MS,
             bad_clock: false,
+            fsync_fail_per_mille: 0,
         }
     }
 }
@@ -281,6 +286,21 @@ pub struct World {
     /// Hostile messages (`hostile.rs`) the nodes refused, and confusing ones they took.
     pub hostile_refused: u64,
     pub hostile_accepted: u64,
+    /// Fsyncs that failed.
+    pub fsync_failures: u64,
+    /// The single-server-change reactor (`nemesis::single_server_change`), when armed.
+    pub change_reactor: Option<ChangeReactor>,
+}
+
+/// Armed by `nemesis::single_server_change`: the first node other than `old` to become leader
+/// is cut off, before its first messages leave, from one other voter (`spare`, the lowest id
+/// that is neither) and from `learner`, both ways. `fired` records (new leader, spare).
+#[derive(Clone, Debug)]
+pub struct ChangeReactor {
+    pub old: NodeId,
+    pub learner: NodeId,
+    pub voters: Vec<NodeId>,
+    pub fired: Option<(NodeId, NodeId)>,
 }
 
 /// A handle on the simulated cluster, for scenarios (the nemesis) and the harness's tasks.
@@ -419,6 +439,8 @@ impl Sim {
             clock_steps: 0,
             hostile_refused: 0,
             hostile_accepted: 0,
+            fsync_failures: 0,
+            change_reactor: None,
         };
         let bad = cfg.bad_clock.then(|| 1 + world.clock_rng.next_u64() % cfg.nodes);
         for id in 1..=cfg.nodes {
@@ -840,10 +862,35 @@ impl Sim {
                 // The fsync takes time: a crash now loses (or tears) what was just written, and
                 // nothing that depends on it has left the node.
                 sleep(Duration::from_millis(fsync_ms)).await;
-                let mut w = self.lock();
+                let mut guard = self.lock();
+                let w = &mut *guard;
+                let per_mille = w.cfg.fsync_fail_per_mille;
+                let fails = per_mille > 0 && w.rng.next_u64() % 1000 < per_mille;
+                let carry_on = w.cfg.mutation == Some(Mutation::ContinueAfterFailedFsync);
                 match w.slots.get_mut(&id) {
                     Some(slot) if slot.incarnation == incarnation && slot.node.is_some() => {
-                        slot.disk.sync()
+                        if !fails {
+                            slot.disk.sync();
+                        } else if carry_on {
+                            slot.disk.sync_failed();
+                            w.fsync_failures += 1;
+                            w.trace_event(&format!("fsync failed on {id}; carrying on"));
+                        } else {
+                            // The node cannot know what reached the disk: it stops (the server
+                            // exits with status 70), and its supervisor restarts it.
+                            w.fsync_failures += 1;
+                            w.trace_event(&format!("fsync failed on {id}: exit"));
+                            let delay = 50 + w.rng.next_u64() % 250;
+                            drop(guard);
+                            // Down at once (this task ends: its node is gone), back later.
+                            self.crash(id, false);
+                            let sim = self.clone();
+                            madsim::task::spawn(async move {
+                                sleep(Duration::from_millis(delay)).await;
+                                sim.restart(id);
+                            });
+                            return;
+                        }
                     }
                     _ => return,
                 }
@@ -853,6 +900,21 @@ impl Sim {
             match w.slots.get(&id) {
                 Some(slot) if slot.incarnation == incarnation && slot.node.is_some() => {}
                 _ => return,
+            }
+            // The single-server-change reactor, before the new leader's first messages leave.
+            if let Some(r) = w.change_reactor.as_mut()
+                && r.fired.is_none()
+                && id != r.old
+                && id != r.learner
+                && w.slots[&id].node.as_ref().is_some_and(|n| n.raft().is_leader())
+                && let Some(&spare) = r.voters.iter().find(|&&v| v != id && v != r.old)
+            {
+                r.fired = Some((id, spare));
+                for other in [spare, r.learner] {
+                    w.net.cut.insert((id, other));
+                    w.net.cut.insert((other, id));
+                }
+                w.trace_event(&format!("change reactor: leader {id} cut from {spare}"));
             }
             // 3: send.
             w.checker.sent(id, &ready.messages);

@@ -2,7 +2,7 @@
 //! tests. Each runs while clients keep working; the harness then heals, checks liveness and runs
 //! every checker.
 
-use super::{ELECTION_TIMEOUT_MS, Sim};
+use super::{ChangeReactor, ELECTION_TIMEOUT_MS, Sim};
 use simple_cache_core::message::{Membership, MembershipChange};
 use simple_cache_core::raft::MembershipError;
 use simple_cache_core::types::NodeId;
@@ -576,4 +576,78 @@ async fn ttl_leader_changes(sim: Sim, transfers: bool) {
             }
         }
     }
+}
+
+/// Ongaro's single-server change scenario (raft-dev, 2015), driven step by step on 4 voters and
+/// a learner `5`:
+/// 1. The leader `L`, cut off from the other voters but not from `5`, promotes `5`: the change
+///    `C1` (5 voters) reaches only `L` and `5`. `L` crashes; `5` stays cut off.
+/// 2. The others elect `M`. The reactor cuts `M` from a third voter `D` (and from `5`) before
+///    `M`'s first messages leave, so `D`'s log stays at `L`'s term. `M` tries, for 400 ms, to
+///    remove `L` (`C2`, 3 voters). Correct Raft refuses (`LeaderNotReady`: no entry of `M`'s
+///    term can commit without `L` or `D`); with the mutation `ChangeBeforeOwnTermCommit` it is
+///    proposed and commits with `M` and the fourth voter under `C2`'s quorum.
+/// 3. `L` restarts with `D` and `5`, away from `M` and the fourth voter. Under `C1` those three
+///    are a majority and `L`'s log is as up to date as theirs: it can win, and then overwrite
+///    entries `C2` committed. The safety checkers see it after healing.
+pub async fn single_server_change(sim: Sim) {
+    let learner = NodeId(5);
+    sim.add_node(learner);
+    let address = format!("sim://{learner}");
+    if !change_membership(&sim, MembershipChange::AddLearner { id: learner, address }, 3_000).await
+    {
+        sim.event("single server change: the learner was not added");
+        return;
+    }
+    sim.sleep_ms(200).await;
+    let Some(old) = sim.wait_leader(2_000).await else { return };
+    let voters: Vec<NodeId> = (1..=4).map(NodeId).collect();
+    let others: Vec<NodeId> = voters.iter().copied().filter(|&v| v != old).collect();
+    sim.partition(&[old, learner], &others);
+    let promoted = sim.with_node(old, |n, now| {
+        n.raft_mut().propose_membership(now, MembershipChange::PromoteLearner { id: learner })
+    });
+    sim.event(&format!("single server change: {old} promotes {learner}: {promoted:?}"));
+    if !matches!(promoted, Some(Ok(_))) {
+        return;
+    }
+    sim.sleep_ms(30).await;
+    sim.crash(old, false);
+    sim.heal();
+    sim.partition(&[learner], &others);
+    sim.lock().change_reactor =
+        Some(ChangeReactor { old, learner, voters: voters.clone(), fired: None });
+    let start = sim.now();
+    let fired = loop {
+        if let Some(f) = sim.lock().change_reactor.as_ref().and_then(|r| r.fired) {
+            break Some(f);
+        }
+        if sim.now().saturating_since(start) > 3_000 {
+            break None;
+        }
+        sim.sleep_ms(5).await;
+    };
+    sim.lock().change_reactor = None;
+    let Some((new, spare)) = fired else { return };
+    let start = sim.now();
+    while sim.now().saturating_since(start) < 400 {
+        let r = sim.with_node(new, |n, now| {
+            n.raft_mut().propose_membership(now, MembershipChange::Remove { id: old })
+        });
+        if matches!(r, Some(Ok(_))) {
+            sim.event(&format!(
+                "single server change: {new} removes {old} before its term commits"
+            ));
+            break;
+        }
+        sim.sleep_ms(10).await;
+    }
+    sim.sleep_ms(100).await;
+    let fourth: Vec<NodeId> = others.iter().copied().filter(|&v| v != new && v != spare).collect();
+    sim.heal();
+    let mut majority_side = vec![new];
+    majority_side.extend(&fourth);
+    sim.partition(&[old, spare, learner], &majority_side);
+    sim.restart(old);
+    sim.sleep_ms(800).await;
 }

@@ -33,6 +33,8 @@ pub struct RunReport {
     pub hostile_accepted: u64,
     /// Wall-clock steps at restarts.
     pub clock_steps: u64,
+    /// Fsyncs that failed.
+    pub fsync_failures: u64,
 }
 
 /// Steps the linearizability search may take per run; plenty for a few hundred operations over
@@ -85,6 +87,7 @@ where
                 hostile_refused: w.hostile_refused,
                 hostile_accepted: w.hostile_accepted,
                 clock_steps: w.clock_steps,
+                fsync_failures: w.fsync_failures,
             }
         })
     }));
@@ -112,6 +115,7 @@ where
                 hostile_refused: 0,
                 hostile_accepted: 0,
                 clock_steps: 0,
+                fsync_failures: 0,
             }
         }
     }
@@ -207,6 +211,9 @@ fn extras(r: &RunReport) -> String {
     let mut out = String::new();
     if r.clock_steps > 0 {
         out += &format!(" clock steps {}", r.clock_steps);
+    }
+    if r.fsync_failures > 0 {
+        out += &format!(" fsync failures {}", r.fsync_failures);
     }
     if r.hostile_refused + r.hostile_accepted > 0 {
         out += &format!(" hostile refused {} taken {}", r.hostile_refused, r.hostile_accepted);
