@@ -235,6 +235,10 @@ pub enum Mutation {
     /// (Ongaro's 2015 single-server change bug): an uncommitted change of the previous leader
     /// and this one can then have disjoint majorities.
     ChangeBeforeOwnTermCommit,
+    /// Request ids restart at every start (the driver reads this and numbers its requests from
+    /// 0 again) and a ReadIndex answer is taken from whoever sends it: an answer meant for the
+    /// node's previous life can complete a new read with the same id, at an old index.
+    RequestIdsReset,
 }
 
 /// Who is waiting for a read index.
@@ -1751,6 +1755,14 @@ impl RaftNode {
             }
             MessageBody::ReadIndexResponse { id, index, leader_time } => {
                 let asked = self.forwarded_reads.get(&id);
+                #[cfg(feature = "mutations")]
+                let asked = asked.map(|r| {
+                    if self.mutation == Some(Mutation::RequestIdsReset) {
+                        ForwardedRead { leader: from, term: msg.term, ..*r }
+                    } else {
+                        *r
+                    }
+                });
                 if asked.is_some_and(|r| r.leader == from && r.term == msg.term) {
                     self.forwarded_reads.remove(&id);
                     match index {

@@ -176,3 +176,17 @@ fn mutation_change_before_own_term_commit_is_caught() {
     );
     assert_caught(Mutation::ChangeBeforeOwnTermCommit, found, budget);
 }
+
+// Request ids from 0 again at every start, and ReadIndex answers taken from anyone: a slow answer
+// meant for a follower's previous life completes a new read with the same id at an old index.
+#[test]
+fn mutation_request_ids_reset_is_caught() {
+    let budget = 40;
+    let found = first_failure(
+        Mutation::RequestIdsReset,
+        budget,
+        SimConfig::default(),
+        nemesis::read_answers_across_restarts,
+    );
+    assert_caught(Mutation::RequestIdsReset, found, budget);
+}

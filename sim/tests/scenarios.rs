@@ -240,3 +240,12 @@ fn single_server_change() {
         nemesis::single_server_change,
     );
 }
+
+// Slow ReadIndex answers that reach a follower after it crashed and restarted: they must not
+// complete its new reads (request ids unique across restarts).
+#[test]
+fn read_answers_across_restarts() {
+    let seeds = || seeds_scaled(10, 4);
+    let s = nemesis::read_answers_across_restarts;
+    run_scenario_seeds("read_answers_across_restarts", seeds(), SimConfig::default(), s);
+}

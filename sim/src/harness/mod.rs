@@ -206,6 +206,10 @@ pub struct Net {
     pub spike_ms: u64,
     /// Directed links that lose every message: (from, to).
     pub cut: BTreeSet<(NodeId, NodeId)>,
+    /// Extra delay, up to this many ms, of ReadIndex answers only (a slow leader's answers).
+    pub read_answer_delay_ms: u64,
+    /// Extra delay, up to this many ms, of every message to a node (a node that lags).
+    pub slow_to: BTreeMap<NodeId, u64>,
 }
 
 impl Default for Net {
@@ -218,6 +222,8 @@ impl Default for Net {
             spike_per_mille: 0,
             spike_ms: 0,
             cut: BTreeSet::new(),
+            read_answer_delay_ms: 0,
+            slow_to: BTreeMap::new(),
         }
     }
 }
@@ -393,6 +399,14 @@ impl World {
             let mut delay = self.net.delay_ms_min + self.rng.next_u64() % span;
             if self.rng.next_u64() % 1000 < self.net.spike_per_mille {
                 delay += self.net.spike_ms;
+            }
+            if self.net.read_answer_delay_ms > 0
+                && matches!(m.body, simple_cache_core::MessageBody::ReadIndexResponse { .. })
+            {
+                delay += self.rng.next_u64() % (self.net.read_answer_delay_ms + 1);
+            }
+            if let Some(&slow) = self.net.slow_to.get(&m.to) {
+                delay += self.rng.next_u64() % (slow + 1);
             }
             let sim = sim.clone();
             let m = m.clone();
@@ -683,6 +697,10 @@ impl Sim {
         let term = persisted.hard_state.current_term;
         let voted_for = persisted.hard_state.voted_for;
         slot.ids = RequestIds::new(slot.disk.begin_incarnation());
+        if w.cfg.mutation == Some(Mutation::RequestIdsReset) {
+            // The bug: ids from 0 again at every start, as before the incarnation record.
+            slot.ids = RequestIds::new(0);
+        }
         let mut cfg = NodeConfig::new(raft_config(id, &w.cfg));
         cfg.snapshot_threshold = w.cfg.snapshot_threshold;
         let mut node = match CacheNode::new(cfg, persisted, seed, now) {

@@ -651,3 +651,34 @@ pub async fn single_server_change(sim: Sim) {
     sim.restart(old);
     sim.sleep_ms(800).await;
 }
+
+/// ReadIndex answers that outlive the node that asked: the leader's answers are slow (up to
+/// 50-150 ms more); 3-5 times, a random follower, whose incoming messages are all slow (up to
+/// 20-80 ms more, so it lags), goes through 5-10 short lives (30-120 ms each, down for at most
+/// 10 ms) while clients read through it, so each life numbers about as many requests as the one
+/// before. Answers to a previous life then reach a node that has new reads
+/// waiting; request ids unique across restarts (and answers taken only from the leader asked, in
+/// the term asked) keep them from completing the wrong read.
+pub async fn read_answers_across_restarts(sim: Sim) {
+    let slow = 50 + sim.rand(101);
+    sim.net(|n| n.read_answer_delay_ms = slow);
+    let rounds = 3 + sim.rand(3);
+    for _ in 0..rounds {
+        sim.sleep_ms(100 + sim.rand(200)).await;
+        let Some(leader) = sim.wait_leader(1_000).await else { continue };
+        let followers: Vec<NodeId> = sim.node_ids().into_iter().filter(|&n| n != leader).collect();
+        let f = followers[sim.rand(followers.len() as u64) as usize];
+        // It lags too (everything to it is slow), so an old read index is behind what it shows.
+        let lag = 20 + sim.rand(61);
+        sim.net(|n| {
+            n.slow_to.insert(f, lag);
+        });
+        for _ in 0..5 + sim.rand(6) {
+            sim.sleep_ms(30 + sim.rand(91)).await;
+            sim.crash(f, false);
+            sim.sleep_ms(sim.rand(11)).await;
+            sim.restart(f);
+        }
+        sim.net(|n| n.slow_to.clear());
+    }
+}
