@@ -21,7 +21,7 @@ use crate::codec::DecodeError;
 use crate::config::{Config, ConfigError};
 use crate::message::{EntryPayload, ReadId, Snapshot, SnapshotMeta};
 use crate::raft::{Persisted, ProposeError, RaftNode, ReadError, Ready, Role, StepError};
-use crate::types::{Instant, LogIndex, Term};
+use crate::types::{Instant, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Identifies a client request of the driver's.
@@ -73,6 +73,10 @@ pub struct NodeConfig {
     pub snapshot_log_percent: u64,
     /// Keys removed by one leader-proposed `RemoveExpired` entry.
     pub expiry_batch_max: usize,
+    /// On the leader, promote each learner to voter once it has caught up (Raft refuses with
+    /// `NotCaughtUp` until then), one change at a time, tried at most once per heartbeat
+    /// interval. The server always does; a test that promotes learners itself turns it off.
+    pub promote_learners: bool,
 }
 
 impl NodeConfig {
@@ -82,6 +86,7 @@ impl NodeConfig {
             snapshot_threshold: 10_000,
             snapshot_log_percent: 25,
             expiry_batch_max: 1_000,
+            promote_learners: true,
         }
     }
 }
@@ -207,6 +212,8 @@ pub struct CacheNode {
     /// the entries a follower still needs (see [`CacheNode::compact_when_caught_up`]).
     deferred_compaction: Option<(LogIndex, bytes::Bytes)>,
     now: Instant,
+    /// When this node, as leader, last tried to promote a learner.
+    last_promote_check: Instant,
     /// The latest cluster time this node stamped as leader: its stamps never go back, even when
     /// the cluster clock estimate does (see [`CacheNode::cluster_time`]).
     time_floor: Instant,
@@ -250,6 +257,7 @@ impl CacheNode {
             snapshot_job_index: None,
             deferred_compaction: None,
             now,
+            last_promote_check: Instant(0),
             time_floor: Instant(0),
         })
     }
@@ -313,6 +321,7 @@ impl CacheNode {
     pub fn tick(&mut self, now: Instant) {
         self.now = self.now.max(now);
         self.raft.tick(now);
+        self.promote_learners();
         self.propose_expiry();
         self.compact_when_caught_up();
     }
@@ -520,6 +529,32 @@ impl CacheNode {
         applied.0 >= self.snapshot_index.0.saturating_add(entries)
             && self.log_bytes_since_snapshot.saturating_mul(100)
                 >= self.snapshot_bytes.saturating_mul(percent)
+    }
+
+    /// On the leader: promote a caught-up learner (see [`NodeConfig::promote_learners`]).
+    fn promote_learners(&mut self) {
+        let raft = &self.raft;
+        if !self.cfg.promote_learners
+            || !raft.is_leader()
+            || raft.membership_change_pending()
+            || raft.membership().learners.is_empty()
+            || self.now.saturating_since(self.last_promote_check)
+                < raft.config().heartbeat_interval_ms
+        {
+            return;
+        }
+        self.last_promote_check = self.now;
+        let learners: Vec<NodeId> = raft.membership().learners.iter().copied().collect();
+        for id in learners {
+            let change = crate::message::MembershipChange::PromoteLearner { id };
+            match self.raft.propose_membership(self.now, change) {
+                Ok(index) => {
+                    tracing::info!(learner = %id, %index, "learner caught up: promoting it to voter");
+                    return;
+                }
+                Err(e) => tracing::debug!(learner = %id, error = %e, "learner not promoted yet"),
+            }
+        }
     }
 
     /// On the leader: propose removing expired keys, one batch at a time.

@@ -188,7 +188,6 @@ pub struct NodeLoop {
     panic_after_writes: Option<u64>,
     last_leader: Option<NodeId>,
     last_membership: Membership,
-    last_promote_check: Instant,
     /// See `Config::clock_skew_max_ms`; when this node last compared its clock with the
     /// cluster's, and whether it was off then.
     clock_skew_max_ms: u64,
@@ -227,7 +226,6 @@ impl NodeLoop {
             panic_after_writes: test_panic_after_writes(),
             last_leader: None,
             last_membership: Membership::default(),
-            last_promote_check: Instant(0),
             clock_skew_max_ms: 500,
             clock_checked_at: Instant(0),
             clock_warned: false,
@@ -323,7 +321,6 @@ impl NodeLoop {
             }
             self.node.tick(self.clock.now());
             self.drain_ready();
-            self.maybe_promote();
             self.check_clock();
             self.publish();
         }
@@ -520,37 +517,6 @@ impl NodeLoop {
         self.metrics.snapshot_saves.inc();
         let total = w.duration + started.elapsed();
         self.metrics.snapshot_save_duration.observe(total.as_secs_f64());
-    }
-
-    /// On the leader: promote a learner once it has caught up (core refuses with `NotCaughtUp`
-    /// until then). Checked at most once per heartbeat interval; one change at a time.
-    fn maybe_promote(&mut self) {
-        let raft = self.node.raft();
-        if !raft.is_leader()
-            || raft.membership_change_pending()
-            || raft.membership().learners.is_empty()
-        {
-            return;
-        }
-        let now = self.clock.now();
-        if now.saturating_since(self.last_promote_check) < raft.config().heartbeat_interval_ms {
-            return;
-        }
-        self.last_promote_check = now;
-        let learners: Vec<NodeId> = raft.membership().learners.iter().copied().collect();
-        for id in learners {
-            match self
-                .node
-                .raft_mut()
-                .propose_membership(now, MembershipChange::PromoteLearner { id })
-            {
-                Ok(index) => {
-                    tracing::info!(learner = %id, %index, "learner caught up: promoting it to voter");
-                    return;
-                }
-                Err(e) => tracing::debug!(learner = %id, error = %e, "learner not promoted yet"),
-            }
-        }
     }
 
     fn update_addresses(&mut self) {

@@ -167,7 +167,7 @@ fn mutation_continue_after_failed_fsync_is_caught() {
 #[test]
 fn mutation_change_before_own_term_commit_is_caught() {
     let budget = 20;
-    let cfg = SimConfig { nodes: 4, ..SimConfig::default() };
+    let cfg = SimConfig { nodes: 4, promote_learners: false, ..SimConfig::default() };
     let found = first_failure(
         Mutation::ChangeBeforeOwnTermCommit,
         budget,

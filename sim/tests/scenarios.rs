@@ -232,7 +232,7 @@ fn failing_fsyncs() {
 // two different uncommitted configurations meet, and correct Raft keeps them from both winning.
 #[test]
 fn single_server_change() {
-    let cfg = SimConfig { nodes: 4, ..SimConfig::default() };
+    let cfg = SimConfig { nodes: 4, promote_learners: false, ..SimConfig::default() };
     run_scenario_seeds(
         "single_server_change",
         seeds_scaled(10, 4),

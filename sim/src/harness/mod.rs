@@ -152,6 +152,9 @@ pub struct SimConfig {
     /// restarts 50-300 ms later (the server exits with status 70 and is restarted by its
     /// supervisor), unless the mutation `ContinueAfterFailedFsync` is planted.
     pub fsync_fail_per_mille: u64,
+    /// Leaders promote caught-up learners themselves (`NodeConfig::promote_learners`), as in
+    /// the server. Off only where a scenario promotes by hand at a chosen moment.
+    pub promote_learners: bool,
 }
 
 impl SimConfig {
@@ -190,6 +193,7 @@ impl Default for SimConfig {
             clock_skew_ms: CLOCK_SKEW_MS,
             bad_clock: false,
             fsync_fail_per_mille: 0,
+            promote_learners: true,
         }
     }
 }
@@ -703,6 +707,7 @@ impl Sim {
         }
         let mut cfg = NodeConfig::new(raft_config(id, &w.cfg));
         cfg.snapshot_threshold = w.cfg.snapshot_threshold;
+        cfg.promote_learners = w.cfg.promote_learners;
         let mut node = match CacheNode::new(cfg, persisted, seed, now) {
             Ok(n) => n,
             Err(e) => {
