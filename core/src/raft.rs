@@ -740,6 +740,31 @@ impl RaftNode {
         Ok(index)
     }
 
+    /// Before a graceful shutdown, a leader hands leadership to the voter that holds the most of
+    /// its log (the quickest to take over). Returns the successor, `Ok(None)` when this node is
+    /// not leader or has no other voter, or why the transfer cannot start. The driver then runs
+    /// the node until it is no longer leader or an election timeout has passed.
+    pub fn hand_over_for_shutdown(
+        &mut self,
+        now: Instant,
+    ) -> Result<Option<NodeId>, TransferError> {
+        self.observe_time(now);
+        if self.role != Role::Leader {
+            return Ok(None);
+        }
+        let me = self.id;
+        let successor = self
+            .peers()
+            .into_iter()
+            .filter(|p| p.voter && p.id != me)
+            .max_by_key(|p| (p.match_index, std::cmp::Reverse(p.id)))
+            .map(|p| p.id);
+        match successor {
+            Some(target) => self.transfer_leadership(now, target).map(|()| Some(target)),
+            None => Ok(None),
+        }
+    }
+
     /// Hands leadership to `target`: once its log is up to date it is told to campaign at once.
     /// Proposals are refused meanwhile; the transfer is abandoned after an election timeout.
     pub fn transfer_leadership(

@@ -1798,3 +1798,16 @@ fn a_leader_an_hour_fast_stamps_the_cluster_time() {
     f.tick(Instant(45));
     assert_eq!(f.cluster_time(), Instant(55));
 }
+
+#[test]
+fn shutdown_hands_over_to_the_voter_holding_most_of_the_log() {
+    let mut n = leader_node(3);
+    // Node 3 acknowledged the no-op, node 2 nothing yet: node 3 is the successor.
+    n.step(Instant(2 * T + 1), append_resp(3, 1, 1)).unwrap();
+    drain(&mut n);
+    assert_eq!(n.hand_over_for_shutdown(Instant(2 * T + 2)), Ok(Some(NodeId(3))));
+    assert_eq!(n.transfer_target(), Some(NodeId(3)));
+    // A follower has nothing to hand over.
+    let mut f = new_node(2, 3, 1);
+    assert_eq!(f.hand_over_for_shutdown(Instant(5)), Ok(None));
+}

@@ -590,52 +590,39 @@ impl NodeLoop {
     /// Graceful stop: a leader hands leadership to the most caught-up voter and waits (at most an
     /// election timeout) for it to take over, then the WAL is flushed.
     async fn stop(&mut self, reply: Option<oneshot::Sender<()>>) {
-        if self.node.raft().is_leader() {
-            let me = self.node.raft().id();
-            let target = self
-                .node
-                .raft()
-                .peers()
-                .into_iter()
-                .filter(|p| p.voter && p.id != me)
-                .max_by_key(|p| p.match_index)
-                .map(|p| p.id);
-            if let Some(target) = target {
-                let now = self.clock.now();
-                match self.node.raft_mut().transfer_leadership(now, target) {
-                    Ok(()) => {
-                        tracing::info!(%target, "shutting down: handing leadership over");
-                        let deadline =
-                            now.saturating_add_ms(self.node.raft().config().election_timeout_ms);
-                        while self.node.raft().is_leader() && self.clock.now() < deadline {
-                            let wait = self
-                                .node
-                                .next_deadline()
-                                .min(deadline)
-                                .saturating_since(self.clock.now())
-                                .max(1);
-                            tokio::select! {
-                                input = self.rx.recv() => {
-                                    // Only Raft traffic matters now; dropping a client's
-                                    // input drops its reply channel, which answers 503.
-                                    if let Some(Input::Raft(m)) = input {
-                                        self.handle_input(Input::Raft(m));
-                                    }
-                                }
-                                _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
+        let now = self.clock.now();
+        match self.node.raft_mut().hand_over_for_shutdown(now) {
+            Ok(None) => {}
+            Ok(Some(target)) => {
+                tracing::info!(%target, "shutting down: handing leadership over");
+                let deadline = now.saturating_add_ms(self.node.raft().config().election_timeout_ms);
+                while self.node.raft().is_leader() && self.clock.now() < deadline {
+                    let wait = self
+                        .node
+                        .next_deadline()
+                        .min(deadline)
+                        .saturating_since(self.clock.now())
+                        .max(1);
+                    tokio::select! {
+                        input = self.rx.recv() => {
+                            // Only Raft traffic matters now; dropping a client's
+                            // input drops its reply channel, which answers 503.
+                            if let Some(Input::Raft(m)) = input {
+                                self.handle_input(Input::Raft(m));
                             }
-                            self.node.tick(self.clock.now());
-                            self.drain_ready();
                         }
-                        if self.node.raft().is_leader() {
-                            tracing::warn!(%target, "leadership transfer did not finish before shutdown");
-                        } else {
-                            tracing::info!(%target, "leadership handed over");
-                        }
+                        _ = tokio::time::sleep(Duration::from_millis(wait)) => {}
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not hand leadership over"),
+                    self.node.tick(self.clock.now());
+                    self.drain_ready();
+                }
+                if self.node.raft().is_leader() {
+                    tracing::warn!(%target, "leadership transfer did not finish before shutdown");
+                } else {
+                    tracing::info!(%target, "leadership handed over");
                 }
             }
+            Err(e) => tracing::warn!(error = %e, "could not hand leadership over"),
         }
         if let Err(e) = self.wal.sync() {
             fatal("flushing the WAL failed", &e);

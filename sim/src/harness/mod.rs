@@ -298,6 +298,9 @@ pub struct World {
     pub hostile_accepted: u64,
     /// Fsyncs that failed.
     pub fsync_failures: u64,
+    /// Graceful stops that started a hand-over, and those after which the leader was no longer
+    /// leader (the successor, or another node, took over in time).
+    pub handovers: (u64, u64),
     /// The single-server-change reactor (`nemesis::single_server_change`), when armed.
     pub change_reactor: Option<ChangeReactor>,
 }
@@ -459,6 +462,7 @@ impl Sim {
             hostile_accepted: 0,
             fsync_failures: 0,
             change_reactor: None,
+            handovers: (0, 0),
         };
         let bad = cfg.bad_clock.then(|| 1 + world.clock_rng.next_u64() % cfg.nodes);
         for id in 1..=cfg.nodes {
@@ -650,6 +654,40 @@ impl Sim {
         let damage = slot.disk.crash(&mut w.rng, tear);
         w.crashes += 1;
         w.trace_event(&format!("crash {id} {damage:?}"));
+    }
+
+    /// A graceful shutdown as the server does it (`node_loop::stop`): a leader hands leadership
+    /// to its most caught-up voter (`RaftNode::hand_over_for_shutdown`) and runs until it is no
+    /// longer leader or an election timeout passed; then the WAL is flushed and the node stops.
+    /// Returns the successor it chose.
+    pub async fn graceful_stop(&self, id: NodeId) -> Option<NodeId> {
+        let target = self
+            .with_node(id, |n, now| n.raft_mut().hand_over_for_shutdown(now))
+            .and_then(Result::ok)
+            .flatten();
+        self.event(&format!("graceful stop of {id}: hand over to {target:?}"));
+        let start = self.now();
+        while target.is_some() && self.now().saturating_since(start) < ELECTION_TIMEOUT_MS {
+            let still = self.lock().node(id).is_some_and(|n| n.raft().is_leader());
+            if !still {
+                break;
+            }
+            self.sleep_ms(2).await;
+        }
+        {
+            let mut w = self.lock();
+            if target.is_some() {
+                w.handovers.0 += 1;
+                if w.node(id).is_some_and(|n| !n.raft().is_leader()) {
+                    w.handovers.1 += 1;
+                }
+            }
+            if let Some(slot) = w.slots.get_mut(&id) {
+                slot.disk.sync();
+            }
+        }
+        self.crash(id, false);
+        target
     }
 
     /// Replaces a node's disk with an empty one (while it is down).

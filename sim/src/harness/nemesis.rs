@@ -284,14 +284,22 @@ pub async fn figure8(sim: Sim) {
 }
 
 /// Leadership transfers to random voters, some to nodes that are lagging, under 10-25% message
-/// loss. A transfer that cannot finish is abandoned after an election timeout; in every case the
-/// usual checkers must hold and a leader must come back.
+/// loss, and (a third of the rounds) graceful restarts of the leader with the server's shutdown
+/// hand-over (`Sim::graceful_stop`). A transfer that cannot finish is abandoned after an election
+/// timeout; in every case the usual checkers must hold and a leader must come back.
 pub async fn leadership_transfer_under_loss(sim: Sim) {
     let loss = 100 + sim.rand(151);
     sim.net(|n| n.loss_per_mille = loss);
     let rounds = 4 + sim.rand(6);
     for _ in 0..rounds {
         let Some(leader) = sim.wait_leader(2_000).await else { continue };
+        if sim.rand(3) == 0 {
+            // A graceful restart of the leader, with the server's hand-over.
+            sim.graceful_stop(leader).await;
+            sim.sleep_ms(sim.rand(200)).await;
+            sim.restart(leader);
+            continue;
+        }
         let ids = sim.node_ids();
         let target = ids[sim.rand(ids.len() as u64) as usize];
         let result =

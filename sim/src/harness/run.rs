@@ -35,6 +35,8 @@ pub struct RunReport {
     pub clock_steps: u64,
     /// Fsyncs that failed.
     pub fsync_failures: u64,
+    /// Graceful stops with a hand-over started, and finished in time.
+    pub handovers: (u64, u64),
 }
 
 /// Steps the linearizability search may take per run; plenty for a few hundred operations over
@@ -88,6 +90,7 @@ where
                 hostile_accepted: w.hostile_accepted,
                 clock_steps: w.clock_steps,
                 fsync_failures: w.fsync_failures,
+                handovers: w.handovers,
             }
         })
     }));
@@ -116,6 +119,7 @@ where
                 hostile_accepted: 0,
                 clock_steps: 0,
                 fsync_failures: 0,
+                handovers: (0, 0),
             }
         }
     }
@@ -211,6 +215,9 @@ fn extras(r: &RunReport) -> String {
     let mut out = String::new();
     if r.clock_steps > 0 {
         out += &format!(" clock steps {}", r.clock_steps);
+    }
+    if r.handovers.0 > 0 {
+        out += &format!(" hand-overs {}/{}", r.handovers.1, r.handovers.0);
     }
     if r.fsync_failures > 0 {
         out += &format!(" fsync failures {}", r.fsync_failures);
