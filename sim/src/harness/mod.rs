@@ -2,7 +2,8 @@
 //!
 //! Every node is a task that drives its `CacheNode` exactly as the server does: wait for a
 //! message, a client request or the node's next deadline; then, for each `Ready`, persist to its
-//! [`SimDisk`], fsync if `must_sync` (which takes simulated time, so a crash can land between
+//! [`SimDisk`] (a leader's appends and heartbeats leave first, `Ready::take_early_messages`, as
+//! in the server), fsync if `must_sync` (which takes simulated time, so a crash can land between
 //! persist and send), send, apply through `CacheNode::apply`, answer writes and reads, and persist
 //! a snapshot the node took. The node state lives in the shared [`World`] so that a crash can drop
 //! it and the final checks can inspect it; a crash also aborts the node's task.
@@ -917,6 +918,14 @@ impl Sim {
                     &ready.messages,
                 )));
                 let must_sync = ready.must_sync;
+                // As the server does: a leader's appends and heartbeats leave before its fsync,
+                // so a crash during the fsync can leave followers holding entries it lost.
+                let mut ready = ready;
+                let early = ready.take_early_messages();
+                w.checker.sent(id, &early);
+                for m in early {
+                    w.send(self, m);
+                }
                 (ready, must_sync, w.cfg.fsync_ms)
             };
             if must_sync {
