@@ -52,6 +52,11 @@ const CLIENTS: u64 = 4;
 struct Rng(u64);
 
 impl Rng {
+    /// Seeds 2k and 2k + 1 must differ: mix before forcing the state odd (non-zero).
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (seed >> 29) | 1)
+    }
+
     fn below(&mut self, n: u64) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -237,7 +242,7 @@ async fn run(plan: Plan) -> Outcome {
     let started = std::time::Instant::now();
     let tag = format!("simple-cache-nemesis-{}", plan.uid_base);
     let fw = Firewall::new(&tag);
-    let mut rng = Rng(plan.seed | 1);
+    let mut rng = Rng::new(plan.seed);
     let root = tempfile::tempdir().unwrap();
     std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
         .unwrap();
@@ -556,7 +561,7 @@ async fn client_loop(
     stop: &AtomicBool,
     stale_reads: bool,
 ) {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     let mut n = 0u64;
     while !stop.load(Ordering::SeqCst) {
         n += 1;
