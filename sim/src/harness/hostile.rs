@@ -158,32 +158,16 @@ fn craft(v: &View, pick: u64, rand: &mut dyn FnMut(u64) -> u64) -> Option<(Messa
         3 => (msg(leader, Term(t), append((last, 0), vec![(last + 2, t)])), true),
         4 => (msg(leader, Term(t), append((last, 0), vec![(last + 1, t + 1)])), true),
         5 => (msg(leader, Term(t), append((0, 1), vec![])), true),
-        6 => {
-            let meta = SnapshotMeta {
-                last_index: LogIndex(last + 5),
-                last_term: Term(t + 1),
-                membership: Membership::with_voters(v.members.iter().copied()),
+        // A whole snapshot in one chunk: of a later term than its sender's, or with no voters.
+        6 | 7 => {
+            let (last_term, membership) = if pick % 13 == 6 {
+                (Term(t + 1), Membership::with_voters(v.members.iter().copied()))
+            } else {
+                (Term(t), Membership::default())
             };
-            let body = MessageBody::InstallSnapshot {
-                meta,
-                offset: 0,
-                data: Bytes::from_static(b"x"),
-                done: true,
-            };
-            (msg(leader, Term(t), body), true)
-        }
-        7 => {
-            let meta = SnapshotMeta {
-                last_index: LogIndex(last + 5),
-                last_term: Term(t),
-                membership: Membership::default(),
-            };
-            let body = MessageBody::InstallSnapshot {
-                meta,
-                offset: 0,
-                data: Bytes::from_static(b"x"),
-                done: true,
-            };
+            let meta = SnapshotMeta { last_index: LogIndex(last + 5), last_term, membership };
+            let data = Bytes::from_static(b"x");
+            let body = MessageBody::InstallSnapshot { meta, offset: 0, data, done: true };
             (msg(leader, Term(t), body), true)
         }
         8 if v.role == Role::Leader && !others.is_empty() => {
