@@ -1340,12 +1340,12 @@ impl RaftNode {
     fn broadcast_heartbeat(&mut self) {
         let peers: Vec<(NodeId, LogIndex)> =
             self.progress.iter().map(|(id, p)| (*id, p.match_index)).collect();
+        // The same for every follower: computed once per round, not once per follower.
+        let (clock, cluster_time, read_seq) = (self.now, self.cluster_time(), self.read_seq);
         for (id, match_index) in peers {
             // A follower may not have every committed entry yet: never tell it to commit past
             // what it is known to store.
             let commit_index = self.commit_index.min(match_index);
-            let (clock, cluster_time) = (self.now, self.cluster_time());
-            let read_seq = self.read_seq;
             self.send(id, MessageBody::Heartbeat { commit_index, read_seq, clock, cluster_time });
         }
     }
