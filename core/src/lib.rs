@@ -9,6 +9,7 @@ mod arb;
 pub mod cache;
 pub mod clock;
 pub mod codec;
+pub mod exec;
 pub mod message;
 pub mod node;
 pub mod types;

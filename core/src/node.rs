@@ -47,6 +47,12 @@ impl RequestIds {
     pub fn incarnation(&self) -> u64 {
         self.incarnation
     }
+    /// Ids of `incarnation` with `left` of them remaining (tests of what happens when they run
+    /// out).
+    #[cfg(test)]
+    pub(crate) fn with_left(incarnation: u64, left: u64) -> RequestIds {
+        RequestIds { incarnation, next: (u64::from(u32::MAX) + 1).saturating_sub(left) }
+    }
     /// The next id; `None` once this incarnation's 2^32 ids are used up, when the driver must
     /// persist the next incarnation and start a new `RequestIds`.
     pub fn next_id(&mut self) -> Option<RequestId> {

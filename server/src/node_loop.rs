@@ -1,10 +1,12 @@
-//! The node loop: one task owns the [`CacheNode`] and executes its `Ready`s; everything else
-//! talks to it through a bounded channel of [`Input`]s and watches its [`Status`].
+//! The node loop: one task owns the [`CacheNode`] and drives it through `core::exec`'s
+//! [`Executor`] (the code the simulator runs too); everything else talks to it through a bounded
+//! channel of [`Input`]s and watches its [`Status`].
 //!
 //! Each turn: wait for an input or the node's next deadline; drain the queued inputs (bounded),
-//! so many proposals share one `Ready` and therefore one fsync (group commit); tick; then, until
-//! the node has nothing left to do, take a `Ready` and handle it in the order `Ready` documents:
-//! persist (fsync if `must_sync`), send, apply, persist a snapshot the node took, answer clients.
+//! so many proposals share one `Ready` and therefore one fsync (group commit); tick; then let the
+//! executor handle `Ready`s until the node has nothing left to do, sending what it queues and
+//! answering the requests it resolves. This file adds only the IO: the channel, the clock, the
+//! transport, the snapshot writer thread, metrics and the status the rest of the server reads.
 //!
 //! The loop runs on its own OS thread (with a current-thread runtime) because WAL writes and
 //! fsyncs block: they then delay only the loop that must wait for them anyway, never the HTTP
@@ -13,12 +15,13 @@
 use crate::metrics::{Metrics, NodeLabel, gauge_value};
 use crate::transport::{MemberAddr, Transport, raft_addresses};
 use crate::wal_store::{SnapshotWritten, WalStore, describe_io};
-use bytes::Bytes;
-use simple_cache_core::cache::{ApplyResult, Command, Pattern, TtlStatus};
-use simple_cache_core::node::{CacheNode, RequestId, RequestIds, WriteError};
+use simple_cache_core::cache::ApplyResult;
+use simple_cache_core::exec::{Answers, Executor, Fatal};
+pub use simple_cache_core::exec::{Query, QueryResult, WriteOp};
+use simple_cache_core::node::{CacheNode, RequestIds, WriteError};
 use simple_cache_core::raft::{MembershipError, PeerStatus, ReadError, Role, TransferError};
 use simple_cache_core::{Instant, LogIndex, Membership, MembershipChange, Message, NodeId, Term};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -68,29 +71,6 @@ impl Default for Clock {
     fn default() -> Self {
         Clock::new()
     }
-}
-
-/// A client write, before the leader turns a relative TTL into an absolute deadline.
-#[derive(Clone, Debug)]
-pub enum WriteOp {
-    Set { key: String, value: Bytes, ttl_ms: Option<u64> },
-    Del { key: String },
-    Expire { key: String },
-    Reset,
-}
-
-#[derive(Clone, Debug)]
-pub enum Query {
-    Get(String),
-    Ttl(String),
-    Search { pattern: Pattern, limit: usize },
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum QueryResult {
-    Value(Option<Bytes>),
-    Ttl(TtlStatus),
-    Keys(Vec<String>),
 }
 
 pub type WriteReply = oneshot::Sender<Result<ApplyResult, WriteError>>;
@@ -175,9 +155,7 @@ pub struct NodeLoop {
     /// Results of the background snapshot writer.
     snapshots_written: mpsc::UnboundedReceiver<SnapshotWritten>,
     status_tx: watch::Sender<Status>,
-    ids: RequestIds,
-    writes: HashMap<RequestId, WriteReply>,
-    reads: HashMap<RequestId, (Query, ReadReply)>,
+    exec: Executor<WriteReply, ReadReply>,
     /// Addresses learned outside the log; the membership's win when both know a node.
     learned: BTreeMap<NodeId, MemberAddr>,
     addresses_applied: BTreeMap<NodeId, String>,
@@ -217,9 +195,7 @@ impl NodeLoop {
             rx,
             snapshots_written,
             status_tx,
-            ids,
-            writes: HashMap::new(),
-            reads: HashMap::new(),
+            exec: Executor::new(ids),
             learned: BTreeMap::new(),
             addresses_applied: BTreeMap::new(),
             departed: Vec::new(),
@@ -326,65 +302,22 @@ impl NodeLoop {
         }
     }
 
-    fn alloc_id(&mut self) -> RequestId {
-        if let Some(id) = self.ids.next_id() {
-            return id;
-        }
-        match self.wal.begin_incarnation() {
-            Ok(n) => self.ids = RequestIds::new(n),
-            Err(e) => fatal("writing the next incarnation to the WAL failed", &e),
-        }
-        self.ids.next_id().expect("a new incarnation has ids")
-    }
-
     fn handle_input(&mut self, input: Input) {
         let now = self.clock.now();
         match input {
             Input::Write { op, reply } => {
-                let command = match op {
-                    WriteOp::Set { key, value, ttl_ms } => Command::Set {
-                        key,
-                        value,
-                        // The leader (this node, if the proposal succeeds) turns the TTL into an
-                        // absolute deadline in cluster time, which it also stamps on the entry.
-                        expires_at: ttl_ms.map(|ms| self.node.deadline(now, ms)),
-                    },
-                    WriteOp::Del { key } => Command::Del { key },
-                    WriteOp::Expire { key } => Command::Expire { key },
-                    WriteOp::Reset => Command::Reset,
-                };
                 if let Some(left) = self.panic_after_writes.as_mut() {
                     if *left == 0 {
                         panic!("SIMPLE_CACHE_TEST_PANIC_AFTER_WRITES: planted node-loop panic");
                     }
                     *left -= 1;
                 }
-                let id = self.alloc_id();
-                match self.node.write(now, id, command) {
-                    Ok(()) => {
-                        self.writes.insert(id, reply);
-                    }
-                    Err(e) => {
-                        self.metrics.proposals_failed.inc();
-                        let _ = reply.send(Err(e));
-                    }
-                }
+                let r = self.exec.write(&mut self.node, &mut self.wal, now, op, reply);
+                r.unwrap_or_else(fatal_exec);
             }
-            Input::Read { query, stale: true, reply } => {
-                // Judged at the cluster time, as the leader would, not at this node's own clock.
-                let at = self.node.cluster_time(now);
-                let _ = reply.send(Ok(self.run_query(&query, at)));
-            }
-            Input::Read { query, stale: false, reply } => {
-                let id = self.alloc_id();
-                match self.node.read(now, id) {
-                    Ok(()) => {
-                        self.reads.insert(id, (query, reply));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
-                }
+            Input::Read { query, stale, reply } => {
+                let r = self.exec.read(&mut self.node, &mut self.wal, now, query, stale, reply);
+                r.unwrap_or_else(fatal_exec);
             }
             Input::Raft(messages) => {
                 for m in messages {
@@ -424,99 +357,57 @@ impl NodeLoop {
         }
     }
 
-    fn run_query(&self, query: &Query, at: Instant) -> QueryResult {
-        let cache = self.node.cache();
-        match query {
-            Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
-            Query::Ttl(key) => QueryResult::Ttl(cache.ttl(key, at)),
-            Query::Search { pattern, limit } => {
-                QueryResult::Keys(cache.search(pattern, at, *limit))
-            }
-        }
-    }
-
-    /// Handles `Ready`s until the node has nothing left to do. Bounded: each `Ready` makes
-    /// progress (persisting, applying), and new work only comes from inputs, which are not read
-    /// here.
+    /// Handles `Ready`s until the node has nothing left to do (see `core::exec`), then sends
+    /// the answers.
     fn drain_ready(&mut self) {
-        for _ in 0..64 {
-            let mut ready = self.node.ready();
-            if ready.is_empty() {
-                return;
-            }
-            if ready.snapshot.is_some() {
-                self.metrics.snapshot_installs.inc();
-            }
-            // A leader's appends and heartbeats depend on nothing this Ready persists: sending
-            // them first overlaps the followers' fsyncs with ours (dissertation 10.2.1).
-            self.transport.send(ready.take_early_messages());
-            // 1 + 2: persist (snapshot file, entries, hard state), fsync if required.
-            match self.wal.persist_ready(&ready) {
-                Ok(stats) => {
-                    if let Some(d) = stats.fsync {
-                        self.metrics.wal_fsync_duration.observe(d.as_secs_f64());
-                    }
+        let (transport, metrics) = (&mut self.transport, &self.metrics);
+        let r = self.exec.drain_ready(
+            &mut self.node,
+            &mut self.wal,
+            |messages| transport.send(messages),
+            |stats| {
+                metrics.proposals_applied.inc_by(stats.applied);
+                if stats.snapshot_installed {
+                    metrics.snapshot_installs.inc();
                 }
-                Err(e) => fatal("writing the WAL failed", &e),
+            },
+        );
+        r.unwrap_or_else(fatal_exec);
+        if let Some(d) = self.wal.take_fsync_duration() {
+            self.metrics.wal_fsync_duration.observe(d.as_secs_f64());
+        }
+        self.answer();
+    }
+
+    /// Sends the answers the executor resolved.
+    fn answer(&mut self) {
+        let Answers { writes, reads } = self.exec.take_answers();
+        for (reply, result) in writes {
+            if result.is_ok() {
+                self.metrics.proposals_committed.inc();
+            } else {
+                self.metrics.proposals_failed.inc();
             }
-            // 3: send; only now may messages that depend on the persisted state leave.
-            self.transport.send(std::mem::take(&mut ready.messages));
-            let committed = ready.committed_entries.len() as u64;
-            // 4 + 5 + 6: apply, resolve requests, advance.
-            let applied = self.node.apply(ready);
-            self.metrics.proposals_applied.inc_by(committed);
-            if let Some(job) = applied.snapshot_job {
-                // Encoded and written in the background; see `on_snapshot_written`.
-                self.wal.submit_snapshot(job);
-            }
-            for (id, result) in applied.writes {
-                if let Some(reply) = self.writes.remove(&id) {
-                    if result.is_ok() {
-                        self.metrics.proposals_committed.inc();
-                    } else {
-                        self.metrics.proposals_failed.inc();
-                    }
-                    let _ = reply.send(result);
-                }
-            }
-            for (id, result) in applied.reads {
-                if let Some((query, reply)) = self.reads.remove(&id) {
-                    let _ = reply.send(result.map(|at| self.run_query(&query, at)));
-                }
-            }
+            let _ = reply.send(result);
+        }
+        for (reply, result) in reads {
+            let _ = reply.send(result);
         }
     }
 
-    /// The background writer encoded a snapshot and, if new, made its file durable: hand it to
-    /// the node, then compact the WAL to it, unless a newer snapshot replaced it meanwhile.
+    /// The background writer encoded a snapshot and, if new, made its file durable: the executor
+    /// hands it to the node and compacts the WAL to it.
     fn on_snapshot_written(&mut self, w: SnapshotWritten) {
         if let Err(e) = w.result {
             fatal("writing a snapshot file failed", &e);
         }
         let started = std::time::Instant::now();
-        let meta = w.snapshot.meta.clone();
-        let keep = self.node.snapshot_encoded(w.snapshot).is_some();
-        if !w.written {
-            return;
+        let r = self.exec.snapshot_written(&mut self.node, &mut self.wal, w.snapshot, w.written);
+        if r.unwrap_or_else(fatal_exec) {
+            self.metrics.snapshot_saves.inc();
+            let total = w.duration + started.elapsed();
+            self.metrics.snapshot_save_duration.observe(total.as_secs_f64());
         }
-        match self.wal.snapshot_file_written(&meta, keep) {
-            Ok(true) => {}
-            Ok(false) => return,
-            Err(e) => fatal("removing a replaced snapshot file failed", &e),
-        }
-        let log = self.node.raft().log();
-        let persisted = log.persisted_index();
-        let entries: Vec<_> = log
-            .slice(meta.last_index.next(), usize::MAX, usize::MAX)
-            .into_iter()
-            .filter(|e| e.index <= persisted)
-            .collect();
-        if let Err(e) = self.wal.compact(&meta, &entries) {
-            fatal("compacting the WAL to a snapshot failed", &e);
-        }
-        self.metrics.snapshot_saves.inc();
-        let total = w.duration + started.elapsed();
-        self.metrics.snapshot_save_duration.observe(total.as_secs_f64());
     }
 
     fn update_addresses(&mut self) {
@@ -624,6 +515,7 @@ impl NodeLoop {
             }
             Err(e) => tracing::warn!(error = %e, "could not hand leadership over"),
         }
+        self.answer();
         if let Err(e) = self.wal.sync() {
             fatal("flushing the WAL failed", &e);
         }
@@ -660,6 +552,10 @@ fn status_of(node: &CacheNode, stopped: bool) -> Status {
 fn fatal(what: &str, e: &std::io::Error) -> ! {
     eprintln!("simple-cache: fatal: {what}: {}; stopping the node", describe_io(e));
     std::process::exit(EXIT_FATAL);
+}
+
+fn fatal_exec<T>(f: Fatal<std::io::Error>) -> T {
+    fatal(f.what, &f.error)
 }
 
 /// Exit status of a node that hit an error it cannot go on from (an IO error on the WAL, a

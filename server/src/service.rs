@@ -29,6 +29,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use simple_cache_core::NodeId;
 use simple_cache_core::cache::{ApplyResult, Pattern, SEARCH_RESULTS_MAX, SearchMode, TtlStatus};
+use simple_cache_core::exec::AfterWriteError;
 use simple_cache_core::node::WriteError;
 use simple_cache_core::raft::{ProposeError, ReadError};
 use std::borrow::Cow;
@@ -416,18 +417,13 @@ impl Service {
         loop {
             let (reply, rx) = oneshot::channel();
             self.send_input(Input::Write { op: op.clone(), reply }, deadline).await?;
-            match self.await_reply(rx, deadline).await? {
+            let e = match self.await_reply(rx, deadline).await? {
                 Ok(r) => return Ok(r),
-                Err(WriteError::Propose(ProposeError::NotLeader { leader_hint: Some(l) }))
-                    if l != self.me() =>
-                {
-                    if caller.forwarded {
-                        // The sender thought we lead; we do not: it retries, we do not bounce.
-                        return Err(ApiError::unavailable(
-                            "not_leader",
-                            "forwarded to a node that is not the leader",
-                        ));
-                    }
+                Err(e) => e,
+            };
+            // The same decision the simulator's service makes (`core::exec`).
+            match AfterWriteError::of(&e, self.me(), caller.forwarded) {
+                AfterWriteError::Forward(l) => {
                     match self.forward_write(caller, &op, l, deadline).await {
                         Ok(r) => return Ok(r),
                         Err(ForwardFailure::Retry(why)) => {
@@ -436,14 +432,19 @@ impl Service {
                         Err(ForwardFailure::Fail(e)) => return Err(e),
                     }
                 }
-                // No leader yet, a transfer under way, or our entry lost to a new leader's (it
-                // did not take effect, so retrying is safe).
-                Err(WriteError::Propose(ProposeError::NotLeader { .. }))
-                | Err(WriteError::Propose(ProposeError::TransferInProgress))
-                | Err(WriteError::Superseded) => {
+                AfterWriteError::WaitForLeader => {
                     self.wait_for_leader(deadline, &mut attempt).await?
                 }
-                Err(e) => return Err(e.into()),
+                AfterWriteError::Fail => match e {
+                    // The sender thought we lead; we do not: it retries, we do not bounce.
+                    WriteError::Propose(ProposeError::NotLeader { .. }) if caller.forwarded => {
+                        return Err(ApiError::unavailable(
+                            "not_leader",
+                            "forwarded to a node that is not the leader",
+                        ));
+                    }
+                    e => return Err(e.into()),
+                },
             }
         }
     }

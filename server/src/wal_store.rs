@@ -62,14 +62,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
     move |error| StorageError::Io { path: path.to_path_buf(), error }
 }
 
-/// Timings the node loop exports as metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct PersistStats {
-    /// Time spent in the fsync, if one was done.
-    pub fsync: Option<Duration>,
-    pub bytes: u64,
-}
-
 /// The open WAL and snapshot directory of one node.
 pub struct WalStore {
     wal_dir: PathBuf,
@@ -90,6 +82,8 @@ pub struct WalStore {
     writer: Option<std::sync::mpsc::Sender<SnapshotJob>>,
     /// The snapshot the writer is writing now (its files must not be removed meanwhile).
     snapshot_in_flight: Option<u64>,
+    /// How long the last fsync took, until the node loop takes it.
+    last_fsync: Option<Duration>,
 }
 
 /// The background writer encoded a snapshot job and, if the job is new, made its file durable
@@ -229,6 +223,7 @@ impl WalStore {
             unsynced: false,
             writer: None,
             snapshot_in_flight: None,
+            last_fsync: None,
         };
         Ok(Opened { store, persisted: Persisted { hard_state, snapshot, entries }, fresh })
     }
@@ -252,38 +247,20 @@ impl WalStore {
         Ok(())
     }
 
-    /// Persists steps 1 and 2 of a `Ready`: an installed snapshot (file first, then its WAL
-    /// record), the entries, then the hard state, in that order so any prefix that survives a
-    /// crash is consistent; fsyncs if the `Ready` says so.
-    pub fn persist_ready(&mut self, ready: &Ready) -> io::Result<PersistStats> {
-        let mut bytes = Vec::new();
-        if let Some(s) = &ready.snapshot {
-            write_snapshot_file(&self.snap_dir, s)?;
-            bytes.extend_from_slice(&wal::encode_record(&WalRecord::Snapshot(s.meta.clone())));
-        }
-        bytes.extend_from_slice(&wal::encode_entries(&ready.entries));
-        if let Some(hs) = &ready.hard_state {
-            bytes.extend_from_slice(&wal::encode_record(&WalRecord::HardState(hs.clone())));
-            self.hard_state = hs.clone();
-        }
-        let mut stats = PersistStats { fsync: None, bytes: bytes.len() as u64 };
-        if !bytes.is_empty() {
-            self.append(&bytes)?;
-        }
-        if (ready.must_sync || ready.snapshot.is_some()) && self.unsynced {
-            let t = StdInstant::now();
+    /// Persists steps 1 and 2 of a `Ready` and fsyncs if it needs it: what the node loop does
+    /// through `core::exec`, at once (for recovery tools and tests).
+    pub fn persist_ready(&mut self, ready: &Ready) -> io::Result<()> {
+        use simple_cache_core::exec::Storage;
+        self.write_ready(ready)?;
+        if ready.must_sync || ready.snapshot.is_some() {
             self.sync()?;
-            stats.fsync = Some(t.elapsed());
         }
-        if let Some(s) = &ready.snapshot {
-            // The record naming the new snapshot is durable: older snapshot files are unused.
-            self.snapshot_index = s.meta.last_index.0;
-            self.remove_unused_snapshots()?;
-        }
-        if self.size >= self.segment_bytes_target {
-            self.rotate()?;
-        }
-        Ok(stats)
+        self.ready_persisted(ready)
+    }
+
+    /// How long the last fsync took, once (for the `wal_fsync_duration` metric).
+    pub fn take_fsync_duration(&mut self) -> Option<Duration> {
+        self.last_fsync.take()
     }
 
     /// Starts the background snapshot writer; the node loop receives its results.
@@ -389,11 +366,13 @@ impl WalStore {
         remove_other_snapshots(&self.snap_dir, &keep)
     }
 
-    /// Fsyncs unsynced bytes (used at shutdown).
+    /// Fsyncs unsynced bytes (also used at shutdown).
     pub fn sync(&mut self) -> io::Result<()> {
         if self.unsynced {
+            let t = StdInstant::now();
             self.file.sync_data()?;
             self.unsynced = false;
+            self.last_fsync = Some(t.elapsed());
         }
         Ok(())
     }
@@ -421,6 +400,62 @@ impl WalStore {
         self.unsynced = false;
         tracing::info!(segment = next, "WAL segment rotated");
         Ok(())
+    }
+}
+
+/// The server's storage for `core::exec`: the inherent methods do the IO.
+impl simple_cache_core::exec::Storage for WalStore {
+    type Error = io::Error;
+
+    /// An installed snapshot (file first, then its WAL record), the entries, then the hard
+    /// state, in that order so any prefix that survives a crash is consistent.
+    fn write_ready(&mut self, ready: &Ready) -> io::Result<()> {
+        let mut bytes = Vec::new();
+        if let Some(s) = &ready.snapshot {
+            write_snapshot_file(&self.snap_dir, s)?;
+            bytes.extend_from_slice(&wal::encode_record(&WalRecord::Snapshot(s.meta.clone())));
+        }
+        bytes.extend_from_slice(&wal::encode_entries(&ready.entries));
+        if let Some(hs) = &ready.hard_state {
+            bytes.extend_from_slice(&wal::encode_record(&WalRecord::HardState(hs.clone())));
+            self.hard_state = hs.clone();
+        }
+        if !bytes.is_empty() {
+            self.append(&bytes)?;
+        }
+        Ok(())
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        WalStore::sync(self)
+    }
+
+    fn ready_persisted(&mut self, ready: &Ready) -> io::Result<()> {
+        if let Some(s) = &ready.snapshot {
+            // The record naming the new snapshot is durable: older snapshot files are unused.
+            self.snapshot_index = s.meta.last_index.0;
+            self.remove_unused_snapshots()?;
+        }
+        if self.size >= self.segment_bytes_target {
+            self.rotate()?;
+        }
+        Ok(())
+    }
+
+    fn begin_incarnation(&mut self) -> io::Result<u64> {
+        WalStore::begin_incarnation(self)
+    }
+
+    fn submit_snapshot(&mut self, job: SnapshotJob) {
+        WalStore::submit_snapshot(self, job)
+    }
+
+    fn snapshot_file_written(&mut self, meta: &SnapshotMeta, keep: bool) -> io::Result<bool> {
+        WalStore::snapshot_file_written(self, meta, keep)
+    }
+
+    fn compact(&mut self, meta: &SnapshotMeta, entries: &[Entry]) -> io::Result<()> {
+        WalStore::compact(self, meta, entries)
     }
 }
 

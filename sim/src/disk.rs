@@ -26,7 +26,9 @@
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::Rng;
+use simple_cache_core::exec::Storage;
 use simple_cache_core::message::{Entry, HardState, Snapshot, SnapshotMeta};
+use simple_cache_core::node::SnapshotJob;
 use simple_cache_core::raft::{Persisted, Ready};
 use simple_cache_core::types::{LogIndex, Term};
 use simple_cache_core::wal::{self, SEGMENT_HEADER_BYTES, WalRecord};
@@ -77,6 +79,8 @@ pub struct SimDisk {
     /// Bytes written and fsyncs done, for statistics.
     pub bytes_written: u64,
     pub syncs: u64,
+    /// The snapshot job the executor handed over, until the harness's writer task takes it.
+    submitted: Option<SnapshotJob>,
 }
 
 impl SimDisk {
@@ -190,29 +194,22 @@ impl SimDisk {
         }
     }
 
-    /// The node took a snapshot: write its data file, then a self-contained segment holding the
-    /// hard state, the snapshot's metadata and the entries after it, fsync it, and only then
-    /// delete the older segments (the compaction scheme of `core::wal`).
-    pub fn compact(&mut self, snapshot: &Snapshot) {
+    /// The writer task wrote a snapshot's data file (durable at once, like the server's
+    /// `.tmp`, fsync, rename, directory fsync).
+    pub fn write_snapshot_file(&mut self, snapshot: &Snapshot) {
         let meta = &snapshot.meta;
         self.snapshots.insert((meta.last_index, meta.last_term), snapshot.data.clone());
-        self.mirror.entries.retain(|e| e.index > meta.last_index);
-        self.mirror.snapshot = Some(meta.clone());
-        let seq = self.last_seq() + 1;
-        let bytes = wal::compacted_segment(
-            seq,
-            &self.mirror.hard_state,
-            self.mirror.incarnation,
-            meta,
-            &self.mirror.entries,
-        );
-        self.bytes_written += bytes.len() as u64;
-        self.segments.insert(seq, File::durable(bytes));
+        self.bytes_written += snapshot.data.len() as u64;
         self.syncs += 1;
-        self.segments.retain(|&s, _| s >= seq);
-        // Snapshot files older than the one the durable WAL now starts from can never be
-        // referenced again.
-        self.snapshots.retain(|&(index, _), _| index >= meta.last_index);
+    }
+
+    /// The job [`Storage::submit_snapshot`] received, for the harness's writer task.
+    pub fn take_submitted(&mut self) -> Option<SnapshotJob> {
+        self.submitted.take()
+    }
+
+    fn snapshot_key(&self) -> Option<(LogIndex, Term)> {
+        self.mirror.snapshot.as_ref().map(|m| (m.last_index, m.last_term))
     }
 
     /// A power failure: every synced byte survives; of the unsynced bytes of each file a random
@@ -254,6 +251,7 @@ impl SimDisk {
             file.synced_len = file.data.len();
         }
         self.mirror = Mirror::default();
+        self.submitted = None;
         damage
     }
 
@@ -305,6 +303,84 @@ impl SimDisk {
             entries: recovered.entries.clone(),
         };
         Ok(Persisted { hard_state: recovered.hard_state, snapshot, entries: recovered.entries })
+    }
+}
+
+/// The simulator's storage for `core::exec`: the executor the server runs drives this disk.
+/// Nothing fails here; failing fsyncs are the harness's (it decides, after the simulated fsync
+/// time, whether the sync happened, failed, or the node crashed first).
+impl Storage for SimDisk {
+    type Error = std::convert::Infallible;
+
+    fn write_ready(&mut self, ready: &Ready) -> Result<(), Self::Error> {
+        self.persist(ready);
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<(), Self::Error> {
+        SimDisk::sync(self);
+        Ok(())
+    }
+
+    fn ready_persisted(&mut self, ready: &Ready) -> Result<(), Self::Error> {
+        if ready.snapshot.is_some() {
+            // As the server does once the record naming the new snapshot is durable: older
+            // snapshot files are unused (a newer one being written stays).
+            let current = self.snapshot_key();
+            self.snapshots.retain(|&k, _| Some(k) == current || Some(k.0) > current.map(|c| c.0));
+        }
+        Ok(())
+    }
+
+    fn begin_incarnation(&mut self) -> Result<u64, Self::Error> {
+        Ok(SimDisk::begin_incarnation(self))
+    }
+
+    fn submit_snapshot(&mut self, job: SnapshotJob) {
+        self.submitted = Some(job);
+    }
+
+    fn snapshot_file_written(
+        &mut self,
+        meta: &SnapshotMeta,
+        keep: bool,
+    ) -> Result<bool, Self::Error> {
+        let current = self.snapshot_key();
+        let newer = current.is_none_or(|(index, _)| meta.last_index > index);
+        if keep && newer {
+            return Ok(true);
+        }
+        // A snapshot from the leader replaced it: its file is unused.
+        let key = (meta.last_index, meta.last_term);
+        if Some(key) != current {
+            self.snapshots.remove(&key);
+        }
+        Ok(false)
+    }
+
+    /// A self-contained segment holding the hard state, the snapshot's metadata and `entries`,
+    /// durable at once, and only then are the older segments deleted (the compaction scheme of
+    /// `core::wal`, as the server writes it).
+    fn compact(&mut self, meta: &SnapshotMeta, entries: &[Entry]) -> Result<(), Self::Error> {
+        // What the new segment holds is what the WAL holds from now on.
+        self.mirror.entries = entries.to_vec();
+        self.mirror.snapshot = Some(meta.clone());
+        let seq = self.last_seq() + 1;
+        let bytes = wal::compacted_segment(
+            seq,
+            &self.mirror.hard_state,
+            self.mirror.incarnation,
+            meta,
+            entries,
+        );
+        self.bytes_written += bytes.len() as u64;
+        self.segments.insert(seq, File::durable(bytes));
+        self.syncs += 1;
+        self.segments.retain(|&s, _| s >= seq);
+        // Snapshot files older than the one the durable WAL now starts from can never be
+        // referenced again.
+        self.snapshots.retain(|&(index, _), _| index >= meta.last_index);
+        Ok(())
     }
 }
 
@@ -370,7 +446,12 @@ mod tests {
         disk.sync();
         let meta =
             SnapshotMeta { last_index: LogIndex(3), last_term: Term(1), ..SnapshotMeta::default() };
-        disk.compact(&Snapshot { meta, data: Bytes::from_static(b"state") });
+        disk.write_snapshot_file(&Snapshot {
+            meta: meta.clone(),
+            data: Bytes::from_static(b"state"),
+        });
+        let after: Vec<Entry> = (4..=5).map(|i| entry(i, 1)).collect();
+        Storage::compact(&mut disk, &meta, &after).unwrap();
         assert_eq!(disk.segments.len(), 1);
         let p = disk.recover().unwrap();
         assert_eq!(p.snapshot.unwrap().data, Bytes::from_static(b"state"));

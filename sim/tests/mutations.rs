@@ -59,7 +59,7 @@ fn mutation_commit_previous_term_is_caught() {
 // deposed leader keeps answering.
 #[test]
 fn mutation_local_reads_is_caught() {
-    let budget = 400;
+    let budget = 150;
     let found = first_failure(
         Mutation::LocalReads,
         budget,
@@ -122,7 +122,7 @@ fn mutation_forget_term_on_restart_is_caught() {
 // third of the crash and loss scenarios' seeds are.
 #[test]
 fn mutation_vote_ignores_log_is_caught_without_pre_vote() {
-    let budget = 60;
+    let budget = 150;
     let cfg = SimConfig { pre_vote: false, ..SimConfig::default() };
     let found = first_failure(
         Mutation::VoteIgnoresLog,

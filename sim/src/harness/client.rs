@@ -2,13 +2,12 @@
 //! retries, recording what they saw. An operation whose outcome the client cannot know (a timeout,
 //! a crashed node, a write a snapshot covered) is recorded as unknown, never guessed.
 
-use super::{Input, Sim};
+use super::Sim;
+use super::service::{ServiceRead, ServiceWrite};
 use crate::lincheck::{CacheInput, CacheOp, CacheOutput};
 use bytes::Bytes;
-use madsim::time::{Duration, timeout};
-use simple_cache_core::cache::{ApplyResult, Command};
-use simple_cache_core::node::WriteError;
-use simple_cache_core::raft::ProposeError;
+use simple_cache_core::cache::ApplyResult;
+use simple_cache_core::exec::WriteOp;
 use simple_cache_core::types::NodeId;
 
 /// How a write ended.
@@ -66,21 +65,21 @@ pub(super) async fn run(sim: Sim, client: u64) {
             n += 1;
             let (op, command) = if pick < 85 {
                 let value = format!("c{client}-{n}");
-                let command = Command::Set {
+                let command = WriteOp::Set {
                     key: key.clone(),
                     value: Bytes::from(value.clone()),
-                    expires_at: None,
+                    ttl_ms: None,
                 };
                 (CacheOp::Set(value.into_bytes()), command)
             } else if pick < 93 {
-                (CacheOp::Del, Command::Del { key: key.clone() })
+                (CacheOp::Del, WriteOp::Del { key: key.clone() })
             } else {
                 // The model treats Expire exactly as Del (both report whether the key was live).
-                (CacheOp::Expire, Command::Expire { key: key.clone() })
+                (CacheOp::Expire, WriteOp::Expire { key: key.clone() })
             };
             let call = sim.call_time();
             let input = CacheInput { key: key.into_bytes(), op };
-            match write(&sim, node, command, None, &mut target).await {
+            match write(&sim, node, command, &mut target).await {
                 WriteEnd::Done(out) => sim.record(client, input, call, Some(out)),
                 WriteEnd::Unknown => sim.record(client, input, call, None),
                 WriteEnd::NotDone => {}
@@ -121,55 +120,43 @@ async fn ttl_op(
         }
         return;
     }
-    let mut ttl_ms = None;
     let command = if pick < 85 {
         let value = format!("c{client}-t{n}");
-        ttl_ms = (sim.rand(100) < 85).then(|| 20 + sim.rand(781));
+        let ttl_ms = (sim.rand(100) < 85).then(|| 20 + sim.rand(781));
         op.kind = TtlKind::Set { value: value.clone().into_bytes(), ttl_ms };
-        Command::Set { key: key.clone(), value: Bytes::from(value), expires_at: None }
+        WriteOp::Set { key: key.clone(), value: Bytes::from(value), ttl_ms }
     } else if pick < 93 {
-        Command::Del { key: key.clone() }
+        WriteOp::Del { key: key.clone() }
     } else {
         // Expire removes the key like Del; ttlcheck treats both as removing writes.
-        Command::Expire { key: key.clone() }
+        WriteOp::Expire { key: key.clone() }
     };
-    match write(sim, node, command, ttl_ms, target).await {
+    match write(sim, node, command, target).await {
         WriteEnd::Done(_) => sim.record_ttl(op, false),
         WriteEnd::Unknown => sim.record_ttl(op, true),
         WriteEnd::NotDone => {}
     }
 }
 
-/// A write with retries on other nodes while it certainly has not taken effect.
-async fn write(
-    sim: &Sim,
-    first: NodeId,
-    command: Command,
-    ttl_ms: Option<u64>,
-    target: &mut Option<NodeId>,
-) -> WriteEnd {
-    let (budget, nodes) = {
+/// A write through a node's service (which forwards it to the leader, as the server's does),
+/// tried again on another node while it certainly has not taken effect, as a client with several
+/// endpoints does.
+async fn write(sim: &Sim, first: NodeId, op: WriteOp, target: &mut Option<NodeId>) -> WriteEnd {
+    let (budget, request_ms, nodes) = {
         let w = sim.lock();
-        (w.cfg.op_timeout_ms, w.slots.keys().copied().collect::<Vec<_>>())
+        (w.cfg.op_timeout_ms, w.cfg.request_timeout_ms, w.slots.keys().copied().collect::<Vec<_>>())
     };
-    let start = sim.now();
+    let deadline = sim.now().saturating_add_ms(budget);
     let mut node = first;
     loop {
-        let spent = sim.now().saturating_since(start);
-        if spent >= budget {
+        if sim.now() >= deadline {
             return WriteEnd::NotDone;
         }
-        let (tx, rx) = async_channel::bounded(1);
-        if !sim.submit(node, Input::Write(command.clone(), ttl_ms, tx)) {
-            node = nodes[sim.rand(nodes.len() as u64) as usize];
-            sim.sleep_ms(5).await;
-            continue;
-        }
-        match timeout(Duration::from_millis(budget - spent), rx.recv()).await {
-            Err(_) => return WriteEnd::Unknown,
-            // The node crashed with the write pending.
-            Ok(Err(_)) => return WriteEnd::Unknown,
-            Ok(Ok(Ok(result))) => {
+        match sim
+            .service_write(node, op.clone(), deadline.min(sim.now().saturating_add_ms(request_ms)))
+            .await
+        {
+            ServiceWrite::Done(result) => {
                 *target = Some(node);
                 return WriteEnd::Done(match result {
                     ApplyResult::Del { existed } | ApplyResult::Expire { existed } => {
@@ -178,57 +165,43 @@ async fn write(
                     _ => CacheOutput::Ok,
                 });
             }
-            Ok(Ok(Err(WriteError::Propose(ProposeError::NotLeader { leader_hint })))) => {
-                node = leader_hint.unwrap_or_else(|| nodes[sim.rand(nodes.len() as u64) as usize]);
-                *target = Some(node);
-                // Always let time pass: two nodes with stale hints pointing at each other would
-                // otherwise bounce the request forever at one simulated instant.
-                sim.sleep_ms(if leader_hint.is_some() { 1 } else { 10 }).await;
-            }
-            // Refused before it was proposed, or superseded: it did not take effect; retry.
-            Ok(Ok(Err(WriteError::Propose(_) | WriteError::Superseded))) => {
-                sim.sleep_ms(10).await;
+            ServiceWrite::Unknown => return WriteEnd::Unknown,
+            ServiceWrite::NotDone => {
+                sim.sleep_ms(5).await;
                 node = nodes[sim.rand(nodes.len() as u64) as usize];
-            }
-            Ok(Ok(Err(WriteError::Unknown | WriteError::Undecodable(_)))) => {
-                return WriteEnd::Unknown;
             }
         }
     }
 }
 
-/// A linearizable read, retried on other nodes; `None` if it never completed.
+/// A linearizable read through a node's service, tried again on another node; `None` if it
+/// never completed.
 async fn read(
     sim: &Sim,
     first: NodeId,
     key: &str,
     target: &mut Option<NodeId>,
 ) -> Option<Option<Bytes>> {
-    let (budget, nodes) = {
+    let (budget, request_ms, nodes) = {
         let w = sim.lock();
-        (w.cfg.op_timeout_ms, w.slots.keys().copied().collect::<Vec<_>>())
+        (w.cfg.op_timeout_ms, w.cfg.request_timeout_ms, w.slots.keys().copied().collect::<Vec<_>>())
     };
-    let start = sim.now();
+    let deadline = sim.now().saturating_add_ms(budget);
     let mut node = first;
     loop {
-        let spent = sim.now().saturating_since(start);
-        if spent >= budget {
+        if sim.now() >= deadline {
             return None;
         }
-        let (tx, rx) = async_channel::bounded(1);
-        if !sim.submit(node, Input::Read(key.to_string(), tx)) {
-            node = nodes[sim.rand(nodes.len() as u64) as usize];
-            sim.sleep_ms(5).await;
-            continue;
-        }
-        match timeout(Duration::from_millis(budget - spent), rx.recv()).await {
-            Err(_) | Ok(Err(_)) => return None,
-            Ok(Ok(Ok(value))) => {
+        match sim
+            .service_read(node, key, deadline.min(sim.now().saturating_add_ms(request_ms)))
+            .await
+        {
+            ServiceRead::Value(v) => {
                 *target = Some(node);
-                return Some(value);
+                return Some(v);
             }
-            Ok(Ok(Err(_))) => {
-                sim.sleep_ms(10).await;
+            ServiceRead::Failed => {
+                sim.sleep_ms(5).await;
                 node = nodes[sim.rand(nodes.len() as u64) as usize];
             }
         }
@@ -254,11 +227,11 @@ pub(super) async fn probe(sim: &Sim, bound_ms: u64) -> bool {
             },
         };
         let command =
-            Command::Set { key: "k0".into(), value: Bytes::from(value.clone()), expires_at: None };
+            WriteOp::Set { key: "k0".into(), value: Bytes::from(value.clone()), ttl_ms: None };
         let call = sim.call_time();
         let input =
             CacheInput { key: b"k0".to_vec(), op: CacheOp::Set(value.clone().into_bytes()) };
-        match write(sim, node, command, None, &mut target).await {
+        match write(sim, node, command, &mut target).await {
             WriteEnd::Done(out) => {
                 sim.record(PROBE_CLIENT, input, call, Some(out));
                 break;

@@ -1,12 +1,15 @@
 //! The madsim harness: a cluster of real `CacheNode`s inside one madsim runtime.
 //!
-//! Every node is a task that drives its `CacheNode` exactly as the server does: wait for a
-//! message, a client request or the node's next deadline; then, for each `Ready`, persist to its
-//! [`SimDisk`] (a leader's appends and heartbeats leave first, `Ready::take_early_messages`, as
-//! in the server), fsync if `must_sync` (which takes simulated time, so a crash can land between
-//! persist and send), send, apply through `CacheNode::apply`, answer writes and reads, and persist
-//! a snapshot the node took. The node state lives in the shared [`World`] so that a crash can drop
-//! it and the final checks can inspect it; a crash also aborts the node's task.
+//! Every node is a task that drives its `CacheNode` through the server's own executor
+//! (`core::exec`): wait for a message, a client request or the node's next deadline; hand requests
+//! to the executor (request ids per incarnation, TTLs to deadlines); then, for each `Ready`, the
+//! executor writes to the node's [`SimDisk`] and queues the leader's early messages, the harness
+//! sends them and lets the fsync take simulated time (a crash can land there, or the fsync can
+//! fail), and the executor finishes the `Ready` (send, apply, answer, hand a snapshot job over).
+//! Snapshot jobs are encoded and their files written by a writer task after a delay, as the
+//! server's writer thread does; the executor compacts the WAL when the node loop next hears of it.
+//! The node state lives in the shared [`World`] so that a crash can drop it and the final checks
+//! can inspect it; a crash also aborts the node's task.
 //!
 //! The network is ours: each message gets a seeded fate (lost, duplicated, delayed, delayed by a
 //! spike) and travels as a task that sleeps for its delay. Directed links can be cut. Clients are
@@ -19,6 +22,7 @@ mod client;
 pub mod hostile;
 pub mod nemesis;
 mod run;
+pub mod service;
 
 pub use run::{
     RunReport, Scenario, run_scenario, run_scenario_seeds, run_seed, seeds_from_env, seeds_scaled,
@@ -32,13 +36,14 @@ use madsim::task::JoinHandle;
 use madsim::time::{Duration, sleep, timeout};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use simple_cache_core::cache::{ApplyResult, Command};
+use simple_cache_core::cache::ApplyResult;
 use simple_cache_core::config::Config;
-use simple_cache_core::message::{Entry, Membership, Message};
-use simple_cache_core::node::{CacheNode, NodeConfig, RequestId, RequestIds, WriteError};
+use simple_cache_core::exec::{Answers, Executor, Query, QueryResult, WriteOp};
+use simple_cache_core::message::{Entry, Membership, Message, Snapshot};
+use simple_cache_core::node::{CacheNode, NodeConfig, RequestIds, WriteError};
 use simple_cache_core::raft::{Mutation, Persisted, ReadError, Role};
 use simple_cache_core::types::{Instant, LogIndex, NodeId, Term};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The Raft timing every simulated node uses: fast, so a run covers many elections.
@@ -47,6 +52,9 @@ pub const ELECTION_TIMEOUT_MS: u64 = 100;
 
 /// How far a good simulated wall clock may be from true time (either way).
 pub const CLOCK_SKEW_MS: u64 = 20;
+
+/// The longest a snapshot writer task takes to encode a job and write its file.
+pub const SNAPSHOT_WRITE_MS_MAX: u64 = 4;
 
 /// The TTL checker's tolerance `eps = 2e` (see `ttlcheck`): `e` bounds how far the cluster time
 /// is from true time when more than half of the sampled clocks are good: their skew, 200 ppm of
@@ -123,6 +131,10 @@ pub struct SimConfig {
     pub keys: u64,
     /// A client gives up on an operation after this long (its outcome is then unknown).
     pub op_timeout_ms: u64,
+    /// The service's `request_timeout_ms` (`service.rs`): how long a node works on one request
+    /// (waiting for a leader, forwarding) before it answers with an error. Shorter than
+    /// `op_timeout_ms`, so a client whose node cannot reach a leader tries another node.
+    pub request_timeout_ms: u64,
     pub snapshot_threshold: u64,
     /// A planted bug in every node (mutation tests).
     pub mutation: Option<Mutation>,
@@ -182,6 +194,7 @@ impl Default for SimConfig {
             clients: 3,
             keys: 5,
             op_timeout_ms: 500,
+            request_timeout_ms: 200,
             snapshot_threshold: 40,
             mutation: None,
             fsync_ms: 1,
@@ -239,9 +252,11 @@ pub type ReadReply = async_channel::Sender<Result<Option<Bytes>, ReadError>>;
 /// What arrives in a node's inbox.
 pub enum Input {
     Msg(Message),
-    /// A write and, for a set, its TTL in ms (the node turns it into a deadline).
-    Write(Command, Option<u64>, WriteReply),
+    /// A client write (a set's TTL is relative; the executor turns it into a deadline).
+    Write(WriteOp, WriteReply),
     Read(String, ReadReply),
+    /// The writer task encoded a snapshot job and, if it was new, wrote its file.
+    SnapshotWritten(Snapshot, bool),
     /// Something changed the node from outside (an admin call): handle its `Ready`.
     Kick,
 }
@@ -253,11 +268,10 @@ pub struct Slot {
     inbox: Option<async_channel::Sender<Input>>,
     task: Option<JoinHandle<()>>,
     incarnation: u64,
-    /// Request ids as the server allocates them: from the incarnation the disk recorded at this
-    /// start, so they never repeat across restarts of the node.
-    ids: RequestIds,
-    writes: HashMap<RequestId, WriteReply>,
-    reads: HashMap<RequestId, (String, ReadReply)>,
+    /// The server's executor: request ids from the incarnation the disk recorded at this start,
+    /// and the replies waiting on the node. Gone with the node at a crash (clients see their
+    /// reply channels close: outcome unknown).
+    exec: Option<Executor<WriteReply, ReadReply>>,
 }
 
 pub struct World {
@@ -650,8 +664,7 @@ impl Sim {
         slot.node = None;
         slot.inbox = None;
         // Clients waiting on this node see their reply channel close: outcome unknown.
-        slot.writes.clear();
-        slot.reads.clear();
+        slot.exec = None;
         let damage = slot.disk.crash(&mut w.rng, tear);
         w.crashes += 1;
         w.trace_event(&format!("crash {id} {damage:?}"));
@@ -739,11 +752,12 @@ impl Sim {
         };
         let term = persisted.hard_state.current_term;
         let voted_for = persisted.hard_state.voted_for;
-        slot.ids = RequestIds::new(slot.disk.begin_incarnation());
+        let mut ids = RequestIds::new(slot.disk.begin_incarnation());
         if w.cfg.mutation == Some(Mutation::RequestIdsReset) {
             // The bug: ids from 0 again at every start, as before the incarnation record.
-            slot.ids = RequestIds::new(0);
+            ids = RequestIds::new(0);
         }
+        slot.exec = Some(Executor::new(ids));
         let mut cfg = NodeConfig::new(raft_config(id, &w.cfg));
         cfg.snapshot_threshold = w.cfg.snapshot_threshold;
         cfg.promote_learners = w.cfg.promote_learners;
@@ -845,43 +859,28 @@ impl Sim {
                 if slot.incarnation != incarnation {
                     return;
                 }
-                let Some(node) = slot.node.as_mut() else { return };
+                let (Some(node), Some(exec)) = (slot.node.as_mut(), slot.exec.as_mut()) else {
+                    return;
+                };
+                let disk = &mut slot.disk;
                 for input in inputs {
-                    match input {
+                    let done = match input {
                         Input::Msg(m) => {
                             if let Err(e) = node.step(now, m) {
                                 w.checker.violations.push(format!("step on node {id}: {e}"));
                             }
+                            Ok(())
                         }
-                        Input::Write(mut cmd, ttl_ms, reply) => {
-                            // As the server does: the TTL becomes a deadline in cluster time.
-                            if let (Command::Set { expires_at, .. }, Some(ms)) = (&mut cmd, ttl_ms)
-                            {
-                                *expires_at = Some(node.deadline(now, ms));
-                            }
-                            let rid = next_request_id(&mut slot.ids, &mut slot.disk);
-                            match node.write(now, rid, cmd) {
-                                Ok(()) => {
-                                    slot.writes.insert(rid, reply);
-                                }
-                                Err(e) => {
-                                    let _ = reply.try_send(Err(e));
-                                }
-                            }
-                        }
+                        Input::Write(op, reply) => exec.write(node, disk, now, op, reply),
                         Input::Read(key, reply) => {
-                            let rid = next_request_id(&mut slot.ids, &mut slot.disk);
-                            match node.read(now, rid) {
-                                Ok(()) => {
-                                    slot.reads.insert(rid, (key, reply));
-                                }
-                                Err(e) => {
-                                    let _ = reply.try_send(Err(e));
-                                }
-                            }
+                            exec.read(node, disk, now, Query::Get(key), false, reply)
                         }
-                        Input::Kick => {}
-                    }
+                        Input::SnapshotWritten(snapshot, written) => {
+                            exec.snapshot_written(node, disk, snapshot, written).map(|_| ())
+                        }
+                        Input::Kick => Ok(()),
+                    };
+                    let Ok(()) = done;
                 }
                 if node.next_deadline() <= now {
                     node.tick(now);
@@ -891,23 +890,26 @@ impl Sim {
         }
     }
 
-    /// Handles `Ready`s until there is none, in the order documented on `Ready`.
+    /// Handles `Ready`s until there is none, through the server's executor (`core::exec`).
     async fn process_ready(&self, id: NodeId, incarnation: u64) {
         loop {
-            let (ready, must_sync, fsync_ms) = {
+            let (persisting, fsync_ms) = {
                 let mut w = self.lock();
                 let w = &mut *w;
                 let Some(slot) = w.slots.get_mut(&id) else { return };
                 if slot.incarnation != incarnation {
                     return;
                 }
-                let Some(node) = slot.node.as_mut() else { return };
-                let ready = node.ready();
-                if ready.is_empty() {
+                let (Some(node), Some(exec)) = (slot.node.as_mut(), slot.exec.as_mut()) else {
                     return;
-                }
+                };
                 // 1 + 2: snapshot, entries and hard state to the disk (volatile so far).
-                slot.disk.persist(&ready);
+                let Ok(persisting) = exec.begin_ready(node, &mut slot.disk);
+                let Some(persisting) = persisting else { return };
+                // As the server does: a leader's appends and heartbeats leave before its fsync,
+                // so a crash during the fsync can leave followers holding entries it lost.
+                let early = exec.take_messages();
+                let ready = persisting.ready();
                 if ready.snapshot.is_some() {
                     *w.snapshots_installed.entry(id).or_default() += 1;
                 }
@@ -915,20 +917,16 @@ impl Sim {
                 w.digest.write(&simple_cache_core::codec::encode(&(
                     &ready.hard_state,
                     &ready.entries,
+                    &early,
                     &ready.messages,
                 )));
-                let must_sync = ready.must_sync;
-                // As the server does: a leader's appends and heartbeats leave before its fsync,
-                // so a crash during the fsync can leave followers holding entries it lost.
-                let mut ready = ready;
-                let early = ready.take_early_messages();
                 w.checker.sent(id, &early);
                 for m in early {
                     w.send(self, m);
                 }
-                (ready, must_sync, w.cfg.fsync_ms)
+                (persisting, w.cfg.fsync_ms)
             };
-            if must_sync {
+            if persisting.must_sync() {
                 // The fsync takes time: a crash now loses (or tears) what was just written, and
                 // nothing that depends on it has left the node.
                 sleep(Duration::from_millis(fsync_ms)).await;
@@ -986,17 +984,15 @@ impl Sim {
                 }
                 w.trace_event(&format!("change reactor: leader {id} cut from {spare}"));
             }
-            // 3: send.
-            w.checker.sent(id, &ready.messages);
-            let mut ready = ready;
-            for m in std::mem::take(&mut ready.messages) {
-                w.send(self, m);
-            }
-            // 4 + 5: apply and resolve requests, through the same code as the server.
-            w.checker.applied(id, &ready.committed_entries);
+            w.checker.applied(id, &persisting.ready().committed_entries);
+            // 3 + 4 + 5: send, apply and answer, through the server's code.
             let slot = w.slots.get_mut(&id).expect("checked above");
             let node = slot.node.as_mut().expect("checked above");
-            let applied = node.apply(ready);
+            let exec = slot.exec.as_mut().expect("a running node has an executor");
+            let Ok(_) = exec.finish_ready(node, &mut slot.disk, persisting);
+            let messages = exec.take_messages();
+            let Answers { writes, reads } = exec.take_answers();
+            let job = slot.disk.take_submitted();
             let raft = node.raft();
             let commit = raft.commit_index();
             // Commits happen while stepping a response as well as in `advance`: compare with
@@ -1008,36 +1004,65 @@ impl Sim {
             {
                 w.previous_term_commit = Some((id, raft.term(), commit));
             }
-            // The server encodes snapshot jobs on another thread; here the same calls run inline.
-            if let Some(job) = &applied.snapshot_job
-                && let Some(s) = node.snapshot_encoded(job.encode())
-            {
-                slot.disk.compact(&s);
+            let state = NodeState {
+                role: raft.role(),
+                term: raft.term(),
+                commit_index: raft.commit_index(),
+                last_applied: raft.last_applied(),
+            };
+            w.checker.sent(id, &messages);
+            for m in messages {
+                w.send(self, m);
             }
-            for (rid, result) in applied.writes {
+            for (reply, result) in writes {
                 if let Err(WriteError::Undecodable(e)) = &result {
                     w.checker
                         .violations
                         .push(format!("node {id}: committed entry undecodable: {e}"));
                 }
-                if let Some(reply) = slot.writes.remove(&rid) {
-                    let _ = reply.try_send(result);
-                }
+                let _ = reply.try_send(result);
             }
-            for (rid, result) in applied.reads {
-                if let Some((key, reply)) = slot.reads.remove(&rid) {
-                    let answer = result.map(|at| node.cache().get(&key, at).cloned());
-                    let _ = reply.try_send(answer);
-                }
+            for (reply, result) in reads {
+                let _ = reply.try_send(result.map(|r| match r {
+                    QueryResult::Value(v) => v,
+                    _ => None,
+                }));
             }
-            let state = NodeState {
-                role: node.raft().role(),
-                term: node.raft().term(),
-                commit_index: node.raft().commit_index(),
-                last_applied: node.raft().last_applied(),
-            };
+            if let Some(job) = job {
+                self.spawn_snapshot_writer(w, id, incarnation, job);
+            }
             w.checker.observe(id, state);
         }
+    }
+
+    /// The server's snapshot writer thread, as a task: after a delay (encoding and writing take
+    /// time), encode the job and, if it is new, write its file durably; then tell the node loop,
+    /// whose executor compacts the WAL. A crash at any point in between is possible.
+    fn spawn_snapshot_writer(
+        &self,
+        w: &mut World,
+        id: NodeId,
+        incarnation: u64,
+        job: simple_cache_core::node::SnapshotJob,
+    ) {
+        let delay = w.rng.next_u64() % (SNAPSHOT_WRITE_MS_MAX + 1);
+        let sim = self.clone();
+        madsim::task::spawn(async move {
+            sleep(Duration::from_millis(delay)).await;
+            let mut w = sim.lock();
+            let Some(slot) = w.slots.get_mut(&id) else { return };
+            if slot.incarnation != incarnation || slot.node.is_none() {
+                return;
+            }
+            let snapshot = job.encode();
+            let written = job.is_new();
+            if written {
+                slot.disk.write_snapshot_file(&snapshot);
+            }
+            if let Some(tx) = &slot.inbox {
+                let _ = tx.try_send(Input::SnapshotWritten(snapshot, written));
+            }
+        });
     }
 
     /// Records a completed client operation.
@@ -1202,29 +1227,8 @@ fn node_log(n: &CacheNode) -> BTreeMap<LogIndex, Entry> {
     out
 }
 
-/// The next request id; past an incarnation's 2^32 ids, the next incarnation (as the server's
-/// node loop does).
-fn next_request_id(ids: &mut RequestIds, disk: &mut SimDisk) -> RequestId {
-    match ids.next_id() {
-        Some(id) => id,
-        None => {
-            *ids = RequestIds::new(disk.begin_incarnation());
-            ids.next_id().expect("a fresh incarnation has ids")
-        }
-    }
-}
-
 impl Slot {
     fn new(disk: SimDisk) -> Slot {
-        Slot {
-            disk,
-            node: None,
-            inbox: None,
-            task: None,
-            incarnation: 0,
-            ids: RequestIds::new(0),
-            writes: HashMap::new(),
-            reads: HashMap::new(),
-        }
+        Slot { disk, node: None, inbox: None, task: None, incarnation: 0, exec: None }
     }
 }

@@ -317,8 +317,23 @@ pub async fn snapshot_install_far_behind(sim: Sim) {
     let followers: Vec<NodeId> = ids.iter().copied().filter(|&i| i != leader).collect();
     let lagging = followers[sim.rand(followers.len() as u64) as usize];
     sim.isolate(lagging);
-    // Clients write about 20 entries per 100 ms; the snapshot threshold is 40 entries.
+    // The snapshot threshold is 40 entries; clients write some tens of entries per second, so
+    // the leader compacts past the lagging node's log within seconds. Stay isolated until it did
+    // (at most 8 s; a run without enough writes fails below and says so).
     sim.sleep_ms(1_500 + sim.rand(1_000)).await;
+    for _ in 0..60 {
+        let passed = {
+            let w = sim.lock();
+            let behind = w.node(lagging).map(|n| n.raft().log().last_index());
+            let first =
+                w.leader().and_then(|(l, _)| w.node(l)).map(|n| n.raft().log().first_index());
+            matches!((behind, first), (Some(b), Some(f)) if f > b.next())
+        };
+        if passed {
+            break;
+        }
+        sim.sleep_ms(100).await;
+    }
     sim.heal();
     let loss = sim.rand(150);
     sim.net(|n| n.loss_per_mille = loss);

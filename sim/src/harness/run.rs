@@ -49,9 +49,13 @@ where
     F: Future<Output = ()> + 'static,
 {
     let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    // Kept outside the run so that the violations recorded before a panic are reported too.
+    let started: std::sync::Arc<std::sync::Mutex<Option<Sim>>> = Default::default();
+    let started_in = started.clone();
     let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
         rt.block_on(async move {
             let sim = Sim::start(seed, cfg);
+            *started_in.lock().unwrap_or_else(|e| e.into_inner()) = Some(sim.clone());
             scenario(sim.clone()).await;
             sim.heal_and_check_liveness().await;
             let mut violations = sim.finish().await;
@@ -102,10 +106,15 @@ where
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "non-string panic".into());
+            // What the checkers found before the panic came first.
+            let sim = started.lock().unwrap_or_else(|e| e.into_inner()).take();
+            let mut violations =
+                sim.map(|s| s.lock().checker.violations.clone()).unwrap_or_default();
+            violations.push(format!("panic: {msg}"));
             RunReport {
                 seed,
                 digest: 0,
-                violations: vec![format!("panic: {msg}")],
+                violations,
                 ops: 0,
                 unknown_ops: 0,
                 sim_ms: 0,

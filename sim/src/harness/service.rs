@@ -1,0 +1,227 @@
+//! The server's service layer (`server/src/service.rs`) as simulated clients meet it: a client
+//! sends a write to any node; the node proposes it, and on a refusal decides what to do with
+//! `core::exec::AfterWriteError`, the function the server's service calls: forward the write to
+//! the leader it names (a connection over the simulated network, which partitions cut and which
+//! may break after the write arrived: "may still take effect"), wait for a leader and retry, or
+//! give up. A forwarded write that the leader refuses in a way that proves it did not take effect
+//! (`AfterWriteError::proves_not_applied`) is retried after another leader appears; anything
+//! else ends with an unknown outcome. Reads wait for a leader and retry on `NoLeader`, as the
+//! server's do (reads are not forwarded: a follower's ReadIndex asks the leader itself).
+//!
+//! What differs from the server: the hop is a direct hand-off to the leader's node task with a
+//! network delay, not HTTP/JSON; the status the service polls is the node's own state rather
+//! than a `watch` channel (so it waits by polling every [`STATUS_POLL_MS`]).
+
+use super::{Input, Sim};
+use bytes::Bytes;
+use madsim::time::{Duration, timeout};
+use simple_cache_core::cache::ApplyResult;
+use simple_cache_core::exec::{AfterWriteError, WriteOp};
+use simple_cache_core::node::WriteError;
+use simple_cache_core::raft::ReadError;
+use simple_cache_core::types::{Instant, NodeId};
+
+/// How often a request waiting for a leader looks at its node's state.
+pub const STATUS_POLL_MS: u64 = 2;
+
+/// How a write through the service ended.
+#[derive(Debug)]
+pub enum ServiceWrite {
+    Done(ApplyResult),
+    /// It may or may not have taken effect (a timeout, a node that stopped with it in flight, a
+    /// forward whose answer was lost, a write a snapshot covered).
+    Unknown,
+    /// It certainly did not take effect: the node was down (connection refused), or it was
+    /// refused, or the deadline passed before it was proposed anywhere.
+    NotDone,
+}
+
+/// Why a forward did not produce an answer (as in `service.rs`).
+enum ForwardFailure {
+    /// It did not take effect: wait for another leader and retry.
+    Retry,
+    /// Its outcome is unknown.
+    Unknown,
+    /// The leader refused it for good (too many pending, too large): not applied, not retried.
+    Refused,
+}
+
+impl Sim {
+    /// A client write sent to `node`, handled as the server's `Service::write` does, within
+    /// `deadline` (simulated true time).
+    pub async fn service_write(
+        &self,
+        node: NodeId,
+        op: WriteOp,
+        deadline: Instant,
+    ) -> ServiceWrite {
+        let mut attempt = 0u32;
+        // Every turn of this loop starts with nothing of the request in effect: earlier attempts
+        // ended in answers that prove it.
+        loop {
+            let (tx, rx) = async_channel::bounded(1);
+            if !self.submit(node, Input::Write(op.clone(), tx)) {
+                // The process is gone: the connection is refused.
+                return ServiceWrite::NotDone;
+            }
+            let e = match self.await_reply(rx, deadline).await {
+                Some(Ok(r)) => return ServiceWrite::Done(r),
+                Some(Err(e)) => e,
+                None => return ServiceWrite::Unknown,
+            };
+            match AfterWriteError::of(&e, node, false) {
+                AfterWriteError::Forward(leader) => {
+                    match self.forward_write(node, leader, &op, deadline).await {
+                        Ok(r) => return ServiceWrite::Done(r),
+                        Err(ForwardFailure::Unknown) => return ServiceWrite::Unknown,
+                        Err(ForwardFailure::Refused) => return ServiceWrite::NotDone,
+                        Err(ForwardFailure::Retry) => {
+                            let other = |l: NodeId| l != leader;
+                            if !self.wait_for_leader(node, deadline, other).await {
+                                return ServiceWrite::NotDone;
+                            }
+                        }
+                    }
+                }
+                AfterWriteError::WaitForLeader => {
+                    attempt += 1;
+                    let usable_now = attempt <= 3 && self.leader_usable(node, |_| true);
+                    if !usable_now && !self.wait_for_leader(node, deadline, |_| true).await {
+                        return ServiceWrite::NotDone;
+                    }
+                    // Let time pass even so: two nodes with stale views of each other would
+                    // otherwise bounce a request forever at one simulated instant.
+                    self.sleep_ms(1).await;
+                }
+                AfterWriteError::Fail => return fail(&e),
+            }
+        }
+    }
+
+    /// A linearizable read of `key` on `node`, as `Service::read` does it; `None` if it failed
+    /// (which has no effect, so the caller leaves it out of the history).
+    pub async fn service_read(&self, node: NodeId, key: &str, deadline: Instant) -> ServiceRead {
+        let mut attempt = 0u32;
+        loop {
+            let (tx, rx) = async_channel::bounded(1);
+            if !self.submit(node, Input::Read(key.to_string(), tx)) {
+                return ServiceRead::Failed;
+            }
+            match self.await_reply(rx, deadline).await {
+                Some(Ok(v)) => return ServiceRead::Value(v),
+                Some(Err(ReadError::NoLeader)) => {
+                    attempt += 1;
+                    let usable_now = attempt <= 3 && self.leader_usable(node, |_| true);
+                    if !usable_now && !self.wait_for_leader(node, deadline, |_| true).await {
+                        return ServiceRead::Failed;
+                    }
+                    self.sleep_ms(1).await;
+                }
+                Some(Err(_)) | None => return ServiceRead::Failed,
+            }
+        }
+    }
+
+    /// Waits for a reply until `deadline`; `None` on timeout or if the node stopped with the
+    /// request in flight.
+    async fn await_reply<T>(&self, rx: async_channel::Receiver<T>, deadline: Instant) -> Option<T> {
+        let left = deadline.saturating_since(self.now());
+        match timeout(Duration::from_millis(left), rx.recv()).await {
+            Ok(Ok(v)) => Some(v),
+            Ok(Err(_)) | Err(_) => None,
+        }
+    }
+
+    /// Whether `node` knows a leader that satisfies `ok` and is not handing over.
+    fn leader_usable(&self, node: NodeId, ok: impl Fn(NodeId) -> bool) -> bool {
+        let w = self.lock();
+        w.node(node).is_some_and(|n| {
+            n.raft().transfer_target().is_none() && n.raft().leader_id().is_some_and(&ok)
+        })
+    }
+
+    /// Waits until `node` knows a usable leader satisfying `ok`; false on timeout or if the
+    /// node stopped.
+    async fn wait_for_leader(
+        &self,
+        node: NodeId,
+        deadline: Instant,
+        ok: impl Fn(NodeId) -> bool,
+    ) -> bool {
+        loop {
+            if self.now() >= deadline || !self.lock().is_up(node) {
+                return false;
+            }
+            self.sleep_ms(STATUS_POLL_MS).await;
+            if self.leader_usable(node, &ok) {
+                return true;
+            }
+        }
+    }
+
+    /// The follower `from` forwards a write to `leader` over a connection of the simulated
+    /// network (`service.rs` `forward_write`).
+    async fn forward_write(
+        &self,
+        from: NodeId,
+        leader: NodeId,
+        op: &WriteOp,
+        deadline: Instant,
+    ) -> Result<ApplyResult, ForwardFailure> {
+        // Connecting: refused when the link is cut or the leader is down; the write never
+        // arrived, so it took no effect.
+        if self.link_cut(from, leader) || !self.lock().is_up(leader) {
+            return Err(ForwardFailure::Retry);
+        }
+        let there = self.hop_ms();
+        self.sleep_ms(there).await;
+        let (tx, rx) = async_channel::bounded(1);
+        if self.link_cut(from, leader) || !self.submit(leader, Input::Write(op.clone(), tx)) {
+            // The connection broke with the request on the wire: it may have arrived.
+            return Err(ForwardFailure::Unknown);
+        }
+        let result = match self.await_reply(rx, deadline).await {
+            Some(r) => r,
+            None => return Err(ForwardFailure::Unknown),
+        };
+        let back = self.hop_ms();
+        self.sleep_ms(back).await;
+        if self.link_cut(leader, from) || self.now() >= deadline || !self.lock().is_up(from) {
+            // The answer did not come back in time, or the node the client talks to is gone.
+            return Err(ForwardFailure::Unknown);
+        }
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) if AfterWriteError::proves_not_applied(&e) => Err(ForwardFailure::Retry),
+            Err(WriteError::Unknown | WriteError::Undecodable(_)) => Err(ForwardFailure::Unknown),
+            Err(_) => Err(ForwardFailure::Refused),
+        }
+    }
+
+    fn link_cut(&self, from: NodeId, to: NodeId) -> bool {
+        self.lock().net.cut.contains(&(from, to))
+    }
+
+    /// One way of a client-port request between nodes: the network's delay.
+    fn hop_ms(&self) -> u64 {
+        let w = self.lock();
+        let (lo, hi) = (w.net.delay_ms_min, w.net.delay_ms_max);
+        drop(w);
+        lo + self.rand(hi.saturating_sub(lo) + 1)
+    }
+}
+
+/// A read through the service.
+#[derive(Debug)]
+pub enum ServiceRead {
+    Value(Option<Bytes>),
+    Failed,
+}
+
+/// A write the node refused for good: unknown if its outcome is, else not done.
+fn fail(e: &WriteError) -> ServiceWrite {
+    match e {
+        WriteError::Unknown | WriteError::Undecodable(_) => ServiceWrite::Unknown,
+        _ => ServiceWrite::NotDone,
+    }
+}
