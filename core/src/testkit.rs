@@ -5,6 +5,10 @@
 //! and run time forward. After every `Ready` the cluster checks election safety (one leader per
 //! term) and state machine safety (every node applies the same entry at each index), panicking on
 //! a violation. Available to core's own tests and, with the `testkit` feature, to fuzz targets.
+//!
+//! It does not use `crate::exec` (the executor the server and the simulator share) because it
+//! drives bare `RaftNode`s, without the cache state machine the executor serves, so that Raft's
+//! rules can be tested alone; its `Ready` loop follows the same documented order.
 
 use crate::config::Config;
 use crate::message::*;
