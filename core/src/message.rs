@@ -201,3 +201,137 @@ pub enum MessageBody {
     /// includes it ignores the answer (it comes from a leader that is behind).
     Removed { membership_index: LogIndex },
 }
+
+// ----- one-line forms, for logs and the transcript tests (`core/testdata/`) -----
+
+/// `t<term>/i<index>` and the payload: `noop`, `"data"` (escaped, cut at 24 bytes) or the
+/// membership's voters and learners.
+impl std::fmt::Display for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "t{}/i{} ", self.term, self.index)?;
+        match &self.payload {
+            EntryPayload::Noop => write!(f, "noop"),
+            EntryPayload::Command(data) => write!(f, "{}", ShortBytes(data)),
+            EntryPayload::Membership(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+/// `voters=[1 2 3] learners=[4]` (learners only when there are any).
+impl std::fmt::Display for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ids =
+            |s: &BTreeSet<NodeId>| s.iter().map(|id| id.to_string()).collect::<Vec<_>>().join(" ");
+        write!(f, "voters=[{}]", ids(&self.voters))?;
+        if !self.learners.is_empty() {
+            write!(f, " learners=[{}]", ids(&self.learners))?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes as an escaped string, cut at 24 bytes.
+struct ShortBytes<'a>(&'a [u8]);
+
+impl std::fmt::Display for ShortBytes<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 24;
+        let shown = &self.0[..self.0.len().min(MAX)];
+        write!(f, "\"{}\"", shown.escape_ascii())?;
+        if self.0.len() > MAX {
+            write!(f, "+{}B", self.0.len() - MAX)?;
+        }
+        Ok(())
+    }
+}
+
+/// `from->to term=T Kind fields...`. Clock samples are left out: they are for the cluster clock,
+/// not the protocol's decisions.
+impl std::fmt::Display for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}->{} term={} ", self.from, self.to, self.term)?;
+        let vote = |pre: bool| if pre { "PreVote" } else { "Vote" };
+        match &self.body {
+            MessageBody::RequestVote {
+                pre_vote,
+                last_log_index,
+                last_log_term,
+                leadership_transfer,
+            } => {
+                write!(f, "{} last=t{last_log_term}/i{last_log_index}", vote(*pre_vote))?;
+                if *leadership_transfer {
+                    write!(f, " transfer")?;
+                }
+                Ok(())
+            }
+            MessageBody::RequestVoteResponse { pre_vote, granted, .. } => {
+                let verdict = if *granted { "granted" } else { "rejected" };
+                write!(f, "{}Response {verdict}", vote(*pre_vote))
+            }
+            MessageBody::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit,
+            } => {
+                write!(f, "Append prev=t{prev_log_term}/i{prev_log_index} commit={leader_commit}")?;
+                if !entries.is_empty() {
+                    let list: Vec<String> = entries.iter().map(|e| e.to_string()).collect();
+                    write!(f, " entries=[{}]", list.join(", "))?;
+                }
+                Ok(())
+            }
+            MessageBody::AppendEntriesResponse {
+                index,
+                success,
+                conflict_term,
+                conflict_index,
+            } => {
+                if *success {
+                    write!(f, "AppendResponse ok index={index}")
+                } else {
+                    write!(f, "AppendResponse reject index={index} hint=i{conflict_index}")?;
+                    if let Some(t) = conflict_term {
+                        write!(f, "/t{t}")?;
+                    }
+                    Ok(())
+                }
+            }
+            MessageBody::Heartbeat { commit_index, read_seq, .. } => {
+                write!(f, "Heartbeat commit={commit_index} seq={read_seq}")
+            }
+            MessageBody::HeartbeatResponse { read_seq, last_index, .. } => {
+                write!(f, "HeartbeatResponse seq={read_seq} last={last_index}")
+            }
+            MessageBody::InstallSnapshot { meta, offset, data, done } => {
+                write!(
+                    f,
+                    "Snapshot t{}/i{} offset={offset} len={}{}",
+                    meta.last_term,
+                    meta.last_index,
+                    data.len(),
+                    if *done { " done" } else { "" }
+                )
+            }
+            MessageBody::InstallSnapshotResponse { last_index, next_offset, done, rejected } => {
+                write!(f, "SnapshotResponse last={last_index} next_offset={next_offset}")?;
+                if *done {
+                    write!(f, " done")?;
+                }
+                if *rejected {
+                    write!(f, " rejected")?;
+                }
+                Ok(())
+            }
+            MessageBody::ReadIndex { id } => write!(f, "ReadIndex id={}", id.0),
+            MessageBody::ReadIndexResponse { id, index, .. } => match index {
+                Some(i) => write!(f, "ReadIndexResponse id={} index={i}", id.0),
+                None => write!(f, "ReadIndexResponse id={} refused", id.0),
+            },
+            MessageBody::TimeoutNow => write!(f, "TimeoutNow"),
+            MessageBody::Removed { membership_index } => {
+                write!(f, "Removed membership_index={membership_index}")
+            }
+        }
+    }
+}

@@ -84,6 +84,47 @@ impl Ready {
     }
 }
 
+/// One line per part, in the order the driver handles them; empty parts are left out. For logs
+/// and the transcript tests (`core/testdata/`).
+impl std::fmt::Display for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(s) = &self.snapshot {
+            writeln!(
+                f,
+                "snapshot t{}/i{} {}",
+                s.meta.last_term, s.meta.last_index, s.meta.membership
+            )?;
+        }
+        if let Some(hs) = &self.hard_state {
+            let vote = hs.voted_for.map_or("-".to_string(), |v| v.to_string());
+            writeln!(
+                f,
+                "hard state term={} vote={vote} commit={}",
+                hs.current_term, hs.commit_index
+            )?;
+        }
+        for e in &self.entries {
+            writeln!(f, "append {e}")?;
+        }
+        if self.must_sync {
+            writeln!(f, "fsync")?;
+        }
+        for m in &self.messages {
+            writeln!(f, "send {m}")?;
+        }
+        for e in &self.committed_entries {
+            writeln!(f, "apply {e}")?;
+        }
+        for r in &self.read_states {
+            writeln!(f, "read id={} index={}", r.id.0, r.index)?;
+        }
+        for r in &self.aborted_reads {
+            writeln!(f, "read id={} aborted", r.0)?;
+        }
+        Ok(())
+    }
+}
+
 /// What a driver has done with a [`Ready`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadyAck {

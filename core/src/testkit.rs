@@ -109,6 +109,13 @@ pub struct Cluster {
     /// FNV-1a over the encoded bytes of every Ready's persisted state and messages, in order:
     /// two runs with the same seed must end with the same digest (byte-for-byte determinism).
     pub trace_digest: u64,
+    /// Manual delivery (the transcript tests): sent messages wait in `mailbox`, in order, until
+    /// the test delivers or drops them; no delay, no random loss (cut links still drop).
+    pub manual: bool,
+    pub mailbox: Vec<Message>,
+    /// When set, every `Ready` handled is written here, one line per part, prefixed with the
+    /// node's id (`Display` of `Ready`).
+    pub trace: Option<Vec<String>>,
 }
 
 /// A config for tests: fast timeouts, small limits so the limits are exercised.
@@ -146,6 +153,9 @@ impl Cluster {
             snapshot_every: 0,
             messages_delivered: 0,
             trace_digest: 0xcbf2_9ce4_8422_2325,
+            manual: false,
+            mailbox: Vec::new(),
+            trace: None,
         };
         let membership = Membership::with_voters((1..=voters).map(NodeId));
         for id in 1..=voters {
@@ -340,7 +350,8 @@ impl Cluster {
         self.leader()
     }
 
-    fn deliver(&mut self, msg: Message) {
+    /// Hands `msg` to its receiver now and lets it handle the resulting `Ready`s.
+    pub fn deliver(&mut self, msg: Message) {
         let to = msg.to;
         let Some(n) = self.nodes.get_mut(&to) else { return };
         if !n.up {
@@ -369,6 +380,9 @@ impl Cluster {
 
     fn handle_ready(&mut self, id: NodeId, ready: Ready) {
         let ack = ready.ack();
+        if let Some(trace) = self.trace.as_mut() {
+            trace.extend(ready.to_string().lines().map(|l| format!("{id}: {l}")));
+        }
         self.digest(&id.0.to_le_bytes());
         self.digest(&crate::codec::encode(&(&ready.hard_state, &ready.entries, &ready.messages)));
         let n = self.nodes.get_mut(&id).expect("node exists");
@@ -429,12 +443,9 @@ impl Cluster {
         let n = self.nodes.get_mut(&id).expect("node exists");
         let snap_index = n.raft.log().snapshot_meta().last_index;
         if self.snapshot_every > 0 && n.applied_index.0 >= snap_index.0 + self.snapshot_every {
-            let index = n.applied_index;
-            let data = encode_applied(&n.applied);
-            n.raft.compact(index, data.clone()).expect("compacting at the applied index");
-            let meta = n.raft.log().snapshot_meta().clone();
-            n.disk.compact(Snapshot { meta, data });
+            self.compact(id);
         }
+        let n = self.nodes.get_mut(&id).expect("node exists");
         // Snapshot data on demand, as `CacheNode` does: encoded again when a follower needs it,
         // released whenever none does.
         if n.raft.wants_snapshot() {
@@ -453,6 +464,20 @@ impl Cluster {
         n.raft.release_snapshot_data();
     }
 
+    /// Takes a snapshot of node `id` at its applied index and compacts its log and disk to it
+    /// (nothing if the log's snapshot is already there).
+    pub fn compact(&mut self, id: NodeId) {
+        let n = self.nodes.get_mut(&id).expect("node exists");
+        let index = n.applied_index;
+        if index <= n.raft.log().snapshot_meta().last_index {
+            return;
+        }
+        let data = encode_applied(&n.applied);
+        n.raft.compact(index, data.clone()).expect("compacting at the applied index");
+        let meta = n.raft.log().snapshot_meta().clone();
+        n.disk.compact(Snapshot { meta, data });
+    }
+
     fn digest(&mut self, bytes: &[u8]) {
         for b in bytes {
             self.trace_digest ^= *b as u64;
@@ -462,6 +487,10 @@ impl Cluster {
 
     fn send(&mut self, msg: Message) {
         if self.blocked.contains(&(msg.from, msg.to)) {
+            return;
+        }
+        if self.manual {
+            self.mailbox.push(msg);
             return;
         }
         if self.drop_per_mille > 0 && (self.rng.next_u64() % 1000) < self.drop_per_mille as u64 {
