@@ -25,7 +25,7 @@
 //!
 //! [`Executor::drain_ready`] does all three for a driver whose fsync blocks.
 
-use crate::cache::{ApplyResult, Command, Pattern, TtlStatus};
+use crate::cache::{ApplyResult, Command, Pattern, SearchPage, TtlStatus};
 use crate::message::{Entry, Message, Snapshot, SnapshotMeta};
 use crate::node::{CacheNode, RequestId, RequestIds, SnapshotJob, WriteError};
 use crate::raft::{ReadError, Ready};
@@ -98,14 +98,21 @@ pub enum WriteOp {
 pub enum Query {
     Get(String),
     Ttl(String),
-    Search { pattern: Pattern, limit: usize },
+    /// One page of a search: at most `limit` matches after `after`, examining at most
+    /// `examine_max` keys (see `Cache::search_page`).
+    Search {
+        pattern: Pattern,
+        limit: usize,
+        after: Option<String>,
+        examine_max: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QueryResult {
     Value(Option<Bytes>),
     Ttl(TtlStatus),
-    Keys(Vec<String>),
+    Keys(SearchPage),
 }
 
 /// Replies ready to be sent, polled with [`Executor::take_answers`]. `W` and `R` are whatever
@@ -297,7 +304,7 @@ impl<W, R> Executor<W, R> {
         };
         // Only now may messages that depend on the persisted state leave.
         self.messages.append(&mut ready.messages);
-        let applied = node.apply(ready);
+        let applied = node.ready_done(ready);
         if let Some(job) = applied.snapshot_job {
             storage.submit_snapshot(job);
         }
@@ -380,7 +387,9 @@ pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
     match query {
         Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
         Query::Ttl(key) => QueryResult::Ttl(cache.ttl(key, at)),
-        Query::Search { pattern, limit } => QueryResult::Keys(cache.search(pattern, at, *limit)),
+        Query::Search { pattern, limit, after, examine_max } => QueryResult::Keys(
+            cache.search_page(pattern, at, *limit, after.as_deref(), *examine_max),
+        ),
     }
 }
 

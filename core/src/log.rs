@@ -88,7 +88,7 @@ impl RaftLog {
     /// Appends entries that directly follow the last one (the leader's own proposals).
     pub fn append(&mut self, entry: Entry) {
         assert_eq!(entry.index, self.last_index().next(), "log entries are appended contiguously");
-        debug_assert!(entry.term >= self.last_term(), "entry terms never decrease along the log");
+        assert!(entry.term >= self.last_term(), "entry terms never decrease along the log");
         self.entries.push_back(entry);
     }
 

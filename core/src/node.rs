@@ -1,15 +1,16 @@
 //! `CacheNode`: the Raft node and the cache together, with the bookkeeping every driver needs
 //! (which client write finished with what result, which read may run now, expiring keys through
-//! the log, snapshots at a threshold). The server and the simulator both drive a `CacheNode`, so
-//! the simulator tests the code that ships; they only add IO.
+//! the log, snapshots at a threshold). The server and the simulator both drive a `CacheNode`
+//! through `crate::exec`, so the simulator tests the code that ships; they only add IO.
 //!
-//! A driver's loop:
+//! The loop `exec::Executor` runs:
 //! ```text
 //! node.step / tick / write / read / raft_mut().propose_membership(..)   (inputs)
 //! let ready = node.ready();
 //! persist ready.snapshot, ready.hard_state + ready.entries; fsync if ready.must_sync
 //! send ready.messages
-//! let applied = node.apply(ready);        // applies, resolves writes and reads, advances
+//! let applied = node.ready_done(ready);   // applies, resolves writes and reads, advances,
+//!                                         // hands out a snapshot job, compacts
 //! answer applied.writes and applied.reads
 //! if let Some(job) = applied.snapshot_job:  // encode it, on another thread if you like, then
 //!     if let Some(s) = node.snapshot_encoded(job.encode()): persist s (file, then compaction)
@@ -123,7 +124,7 @@ pub enum WriteError {
     Undecodable(DecodeError),
 }
 
-/// A request resolved by [`CacheNode::apply`].
+/// A request resolved by [`CacheNode::ready_done`].
 #[derive(Debug, Clone)]
 pub struct Applied {
     /// Writes that finished, with the state machine's answer or why they failed.
@@ -199,7 +200,7 @@ pub struct CacheNode {
     reads_ready: BTreeMap<LogIndex, Vec<(RequestId, Instant)>>,
     /// Reads waiting for a read index.
     reads_waiting: BTreeSet<RequestId>,
-    /// Writes whose entry was replaced before they were resolved, reported by the next `apply`.
+    /// Writes whose entry was replaced before they were resolved, reported by the next `ready_done`.
     superseded: Vec<RequestId>,
     /// The index of the leader's outstanding `RemoveExpired` entry, to propose one at a time.
     expiry_in_flight: Option<(LogIndex, Term)>,
@@ -359,7 +360,7 @@ impl CacheNode {
         Ok(())
     }
 
-    /// Asks for a linearizable read; [`CacheNode::apply`] reports when it may run.
+    /// Asks for a linearizable read; [`CacheNode::ready_done`] reports when it may run.
     pub fn read(&mut self, now: Instant, id: RequestId) -> Result<(), ReadError> {
         self.now = self.now.max(now);
         self.raft.read_index(self.now, ReadId(id.0))?;
@@ -372,9 +373,10 @@ impl CacheNode {
     }
 
     /// Call once the `Ready`'s snapshot, state and entries are persisted and its messages sent:
-    /// installs the snapshot into the cache, applies committed entries, resolves requests and
-    /// advances the Raft node.
-    pub fn apply(&mut self, ready: Ready) -> Applied {
+    /// installs the snapshot into the cache, applies committed entries, resolves requests,
+    /// advances the Raft node, hands out a snapshot job when one is due and compacts the log
+    /// when it may. (Named for when it is called, since it does all of that.)
+    pub fn ready_done(&mut self, ready: Ready) -> Applied {
         let ack = ready.ack();
         let mut out = Applied { writes: Vec::new(), reads: Vec::new(), snapshot_job: None };
         out.writes.extend(self.superseded.drain(..).map(|id| (id, Err(WriteError::Superseded))));
@@ -428,7 +430,7 @@ impl CacheNode {
         for aborted in &ready.aborted_reads {
             let id = RequestId(aborted.0);
             if self.reads_waiting.remove(&id) {
-                out.reads.push((id, Err(ReadError::NoLeader)));
+                out.reads.push((id, Err(ReadError::Aborted)));
             }
         }
         self.raft.advance(ack);
@@ -601,7 +603,7 @@ mod tests {
         CacheNode::new(cfg, p, 1, Instant(0)).unwrap()
     }
 
-    /// What one `apply` gave, with its snapshot job already encoded and handed back (as a
+    /// What one `ready_done` gave, with its snapshot job already encoded and handed back (as a
     /// driver does, here on the same thread): `snapshot` is what the driver would persist.
     struct Out {
         applied: Applied,
@@ -616,7 +618,7 @@ mod tests {
     }
 
     fn apply(n: &mut CacheNode, r: Ready) -> Out {
-        let mut applied = n.apply(r);
+        let mut applied = n.ready_done(r);
         let job = applied.snapshot_job.take();
         let snapshot = job.and_then(|j| n.snapshot_encoded(j.encode()));
         Out { applied, snapshot }
@@ -713,7 +715,7 @@ mod tests {
     }
 
     // A leader's snapshot whose bytes the cache cannot restore is refused on receipt: nothing is
-    // persisted or applied (no panic in `apply`), the sender is told to start over, and a good
+    // persisted or applied (no panic in `ready_done`), the sender is told to start over, and a good
     // snapshot is still installed afterwards.
     #[test]
     fn undecodable_snapshot_from_a_leader_is_refused() {

@@ -45,6 +45,9 @@ pub type SnapshotCheck = fn(&[u8]) -> Result<(), String>;
 /// Nothing in a `Ready` is repeated by a later one, so the driver must not drop it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Ready {
+    /// 1, 2, 3, ... for the non-empty `Ready`s of one node; 0 for an empty one. [`Ready::ack`]
+    /// carries it back, and [`RaftNode::advance`] requires acknowledgements in order.
+    pub seq: u64,
     pub snapshot: Option<Snapshot>,
     pub hard_state: Option<HardState>,
     pub entries: Vec<Entry>,
@@ -56,8 +59,16 @@ pub struct Ready {
 }
 
 impl Ready {
+    /// Nothing to do (the sequence number aside).
     pub fn is_empty(&self) -> bool {
-        *self == Ready::default()
+        self.snapshot.is_none()
+            && self.hard_state.is_none()
+            && self.entries.is_empty()
+            && !self.must_sync
+            && self.messages.is_empty()
+            && self.committed_entries.is_empty()
+            && self.read_states.is_empty()
+            && self.aborted_reads.is_empty()
     }
 
     /// Removes and returns the leader's AppendEntries and Heartbeat messages, which depend on
@@ -77,6 +88,7 @@ impl Ready {
     /// What the driver reports to [`RaftNode::advance`] once it has handled this `Ready`.
     pub fn ack(&self) -> ReadyAck {
         ReadyAck {
+            seq: self.seq,
             persisted: self.entries.last().map(|e| (e.index, e.term)),
             snapshot_index: self.snapshot.as_ref().map(|s| s.meta.last_index),
             applied: self.committed_entries.last().map(|e| e.index),
@@ -128,6 +140,8 @@ impl std::fmt::Display for Ready {
 /// What a driver has done with a [`Ready`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReadyAck {
+    /// The acknowledged `Ready`'s [`Ready::seq`].
+    pub seq: u64,
     pub persisted: Option<(LogIndex, Term)>,
     pub snapshot_index: Option<LogIndex>,
     pub applied: Option<LogIndex>,
@@ -177,6 +191,10 @@ pub enum ProposeError {
 pub enum ReadError {
     #[error("no leader is known")]
     NoLeader,
+    /// The leader the read waited on lost its leadership (or this node's link to it) before
+    /// confirming it: nothing was read; retry once a leader is known.
+    #[error("the read was aborted by a leader change; retry")]
+    Aborted,
     #[error("too many pending reads (limit {limit})")]
     TooManyPending { limit: usize },
 }
@@ -383,8 +401,13 @@ pub struct RaftNode {
     /// [`RaftNode::set_snapshot_check`]).
     snapshot_check: Option<SnapshotCheck>,
 
-    // What the next Ready carries.
-    persisted_hard_state: HardState,
+    // What the next Ready carries. The hard state last handed out in a `Ready` (persisted once
+    // the driver acknowledges it), to hand out only changes.
+    hard_state_handed_out: HardState,
+    /// Sequence numbers of the `Ready`s handed out and acknowledged: a driver must acknowledge
+    /// every non-empty `Ready`, in order (checked in release builds).
+    readies_issued: u64,
+    readies_acked: u64,
     snapshot_to_install: Option<Snapshot>,
     messages: Vec<Message>,
     read_states: Vec<ReadState>,
@@ -445,12 +468,14 @@ impl RaftNode {
             append_needed: BTreeSet::new(),
             snapshot: persisted.snapshot.filter(|s| s.meta.last_index > LogIndex(0)),
             incoming_snapshot: None,
-            persisted_hard_state: HardState {
+            hard_state_handed_out: HardState {
                 current_term: hs.current_term,
                 voted_for: hs.voted_for,
                 commit_index,
             },
             snapshot_to_install: None,
+            readies_issued: 0,
+            readies_acked: 0,
             snapshot_check: None,
             snapshot_wanted: false,
             messages: Vec::new(),
@@ -499,8 +524,8 @@ impl RaftNode {
         if mutation == Some(Mutation::ForgetTermOnRestart) {
             self.current_term = Term(0);
             self.voted_for = None;
-            self.persisted_hard_state.current_term = Term(0);
-            self.persisted_hard_state.voted_for = None;
+            self.hard_state_handed_out.current_term = Term(0);
+            self.hard_state_handed_out.voted_for = None;
         }
     }
 
@@ -1053,13 +1078,13 @@ impl RaftNode {
             voted_for: self.voted_for,
             commit_index: self.commit_index,
         };
-        if hs != self.persisted_hard_state {
-            if hs.current_term != self.persisted_hard_state.current_term
-                || hs.voted_for != self.persisted_hard_state.voted_for
+        if hs != self.hard_state_handed_out {
+            if hs.current_term != self.hard_state_handed_out.current_term
+                || hs.voted_for != self.hard_state_handed_out.voted_for
             {
                 ready.must_sync = true;
             }
-            self.persisted_hard_state = hs.clone();
+            self.hard_state_handed_out = hs.clone();
             ready.hard_state = Some(hs);
         }
         ready.entries = self.log.take_unstable();
@@ -1084,11 +1109,32 @@ impl RaftNode {
         }
         ready.read_states = std::mem::take(&mut self.read_states);
         ready.aborted_reads = std::mem::take(&mut self.aborted_reads);
+        if !ready.is_empty() {
+            self.readies_issued += 1;
+            ready.seq = self.readies_issued;
+        }
         ready
     }
 
     /// The driver has handled a [`Ready`].
+    ///
+    /// Panics if `ack` is not the acknowledgement of the oldest `Ready` not yet acknowledged: a
+    /// driver that skipped or reordered one would have lost state the node believes persisted.
     pub fn advance(&mut self, ack: ReadyAck) {
+        if ack.seq == 0 {
+            assert!(
+                ack == ReadyAck::default(),
+                "an empty Ready acknowledges nothing, yet this one carries {ack:?}"
+            );
+            return;
+        }
+        assert_eq!(
+            ack.seq,
+            self.readies_acked + 1,
+            "Readies are acknowledged in order, each once ({} handed out)",
+            self.readies_issued
+        );
+        self.readies_acked = ack.seq;
         if let Some(index) = ack.snapshot_index {
             self.last_applied = self.last_applied.max(index);
         }
@@ -1096,7 +1142,7 @@ impl RaftNode {
             self.log.persisted_to(index, term);
         }
         if let Some(applied) = ack.applied {
-            debug_assert!(applied <= self.commit_index, "applied <= committed");
+            assert!(applied <= self.commit_index, "applied <= committed");
             self.last_applied = self.last_applied.max(applied);
         }
         if self.role == Role::Leader {
@@ -1153,9 +1199,11 @@ impl RaftNode {
         self.election_deadline = self.now.saturating_add_ms(base + jitter);
     }
 
-    /// Whether a leader was heard from within the election timeout (the leader lease that
-    /// keeps a partitioned node from disrupting a healthy cluster).
-    fn in_lease(&self) -> bool {
+    /// Whether this node disregards vote requests (other than a leadership transfer's) because
+    /// of the leader lease that keeps a partitioned node from disrupting a healthy cluster: a
+    /// follower that heard from a leader within the election timeout, or a leader, when
+    /// check-quorum is on (a leader checks its quorum itself and steps down when it loses it).
+    fn lease_blocks_votes(&self) -> bool {
         if self.role == Role::Leader {
             // A leader checks its quorum itself and steps down when it loses it.
             return self.cfg.check_quorum;
@@ -1168,7 +1216,7 @@ impl RaftNode {
     }
 
     fn set_term(&mut self, term: Term) {
-        debug_assert!(term >= self.current_term, "the term never decreases");
+        assert!(term >= self.current_term, "the term never decreases");
         if term > self.current_term {
             self.current_term = term;
             self.voted_for = None;
@@ -1528,11 +1576,8 @@ impl RaftNode {
     }
 
     fn set_commit(&mut self, index: LogIndex) {
-        debug_assert!(index >= self.commit_index, "commit_index never decreases");
-        debug_assert!(
-            index <= self.log.last_index(),
-            "commit_index never passes the last log index"
-        );
+        assert!(index >= self.commit_index, "commit_index never decreases");
+        assert!(index <= self.log.last_index(), "commit_index never passes the last log index");
         if index <= self.commit_index {
             return;
         }
@@ -1684,7 +1729,7 @@ impl RaftNode {
         if msg.term > self.current_term {
             match &msg.body {
                 MessageBody::RequestVote { leadership_transfer, .. }
-                    if !leadership_transfer && self.in_lease() =>
+                    if !leadership_transfer && self.lease_blocks_votes() =>
                 {
                     // A node that cannot hear the leader must not depose it (check-quorum lease).
                     return;
@@ -1863,7 +1908,7 @@ impl RaftNode {
     }
 
     fn accept_leader(&mut self, from: NodeId) {
-        debug_assert!(
+        assert!(
             !(self.role == Role::Leader && self.leader_id != Some(from)),
             "at most one leader per term"
         );
@@ -2265,19 +2310,28 @@ impl RaftNode {
 
     // ----- invariants -----
 
+    /// Cheap invariants, checked in release builds too (after every `Ready` acknowledged and
+    /// every message stepped): a node that breaks one would go on to corrupt replicated state, so
+    /// it stops instead (TigerBeetle's rule; the server's panic hook exits with status 70).
     fn check_invariants(&self) {
-        debug_assert!(self.last_applied <= self.commit_index, "applied <= committed");
-        debug_assert!(
+        assert!(self.last_applied <= self.commit_index, "applied <= committed");
+        assert!(
             self.commit_index <= self.log.last_index(),
             "commit_index never passes the last log index"
         );
-        debug_assert!(
+        assert!(
             self.role != Role::Leader || self.leader_id == Some(self.id),
             "a leader knows itself as leader"
         );
-        debug_assert!(
-            self.log.persisted_index() <= self.log.last_index(),
-            "persisted entries exist"
+        assert!(self.log.persisted_index() <= self.log.last_index(), "persisted entries exist");
+        assert!(
+            self.last_applied
+                <= self.log.persisted_index().max(self.log.snapshot_meta().last_index),
+            "only durable entries are applied"
+        );
+        assert!(
+            self.readies_acked <= self.readies_issued,
+            "only Readies handed out are acknowledged"
         );
     }
 }

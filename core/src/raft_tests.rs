@@ -196,6 +196,7 @@ fn vote_is_persisted_before_the_response_leaves() {
     assert_eq!(
         r,
         Ready {
+            seq: 1,
             hard_state: Some(HardState {
                 current_term: Term(1),
                 voted_for: Some(NodeId(1)),
@@ -1810,4 +1811,38 @@ fn shutdown_hands_over_to_the_voter_holding_most_of_the_log() {
     // A follower has nothing to hand over.
     let mut f = new_node(2, 3, 1);
     assert_eq!(f.hand_over_for_shutdown(Instant(5)), Ok(None));
+}
+
+// A driver that skips a Ready, or acknowledges one twice, is stopped at once (in release builds
+// too): the node would otherwise believe entries persisted that are not.
+#[test]
+fn readies_must_be_acknowledged_in_order() {
+    for skip in [true, false] {
+        let result = std::panic::catch_unwind(|| {
+            let mut n = new_node(2, 3, 1);
+            n.step(Instant(5), vote_req(1, 2, 1, false, 0, 0)).unwrap();
+            let first = n.ready();
+            assert_eq!(first.seq, 1);
+            n.step(Instant(6), vote_req(3, 2, 2, false, 0, 0)).unwrap();
+            let second = n.ready();
+            assert_eq!(second.seq, 2);
+            if skip {
+                n.advance(second.ack());
+            } else {
+                n.advance(first.ack());
+                n.advance(first.ack());
+            }
+        });
+        let message = result.expect_err("out-of-order acknowledgements panic");
+        let text = message.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(text.contains("acknowledged in order"), "{text}");
+    }
+    // In order, each once: fine; an empty Ready needs no acknowledgement.
+    let mut n = new_node(2, 3, 1);
+    n.step(Instant(5), vote_req(1, 2, 1, false, 0, 0)).unwrap();
+    let r = n.ready();
+    n.advance(r.ack());
+    let empty = n.ready();
+    assert!(empty.is_empty() && empty.seq == 0);
+    n.advance(empty.ack());
 }

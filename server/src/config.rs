@@ -109,6 +109,10 @@ pub struct Cli {
     /// cluster time logs a warning. TTLs are exact within twice this [default: 500].
     #[arg(long, global = true, env = "SIMPLE_CACHE_CLOCK_SKEW_MAX_MS")]
     pub clock_skew_max_ms: Option<u64>,
+    /// Keys a search examines per turn of the node loop; a search over more keys continues in
+    /// later turns, so writes and heartbeats are not held up behind it [default: 10000].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_SEARCH_PAGE_KEYS")]
+    pub search_page_keys: Option<usize>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -202,6 +206,7 @@ struct FileConfig {
     peer_token: Option<String>,
     snapshot_threshold: Option<u64>,
     clock_skew_max_ms: Option<u64>,
+    search_page_keys: Option<usize>,
 }
 
 /// The validated configuration the server runs with.
@@ -236,6 +241,8 @@ pub struct Config {
     pub snapshot_threshold: u64,
     /// The clock assumption behind the TTL guarantee (see ARCHITECTURE.md, "Time").
     pub clock_skew_max_ms: u64,
+    /// Keys a search examines per turn of the node loop (see `service::Service::search`).
+    pub search_page_keys: usize,
     /// The file the configuration was read from, for hot reload.
     pub source: Option<PathBuf>,
 }
@@ -261,6 +268,10 @@ const BODY_BYTES_LIMIT: usize = 64 << 20;
 /// What a stored value's log entry holds besides the key and the value: the proposal's time,
 /// command tag, length prefixes, expiry and the stored value's own tag (bounded well below).
 pub const PROPOSAL_OVERHEAD_BYTES: usize = 256;
+
+/// Keys a search examines per turn of the node loop unless configured: about 1-4 ms of regex
+/// matching on this machine (BENCHMARKS.md, "Search").
+pub const SEARCH_PAGE_KEYS_DEFAULT: usize = 10_000;
 
 /// The largest `max_value_bytes` for a given `max_key_bytes`: a key and value of the largest
 /// sizes, as one proposal, must fit in one log entry (and so in one WAL record).
@@ -333,6 +344,10 @@ impl Config {
                 .or(file.snapshot_threshold)
                 .unwrap_or(10_000),
             clock_skew_max_ms: cli.clock_skew_max_ms.or(file.clock_skew_max_ms).unwrap_or(500),
+            search_page_keys: cli
+                .search_page_keys
+                .or(file.search_page_keys)
+                .unwrap_or(SEARCH_PAGE_KEYS_DEFAULT),
             source,
         };
         cfg.validate()?;
@@ -364,6 +379,7 @@ impl Config {
             ("max_concurrent_requests", self.max_concurrent_requests as u64),
             ("snapshot_threshold", self.snapshot_threshold),
             ("clock_skew_max_ms", self.clock_skew_max_ms),
+            ("search_page_keys", self.search_page_keys as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -507,6 +523,7 @@ const FILE_KEYS: &[&str] = &[
     "peer_token",
     "snapshot_threshold",
     "clock_skew_max_ms",
+    "search_page_keys",
 ];
 
 /// Parses the YAML text key by key, so that an error names the key it is about (serde's error

@@ -114,6 +114,7 @@ impl From<ReadError> for ApiError {
     fn from(e: ReadError) -> ApiError {
         match e {
             ReadError::NoLeader => ApiError::unavailable("no_leader", "no leader is known"),
+            ReadError::Aborted => ApiError::unavailable("read_aborted", e.to_string()),
             ReadError::TooManyPending { .. } => {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending", e.to_string())
             }

@@ -282,7 +282,7 @@ async fn forwarded_write(
     let b = body(b)?;
     let w: ForwardedWrite = serde_json::from_slice(&b)
         .map_err(|e| ApiError::bad_request("bad_body", format!("not a forwarded write: {e}")))?;
-    let r = svc.apply_forwarded(authorization(&headers).map(str::to_string), w).await?;
+    let r = svc.handle_forwarded(authorization(&headers).map(str::to_string), w).await?;
     Ok(Json(serde_json::to_value(r).expect("a result serializes")))
 }
 

@@ -548,7 +548,7 @@ fn status_of(node: &CacheNode, stopped: bool) -> Status {
 }
 
 /// A failed WAL write or fsync: the node cannot vouch for its state, so it stops at once rather
-/// than acknowledge anything more (section 5 of the style guide).
+/// than acknowledge anything more (a node must never vouch for what it could not persist).
 fn fatal(what: &str, e: &std::io::Error) -> ! {
     eprintln!("simple-cache: fatal: {what}: {}; stopping the node", describe_io(e));
     std::process::exit(EXIT_FATAL);

@@ -88,7 +88,8 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<&'static str>) {
         admin_token,
         peer_token,
         snapshot_threshold,
-        clock_skew_max_ms
+        clock_skew_max_ms,
+        search_page_keys
     );
     if old.peers.len() != new.peers.len()
         || old.peers.iter().zip(&new.peers).any(|(a, b)| a.id != b.id || a.addr != b.addr)

@@ -230,10 +230,29 @@ impl Service {
         let limit = limit.unwrap_or(SEARCH_LIMIT_DEFAULT).min(SEARCH_RESULTS_MAX);
         let pattern = Pattern::compile(pattern, mode)
             .map_err(|e| ApiError::bad_request("bad_pattern", e.to_string()))?;
-        match self.read(Query::Search { pattern, limit }, c).await? {
-            QueryResult::Keys(keys) => Ok(keys),
-            _ => Ok(Vec::new()),
+        // Page by page, each a read of its own, so a search over many keys never holds the node
+        // loop for long (`search_page_keys`).
+        let mut keys = Vec::new();
+        let mut after = None;
+        while keys.len() < limit {
+            let query = Query::Search {
+                pattern: pattern.clone(),
+                limit: limit - keys.len(),
+                after: after.take(),
+                examine_max: self.cfg.search_page_keys,
+            };
+            match self.read(query, c).await? {
+                QueryResult::Keys(page) => {
+                    keys.extend(page.keys);
+                    match page.resume_after {
+                        Some(k) => after = Some(k),
+                        None => break,
+                    }
+                }
+                _ => break,
+            }
         }
+        Ok(keys)
     }
 
     pub async fn set(
@@ -280,7 +299,7 @@ impl Service {
 
     /// Runs a forwarded write on this node (the leader, as the follower believed): the same
     /// checks as a write from a client, and never forwarded again.
-    pub async fn apply_forwarded(
+    pub async fn handle_forwarded(
         &self,
         authorization: Option<String>,
         w: ForwardedWrite,
@@ -563,7 +582,10 @@ impl Service {
             self.send_input(Input::Read { query: query.clone(), stale, reply }, deadline).await?;
             match self.await_reply(rx, deadline).await? {
                 Ok(r) => return Ok(r),
-                Err(ReadError::NoLeader) => self.wait_for_leader(deadline, &mut attempt).await?,
+                // Nothing was read: wait for a leader and read again.
+                Err(ReadError::NoLeader | ReadError::Aborted) => {
+                    self.wait_for_leader(deadline, &mut attempt).await?
+                }
                 Err(e) => return Err(e.into()),
             }
         }

@@ -123,6 +123,28 @@ async fn every_route_works() {
 }
 
 // A key set with a TTL is visible, then disappears once the TTL passes.
+// A search over more keys than one page (`search_page_keys` = 3 here) continues page by page and
+// returns what one unbounded search would: every match, in order, up to the limit.
+#[tokio::test]
+async fn search_continues_over_pages() {
+    let (_d, n) = single(&["--search-page-keys", "3"]).await;
+    for i in 0..11 {
+        let key = format!("k{i:02}");
+        let body = format!(r#"{{"value": {i}}}"#);
+        let (s, _) = call("PUT", &n.url(&format!("/v1/{key}")), Some(&body)).await;
+        assert_eq!(s, 200);
+    }
+    let all: Vec<String> = (0..11).map(|i| format!("k{i:02}")).collect();
+    for consistency in ["linearizable", "stale"] {
+        let url = n.url(&format!("/v1/search?pattern=k*&consistency={consistency}"));
+        assert_eq!(call("GET", &url, None).await, (200, json!({"keys": all})));
+    }
+    let (_, b) = call("GET", &n.url("/v1/search?pattern=%5Ek.%5B05%5D%24&mode=regex"), None).await;
+    assert_eq!(b, json!({"keys": ["k00", "k05", "k10"]}));
+    let (_, b) = call("GET", &n.url("/v1/search?pattern=k*&limit=5"), None).await;
+    assert_eq!(b, json!({"keys": ["k00", "k01", "k02", "k03", "k04"]}));
+}
+
 #[tokio::test]
 async fn ttl_expiry_removes_the_key() {
     let (_d, n) = single(&[]).await;

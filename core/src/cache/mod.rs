@@ -125,6 +125,14 @@ struct Item {
     expires_at: Option<Instant>,
 }
 
+/// One page of a search ([`Cache::search_page`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SearchPage {
+    pub keys: Vec<String>,
+    /// The search stopped at its examination budget: continue after this key.
+    pub resume_after: Option<String>,
+}
+
 /// The cache state machine. See the module documentation for how TTLs stay deterministic.
 ///
 /// Invariant: `expirations` holds exactly one `(deadline, key)` entry for every item that has a
@@ -226,30 +234,70 @@ impl Cache {
     }
 
     /// The live keys matching `pattern` at `now`, in ascending order, at most
-    /// `min(limit, SEARCH_RESULTS_MAX)` of them. A pattern with a literal prefix scans only the
-    /// keys with that prefix; others scan every key until enough matches are found.
+    /// `min(limit, SEARCH_RESULTS_MAX)` of them, examining as many keys as it takes (tests and
+    /// tools; a node serves searches page by page with [`Cache::search_page`]).
     pub fn search(&self, pattern: &Pattern, now: Instant, limit: usize) -> Vec<String> {
+        self.search_page(pattern, now, limit, None, usize::MAX).keys
+    }
+
+    /// One bounded step of a search: the live keys matching `pattern` at `now` that sort after
+    /// `after` (all, if `None`), in ascending order, at most `min(limit, SEARCH_RESULTS_MAX)` of
+    /// them, examining at most `examine_max` keys. A pattern with a literal prefix examines only
+    /// the keys with that prefix. If the budget ran out first, `resume_after` names the last key
+    /// examined: the next page starts after it (Redis `SCAN`'s cursor). Keys present and live
+    /// throughout a paged search are returned exactly once; keys written or removed meanwhile may
+    /// or may not be.
+    pub fn search_page(
+        &self,
+        pattern: &Pattern,
+        now: Instant,
+        limit: usize,
+        after: Option<&str>,
+        examine_max: usize,
+    ) -> SearchPage {
         let now = self.read_time(now);
         let limit = limit.min(SEARCH_RESULTS_MAX);
-        if limit == 0 {
-            return Vec::new();
+        let mut page = SearchPage::default();
+        if limit == 0 || examine_max == 0 {
+            return page;
         }
         match pattern.plan() {
-            Plan::Exact(key) => match self.items.get_key_value(key.as_str()) {
-                Some((key, item)) if is_live(item, now) => vec![key.clone()],
-                _ => Vec::new(),
-            },
-            Plan::Scan { prefix, filter } => self
-                .items
-                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-                .take_while(|(key, _)| key.starts_with(prefix.as_str()))
-                .filter(|(key, item)| {
-                    is_live(item, now) && filter.as_ref().is_none_or(|f| f.is_match(key))
-                })
-                .take(limit)
-                .map(|(key, _)| key.clone())
-                .collect(),
+            Plan::Exact(key) => {
+                let past = after.is_some_and(|a| key.as_str() <= a);
+                if let Some((key, item)) = self.items.get_key_value(key.as_str())
+                    && is_live(item, now)
+                    && !past
+                {
+                    page.keys.push(key.clone());
+                }
+            }
+            Plan::Scan { prefix, filter } => {
+                let start = match after {
+                    Some(a) if a >= prefix.as_str() => Bound::Excluded(a),
+                    _ => Bound::Included(prefix.as_str()),
+                };
+                let mut last: Option<&String> = None;
+                let keys = self
+                    .items
+                    .range::<str, _>((start, Bound::Unbounded))
+                    .take_while(|(key, _)| key.starts_with(prefix.as_str()));
+                for (examined, (key, item)) in keys.enumerate() {
+                    if examined == examine_max {
+                        // More keys to look at: resume after the last one examined.
+                        page.resume_after = last.cloned();
+                        break;
+                    }
+                    last = Some(key);
+                    if is_live(item, now) && filter.as_ref().is_none_or(|f| f.is_match(key)) {
+                        page.keys.push(key.clone());
+                        if page.keys.len() == limit {
+                            break;
+                        }
+                    }
+                }
+            }
         }
+        page
     }
 
     /// Keys whose deadline is at or before `max(now, clock)`, earliest deadline first, at most

@@ -273,6 +273,54 @@ fn search_slow_path_matches_glob_semantics() {
     }
 }
 
+// A search page by page (a budget of keys examined each, resuming after the last one examined)
+// finds exactly what one unbounded search finds, for every budget, pattern and limit; no page
+// examines more keys than its budget.
+#[test]
+fn paged_search_finds_what_one_search_finds() {
+    let mut cache = Cache::new();
+    for i in 0..60 {
+        let deadline = if i % 5 == 0 { Some(5) } else { None };
+        let key = if i % 2 == 0 { format!("a{i:02}") } else { format!("b{i:02}") };
+        cache.apply(&Proposal { time: Instant(0), command: set(&key, "v", deadline) });
+    }
+    let patterns = [
+        ("*", SearchMode::Wildcard),
+        ("a*", SearchMode::Wildcard),
+        ("*7", SearchMode::Wildcard),
+        ("b1[0-9]", SearchMode::Wildcard),
+        ("a14", SearchMode::Wildcard),
+        ("a10", SearchMode::Wildcard),
+        ("^b.*[13]$", SearchMode::Regex),
+    ];
+    for (text, mode) in patterns {
+        let pattern = Pattern::compile(text, mode).unwrap();
+        for limit in [1, 3, 7, 100] {
+            let whole = cache.search(&pattern, Instant(10), limit);
+            for budget in [1, 2, 5, 13, 1000] {
+                let (mut keys, mut after, mut pages) = (Vec::new(), None::<String>, 0);
+                loop {
+                    let left = limit - keys.len();
+                    let page =
+                        cache.search_page(&pattern, Instant(10), left, after.as_deref(), budget);
+                    assert!(page.keys.len() <= budget.min(left));
+                    keys.extend(page.keys);
+                    pages += 1;
+                    assert!(pages <= 61, "a paged search ends");
+                    match page.resume_after {
+                        Some(k) if keys.len() < limit => {
+                            assert!(after.as_ref().is_none_or(|a| k > *a), "the cursor advances");
+                            after = Some(k);
+                        }
+                        _ => break,
+                    }
+                }
+                assert_eq!(keys, whole, "{text} limit {limit} budget {budget}");
+            }
+        }
+    }
+}
+
 #[test]
 fn search_is_sorted_and_limited() {
     // Results are ascending, skip expired keys and stop at min(limit, SEARCH_RESULTS_MAX).

@@ -109,7 +109,7 @@ impl Sim {
             }
             match self.await_reply(rx, deadline).await {
                 Some(Ok(v)) => return ServiceRead::Value(v),
-                Some(Err(ReadError::NoLeader)) => {
+                Some(Err(ReadError::NoLeader | ReadError::Aborted)) => {
                     attempt += 1;
                     let usable_now = attempt <= 3 && self.leader_usable(node, |_| true);
                     if !usable_now && !self.wait_for_leader(node, deadline, |_| true).await {
