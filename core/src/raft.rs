@@ -1326,7 +1326,7 @@ impl RaftNode {
     }
 
     fn become_leader(&mut self) {
-        debug_assert_eq!(self.role, Role::Candidate);
+        assert_eq!(self.role, Role::Candidate);
         tracing::info!(node = %self.id, term = %self.current_term, "became leader");
         self.role = Role::Leader;
         self.pre_vote_campaign = false;
@@ -1567,7 +1567,7 @@ impl RaftNode {
             // the leader's own term; earlier entries commit with it.
             return;
         }
-        debug_assert!(
+        assert!(
             own_term || self.mutated_commit_previous_term(),
             "a leader counts replicas only for entries from its own term"
         );
@@ -1947,7 +1947,7 @@ impl RaftNode {
             || (!pre_vote && self.mutated_vote_ignores_log());
         let granted = can_vote && up_to_date;
         if granted && !pre_vote {
-            debug_assert!(
+            assert!(
                 self.voted_for.is_none()
                     || self.voted_for == Some(from)
                     || self.mutated_double_vote(),
@@ -2018,13 +2018,13 @@ impl RaftNode {
             );
             return;
         }
-        debug_assert!(
+        assert!(
             self.log.matches(prev_log_index, prev_log_term),
             "an append is accepted only when the previous index and term match"
         );
         let last_new = LogIndex(prev_log_index.0 + entries.len() as u64);
         if let Some(first) = entries.first() {
-            debug_assert_eq!(
+            assert_eq!(
                 first.index,
                 prev_log_index.next(),
                 "appended entries follow prev_log_index"
@@ -2032,7 +2032,7 @@ impl RaftNode {
         }
         let has_membership =
             entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)));
-        debug_assert!(
+        assert!(
             self.role != Role::Leader,
             "a leader never truncates or overwrites its own log"
         );
