@@ -347,6 +347,37 @@ pub struct PeerStatus {
     pub last_contact: Option<Instant>,
 }
 
+/// What exists only while this node leads (openraft's `Option<Box<Leader>>`): created by
+/// `become_leader`, dropped with everything in it when the leadership ends
+/// (`leave_leadership`), so nothing of one leadership can leak into the next.
+struct Leader {
+    progress: BTreeMap<NodeId, Progress>,
+    transfer: Option<Transfer>,
+    /// Bytes of the entries appended and not yet committed (`pending_proposal_bytes_max`).
+    uncommitted_bytes: usize,
+    /// The ReadIndex round last started by this leader (0: none yet).
+    read_seq: u64,
+    pending_reads: VecDeque<PendingRead>,
+    /// Reads that arrived before this leader committed an entry of its term.
+    reads_awaiting_commit: Vec<Reader>,
+    /// Members the leader must send appends to when the next `Ready` is built.
+    append_needed: BTreeSet<NodeId>,
+    heartbeat_deadline: Instant,
+    check_quorum_deadline: Instant,
+}
+
+/// The leader state of a node that must be leading (its callers checked the role).
+macro_rules! lead {
+    ($s:ident) => {
+        $s.leader.as_deref_mut().expect("leader state exists while leading")
+    };
+}
+macro_rules! lead_ref {
+    ($s:ident) => {
+        $s.leader.as_deref().expect("leader state exists while leading")
+    };
+}
+
 pub struct RaftNode {
     cfg: Config,
     id: NodeId,
@@ -373,23 +404,13 @@ pub struct RaftNode {
     told_removed: bool,
 
     election_deadline: Instant,
-    heartbeat_deadline: Instant,
-    check_quorum_deadline: Instant,
     last_leader_contact: Option<Instant>,
 
     votes: BTreeMap<NodeId, bool>,
-    progress: BTreeMap<NodeId, Progress>,
-    transfer: Option<Transfer>,
-    uncommitted_bytes: usize,
-    /// The ReadIndex round last started by this leader (0: none this term).
-    read_seq: u64,
-    pending_reads: VecDeque<PendingRead>,
-    /// Reads that arrived before this leader committed an entry of its term.
-    reads_awaiting_commit: Vec<Reader>,
+    /// What exists only while this node leads: `Some` exactly when `role` is `Leader`.
+    leader: Option<Box<Leader>>,
     /// Reads this follower forwarded to the leader.
     forwarded_reads: BTreeMap<ReadId, ForwardedRead>,
-    /// Members the leader must send appends to when the next `Ready` is built.
-    append_needed: BTreeSet<NodeId>,
 
     /// The latest snapshot, sent to followers that are too far behind. `None` once compacted
     /// only if the driver released the data (see [`RaftNode::release_snapshot_data`]).
@@ -454,18 +475,10 @@ impl RaftNode {
             was_committed_member: false,
             told_removed: false,
             election_deadline: now,
-            heartbeat_deadline: now,
-            check_quorum_deadline: now,
             last_leader_contact: None,
             votes: BTreeMap::new(),
-            progress: BTreeMap::new(),
-            transfer: None,
-            uncommitted_bytes: 0,
-            read_seq: 0,
-            pending_reads: VecDeque::new(),
-            reads_awaiting_commit: Vec::new(),
+            leader: None,
             forwarded_reads: BTreeMap::new(),
-            append_needed: BTreeSet::new(),
             snapshot: persisted.snapshot.filter(|s| s.meta.last_index > LogIndex(0)),
             incoming_snapshot: None,
             hard_state_handed_out: HardState {
@@ -578,7 +591,7 @@ impl RaftNode {
     }
     /// Whether a leadership transfer is under way on this leader.
     pub fn transfer_target(&self) -> Option<NodeId> {
-        self.transfer.as_ref().map(|t| t.target)
+        self.leader.as_ref().and_then(|l| l.transfer.as_ref()).map(|t| t.target)
     }
     /// This node is no longer a member: a membership without it was committed after one with
     /// it, or the leader said so ([`MessageBody::Removed`]). It no longer campaigns; the driver
@@ -594,7 +607,7 @@ impl RaftNode {
         self.membership
             .members()
             .map(|id| {
-                let p = self.progress.get(&id);
+                let p = self.leader.as_ref().and_then(|l| l.progress.get(&id));
                 let (match_index, last_contact) = if id == self.id {
                     (self.log.persisted_index(), Some(self.now))
                 } else {
@@ -608,11 +621,12 @@ impl RaftNode {
     pub fn next_deadline(&self) -> Instant {
         match self.role {
             Role::Leader => {
-                let mut d = self.heartbeat_deadline;
+                let l = lead_ref!(self);
+                let mut d = l.heartbeat_deadline;
                 if self.cfg.check_quorum {
-                    d = d.min(self.check_quorum_deadline);
+                    d = d.min(l.check_quorum_deadline);
                 }
-                if let Some(t) = &self.transfer {
+                if let Some(t) = &l.transfer {
                     d = d.min(t.deadline);
                 }
                 d
@@ -668,7 +682,7 @@ impl RaftNode {
         if self.role != Role::Leader {
             return Err(ProposeError::NotLeader { leader_hint: self.leader_id });
         }
-        if self.transfer.is_some() {
+        if lead_ref!(self).transfer.is_some() {
             return Err(ProposeError::TransferInProgress);
         }
         if data.len() > self.cfg.entry_bytes_max {
@@ -681,9 +695,8 @@ impl RaftNode {
         if pending >= self.cfg.pending_proposals_max {
             return Err(ProposeError::TooManyPending { limit: self.cfg.pending_proposals_max });
         }
-        if self.uncommitted_bytes + data.len() > self.cfg.pending_proposal_bytes_max
-            && self.uncommitted_bytes > 0
-        {
+        let uncommitted = lead_ref!(self).uncommitted_bytes;
+        if uncommitted + data.len() > self.cfg.pending_proposal_bytes_max && uncommitted > 0 {
             return Err(ProposeError::TooManyPendingBytes {
                 limit: self.cfg.pending_proposal_bytes_max,
             });
@@ -697,9 +710,11 @@ impl RaftNode {
     /// carries the id in `aborted_reads` instead, leadership changed and the read must be retried.
     pub fn read_index(&mut self, now: Instant, id: ReadId) -> Result<(), ReadError> {
         self.observe_time(now);
-        let outstanding = self.pending_reads.len()
-            + self.reads_awaiting_commit.len()
-            + self.forwarded_reads.len();
+        let leading = self
+            .leader
+            .as_ref()
+            .map_or(0, |l| l.pending_reads.len() + l.reads_awaiting_commit.len());
+        let outstanding = leading + self.forwarded_reads.len();
         if outstanding >= self.cfg.pending_reads_max {
             return Err(ReadError::TooManyPending { limit: self.cfg.pending_reads_max });
         }
@@ -730,7 +745,7 @@ impl RaftNode {
         if self.role != Role::Leader {
             return Err(MembershipError::NotLeader { leader_hint: self.leader_id });
         }
-        if self.transfer.is_some() {
+        if lead_ref!(self).transfer.is_some() {
             return Err(MembershipError::TransferInProgress);
         }
         // Until an entry of this term commits, an uncommitted change of a previous leader may
@@ -773,7 +788,7 @@ impl RaftNode {
                 let commit_index = self.commit_index;
                 let now = self.now;
                 let timeout = self.cfg.election_timeout_ms;
-                let Some(p) = self.progress.get_mut(&id) else {
+                let Some(p) = lead!(self).progress.get_mut(&id) else {
                     return Err(MembershipError::NotResponding { id });
                 };
                 let target = *p.promotion_target.get_or_insert(commit_index);
@@ -848,20 +863,20 @@ impl RaftNode {
         if !self.membership.is_voter(target) {
             return Err(TransferError::NotVoter(target));
         }
-        if self.transfer.is_some() {
+        let deadline = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
+        let last_index = self.log.last_index();
+        let l = lead!(self);
+        if l.transfer.is_some() {
             return Err(TransferError::InProgress);
         }
+        l.transfer = Some(Transfer { target, deadline });
+        let caught_up = l.progress.get(&target).is_some_and(|p| p.match_index == last_index);
+        if !caught_up {
+            l.append_needed.insert(target);
+        }
         tracing::info!(node = %self.id, term = %self.current_term, %target, "leadership transfer started");
-        self.transfer = Some(Transfer {
-            target,
-            deadline: self.now.saturating_add_ms(self.cfg.election_timeout_ms),
-        });
-        let caught_up =
-            self.progress.get(&target).is_some_and(|p| p.match_index == self.log.last_index());
         if caught_up {
             self.send(target, MessageBody::TimeoutNow);
-        } else {
-            self.append_needed.insert(target);
         }
         Ok(())
     }
@@ -902,8 +917,10 @@ impl RaftNode {
     /// [`RaftNode::wants_snapshot`] asks the driver for it.
     pub fn release_snapshot_data(&mut self) {
         let compacted = self.log.snapshot_meta().last_index;
-        let needed = self.progress.values().any(|p| {
-            matches!(p.state, ReplicationState::Snapshot { .. }) || p.next_index <= compacted
+        let needed = self.leader.as_ref().is_some_and(|l| {
+            l.progress.values().any(|p| {
+                matches!(p.state, ReplicationState::Snapshot { .. }) || p.next_index <= compacted
+            })
         });
         if self.snapshot.is_some() && !needed {
             self.snapshot = None;
@@ -1033,11 +1050,11 @@ impl RaftNode {
                 }
             }
             MessageBody::HeartbeatResponse { read_seq, .. }
-                if own_follower && *read_seq > self.read_seq =>
+                if own_follower && *read_seq > lead_ref!(self).read_seq =>
             {
                 return Err(format!(
                     "acknowledges ReadIndex round {read_seq}; this leader started {}",
-                    self.read_seq
+                    lead_ref!(self).read_seq
                 ));
             }
             MessageBody::AppendEntriesResponse { index, success: true, .. }
@@ -1243,15 +1260,15 @@ impl RaftNode {
         self.reset_election_deadline();
     }
 
+    /// Drops the leader state; reads still waiting on this leadership are aborted.
     fn leave_leadership(&mut self) {
         tracing::info!(node = %self.id, term = %self.current_term, "stepped down as leader");
-        self.transfer = None;
-        self.progress.clear();
-        self.append_needed.clear();
-        for r in std::mem::take(&mut self.pending_reads) {
+        let Some(l) = self.leader.take() else { return };
+        let Leader { pending_reads, reads_awaiting_commit, .. } = *l;
+        for r in pending_reads {
             self.abort_read(r.reader);
         }
-        for r in std::mem::take(&mut self.reads_awaiting_commit) {
+        for r in reads_awaiting_commit {
             self.abort_read(r);
         }
     }
@@ -1331,36 +1348,44 @@ impl RaftNode {
         self.role = Role::Leader;
         self.pre_vote_campaign = false;
         self.leader_id = Some(self.id);
-        self.read_seq = 0;
-        self.progress.clear();
         let next = self.log.last_index().next();
-        for id in self.membership.members().collect::<Vec<_>>() {
-            if id != self.id {
-                self.progress.insert(id, Progress::new(next));
-            }
-        }
-        self.heartbeat_deadline = self.now;
-        self.check_quorum_deadline = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
-        self.uncommitted_bytes = 0;
+        let progress = self
+            .membership
+            .members()
+            .filter(|&id| id != self.id)
+            .map(|id| (id, Progress::new(next)))
+            .collect();
+        let mut uncommitted_bytes = 0;
         let mut i = self.commit_index.next();
         while let Some(e) = self.log.get(i) {
-            self.uncommitted_bytes += e.size_bytes();
+            uncommitted_bytes += e.size_bytes();
             i = i.next();
         }
+        self.leader = Some(Box::new(Leader {
+            progress,
+            transfer: None,
+            uncommitted_bytes,
+            read_seq: 0,
+            pending_reads: VecDeque::new(),
+            reads_awaiting_commit: Vec::new(),
+            append_needed: BTreeSet::new(),
+            heartbeat_deadline: self.now,
+            check_quorum_deadline: self.now.saturating_add_ms(self.cfg.election_timeout_ms),
+        }));
         self.append_as_leader(EntryPayload::Noop);
     }
 
     fn append_as_leader(&mut self, payload: EntryPayload) -> LogIndex {
         let entry = Entry { term: self.current_term, index: self.log.last_index().next(), payload };
         let index = entry.index;
-        self.uncommitted_bytes += entry.size_bytes();
+        lead!(self).uncommitted_bytes += entry.size_bytes();
         let is_membership = matches!(entry.payload, EntryPayload::Membership(_));
         self.log.append(entry);
         if is_membership {
             self.refresh_membership();
         }
-        let followers: Vec<NodeId> = self.progress.keys().copied().collect();
-        self.append_needed.extend(followers);
+        let l = lead!(self);
+        l.append_needed.extend(l.progress.keys().copied());
         // A single-voter cluster commits as soon as the entry is durable; `advance` handles it.
         index
     }
@@ -1380,27 +1405,29 @@ impl RaftNode {
         self.membership_index = index;
         let members = &self.membership;
         self.clock.retain(|id| members.contains(id));
-        if self.role == Role::Leader {
+        if let Some(l) = self.leader.as_deref_mut() {
             let next = self.log.last_index().next();
             let members: Vec<NodeId> =
                 self.membership.members().filter(|&m| m != self.id).collect();
-            self.progress.retain(|id, _| members.contains(id));
+            l.progress.retain(|id, _| members.contains(id));
             for m in members {
-                self.progress.entry(m).or_insert_with(|| {
+                l.progress.entry(m).or_insert_with(|| {
                     let mut p = Progress::new(next);
                     p.recent_active = true;
                     p
                 });
-                self.append_needed.insert(m);
+                l.append_needed.insert(m);
             }
         }
     }
 
     fn tick_leader(&mut self) {
-        if self.cfg.check_quorum && self.now >= self.check_quorum_deadline {
+        let now = self.now;
+        let l = lead!(self);
+        if self.cfg.check_quorum && now >= l.check_quorum_deadline {
             let quorum = self.membership.quorum();
             let mut active = usize::from(self.membership.is_voter(self.id));
-            for (id, p) in self.progress.iter_mut() {
+            for (id, p) in l.progress.iter_mut() {
                 if p.recent_active && self.membership.voters.contains(id) {
                     active += 1;
                 }
@@ -1412,25 +1439,26 @@ impl RaftNode {
                 self.become_follower(term, None);
                 return;
             }
-            self.check_quorum_deadline = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
+            l.check_quorum_deadline = now.saturating_add_ms(self.cfg.election_timeout_ms);
         }
-        if let Some(t) = &self.transfer
-            && self.now >= t.deadline
+        if let Some(t) = &l.transfer
+            && now >= t.deadline
         {
             tracing::warn!(node = %self.id, target = %t.target, "leadership transfer timed out");
-            self.transfer = None;
+            l.transfer = None;
         }
-        if self.now >= self.heartbeat_deadline {
-            self.heartbeat_deadline = self.now.saturating_add_ms(self.cfg.heartbeat_interval_ms);
+        if now >= l.heartbeat_deadline {
+            l.heartbeat_deadline = now.saturating_add_ms(self.cfg.heartbeat_interval_ms);
             self.broadcast_heartbeat();
         }
     }
 
     fn broadcast_heartbeat(&mut self) {
+        let l = lead_ref!(self);
         let peers: Vec<(NodeId, LogIndex)> =
-            self.progress.iter().map(|(id, p)| (*id, p.match_index)).collect();
+            l.progress.iter().map(|(id, p)| (*id, p.match_index)).collect();
         // The same for every follower: computed once per round, not once per follower.
-        let (clock, cluster_time, read_seq) = (self.now, self.cluster_time(), self.read_seq);
+        let (clock, cluster_time, read_seq) = (self.now, self.cluster_time(), l.read_seq);
         for (id, match_index) in peers {
             // A follower may not have every committed entry yet: never tell it to commit past
             // what it is known to store.
@@ -1446,11 +1474,8 @@ impl RaftNode {
     // ----- internals: replication (leader) -----
 
     fn flush_appends(&mut self) {
-        if self.role != Role::Leader {
-            self.append_needed.clear();
-            return;
-        }
-        for id in std::mem::take(&mut self.append_needed) {
+        let Some(l) = self.leader.as_deref_mut() else { return };
+        for id in std::mem::take(&mut l.append_needed) {
             self.send_append(id, false);
         }
     }
@@ -1459,7 +1484,7 @@ impl RaftNode {
     /// With `allow_empty`, an append without entries is sent too (to carry the commit index or
     /// to probe).
     fn send_append(&mut self, to: NodeId, allow_empty: bool) {
-        let Some(p) = self.progress.get(&to) else { return };
+        let Some(p) = self.leader.as_ref().and_then(|l| l.progress.get(&to)) else { return };
         match p.state {
             ReplicationState::Snapshot { .. } => return,
             ReplicationState::Probe if p.probe_sent => return,
@@ -1478,7 +1503,7 @@ impl RaftNode {
         if entries.is_empty() && !allow_empty && p.state == ReplicationState::Replicate {
             return;
         }
-        let p = self.progress.get_mut(&to).expect("checked above");
+        let p = lead!(self).progress.get_mut(&to).expect("checked above");
         let last = entries.last().map(|e| e.index);
         match p.state {
             ReplicationState::Replicate => {
@@ -1501,7 +1526,7 @@ impl RaftNode {
             },
         );
         // Pipelining: keep filling the window while there is more to send.
-        if let Some(p) = self.progress.get(&to)
+        if let Some(p) = lead_ref!(self).progress.get(&to)
             && p.state == ReplicationState::Replicate
             && p.next_index <= self.log.last_index()
             && p.inflight.len() < self.cfg.inflight_appends_max
@@ -1518,7 +1543,7 @@ impl RaftNode {
         };
         let last_index = snapshot.meta.last_index;
         tracing::info!(node = %self.id, follower = %to, index = %last_index, "sending snapshot");
-        if let Some(p) = self.progress.get_mut(&to) {
+        if let Some(p) = lead!(self).progress.get_mut(&to) {
             p.state = ReplicationState::Snapshot { last_index, offset: 0 };
             p.inflight.clear();
         }
@@ -1527,7 +1552,7 @@ impl RaftNode {
 
     fn send_snapshot_chunk(&mut self, to: NodeId) {
         let Some(snapshot) = &self.snapshot else { return };
-        let Some(p) = self.progress.get(&to) else { return };
+        let Some(p) = self.leader.as_ref().and_then(|l| l.progress.get(&to)) else { return };
         let ReplicationState::Snapshot { last_index, offset } = p.state else { return };
         if last_index != snapshot.meta.last_index {
             // A newer snapshot replaced the one being sent: start over with it.
@@ -1552,7 +1577,7 @@ impl RaftNode {
                 if *id == self.id {
                     self.log.persisted_index()
                 } else {
-                    self.progress.get(id).map_or(LogIndex(0), |p| p.match_index)
+                    lead_ref!(self).progress.get(id).map_or(LogIndex(0), |p| p.match_index)
                 }
             })
             .collect();
@@ -1581,11 +1606,11 @@ impl RaftNode {
         if index <= self.commit_index {
             return;
         }
-        if self.role == Role::Leader {
+        if let Some(l) = self.leader.as_deref_mut() {
             let mut i = self.commit_index.next();
             while i <= index {
                 if let Some(e) = self.log.get(i) {
-                    self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(e.size_bytes());
+                    l.uncommitted_bytes = l.uncommitted_bytes.saturating_sub(e.size_bytes());
                 }
                 i = i.next();
             }
@@ -1595,18 +1620,18 @@ impl RaftNode {
 
     fn on_leader_commit(&mut self) {
         // Followers learn the new commit index from an append (empty if need be).
-        let ids: Vec<NodeId> = self.progress.keys().copied().collect();
+        let ids: Vec<NodeId> = lead_ref!(self).progress.keys().copied().collect();
         for id in ids {
             self.send_append(id, true);
         }
         if self.log.term_at(self.commit_index) == Some(self.current_term) {
-            for r in std::mem::take(&mut self.reads_awaiting_commit) {
+            for r in std::mem::take(&mut lead!(self).reads_awaiting_commit) {
                 self.leader_read(r);
             }
         }
         // A leader that removed itself hands over once the removal is committed.
         if !self.membership.contains(self.id) && self.membership_index <= self.commit_index {
-            let successor = self
+            let successor = lead_ref!(self)
                 .progress
                 .iter()
                 .filter(|(id, _)| self.membership.is_voter(**id))
@@ -1628,7 +1653,7 @@ impl RaftNode {
         if self.log.term_at(self.commit_index) != Some(self.current_term) {
             // The commit index of a new leader may lag what earlier leaders committed until an
             // entry of its own term commits.
-            self.reads_awaiting_commit.push(reader);
+            lead!(self).reads_awaiting_commit.push(reader);
             return;
         }
         let index = self.commit_index;
@@ -1637,16 +1662,18 @@ impl RaftNode {
             self.complete_read(reader, index);
             return;
         }
-        let round_in_flight = self.pending_reads.back().is_some_and(|r| r.seq == self.read_seq);
-        let seq = if round_in_flight || self.pending_reads.iter().any(|r| r.seq > self.read_seq) {
-            self.read_seq + 1
+        let l = lead!(self);
+        let round_in_flight = l.pending_reads.back().is_some_and(|r| r.seq == l.read_seq);
+        let seq = if round_in_flight || l.pending_reads.iter().any(|r| r.seq > l.read_seq) {
+            l.read_seq + 1
         } else {
-            self.read_seq += 1;
+            l.read_seq += 1;
+            let seq = l.read_seq;
             self.broadcast_heartbeat();
-            self.read_seq
+            seq
         };
         // Batching: every read that arrives while a round is outstanding waits for one next round.
-        self.pending_reads.push_back(PendingRead { reader, index, seq });
+        lead!(self).pending_reads.push_back(PendingRead { reader, index, seq });
     }
 
     fn complete_read(&mut self, reader: Reader, index: LogIndex) {
@@ -1659,28 +1686,30 @@ impl RaftNode {
     }
 
     fn advance_reads(&mut self) {
+        let l = lead_ref!(self);
         let mut acked: Vec<u64> = self
             .membership
             .voters
             .iter()
             .map(|id| {
                 if *id == self.id {
-                    self.read_seq
+                    l.read_seq
                 } else {
-                    self.progress.get(id).map_or(0, |p| p.read_seq_acked)
+                    l.progress.get(id).map_or(0, |p| p.read_seq_acked)
                 }
             })
             .collect();
         let confirmed = quorum_value(&mut acked);
-        while let Some(r) = self.pending_reads.front() {
+        while let Some(r) = lead_ref!(self).pending_reads.front() {
             if r.seq > confirmed {
                 break;
             }
-            let r = self.pending_reads.pop_front().expect("front exists");
+            let r = lead!(self).pending_reads.pop_front().expect("front exists");
             self.complete_read(r.reader, r.index);
         }
-        if confirmed >= self.read_seq && !self.pending_reads.is_empty() {
-            self.read_seq += 1;
+        let l = lead!(self);
+        if confirmed >= l.read_seq && !l.pending_reads.is_empty() {
+            l.read_seq += 1;
             self.broadcast_heartbeat();
         }
     }
@@ -1824,9 +1853,10 @@ impl RaftNode {
                     return;
                 }
                 let last = self.log.last_index();
-                let Some(p) = self.progress.get_mut(&from) else { return };
+                let now = self.now;
+                let Some(p) = lead!(self).progress.get_mut(&from) else { return };
                 p.recent_active = true;
-                p.last_contact = Some(self.now);
+                p.last_contact = Some(now);
                 p.read_seq_acked = p.read_seq_acked.max(read_seq);
                 p.probe_sent = false;
                 if p.inflight.len() >= self.cfg.inflight_appends_max {
@@ -2032,10 +2062,7 @@ impl RaftNode {
         }
         let has_membership =
             entries.iter().any(|e| matches!(e.payload, EntryPayload::Membership(_)));
-        assert!(
-            self.role != Role::Leader,
-            "a leader never truncates or overwrites its own log"
-        );
+        assert!(self.role != Role::Leader, "a leader never truncates or overwrites its own log");
         if let Some(at) = self.log.append_after_match(entries) {
             assert!(at > self.commit_index, "a committed entry is never truncated");
             self.refresh_membership();
@@ -2074,7 +2101,7 @@ impl RaftNode {
         }
         let now = self.now;
         let last = self.log.last_index();
-        let Some(p) = self.progress.get_mut(&from) else { return };
+        let Some(p) = lead!(self).progress.get_mut(&from) else { return };
         p.recent_active = true;
         p.last_contact = Some(now);
         if success {
@@ -2086,9 +2113,11 @@ impl RaftNode {
             if advanced {
                 self.maybe_commit();
             }
-            if let Some(t) = &self.transfer
+            // A commit can end the leadership (a leader that removed itself steps down).
+            if let Some(l) = self.leader.as_deref()
+                && let Some(t) = &l.transfer
                 && t.target == from
-                && self.progress.get(&from).is_some_and(|p| p.match_index == last)
+                && l.progress.get(&from).is_some_and(|p| p.match_index == last)
             {
                 self.send(from, MessageBody::TimeoutNow);
             }
@@ -2110,7 +2139,7 @@ impl RaftNode {
             },
             None => conflict_index,
         };
-        let p = self.progress.get_mut(&from).expect("checked above");
+        let p = lead!(self).progress.get_mut(&from).expect("checked above");
         // Never go below what is known to match, never stay at the rejected point.
         p.next_index = hint.min(index).max(p.match_index.next());
         p.become_probe();
@@ -2231,7 +2260,7 @@ impl RaftNode {
             return;
         }
         let now = self.now;
-        let Some(p) = self.progress.get_mut(&from) else { return };
+        let Some(p) = lead!(self).progress.get_mut(&from) else { return };
         p.recent_active = true;
         p.last_contact = Some(now);
         let ReplicationState::Snapshot { last_index: sending, .. } = p.state else {
@@ -2332,6 +2361,11 @@ impl RaftNode {
         assert!(
             self.readies_acked <= self.readies_issued,
             "only Readies handed out are acknowledged"
+        );
+        assert_eq!(
+            self.leader.is_some(),
+            self.role == Role::Leader,
+            "leader state exists exactly while leading"
         );
     }
 }
