@@ -347,6 +347,21 @@ pub struct PeerStatus {
     pub last_contact: Option<Instant>,
 }
 
+/// An election this node runs (a pre-vote round or the real one).
+struct Campaign {
+    /// A pre-vote round asks whether the others would vote, without moving to a new term.
+    pre_vote: bool,
+    /// Answers so far, this node's own included.
+    votes: BTreeMap<NodeId, bool>,
+}
+
+/// How an election stands after a vote was counted.
+enum Tally {
+    Won,
+    Lost,
+    Pending,
+}
+
 /// What exists only while this node leads (openraft's `Option<Box<Leader>>`): created by
 /// `become_leader`, dropped with everything in it when the leadership ends
 /// (`leave_leadership`), so nothing of one leadership can leak into the next.
@@ -385,7 +400,6 @@ pub struct RaftNode {
     now: Instant,
 
     role: Role,
-    pre_vote_campaign: bool,
     current_term: Term,
     voted_for: Option<NodeId>,
     leader_id: Option<NodeId>,
@@ -406,7 +420,8 @@ pub struct RaftNode {
     election_deadline: Instant,
     last_leader_contact: Option<Instant>,
 
-    votes: BTreeMap<NodeId, bool>,
+    /// The election this node runs: `Some` exactly when `role` is `Candidate`.
+    campaign: Option<Campaign>,
     /// What exists only while this node leads: `Some` exactly when `role` is `Leader`.
     leader: Option<Box<Leader>>,
     /// Reads this follower forwarded to the leader.
@@ -462,7 +477,6 @@ impl RaftNode {
             rng: ChaCha8Rng::seed_from_u64(seed),
             now,
             role: Role::Follower,
-            pre_vote_campaign: false,
             current_term: hs.current_term,
             voted_for: hs.voted_for,
             leader_id: None,
@@ -476,7 +490,7 @@ impl RaftNode {
             told_removed: false,
             election_deadline: now,
             last_leader_contact: None,
-            votes: BTreeMap::new(),
+            campaign: None,
             leader: None,
             forwarded_reads: BTreeMap::new(),
             snapshot: persisted.snapshot.filter(|s| s.meta.last_index > LogIndex(0)),
@@ -1245,7 +1259,7 @@ impl RaftNode {
         let leader_changed = leader != self.leader_id || term != self.current_term;
         self.set_term(term);
         self.role = Role::Follower;
-        self.pre_vote_campaign = false;
+        self.campaign = None;
         if leader_changed {
             self.clock.forget_leader();
             if leader.is_some() {
@@ -1288,57 +1302,63 @@ impl RaftNode {
         self.aborted_reads.extend(ids.into_keys());
     }
 
+    /// Starts an election: a pre-vote round (which, once won, becomes the real one) or the real
+    /// one. A single voter decides at once; others send vote requests.
     fn campaign(&mut self, pre_vote: bool, leadership_transfer: bool) {
-        self.role = Role::Candidate;
-        self.pre_vote_campaign = pre_vote;
-        self.leader_id = None;
-        self.abort_forwarded_reads();
-        let term = if pre_vote {
-            self.current_term.next()
-        } else {
-            self.set_term(self.current_term.next());
-            self.voted_for = Some(self.id);
-            self.current_term
-        };
-        tracing::info!(node = %self.id, %term, pre_vote, "starting election");
-        self.votes.clear();
-        self.votes.insert(self.id, true);
-        self.reset_election_deadline();
-        if self.tally_votes() {
+        let mut pre_vote = pre_vote;
+        loop {
+            self.role = Role::Candidate;
+            self.leader_id = None;
+            self.abort_forwarded_reads();
+            let term = if pre_vote {
+                self.current_term.next()
+            } else {
+                self.set_term(self.current_term.next());
+                self.voted_for = Some(self.id);
+                self.current_term
+            };
+            tracing::info!(node = %self.id, %term, pre_vote, "starting election");
+            let votes = BTreeMap::from([(self.id, true)]);
+            self.campaign = Some(Campaign { pre_vote, votes });
+            self.reset_election_deadline();
+            match self.tally_votes() {
+                // This node's own vote decided the pre-vote round: the real election follows.
+                Tally::Won if pre_vote => {
+                    pre_vote = false;
+                    continue;
+                }
+                Tally::Won => return self.become_leader(),
+                Tally::Lost => return self.become_follower(self.current_term, None),
+                Tally::Pending => {}
+            }
+            let body = MessageBody::RequestVote {
+                pre_vote,
+                last_log_index: self.log.last_index(),
+                last_log_term: self.log.last_term(),
+                leadership_transfer,
+            };
+            let voters: Vec<NodeId> =
+                self.membership.voters.iter().copied().filter(|&v| v != self.id).collect();
+            for v in voters {
+                self.messages.push(Message { from: self.id, to: v, term, body: body.clone() });
+            }
             return;
-        }
-        let body = MessageBody::RequestVote {
-            pre_vote,
-            last_log_index: self.log.last_index(),
-            last_log_term: self.log.last_term(),
-            leadership_transfer,
-        };
-        let voters: Vec<NodeId> =
-            self.membership.voters.iter().copied().filter(|&v| v != self.id).collect();
-        for v in voters {
-            self.messages.push(Message { from: self.id, to: v, term, body: body.clone() });
         }
     }
 
-    /// Counts votes; wins or loses the campaign when a quorum decides. Returns true if decided.
-    fn tally_votes(&mut self) -> bool {
+    /// Counts the votes of the current voters: won or lost once a quorum decides.
+    fn tally_votes(&self) -> Tally {
+        let Some(c) = &self.campaign else { return Tally::Pending };
         let quorum = self.membership.quorum();
         let voters = &self.membership.voters;
-        let granted = self.votes.iter().filter(|(id, g)| **g && voters.contains(id)).count();
-        let rejected = self.votes.iter().filter(|(id, g)| !**g && voters.contains(id)).count();
+        let granted = c.votes.iter().filter(|(id, g)| **g && voters.contains(id)).count();
+        let rejected = c.votes.iter().filter(|(id, g)| !**g && voters.contains(id)).count();
         if granted >= quorum {
-            if self.pre_vote_campaign {
-                self.campaign(false, false);
-            } else {
-                self.become_leader();
-            }
-            true
+            Tally::Won
         } else if rejected >= quorum {
-            let term = self.current_term;
-            self.become_follower(term, None);
-            true
+            Tally::Lost
         } else {
-            false
+            Tally::Pending
         }
     }
 
@@ -1346,7 +1366,7 @@ impl RaftNode {
         assert_eq!(self.role, Role::Candidate);
         tracing::info!(node = %self.id, term = %self.current_term, "became leader");
         self.role = Role::Leader;
-        self.pre_vote_campaign = false;
+        self.campaign = None;
         self.leader_id = Some(self.id);
         let next = self.log.last_index().next();
         let progress = self
@@ -1484,12 +1504,22 @@ impl RaftNode {
     /// With `allow_empty`, an append without entries is sent too (to carry the commit index or
     /// to probe).
     fn send_append(&mut self, to: NodeId, allow_empty: bool) {
-        let Some(p) = self.leader.as_ref().and_then(|l| l.progress.get(&to)) else { return };
+        // Pipelining: keep filling the window while there is more to send.
+        let mut allow_empty = allow_empty;
+        while self.send_one_append(to, allow_empty) {
+            allow_empty = false;
+        }
+    }
+
+    /// One append to `to`, if its state and window allow; returns whether another may follow at
+    /// once (replicating, more entries to send, room in the window).
+    fn send_one_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
+        let Some(p) = self.leader.as_ref().and_then(|l| l.progress.get(&to)) else { return false };
         match p.state {
-            ReplicationState::Snapshot { .. } => return,
-            ReplicationState::Probe if p.probe_sent => return,
+            ReplicationState::Snapshot { .. } => return false,
+            ReplicationState::Probe if p.probe_sent => return false,
             ReplicationState::Replicate if p.inflight.len() >= self.cfg.inflight_appends_max => {
-                return;
+                return false;
             }
             _ => {}
         }
@@ -1497,11 +1527,11 @@ impl RaftNode {
         let prev = next.prev();
         let Some(prev_term) = self.log.term_at(prev) else {
             self.start_snapshot(to);
-            return;
+            return false;
         };
         let entries = self.log.slice(next, self.cfg.append_entries_max, self.cfg.append_bytes_max);
         if entries.is_empty() && !allow_empty && p.state == ReplicationState::Replicate {
-            return;
+            return false;
         }
         let p = lead!(self).progress.get_mut(&to).expect("checked above");
         let last = entries.last().map(|e| e.index);
@@ -1525,14 +1555,11 @@ impl RaftNode {
                 leader_commit,
             },
         );
-        // Pipelining: keep filling the window while there is more to send.
-        if let Some(p) = lead_ref!(self).progress.get(&to)
-            && p.state == ReplicationState::Replicate
-            && p.next_index <= self.log.last_index()
-            && p.inflight.len() < self.cfg.inflight_appends_max
-        {
-            self.send_append(to, false);
-        }
+        lead_ref!(self).progress.get(&to).is_some_and(|p| {
+            p.state == ReplicationState::Replicate
+                && p.next_index <= self.log.last_index()
+                && p.inflight.len() < self.cfg.inflight_appends_max
+        })
     }
 
     fn start_snapshot(&mut self, to: NodeId) {
@@ -1552,13 +1579,20 @@ impl RaftNode {
 
     fn send_snapshot_chunk(&mut self, to: NodeId) {
         let Some(snapshot) = &self.snapshot else { return };
-        let Some(p) = self.leader.as_ref().and_then(|l| l.progress.get(&to)) else { return };
-        let ReplicationState::Snapshot { last_index, offset } = p.state else { return };
-        if last_index != snapshot.meta.last_index {
-            // A newer snapshot replaced the one being sent: start over with it.
-            self.start_snapshot(to);
+        let Some(p) = self.leader.as_deref_mut().and_then(|l| l.progress.get_mut(&to)) else {
             return;
-        }
+        };
+        let ReplicationState::Snapshot { last_index, offset } = p.state else { return };
+        let offset = if last_index == snapshot.meta.last_index {
+            offset
+        } else {
+            // A newer snapshot replaced the one being sent: start over with it.
+            let last_index = snapshot.meta.last_index;
+            tracing::info!(node = %self.id, follower = %to, index = %last_index, "sending snapshot");
+            p.state = ReplicationState::Snapshot { last_index, offset: 0 };
+            p.inflight.clear();
+            0
+        };
         let total = snapshot.data.len() as u64;
         let start = offset.min(total) as usize;
         let end = (start + self.cfg.snapshot_chunk_bytes_max).min(snapshot.data.len());
@@ -1806,12 +1840,18 @@ impl RaftNode {
             }
             MessageBody::RequestVoteResponse { pre_vote, granted, clock } => {
                 self.observe_clock(from, clock);
-                if self.role == Role::Candidate && pre_vote == self.pre_vote_campaign {
-                    let expected =
-                        if pre_vote { self.current_term.next() } else { self.current_term };
-                    if msg.term == expected || (!granted && msg.term == self.current_term) {
-                        self.votes.insert(from, granted);
-                        self.tally_votes();
+                let expected = if pre_vote { self.current_term.next() } else { self.current_term };
+                let counts = msg.term == expected || (!granted && msg.term == self.current_term);
+                if let Some(c) = self.campaign.as_mut()
+                    && c.pre_vote == pre_vote
+                    && counts
+                {
+                    c.votes.insert(from, granted);
+                    match self.tally_votes() {
+                        Tally::Won if pre_vote => self.campaign(false, false),
+                        Tally::Won => self.become_leader(),
+                        Tally::Lost => self.become_follower(self.current_term, None),
+                        Tally::Pending => {}
                     }
                 }
             }
@@ -2000,37 +2040,35 @@ impl RaftNode {
     fn handle_append_entries(
         &mut self,
         from: NodeId,
-        prev_log_index: LogIndex,
-        prev_log_term: Term,
-        entries: Vec<Entry>,
+        mut prev_log_index: LogIndex,
+        mut prev_log_term: Term,
+        mut entries: Vec<Entry>,
         leader_commit: LogIndex,
     ) {
         if prev_log_index < self.commit_index {
-            // Everything up to our commit index already matches the leader's log.
+            // Everything up to our commit index already matches the leader's log: go on as if
+            // the append started there.
             let skip = (self.commit_index.0 - prev_log_index.0) as usize;
             let rest: Vec<Entry> = entries.into_iter().skip(skip).collect();
             let prev_term = self.log.term_at(self.commit_index);
             if let Some(prev_term) = prev_term {
-                return self.handle_append_entries(
+                prev_log_index = self.commit_index;
+                prev_log_term = prev_term;
+                entries = rest;
+            } else {
+                // Our commit index is inside our snapshot: reply with it.
+                let index = self.commit_index;
+                self.send(
                     from,
-                    self.commit_index,
-                    prev_term,
-                    rest,
-                    leader_commit,
+                    MessageBody::AppendEntriesResponse {
+                        index,
+                        success: true,
+                        conflict_term: None,
+                        conflict_index: LogIndex(0),
+                    },
                 );
+                return;
             }
-            // Our commit index is inside our snapshot: reply with it.
-            let index = self.commit_index;
-            self.send(
-                from,
-                MessageBody::AppendEntriesResponse {
-                    index,
-                    success: true,
-                    conflict_term: None,
-                    conflict_index: LogIndex(0),
-                },
-            );
-            return;
         }
         if !self.log.matches(prev_log_index, prev_log_term) {
             let (conflict_term, conflict_index) = match self.log.term_at(prev_log_index) {
@@ -2366,6 +2404,11 @@ impl RaftNode {
             self.leader.is_some(),
             self.role == Role::Leader,
             "leader state exists exactly while leading"
+        );
+        assert_eq!(
+            self.campaign.is_some(),
+            self.role == Role::Candidate,
+            "an election is run exactly while a candidate"
         );
     }
 }
