@@ -41,7 +41,7 @@ impl RaftNode {
         let base = self.cfg.election_timeout_ms;
         // Modulo bias is irrelevant for a timeout jitter.
         let jitter = self.rng.next_u64() % base;
-        self.election_deadline = self.now.saturating_add_ms(base + jitter);
+        self.timers.set(Timer::Election, self.now.saturating_add_ms(base + jitter));
     }
 
     /// Whether this node disregards vote requests (other than a leadership transfer's) because
@@ -91,6 +91,9 @@ impl RaftNode {
     /// Drops the leader state; reads still waiting on this leadership are aborted.
     pub(super) fn leave_leadership(&mut self) {
         tracing::info!(node = %self.id, term = %self.current_term, "stepped down as leader");
+        for t in [Timer::Heartbeat, Timer::CheckQuorum, Timer::Transfer] {
+            self.timers.clear(t);
+        }
         let Some(l) = self.leader.take() else { return };
         let Leader { pending_reads, reads_awaiting_commit, .. } = *l;
         for r in pending_reads {
@@ -188,9 +191,14 @@ impl RaftNode {
             pending_reads: VecDeque::new(),
             reads_awaiting_commit: Vec::new(),
             append_needed: BTreeSet::new(),
-            heartbeat_deadline: self.now,
-            check_quorum_deadline: self.now.saturating_add_ms(self.cfg.election_timeout_ms),
         }));
+        // A leader's timers replace the election timer.
+        self.timers.clear(Timer::Election);
+        self.timers.set(Timer::Heartbeat, self.now);
+        if self.cfg.check_quorum {
+            let at = self.now.saturating_add_ms(self.cfg.election_timeout_ms);
+            self.timers.set(Timer::CheckQuorum, at);
+        }
         self.append_as_leader(EntryPayload::Noop);
     }
 

@@ -139,7 +139,8 @@ impl RaftNode {
         if l.transfer.is_some() {
             return Err(TransferError::InProgress);
         }
-        l.transfer = Some(Transfer { target, deadline });
+        l.transfer = Some(Transfer { target });
+        self.timers.set(Timer::Transfer, deadline);
         let caught_up = l.progress.get(&target).is_some_and(|p| p.match_index == last_index);
         if !caught_up {
             l.append_needed.insert(target);

@@ -202,7 +202,6 @@ struct PendingRead {
 #[derive(Clone, Debug)]
 struct Transfer {
     target: NodeId,
-    deadline: Instant,
 }
 
 /// A read this follower forwarded to the leader: only that leader's answer, in that term, is
@@ -261,8 +260,6 @@ struct Leader {
     reads_awaiting_commit: Vec<Reader>,
     /// Members the leader must send appends to when the next `Ready` is built.
     append_needed: BTreeSet<NodeId>,
-    heartbeat_deadline: Instant,
-    check_quorum_deadline: Instant,
 }
 
 /// The leader state of a node that must be leading (its callers checked the role).
@@ -284,6 +281,9 @@ mod read_index;
 mod ready;
 mod replication;
 mod snapshot;
+mod timers;
+
+use timers::{Timer, Timers};
 
 pub struct RaftNode {
     cfg: Config,
@@ -309,7 +309,8 @@ pub struct RaftNode {
     /// The leader said this node is not a member (see [`RaftNode::removed`]).
     told_removed: bool,
 
-    election_deadline: Instant,
+    /// Every timer, and the earliest as the next deadline.
+    timers: Timers,
     last_leader_contact: Option<Instant>,
 
     /// The election this node runs: `Some` exactly when `role` is `Candidate`.
@@ -380,7 +381,7 @@ impl RaftNode {
             membership_index,
             was_committed_member: false,
             told_removed: false,
-            election_deadline: now,
+            timers: Timers::default(),
             last_leader_contact: None,
             campaign: None,
             leader: None,
@@ -410,7 +411,7 @@ impl RaftNode {
         node.note_committed_membership();
         if node.membership.voters.len() == 1 && node.membership.is_voter(node.id) {
             // The only voter has no one to wait for or to disrupt: campaign at the first tick.
-            node.election_deadline = now;
+            node.timers.set(Timer::Election, now);
         }
         Ok(node)
     }
@@ -525,23 +526,11 @@ impl RaftNode {
     }
     /// The earliest instant at which [`RaftNode::tick`] has something to do.
     pub fn next_deadline(&self) -> Instant {
-        match self.role {
-            Role::Leader => {
-                let l = lead_ref!(self);
-                let mut d = l.heartbeat_deadline;
-                if self.cfg.check_quorum {
-                    d = d.min(l.check_quorum_deadline);
-                }
-                if let Some(t) = &l.transfer {
-                    d = d.min(t.deadline);
-                }
-                d
-            }
-            _ => {
-                let read_deadline = self.forwarded_reads.values().map(|r| r.deadline).min();
-                read_deadline.map_or(self.election_deadline, |d| d.min(self.election_deadline))
-            }
-        }
+        // Forwarded reads each have their own deadline (given up when it passes).
+        let reads = self.forwarded_reads.values().map(|r| r.deadline).min();
+        let timers = self.timers.next();
+        // A follower always has its election timer and a leader its heartbeat armed.
+        timers.into_iter().chain(reads).min().unwrap_or(Instant(u64::MAX))
     }
 
     // ----- inputs -----
@@ -564,7 +553,7 @@ impl RaftNode {
         match self.role {
             Role::Leader => self.tick_leader(),
             Role::Follower | Role::Candidate => {
-                if self.now >= self.election_deadline {
+                if self.timers.expired(Timer::Election, self.now) {
                     if self.can_campaign() {
                         if self.cfg.pre_vote {
                             self.campaign(true, false);

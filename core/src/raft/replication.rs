@@ -23,7 +23,7 @@ impl RaftNode {
     pub(super) fn tick_leader(&mut self) {
         let now = self.now;
         let l = lead!(self);
-        if self.cfg.check_quorum && now >= l.check_quorum_deadline {
+        if self.timers.expired(Timer::CheckQuorum, now) {
             let quorum = self.membership.quorum();
             let mut active = usize::from(self.membership.is_voter(self.id));
             for (id, p) in l.progress.iter_mut() {
@@ -38,16 +38,18 @@ impl RaftNode {
                 self.become_follower(term, None);
                 return;
             }
-            l.check_quorum_deadline = now.saturating_add_ms(self.cfg.election_timeout_ms);
+            let at = now.saturating_add_ms(self.cfg.election_timeout_ms);
+            self.timers.set(Timer::CheckQuorum, at);
         }
-        if let Some(t) = &l.transfer
-            && now >= t.deadline
+        if self.timers.expired(Timer::Transfer, now)
+            && let Some(t) = lead!(self).transfer.take()
         {
             tracing::warn!(node = %self.id, target = %t.target, "leadership transfer timed out");
-            l.transfer = None;
+            self.timers.clear(Timer::Transfer);
         }
-        if now >= l.heartbeat_deadline {
-            l.heartbeat_deadline = now.saturating_add_ms(self.cfg.heartbeat_interval_ms);
+        if self.timers.expired(Timer::Heartbeat, now) {
+            let at = now.saturating_add_ms(self.cfg.heartbeat_interval_ms);
+            self.timers.set(Timer::Heartbeat, at);
             self.broadcast_heartbeat();
         }
     }
