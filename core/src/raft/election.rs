@@ -175,7 +175,7 @@ impl RaftNode {
             .membership
             .members()
             .filter(|&id| id != self.id)
-            .map(|id| (id, Progress::new(next)))
+            .map(|id| (id, Progress::new(next, self.cfg.inflight_appends_max)))
             .collect();
         let mut uncommitted_bytes = 0;
         let mut i = self.commit_index.next();

@@ -61,12 +61,12 @@ impl RaftNode {
                 let Some(p) = lead!(self).progress.get_mut(&id) else {
                     return Err(MembershipError::NotResponding { id });
                 };
-                let target = *p.promotion_target.get_or_insert(commit_index);
-                let recent = p.last_contact.is_some_and(|t| now.saturating_since(t) < timeout);
+                let target = p.promotion_target(commit_index);
+                let recent = p.last_contact().is_some_and(|t| now.saturating_since(t) < timeout);
                 if !recent {
                     return Err(MembershipError::NotResponding { id });
                 }
-                let match_index = p.match_index;
+                let match_index = p.match_index();
                 let last_index = self.log.last_index();
                 if match_index < target || match_index.0 + self.cfg.promotion_lag_max < last_index.0
                 {
@@ -141,7 +141,7 @@ impl RaftNode {
         }
         l.transfer = Some(Transfer { target });
         self.timers.set(Timer::Transfer, deadline);
-        let caught_up = l.progress.get(&target).is_some_and(|p| p.match_index == last_index);
+        let caught_up = l.progress.get(&target).is_some_and(|p| p.match_index() == last_index);
         if !caught_up {
             l.append_needed.insert(target);
         }
@@ -179,15 +179,12 @@ impl RaftNode {
         self.clock.retain(|id| members.contains(id));
         if let Some(l) = self.leader.as_deref_mut() {
             let next = self.log.last_index().next();
+            let window = self.cfg.inflight_appends_max;
             let members: Vec<NodeId> =
                 self.membership.members().filter(|&m| m != self.id).collect();
             l.progress.retain(|id, _| members.contains(id));
             for m in members {
-                l.progress.entry(m).or_insert_with(|| {
-                    let mut p = Progress::new(next);
-                    p.recent_active = true;
-                    p
-                });
+                l.progress.entry(m).or_insert_with(|| Progress::new_member(next, window));
                 l.append_needed.insert(m);
             }
         }

@@ -518,7 +518,7 @@ impl RaftNode {
                 let (match_index, last_contact) = if id == self.id {
                     (self.log.persisted_index(), Some(self.now))
                 } else {
-                    (p.map_or(LogIndex(0), |p| p.match_index), p.and_then(|p| p.last_contact))
+                    (p.map_or(LogIndex(0), |p| p.match_index()), p.and_then(|p| p.last_contact()))
                 };
                 PeerStatus { id, voter: self.membership.is_voter(id), match_index, last_contact }
             })

@@ -95,7 +95,7 @@ impl RaftNode {
                 if *id == self.id {
                     l.read_seq
                 } else {
-                    l.progress.get(id).map_or(0, |p| p.read_seq_acked)
+                    l.progress.get(id).map_or(0, |p| p.read_seq_acked())
                 }
             })
             .collect();

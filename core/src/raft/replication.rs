@@ -27,10 +27,9 @@ impl RaftNode {
             let quorum = self.membership.quorum();
             let mut active = usize::from(self.membership.is_voter(self.id));
             for (id, p) in l.progress.iter_mut() {
-                if p.recent_active && self.membership.voters.contains(id) {
+                if p.take_recent_active() && self.membership.voters.contains(id) {
                     active += 1;
                 }
-                p.recent_active = false;
             }
             if active < quorum {
                 tracing::warn!(node = %self.id, term = %self.current_term, active, quorum, "lost contact with a quorum");
@@ -57,7 +56,7 @@ impl RaftNode {
     pub(super) fn broadcast_heartbeat(&mut self) {
         let l = lead_ref!(self);
         let peers: Vec<(NodeId, LogIndex)> =
-            l.progress.iter().map(|(id, p)| (*id, p.match_index)).collect();
+            l.progress.iter().map(|(id, p)| (*id, p.match_index())).collect();
         // The same for every follower: computed once per round, not once per follower.
         let (clock, cluster_time, read_seq) = (self.now, self.cluster_time(), l.read_seq);
         for (id, match_index) in peers {
@@ -90,36 +89,21 @@ impl RaftNode {
     /// once (replicating, more entries to send, room in the window).
     pub(super) fn send_one_append(&mut self, to: NodeId, allow_empty: bool) -> bool {
         let Some(p) = self.leader.as_ref().and_then(|l| l.progress.get(&to)) else { return false };
-        match p.state {
-            ReplicationState::Snapshot { .. } => return false,
-            ReplicationState::Probe if p.probe_sent => return false,
-            ReplicationState::Replicate if p.inflight.len() >= self.cfg.inflight_appends_max => {
-                return false;
-            }
-            _ => {}
+        if p.is_paused() {
+            return false;
         }
-        let next = p.next_index;
+        let next = p.next_index();
         let prev = next.prev();
         let Some(prev_term) = self.log.term_at(prev) else {
             self.start_snapshot(to);
             return false;
         };
         let entries = self.log.slice(next, self.cfg.append_entries_max, self.cfg.append_bytes_max);
-        if entries.is_empty() && !allow_empty && p.state == ReplicationState::Replicate {
+        if entries.is_empty() && !allow_empty && *p.state() == ReplicationState::Replicate {
             return false;
         }
         let p = lead!(self).progress.get_mut(&to).expect("checked above");
-        let last = entries.last().map(|e| e.index);
-        match p.state {
-            ReplicationState::Replicate => {
-                if let Some(last) = last {
-                    p.next_index = last.next();
-                    p.inflight.push_back(last);
-                }
-            }
-            ReplicationState::Probe => p.probe_sent = true,
-            ReplicationState::Snapshot { .. } => unreachable!(),
-        }
+        p.sent_append(entries.last().map(|e| e.index));
         let leader_commit = self.commit_index;
         self.send(
             to,
@@ -130,11 +114,8 @@ impl RaftNode {
                 leader_commit,
             },
         );
-        lead_ref!(self).progress.get(&to).is_some_and(|p| {
-            p.state == ReplicationState::Replicate
-                && p.next_index <= self.log.last_index()
-                && p.inflight.len() < self.cfg.inflight_appends_max
-        })
+        let last_index = self.log.last_index();
+        lead_ref!(self).progress.get(&to).is_some_and(|p| p.can_send_more(last_index))
     }
 
     pub(super) fn maybe_commit(&mut self) {
@@ -146,7 +127,7 @@ impl RaftNode {
                 if *id == self.id {
                     self.log.persisted_index()
                 } else {
-                    lead_ref!(self).progress.get(id).map_or(LogIndex(0), |p| p.match_index)
+                    lead_ref!(self).progress.get(id).map_or(LogIndex(0), |p| p.match_index())
                 }
             })
             .collect();
@@ -204,8 +185,8 @@ impl RaftNode {
                 .progress
                 .iter()
                 .filter(|(id, _)| self.membership.is_voter(**id))
-                .max_by_key(|(_, p)| p.match_index)
-                .map(|(id, p)| (*id, p.match_index));
+                .max_by_key(|(_, p)| p.match_index())
+                .map(|(id, p)| (*id, p.match_index()));
             if let Some((succ, m)) = successor
                 && m == self.log.last_index()
             {
@@ -319,14 +300,11 @@ impl RaftNode {
         let now = self.now;
         let last = self.log.last_index();
         let Some(p) = lead!(self).progress.get_mut(&from) else { return };
-        p.recent_active = true;
-        p.last_contact = Some(now);
+        p.heard_from(now);
         if success {
             let index = index.min(last);
             let advanced = p.update_match(index);
-            if p.state == ReplicationState::Probe {
-                p.become_replicate();
-            }
+            p.matched_while_probing();
             if advanced {
                 self.maybe_commit();
             }
@@ -334,7 +312,7 @@ impl RaftNode {
             if let Some(l) = self.leader.as_deref()
                 && let Some(t) = &l.transfer
                 && t.target == from
-                && l.progress.get(&from).is_some_and(|p| p.match_index == last)
+                && l.progress.get(&from).is_some_and(|p| p.match_index() == last)
             {
                 self.send(from, MessageBody::TimeoutNow);
             }
@@ -343,10 +321,7 @@ impl RaftNode {
         }
         // Rejection. Stale if it is about an index we already know matches, or (probing) about
         // an append other than the one outstanding.
-        if index <= p.match_index {
-            return;
-        }
-        if p.state == ReplicationState::Probe && index != p.next_index.prev() {
+        if p.is_stale_rejection(index) {
             return;
         }
         let hint = match conflict_term {
@@ -357,9 +332,7 @@ impl RaftNode {
             None => conflict_index,
         };
         let p = lead!(self).progress.get_mut(&from).expect("checked above");
-        // Never go below what is known to match, never stay at the rejected point.
-        p.next_index = hint.min(index).max(p.match_index.next());
-        p.become_probe();
+        p.rejected(index, hint);
         self.send_append(from, false);
     }
 
@@ -395,17 +368,10 @@ impl RaftNode {
         let last = self.log.last_index();
         let now = self.now;
         let Some(p) = lead!(self).progress.get_mut(&from) else { return };
-        p.recent_active = true;
-        p.last_contact = Some(now);
-        p.read_seq_acked = p.read_seq_acked.max(read_seq);
-        p.probe_sent = false;
-        if p.inflight.len() >= self.cfg.inflight_appends_max {
-            // Appends may have been lost: let one more through, which either fills the gap or is
-            // rejected and sends the follower back to probing.
-            p.inflight.pop_front();
-        }
-        let state = p.state.clone();
-        let behind = p.match_index < last || last_index < last;
+        p.heard_from(now);
+        p.heartbeat_answered(read_seq);
+        let state = p.state().clone();
+        let behind = p.match_index() < last || last_index < last;
         self.advance_reads();
         match state {
             ReplicationState::Snapshot { .. } => self.send_snapshot_chunk(from),

@@ -42,7 +42,8 @@ impl RaftNode {
         let compacted = self.log.snapshot_meta().last_index;
         let needed = self.leader.as_ref().is_some_and(|l| {
             l.progress.values().any(|p| {
-                matches!(p.state, ReplicationState::Snapshot { .. }) || p.next_index <= compacted
+                matches!(p.state(), ReplicationState::Snapshot { .. })
+                    || p.next_index() <= compacted
             })
         });
         if self.snapshot.is_some() && !needed {
@@ -89,8 +90,7 @@ impl RaftNode {
         let last_index = snapshot.meta.last_index;
         tracing::info!(node = %self.id, follower = %to, index = %last_index, "sending snapshot");
         if let Some(p) = lead!(self).progress.get_mut(&to) {
-            p.state = ReplicationState::Snapshot { last_index, offset: 0 };
-            p.inflight.clear();
+            p.start_snapshot(last_index);
         }
         self.send_snapshot_chunk(to);
     }
@@ -100,15 +100,14 @@ impl RaftNode {
         let Some(p) = self.leader.as_deref_mut().and_then(|l| l.progress.get_mut(&to)) else {
             return;
         };
-        let ReplicationState::Snapshot { last_index, offset } = p.state else { return };
+        let ReplicationState::Snapshot { last_index, offset } = *p.state() else { return };
         let offset = if last_index == snapshot.meta.last_index {
             offset
         } else {
             // A newer snapshot replaced the one being sent: start over with it.
             let last_index = snapshot.meta.last_index;
             tracing::info!(node = %self.id, follower = %to, index = %last_index, "sending snapshot");
-            p.state = ReplicationState::Snapshot { last_index, offset: 0 };
-            p.inflight.clear();
+            p.start_snapshot(last_index);
             0
         };
         let total = snapshot.data.len() as u64;
@@ -235,18 +234,15 @@ impl RaftNode {
         }
         let now = self.now;
         let Some(p) = lead!(self).progress.get_mut(&from) else { return };
-        p.recent_active = true;
-        p.last_contact = Some(now);
-        let ReplicationState::Snapshot { last_index: sending, .. } = p.state else {
+        p.heard_from(now);
+        let ReplicationState::Snapshot { last_index: sending, .. } = *p.state() else {
             if done {
                 p.update_match(last_index.min(self.log.last_index()));
             }
             return;
         };
         if done {
-            p.update_match(last_index);
-            p.become_probe();
-            p.next_index = p.match_index.next();
+            p.snapshot_installed(last_index);
             tracing::info!(node = %self.id, follower = %from, index = %last_index, "follower installed snapshot");
             self.maybe_commit();
             self.send_append(from, true);
@@ -256,7 +252,7 @@ impl RaftNode {
             return; // about an older snapshot
         }
         // Accepted: continue where the follower is; rejected: resend from where it asks.
-        p.state = ReplicationState::Snapshot { last_index: sending, offset: next_offset };
+        p.snapshot_sent_to(sending, next_offset);
         self.send_snapshot_chunk(from);
     }
 }
