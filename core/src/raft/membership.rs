@@ -31,6 +31,17 @@ impl RaftNode {
         if self.membership_change_pending() {
             return Err(MembershipError::ChangePending);
         }
+        let next = self.membership_after(change)?;
+        let index = self.append_as_leader(EntryPayload::Membership(next));
+        Ok(index)
+    }
+
+    /// The membership `change` leads to, or why it may not be made: a learner must be new, a
+    /// promoted learner caught up and responsive, a removed node a member and not the last voter.
+    fn membership_after(
+        &mut self,
+        change: MembershipChange,
+    ) -> Result<Membership, MembershipError> {
         let mut next = self.membership.clone();
         match change {
             MembershipChange::AddLearner { id, address } => {
@@ -87,8 +98,7 @@ impl RaftNode {
                 next.addresses.remove(&id);
             }
         }
-        let index = self.append_as_leader(EntryPayload::Membership(next));
-        Ok(index)
+        Ok(next)
     }
 
     /// Before a graceful shutdown, a leader hands leadership to the voter that holds the most of

@@ -197,54 +197,30 @@ impl RaftNode {
         }
     }
 
+    /// An append from this node's leader (already accepted): refused with a conflict hint if
+    /// the previous entry does not match, else the entries are stored (conflicting ones cut),
+    /// the commit index follows the leader's as far as this append matched, and the leader is
+    /// told where the log now matches.
     pub(super) fn handle_append_entries(
         &mut self,
         from: NodeId,
-        mut prev_log_index: LogIndex,
-        mut prev_log_term: Term,
-        mut entries: Vec<Entry>,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
         leader_commit: LogIndex,
     ) {
-        if prev_log_index < self.commit_index {
-            // Everything up to our commit index already matches the leader's log: go on as if
-            // the append started there.
-            let skip = (self.commit_index.0 - prev_log_index.0) as usize;
-            let rest: Vec<Entry> = entries.into_iter().skip(skip).collect();
-            let prev_term = self.log.term_at(self.commit_index);
-            if let Some(prev_term) = prev_term {
-                prev_log_index = self.commit_index;
-                prev_log_term = prev_term;
-                entries = rest;
-            } else {
-                // Our commit index is inside our snapshot: reply with it.
-                let index = self.commit_index;
-                self.send(
-                    from,
-                    MessageBody::AppendEntriesResponse {
-                        index,
-                        success: true,
-                        conflict_term: None,
-                        conflict_index: LogIndex(0),
-                    },
-                );
-                return;
-            }
-        }
+        let Some((prev_log_index, prev_log_term, entries)) =
+            self.rebase_on_commit(prev_log_index, prev_log_term, entries)
+        else {
+            // Our commit index is inside our snapshot: reply with it.
+            return self.answer_append(from, self.commit_index, true, None, LogIndex(0));
+        };
         if !self.log.matches(prev_log_index, prev_log_term) {
             let (conflict_term, conflict_index) = match self.log.term_at(prev_log_index) {
                 Some(t) => (Some(t), self.log.first_index_of_term_at(prev_log_index)),
                 None => (None, self.log.last_index().next().min(prev_log_index)),
             };
-            self.send(
-                from,
-                MessageBody::AppendEntriesResponse {
-                    index: prev_log_index,
-                    success: false,
-                    conflict_term,
-                    conflict_index,
-                },
-            );
-            return;
+            return self.answer_append(from, prev_log_index, false, conflict_term, conflict_index);
         }
         assert!(
             self.log.matches(prev_log_index, prev_log_term),
@@ -275,15 +251,37 @@ impl RaftNode {
         if new_commit > self.commit_index {
             self.set_commit(new_commit);
         }
-        self.send(
-            from,
-            MessageBody::AppendEntriesResponse {
-                index: last_new,
-                success: true,
-                conflict_term: None,
-                conflict_index: LogIndex(0),
-            },
-        );
+        self.answer_append(from, last_new, true, None, LogIndex(0));
+    }
+
+    /// Everything up to our commit index already matches the leader's log: an append that starts
+    /// below it is treated as if it started there. `None` if our commit index is inside our
+    /// snapshot (its term is not known).
+    fn rebase_on_commit(
+        &self,
+        prev_log_index: LogIndex,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+    ) -> Option<(LogIndex, Term, Vec<Entry>)> {
+        if prev_log_index >= self.commit_index {
+            return Some((prev_log_index, prev_log_term, entries));
+        }
+        let skip = (self.commit_index.0 - prev_log_index.0) as usize;
+        let prev_term = self.log.term_at(self.commit_index)?;
+        Some((self.commit_index, prev_term, entries.into_iter().skip(skip).collect()))
+    }
+
+    fn answer_append(
+        &mut self,
+        to: NodeId,
+        index: LogIndex,
+        success: bool,
+        conflict_term: Option<Term>,
+        conflict_index: LogIndex,
+    ) {
+        let body =
+            MessageBody::AppendEntriesResponse { index, success, conflict_term, conflict_index };
+        self.send(to, body);
     }
 
     pub(super) fn handle_append_response(

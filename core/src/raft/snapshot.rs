@@ -130,6 +130,9 @@ impl RaftNode {
         self.send(to, body);
     }
 
+    /// A chunk of a snapshot from the leader: collected in order (a chunk at another offset is
+    /// answered with the offset expected), bounded by `snapshot_bytes_max`, and installed when
+    /// the last chunk arrives and the data passes the snapshot check.
     pub(super) fn handle_install_snapshot(
         &mut self,
         from: NodeId,
@@ -142,16 +145,7 @@ impl RaftNode {
         if last_index <= self.commit_index {
             // We already have everything it contains.
             self.incoming_snapshot = None;
-            self.send(
-                from,
-                MessageBody::InstallSnapshotResponse {
-                    last_index: self.commit_index,
-                    next_offset: 0,
-                    done: true,
-                    rejected: false,
-                },
-            );
-            return;
+            return self.answer_snapshot(from, self.commit_index, 0, true, false);
         }
         if offset == 0 {
             self.incoming_snapshot =
@@ -162,45 +156,33 @@ impl RaftNode {
             _ => 0,
         };
         if offset != expected || (offset != 0 && self.incoming_snapshot.is_none()) {
-            self.send(
-                from,
-                MessageBody::InstallSnapshotResponse {
-                    last_index,
-                    next_offset: expected,
-                    done: false,
-                    rejected: true,
-                },
-            );
-            return;
+            return self.answer_snapshot(from, last_index, expected, false, true);
         }
         let incoming = self.incoming_snapshot.as_mut().expect("set above");
         if incoming.data.len() as u64 + data.len() as u64 > self.cfg.snapshot_bytes_max {
             tracing::warn!(node = %self.id, limit = self.cfg.snapshot_bytes_max, "incoming snapshot exceeds the size limit");
             self.incoming_snapshot = None;
-            self.refuse_snapshot(from, last_index);
-            return;
+            return self.refuse_snapshot(from, last_index);
         }
         incoming.data.extend_from_slice(&data);
         let next_offset = incoming.data.len() as u64;
         if !done {
-            self.send(
-                from,
-                MessageBody::InstallSnapshotResponse {
-                    last_index,
-                    next_offset,
-                    done: false,
-                    rejected: false,
-                },
-            );
-            return;
+            return self.answer_snapshot(from, last_index, next_offset, false, false);
         }
         let incoming = self.incoming_snapshot.take().expect("set above");
+        self.install_received_snapshot(from, incoming);
+    }
+
+    /// The whole snapshot arrived: check it, then install it (log, commit index, membership, and
+    /// the `Ready` that hands it to the driver), and tell the leader.
+    fn install_received_snapshot(&mut self, from: NodeId, incoming: IncomingSnapshot) {
+        let last_index = incoming.meta.last_index;
+        let next_offset = incoming.data.len() as u64;
         if let Some(Err(reason)) = self.snapshot_check.map(|check| check(&incoming.data)) {
             // Nothing was installed: the log, commit index and state machine are untouched, and
             // the sender starts over from offset 0 if it insists.
             tracing::warn!(node = %self.id, %from, index = %last_index, %reason, "refusing a snapshot that does not decode");
-            self.refuse_snapshot(from, last_index);
-            return;
+            return self.refuse_snapshot(from, last_index);
         }
         tracing::info!(node = %self.id, index = %last_index, bytes = incoming.data.len(), "installing snapshot from leader");
         let snapshot = Snapshot { meta: incoming.meta, data: Bytes::from(incoming.data) };
@@ -210,15 +192,19 @@ impl RaftNode {
         self.refresh_membership();
         self.snapshot_to_install = Some(snapshot.clone());
         self.snapshot = Some(snapshot);
-        self.send(
-            from,
-            MessageBody::InstallSnapshotResponse {
-                last_index,
-                next_offset,
-                done: true,
-                rejected: false,
-            },
-        );
+        self.answer_snapshot(from, last_index, next_offset, true, false);
+    }
+
+    fn answer_snapshot(
+        &mut self,
+        to: NodeId,
+        last_index: LogIndex,
+        next_offset: u64,
+        done: bool,
+        rejected: bool,
+    ) {
+        let body = MessageBody::InstallSnapshotResponse { last_index, next_offset, done, rejected };
+        self.send(to, body);
     }
 
     pub(super) fn handle_snapshot_response(
