@@ -232,15 +232,29 @@ impl Service {
             .map_err(|e| ApiError::bad_request("bad_pattern", e.to_string()))?;
         // Page by page, each a read of its own, so a search over many keys never holds the node
         // loop for long (`search_page_keys`).
+        // One deadline for the whole search, however many pages it takes.
+        let deadline = self.deadline();
         let mut keys = Vec::new();
         let mut after = None;
+        let mut pages = 0u64;
         while keys.len() < limit {
+            if pages > 0 && TokioInstant::now() >= deadline {
+                return Err(ApiError::unavailable(
+                    "timeout",
+                    format!(
+                        "the search did not finish within request_timeout_ms ({} ms); narrow the \
+                         pattern or lower the limit",
+                        self.limits.request_timeout_ms()
+                    ),
+                ));
+            }
             let query = Query::Search {
                 pattern: pattern.clone(),
                 limit: limit - keys.len(),
                 after: after.take(),
                 examine_max: self.cfg.search_page_keys,
             };
+            pages += 1;
             match self.read(query, c).await? {
                 QueryResult::Keys(page) => {
                     keys.extend(page.keys);
