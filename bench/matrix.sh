@@ -14,36 +14,10 @@ export CONNS=${CONNS:-1 16 64} DURATION=${DURATION:-10s} REPEATS=${REPEATS:-3}
 SYSTEMS=${SYSTEMS:-ours etcd redis}
 BASE=$(mktemp -d /tmp/simple-cache-matrix.XXXXXX)
 mkdir -p "$RESULTS_DIR"
-PIDS=()
 
-stop_ours() {
-  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
+# shellcheck source=bench/cluster.sh
+source "$ROOT/bench/cluster.sh"
 trap 'stop_ours; "$ANCHORS/etcd3.sh" stop >/dev/null 2>&1 || true; rm -rf "$BASE"' EXIT
-
-start_ours() {
-  for i in 1 2 3; do
-    SIMPLE_CACHE_DATA_DIR="$BASE/node$i" SIMPLE_CACHE_LOG_LEVEL=warn \
-      "$ROOT/target/release/simple-cache" --config "$ROOT/configs/node$i.yaml" \
-      >"$BASE/node$i.log" 2>&1 &
-    PIDS+=($!)
-  done
-  for _ in $(seq 1 100); do
-    if curl -sf 127.0.0.1:8081/readyz >/dev/null && curl -sf 127.0.0.1:8082/readyz >/dev/null \
-      && curl -sf 127.0.0.1:8083/readyz >/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "cluster did not become ready" >&2; exit 1
-}
-
-leader_url() {
-  curl -s 127.0.0.1:8081/cluster/peers | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print(next("http://" + m["http_addr"] for m in d["members"] if m["leader"]))'
-}
 
 cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-path "$ROOT/Cargo.toml"
 

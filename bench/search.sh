@@ -20,39 +20,11 @@ SEARCHERS=${SEARCHERS:-2}
 RESULTS_DIR=${RESULTS_DIR:-/tmp/simple-cache-search-$(date +%Y%m%d-%H%M%S)}
 BASE=$(mktemp -d /tmp/simple-cache-search.XXXXXX)
 mkdir -p "$RESULTS_DIR"
-PIDS=()
 BENCH="$ROOT/target/release/simple-cache-bench"
 
-stop_ours() {
-  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && kill "$p" 2>/dev/null || true; done
-  for p in "${PIDS[@]:-}"; do [[ -n "$p" ]] && wait "$p" 2>/dev/null || true; done
-  PIDS=()
-}
+# shellcheck source=bench/cluster.sh
+source "$ROOT/bench/cluster.sh"
 trap 'stop_ours; rm -rf "$BASE"' EXIT
-
-start_ours() {
-  local page=$1
-  for i in 1 2 3; do
-    SIMPLE_CACHE_DATA_DIR="$BASE/node$i" SIMPLE_CACHE_LOG_LEVEL=warn \
-      SIMPLE_CACHE_SEARCH_PAGE_KEYS="$page" \
-      "$ROOT/target/release/simple-cache" --config "$ROOT/configs/node$i.yaml" \
-      >>"$BASE/node$i.log" 2>&1 &
-    PIDS+=($!)
-  done
-  for _ in $(seq 1 600); do
-    if curl -sf 127.0.0.1:8081/readyz >/dev/null && curl -sf 127.0.0.1:8082/readyz >/dev/null \
-      && curl -sf 127.0.0.1:8083/readyz >/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "cluster did not become ready" >&2; exit 1
-}
-
-leader_url() {
-  curl -s 127.0.0.1:8081/cluster/peers | python3 -c '
-import json, sys
-d = json.load(sys.stdin)
-print(next("http://" + m["http_addr"] for m in d["members"] if m["leader"]))'
-}
 
 leader_changes() {
   local total=0
@@ -80,7 +52,7 @@ cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-pa
 
 for page in $PAGES; do
   rm -rf "$BASE"/node*
-  start_ours "$page"
+  SIMPLE_CACHE_SEARCH_PAGE_KEYS="$page" start_ours
   URL=$(leader_url)
   echo "== search_page_keys=$page: preloading $KEYS keys through $URL"
   "$BENCH" --url "$URL" --op fill --keys "$KEYS" --value-bytes 100 --connections 32 --duration 600 \

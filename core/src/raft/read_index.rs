@@ -86,20 +86,8 @@ impl RaftNode {
     }
 
     pub(super) fn advance_reads(&mut self) {
-        let l = lead_ref!(self);
-        let mut acked: Vec<u64> = self
-            .membership
-            .voters
-            .iter()
-            .map(|id| {
-                if *id == self.id {
-                    l.read_seq
-                } else {
-                    l.progress.get(id).map_or(0, |p| p.read_seq_acked())
-                }
-            })
-            .collect();
-        let confirmed = quorum_value(&mut acked);
+        let own = lead_ref!(self).read_seq;
+        let confirmed = self.voters_quorum_value(own, Progress::read_seq_acked);
         while let Some(r) = lead_ref!(self).pending_reads.front() {
             if r.seq > confirmed {
                 break;

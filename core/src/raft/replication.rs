@@ -118,20 +118,31 @@ impl RaftNode {
         lead_ref!(self).progress.get(&to).is_some_and(|p| p.can_send_more(last_index))
     }
 
+    /// The largest value a quorum of the voters reaches: this node counts `own`, every other
+    /// voter what `of` reads from its progress (the default for a voter without one).
+    pub(super) fn voters_quorum_value<T: Ord + Copy + Default>(
+        &self,
+        own: T,
+        of: impl Fn(&Progress) -> T,
+    ) -> T {
+        let l = lead_ref!(self);
+        let mut values: Vec<T> =
+            self.membership
+                .voters
+                .iter()
+                .map(|id| {
+                    if *id == self.id {
+                        own
+                    } else {
+                        l.progress.get(id).map_or_else(T::default, &of)
+                    }
+                })
+                .collect();
+        quorum_value(&mut values)
+    }
+
     pub(super) fn maybe_commit(&mut self) {
-        let mut matches: Vec<LogIndex> = self
-            .membership
-            .voters
-            .iter()
-            .map(|id| {
-                if *id == self.id {
-                    self.log.persisted_index()
-                } else {
-                    lead_ref!(self).progress.get(id).map_or(LogIndex(0), |p| p.match_index())
-                }
-            })
-            .collect();
-        let candidate = quorum_value(&mut matches);
+        let candidate = self.voters_quorum_value(self.log.persisted_index(), Progress::match_index);
         if candidate <= self.commit_index {
             return;
         }
