@@ -27,8 +27,9 @@
 
 use crate::cache::{ApplyResult, Command, Pattern, SearchPage, TtlStatus};
 use crate::message::{Entry, Message, Snapshot, SnapshotMeta};
-use crate::node::{CacheNode, RequestId, RequestIds, SnapshotJob, WriteError};
+use crate::node::{CacheNode, RequestId, RequestIds, WriteError};
 use crate::raft::{ReadError, Ready};
+use crate::snapshot::SnapshotJob;
 use crate::types::Instant;
 use bytes::Bytes;
 use std::collections::HashMap;

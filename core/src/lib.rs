@@ -12,6 +12,7 @@ pub mod codec;
 pub mod exec;
 pub mod message;
 pub mod node;
+pub mod snapshot;
 pub mod types;
 pub mod wal;
 

@@ -17,11 +17,12 @@
 //! ```
 
 use crate::Message;
-use crate::cache::{ApplyResult, Cache, Command, Proposal, SnapshotSource};
+use crate::cache::{ApplyResult, Cache, Command, Proposal};
 use crate::codec::DecodeError;
 use crate::config::{Config, ConfigError};
-use crate::message::{EntryPayload, ReadId, Snapshot, SnapshotMeta};
+use crate::message::{Entry, EntryPayload, ReadId, Snapshot};
 use crate::raft::{Persisted, ProposeError, RaftNode, ReadError, Ready, Role, StepError};
+use crate::snapshot::{SnapshotJob, Snapshots, Thresholds};
 use crate::types::{Instant, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -138,57 +139,6 @@ pub struct Applied {
     pub snapshot_job: Option<SnapshotJob>,
 }
 
-/// The cache at `meta.last_index`, detached from the node: encoding a large cache takes
-/// milliseconds per 100k keys, so the driver does it off its loop. One job is out at a time.
-#[derive(Clone, Debug)]
-pub struct SnapshotJob {
-    pub meta: SnapshotMeta,
-    source: JobSource,
-    new: bool,
-}
-
-/// What a job encodes from. Detaching the map costs an allocation per key and fragments the
-/// heap (measured: resident memory per key 385 -> 552 bytes with 100-byte values), encoding
-/// costs a copy per byte; so a cache of small items is encoded at once, on the caller's thread
-/// (6-12 ms per 100k keys of 100 bytes, less than detaching them: 14 ms), and only a cache of large items, where copying the bytes is
-/// what takes long, is detached and encoded later.
-#[derive(Clone, Debug)]
-enum JobSource {
-    Encoded(bytes::Bytes),
-    Detached(SnapshotSource),
-}
-
-/// The average item size (key, value and overhead, in [`Cache::approx_bytes`]) from which a
-/// snapshot is detached rather than encoded at once.
-const DETACH_ITEM_BYTES_MIN: usize = 1024;
-
-impl SnapshotJob {
-    /// A job over a cache's current state: encoded at once if its items are small on average,
-    /// else detached (see [`JobSource`]).
-    pub fn new(meta: SnapshotMeta, cache: &Cache, new: bool) -> SnapshotJob {
-        let large = cache.approx_bytes() >= cache.len().saturating_mul(DETACH_ITEM_BYTES_MIN);
-        let source = if large && !cache.is_empty() {
-            JobSource::Detached(cache.snapshot_source())
-        } else {
-            JobSource::Encoded(cache.snapshot())
-        };
-        SnapshotJob { meta, source, new }
-    }
-    pub fn encode(&self) -> Snapshot {
-        let data = match &self.source {
-            JobSource::Encoded(data) => data.clone(),
-            JobSource::Detached(source) => source.encode(),
-        };
-        Snapshot { meta: self.meta.clone(), data }
-    }
-    /// A snapshot past the log's current one, which the driver will persist if
-    /// [`CacheNode::snapshot_encoded`] says so. `false`: the current snapshot encoded again for
-    /// a follower (its file already exists; never write it again).
-    pub fn is_new(&self) -> bool {
-        self.new
-    }
-}
-
 /// Raft + cache + the requests waiting on them.
 pub struct CacheNode {
     cfg: NodeConfig,
@@ -208,16 +158,8 @@ pub struct CacheNode {
     /// next try waits until here, so an expired key cannot make `next_deadline` stay in the past
     /// and spin the driver.
     expiry_not_before: Instant,
-    snapshot_index: LogIndex,
-    /// Size of the data of the snapshot at `snapshot_index`.
-    snapshot_bytes: u64,
-    /// Payload bytes of the entries applied after `snapshot_index`.
-    log_bytes_since_snapshot: u64,
-    /// The index of the snapshot job the driver is encoding.
-    snapshot_job_index: Option<LogIndex>,
-    /// A snapshot handed to the driver but not yet compacted into the Raft log: a leader keeps
-    /// the entries a follower still needs (see [`CacheNode::compact_when_caught_up`]).
-    deferred_compaction: Option<(LogIndex, bytes::Bytes)>,
+    /// The snapshot lifecycle (see [`crate::snapshot`]).
+    snapshots: Snapshots,
     now: Instant,
     /// When this node, as leader, last tried to promote a learner.
     last_promote_check: Instant,
@@ -238,14 +180,15 @@ impl CacheNode {
         if cfg.snapshot_threshold == 0 || cfg.expiry_batch_max == 0 {
             return Err(NodeError::ZeroLimit);
         }
-        let (cache, snapshot_index) = match &persisted.snapshot {
+        let cache = match &persisted.snapshot {
             Some(s) if !s.data.is_empty() => {
-                (Cache::restore(&s.data).map_err(NodeError::Snapshot)?, s.meta.last_index)
+                Cache::restore(&s.data).map_err(NodeError::Snapshot)?
             }
-            Some(s) => (Cache::new(), s.meta.last_index),
-            None => (Cache::new(), LogIndex(0)),
+            _ => Cache::new(),
         };
-        let snapshot_bytes = persisted.snapshot.as_ref().map_or(0, |s| s.data.len() as u64);
+        let thresholds =
+            Thresholds { entries: cfg.snapshot_threshold, log_percent: cfg.snapshot_log_percent };
+        let snapshots = Snapshots::new(thresholds, persisted.snapshot.as_ref());
         let mut raft = RaftNode::new(cfg.raft.clone(), persisted, seed, now)?;
         raft.set_snapshot_check(|data| Cache::restore(data).map(drop).map_err(|e| e.to_string()));
         Ok(CacheNode {
@@ -258,11 +201,7 @@ impl CacheNode {
             superseded: Vec::new(),
             expiry_in_flight: None,
             expiry_not_before: now,
-            snapshot_index,
-            snapshot_bytes,
-            log_bytes_since_snapshot: 0,
-            snapshot_job_index: None,
-            deferred_compaction: None,
+            snapshots,
             now,
             last_promote_check: Instant(0),
             time_floor: Instant(0),
@@ -330,13 +269,13 @@ impl CacheNode {
         self.raft.tick(now);
         self.promote_learners();
         self.propose_expiry();
-        self.compact_when_caught_up();
+        self.snapshots.compact_when_caught_up(&mut self.raft, self.now);
     }
 
     pub fn step(&mut self, now: Instant, msg: Message) -> Result<(), StepError> {
         self.now = self.now.max(now);
         self.raft.step(now, msg)?;
-        self.compact_when_caught_up();
+        self.snapshots.compact_when_caught_up(&mut self.raft, self.now);
         Ok(())
     }
 
@@ -381,46 +320,9 @@ impl CacheNode {
         let mut out = Applied { writes: Vec::new(), reads: Vec::new(), snapshot_job: None };
         out.writes.extend(self.superseded.drain(..).map(|id| (id, Err(WriteError::Superseded))));
         if let Some(s) = &ready.snapshot {
-            match Cache::restore(&s.data) {
-                Ok(cache) => self.cache = cache,
-                // Raft installs only snapshots that passed this same decoder on receipt (see
-                // `set_snapshot_check` above), so a failure here is a bug, never input.
-                Err(e) => panic!("a snapshot that passed the check does not decode: {e}"),
-            }
-            self.snapshot_index = s.meta.last_index;
-            self.snapshot_bytes = s.data.len() as u64;
-            self.log_bytes_since_snapshot = 0;
-            self.deferred_compaction = None;
-            // Writes inside the snapshot may or may not have been committed: say so.
-            let covered: Vec<LogIndex> =
-                self.writes.range(..=s.meta.last_index).map(|(i, _)| *i).collect();
-            for i in covered {
-                let (_, id) = self.writes.remove(&i).expect("listed");
-                out.writes.push((id, Err(WriteError::Unknown)));
-            }
+            self.install_snapshot(s, &mut out);
         }
-        for e in &ready.committed_entries {
-            if let EntryPayload::Command(data) = &e.payload {
-                self.log_bytes_since_snapshot += data.len() as u64;
-            }
-            let result = match &e.payload {
-                EntryPayload::Command(data) => match Proposal::decode(data) {
-                    Ok(p) => Ok(self.cache.apply(&p)),
-                    Err(err) => Err(WriteError::Undecodable(err)),
-                },
-                _ => Ok(ApplyResult::Set),
-            };
-            if let Some((term, id)) = self.writes.remove(&e.index) {
-                if term == e.term {
-                    out.writes.push((id, result));
-                } else {
-                    out.writes.push((id, Err(WriteError::Superseded)));
-                }
-            }
-            if self.expiry_in_flight.is_some_and(|(i, _)| i <= e.index) {
-                self.expiry_in_flight = None;
-            }
-        }
+        self.apply_entries(&ready.committed_entries, &mut out);
         for rs in &ready.read_states {
             let id = RequestId(rs.id.0);
             if self.reads_waiting.remove(&id) {
@@ -442,101 +344,59 @@ impl CacheNode {
                 out.reads.push((id, Ok(leader_time.max(self.cache.clock()))));
             }
         }
-        if self.snapshot_job_index.is_none() {
-            out.snapshot_job = self.snapshot_job(applied);
-        }
-        self.compact_when_caught_up();
-        self.raft.release_snapshot_data();
+        out.snapshot_job = self.snapshots.after_apply(&mut self.raft, &self.cache, self.now);
         out
     }
 
-    /// A snapshot to take at `applied`: due by the thresholds, or wanted by Raft for a follower
-    /// after the data was released (then, if nothing was applied since the log's snapshot, that
-    /// snapshot is encoded again).
-    fn snapshot_job(&mut self, applied: LogIndex) -> Option<SnapshotJob> {
-        let wanted = self.raft.wants_snapshot();
-        let due = self.snapshot_due(applied);
-        if !due && !wanted {
-            return None;
+    /// A snapshot from the leader replaces the cache; the writes it covers are unknown.
+    fn install_snapshot(&mut self, s: &Snapshot, out: &mut Applied) {
+        match Cache::restore(&s.data) {
+            Ok(cache) => self.cache = cache,
+            // Raft installs only snapshots that passed this same decoder on receipt (see
+            // `set_snapshot_check` in `new`), so a failure here is a bug, never input.
+            Err(e) => panic!("a snapshot that passed the check does not decode: {e}"),
         }
-        let (meta, new) = match self.raft.snapshot_meta_at(applied) {
-            Some(meta) => {
-                self.snapshot_index = applied;
-                self.log_bytes_since_snapshot = 0;
-                (meta, true)
-            }
-            None if wanted && applied == self.raft.log().snapshot_meta().last_index => {
-                (self.raft.log().snapshot_meta().clone(), false)
-            }
-            None => return None,
-        };
-        self.snapshot_job_index = Some(meta.last_index);
-        Some(SnapshotJob::new(meta, &self.cache, new))
+        self.snapshots.installed(s);
+        // Writes inside the snapshot may or may not have been committed: say so.
+        let covered: Vec<LogIndex> =
+            self.writes.range(..=s.meta.last_index).map(|(i, _)| *i).collect();
+        for i in covered {
+            let (_, id) = self.writes.remove(&i).expect("listed");
+            out.writes.push((id, Err(WriteError::Unknown)));
+        }
     }
 
-    /// The driver encoded the [`SnapshotJob`]. Returns the snapshot if the driver must persist
-    /// it (a new snapshot: its file, then the WAL compacted to it); `None` if it only gave Raft
-    /// back the data of its current snapshot, or a snapshot from the leader superseded it.
+    /// Applies committed entries to the cache and resolves the writes proposed here.
+    fn apply_entries(&mut self, entries: &[Entry], out: &mut Applied) {
+        for e in entries {
+            let result = match &e.payload {
+                EntryPayload::Command(data) => {
+                    self.snapshots.applied(data.len());
+                    match Proposal::decode(data) {
+                        Ok(p) => Ok(self.cache.apply(&p)),
+                        Err(err) => Err(WriteError::Undecodable(err)),
+                    }
+                }
+                _ => Ok(ApplyResult::Set),
+            };
+            if let Some((term, id)) = self.writes.remove(&e.index) {
+                if term == e.term {
+                    out.writes.push((id, result));
+                } else {
+                    out.writes.push((id, Err(WriteError::Superseded)));
+                }
+            }
+            if self.expiry_in_flight.is_some_and(|(i, _)| i <= e.index) {
+                self.expiry_in_flight = None;
+            }
+        }
+    }
+
+    /// The driver encoded the [`SnapshotJob`] (and, if new, made its file durable). Returns the
+    /// snapshot if the driver must compact the WAL to it; `None` if it only gave Raft back the
+    /// data of its current snapshot, or a snapshot from the leader superseded it.
     pub fn snapshot_encoded(&mut self, snapshot: Snapshot) -> Option<Snapshot> {
-        self.snapshot_job_index = None;
-        let index = snapshot.meta.last_index;
-        let log_snapshot = self.raft.log().snapshot_meta().last_index;
-        if index <= log_snapshot {
-            if index == log_snapshot && self.raft.wants_snapshot() {
-                let _ = self.raft.provide_snapshot_data(snapshot);
-            }
-            return None;
-        }
-        self.snapshot_bytes = snapshot.data.len() as u64;
-        if self.raft.wants_snapshot() {
-            // A follower is waiting for it: compact at once, which gives Raft the data.
-            self.deferred_compaction = None;
-            let _ = self.raft.compact(index, snapshot.data.clone());
-        } else {
-            self.deferred_compaction = Some((index, snapshot.data.clone()));
-            self.compact_when_caught_up();
-        }
-        self.raft.release_snapshot_data();
-        Some(snapshot)
-    }
-
-    /// Compacts the Raft log to the snapshot last handed to the driver, except that a leader
-    /// first waits (for at most `snapshot_threshold` more entries) until every follower it heard
-    /// from within an election timeout has replicated up to the snapshot. Compacting at once
-    /// made the slower follower, always a few entries behind under load, need the whole
-    /// snapshot instead of those few entries (etcd keeps a tail of entries for the same reason).
-    fn compact_when_caught_up(&mut self) {
-        let Some((index, _)) = &self.deferred_compaction else {
-            return;
-        };
-        let index = *index;
-        let raft = &self.raft;
-        if raft.is_leader() && raft.last_applied().0 < index.0 + self.cfg.snapshot_threshold {
-            let recent_ms = raft.config().election_timeout_ms;
-            let lagging = raft.peers().into_iter().any(|p| {
-                p.id != raft.id()
-                    && p.match_index < index
-                    && p.last_contact.is_some_and(|t| self.now.saturating_since(t) < recent_ms)
-            });
-            if lagging {
-                return;
-            }
-        }
-        let (index, data) = self.deferred_compaction.take().expect("checked above");
-        // Already compacted further (a snapshot from a leader): nothing to do.
-        let _ = self.raft.compact(index, data);
-    }
-
-    /// Whether to snapshot at `applied` (see `NodeConfig::snapshot_threshold`). Both limits are
-    /// stretched by 0 to 3/8 depending on the node id, so replicas, which apply the same log,
-    /// do not all pause to snapshot at the same index: a commit needs only a majority.
-    fn snapshot_due(&self, applied: LogIndex) -> bool {
-        let stretch = 8 + self.raft.id().0 % 4;
-        let entries = self.cfg.snapshot_threshold.saturating_mul(stretch) / 8;
-        let percent = self.cfg.snapshot_log_percent.saturating_mul(stretch) / 8;
-        applied.0 >= self.snapshot_index.0.saturating_add(entries)
-            && self.log_bytes_since_snapshot.saturating_mul(100)
-                >= self.snapshot_bytes.saturating_mul(percent)
+        self.snapshots.encoded(&mut self.raft, snapshot, self.now)
     }
 
     /// On the leader: promote a caught-up learner (see [`NodeConfig::promote_learners`]).
@@ -836,7 +696,13 @@ mod tests {
     /// and 3 (both acknowledged its no-op), with 10 writes proposed and sent; returns it and
     /// its last index.
     fn three_node_leader_with_writes() -> (CacheNode, u64) {
-        let m = Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]);
+        leader_with_writes(3)
+    }
+
+    /// [`three_node_leader_with_writes`] with `voters` voters, all of which voted and
+    /// acknowledged the no-op.
+    fn leader_with_writes(voters: u64) -> (CacheNode, u64) {
+        let m = Membership::with_voters((1..=voters).map(NodeId));
         let mut cfg = NodeConfig::new(crate::testkit::test_config(NodeId(1)));
         cfg.snapshot_threshold = 5;
         let mut n = CacheNode::new(cfg, Persisted::bootstrap(m), 7, Instant(0)).unwrap();
@@ -844,7 +710,7 @@ mod tests {
         n.tick(t);
         drive(&mut n, &mut Vec::new());
         for pre_vote in [true, false] {
-            for from in [2, 3] {
+            for from in 2..=voters {
                 let body = crate::message::MessageBody::RequestVoteResponse {
                     pre_vote,
                     granted: true,
@@ -855,7 +721,7 @@ mod tests {
             drive(&mut n, &mut Vec::new());
         }
         assert!(n.raft().is_leader());
-        for from in [2, 3] {
+        for from in 2..=voters {
             n.step(t, append_resp(from, 1, true)).unwrap();
         }
         for i in 0..10 {
@@ -886,6 +752,44 @@ mod tests {
         assert_eq!(n.raft().log().snapshot_meta().last_index, snap.meta.last_index);
     }
 
+    // A durable snapshot held back for a follower a few entries behind is compacted to at once
+    // when another follower needs a whole snapshot: Raft gets data it can send without a new job
+    // encoding the cache again.
+    #[test]
+    fn a_held_back_snapshot_is_used_when_a_follower_needs_one() {
+        // Node 5 went quiet long ago; the others are caught up: compacted at once.
+        let (mut n, last) = leader_with_writes(5);
+        let late = Instant(700);
+        n.tick(late);
+        for from in [2, 3, 4] {
+            n.step(late, append_resp(from, last, true)).unwrap();
+        }
+        drive(&mut n, &mut Vec::new());
+        let first = n.raft().log().snapshot_meta().last_index;
+        assert!(first > LogIndex(1), "compacted once");
+        for i in 10..20 {
+            n.write(late, RequestId(i), set(&format!("k{i}"), "v", None)).unwrap();
+        }
+        drive(&mut n, &mut Vec::new());
+        let last = n.raft().log().last_index().0;
+        // Nodes 2 and 3 have everything, node 4 is a little behind: a second snapshot is durable
+        // and held back for node 4.
+        n.step(late, append_resp(2, last, true)).unwrap();
+        n.step(late, append_resp(3, last, true)).unwrap();
+        n.step(late, append_resp(4, last - 2, true)).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let second = out.iter().find_map(|a| a.snapshot.clone()).expect("a second snapshot");
+        assert_eq!(n.raft().log().snapshot_meta().last_index, first, "held back for node 4");
+        // Node 5 is back, missing everything after index 1: it needs a whole snapshot.
+        n.step(late, append_resp(5, 2, false)).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        assert_eq!(n.raft().log().snapshot_meta().last_index, second.meta.last_index);
+        assert!(!n.raft().wants_snapshot(), "the held-back snapshot's data went to Raft");
+        assert!(out.iter().all(|a| a.applied.snapshot_job.is_none()), "no new job");
+    }
+
     // A leader drops its snapshot data once compacted (it is as large as the cache) and, when a
     // follower later needs a snapshot, encodes the cache again and sends it.
     #[test]
@@ -906,7 +810,10 @@ mod tests {
         n.step(late, append_resp(3, 2, false)).unwrap();
         assert!(n.raft().wants_snapshot(), "the data was released");
         // Data of some other snapshot is refused and the want stays.
-        let other = Snapshot { meta: SnapshotMeta::default(), data: Bytes::from_static(b"x") };
+        let other = Snapshot {
+            meta: crate::message::SnapshotMeta::default(),
+            data: Bytes::from_static(b"x"),
+        };
         assert!(matches!(
             n.raft_mut().provide_snapshot_data(other),
             Err(crate::raft::CompactError::NotCurrentSnapshot { .. })
@@ -934,29 +841,6 @@ mod tests {
             _ => None,
         });
         assert_eq!(sent, Some(snap.meta.last_index), "the snapshot went to node 3");
-    }
-
-    // Small items are encoded at once; large ones are detached and encoded later; both give
-    // the cache's snapshot bytes as of the moment the job was made.
-    #[test]
-    fn snapshot_jobs_detach_only_large_items() {
-        let job_for = |value_bytes: usize| {
-            let mut cache = Cache::new();
-            for i in 0..10 {
-                let p = Proposal {
-                    time: Instant(1),
-                    command: set(&format!("k{i}"), &"v".repeat(value_bytes), None),
-                };
-                cache.apply(&p);
-            }
-            let job = SnapshotJob::new(SnapshotMeta::default(), &cache, true);
-            let expected = cache.snapshot();
-            cache.apply(&Proposal { time: Instant(2), command: Command::Reset });
-            assert_eq!(job.encode().data, expected, "the state when the job was made");
-            job
-        };
-        assert!(matches!(job_for(100).source, JobSource::Encoded(_)));
-        assert!(matches!(job_for(4096).source, JobSource::Detached(_)));
     }
 
     // Regression (issue 10, failure 11): a leader whose log was cut by a new leader and who

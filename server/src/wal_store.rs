@@ -21,8 +21,8 @@
 
 use bytes::Bytes;
 use simple_cache_core::codec;
-use simple_cache_core::node::SnapshotJob;
 use simple_cache_core::raft::{Persisted, Ready};
+use simple_cache_core::snapshot::SnapshotJob;
 use simple_cache_core::wal::{self, Recovered, WalRecord};
 use simple_cache_core::{Entry, HardState, Snapshot, SnapshotMeta};
 use std::fs::{self, File, OpenOptions};

@@ -8,61 +8,12 @@ impl RaftNode {
     /// the log code asserts its invariants, and a peer (or anyone who can reach the Raft port)
     /// must not be able to trip them.
     pub(super) fn check_message(&self, msg: &Message) -> Result<(), String> {
-        let leader_message = matches!(
-            msg.body,
-            MessageBody::AppendEntries { .. }
-                | MessageBody::Heartbeat { .. }
-                | MessageBody::InstallSnapshot { .. }
-        );
-        if leader_message && msg.term == Term(0) {
-            return Err("a leader's message in term 0".into());
-        }
-        if leader_message && msg.term == self.current_term {
-            let holder = match self.role {
-                Role::Leader => Some(self.id),
-                Role::Follower => self.leader_id,
-                Role::Candidate => None,
-            };
-            if let Some(holder) = holder.filter(|&h| h != msg.from) {
-                return Err(format!(
-                    "claims leadership of term {}, which node {holder} holds",
-                    msg.term
-                ));
-            }
-        }
+        self.check_leadership_claim(msg)?;
         // Answers from followers of this leader's own term can be checked against what it sent.
         let own_follower = self.role == Role::Leader && msg.term == self.current_term;
         match &msg.body {
             MessageBody::AppendEntries { prev_log_index, prev_log_term, entries, .. } => {
-                if *prev_log_term > msg.term {
-                    return Err(format!(
-                        "prev_log_term {prev_log_term} is later than the sender's term {}",
-                        msg.term
-                    ));
-                }
-                if *prev_log_index == LogIndex(0) && *prev_log_term != Term(0) {
-                    return Err(format!("prev_log_term {prev_log_term} at index 0"));
-                }
-                let mut expected = prev_log_index.next();
-                let mut term = *prev_log_term;
-                for e in entries {
-                    if e.index != expected {
-                        return Err(format!(
-                            "entry {} where {expected} was due: entries follow prev_log_index {} \
-                             without a gap",
-                            e.index, prev_log_index
-                        ));
-                    }
-                    if e.term < term || e.term > msg.term {
-                        return Err(format!(
-                            "entry {} has term {}, outside [{term}, {}]: terms never decrease \
-                             along a log nor pass the leader's",
-                            e.index, e.term, msg.term
-                        ));
-                    }
-                    term = e.term;
-                    expected = expected.next();
-                }
+                check_appended_entries(msg.term, *prev_log_index, *prev_log_term, entries)?;
             }
             MessageBody::InstallSnapshot { meta, .. } => {
                 if meta.last_term > msg.term {
@@ -93,6 +44,34 @@ impl RaftNode {
                 ));
             }
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// A leader's message in a term this node knows another leader of is a lie (one leader per
+    /// term), and no leader is elected in term 0.
+    fn check_leadership_claim(&self, msg: &Message) -> Result<(), String> {
+        let leader_message = matches!(
+            msg.body,
+            MessageBody::AppendEntries { .. }
+                | MessageBody::Heartbeat { .. }
+                | MessageBody::InstallSnapshot { .. }
+        );
+        if leader_message && msg.term == Term(0) {
+            return Err("a leader's message in term 0".into());
+        }
+        if leader_message && msg.term == self.current_term {
+            let holder = match self.role {
+                Role::Leader => Some(self.id),
+                Role::Follower => self.leader_id,
+                Role::Candidate => None,
+            };
+            if let Some(holder) = holder.filter(|&h| h != msg.from) {
+                return Err(format!(
+                    "claims leadership of term {}, which node {holder} holds",
+                    msg.term
+                ));
+            }
         }
         Ok(())
     }
@@ -131,4 +110,43 @@ impl RaftNode {
             "an election is run exactly while a candidate"
         );
     }
+}
+
+/// Entries of an `AppendEntries` follow `prev_log_index` without a gap, with terms that never
+/// decrease and never pass the sender's.
+fn check_appended_entries(
+    sender_term: Term,
+    prev_log_index: LogIndex,
+    prev_log_term: Term,
+    entries: &[crate::message::Entry],
+) -> Result<(), String> {
+    if prev_log_term > sender_term {
+        return Err(format!(
+            "prev_log_term {prev_log_term} is later than the sender's term {sender_term}"
+        ));
+    }
+    if prev_log_index == LogIndex(0) && prev_log_term != Term(0) {
+        return Err(format!("prev_log_term {prev_log_term} at index 0"));
+    }
+    let mut expected = prev_log_index.next();
+    let mut term = prev_log_term;
+    for e in entries {
+        if e.index != expected {
+            return Err(format!(
+                "entry {} where {expected} was due: entries follow prev_log_index {} \
+                 without a gap",
+                e.index, prev_log_index
+            ));
+        }
+        if e.term < term || e.term > sender_term {
+            return Err(format!(
+                "entry {} has term {}, outside [{term}, {}]: terms never decrease \
+                 along a log nor pass the leader's",
+                e.index, e.term, sender_term
+            ));
+        }
+        term = e.term;
+        expected = expected.next();
+    }
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! Snapshots: compaction at the driver's request, the data held for followers and asked for
+//! Raft's side of snapshots: compaction at the snapshot lifecycle's request (`crate::snapshot`), the data held for followers and asked for
 //! again when released, sending a snapshot in chunks, and receiving and installing one.
 
 use super::*;
@@ -6,7 +6,7 @@ use super::*;
 impl RaftNode {
     /// The metadata a snapshot of the state machine at `index` carries: `None` unless `index`
     /// is applied and still in the log.
-    pub fn snapshot_meta_at(&self, index: LogIndex) -> Option<SnapshotMeta> {
+    pub(crate) fn snapshot_meta_at(&self, index: LogIndex) -> Option<SnapshotMeta> {
         if index > self.last_applied || index <= self.log.snapshot_meta().last_index {
             return None;
         }
@@ -15,10 +15,11 @@ impl RaftNode {
         Some(SnapshotMeta { last_index: index, last_term, membership })
     }
 
-    /// The driver took a snapshot of the state machine at `index` (which must be applied):
+    /// The node's snapshot lifecycle (`crate::snapshot`) has a durable snapshot of the state
+    /// machine at `index` (which must be applied):
     /// the log up to it is dropped and the snapshot is kept to send to lagging followers (until
     /// [`RaftNode::release_snapshot_data`]).
-    pub fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
+    pub(crate) fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
         if index > self.last_applied {
             return Err(CompactError::NotApplied { index, applied: self.last_applied });
         }
@@ -37,8 +38,8 @@ impl RaftNode {
     /// Drops the snapshot data held for sending to followers, unless one is receiving it or
     /// needs it (its next entry is compacted away). A cache's snapshot is as large as the cache,
     /// so holding it doubles the memory of a node; when a follower needs one later,
-    /// [`RaftNode::wants_snapshot`] asks the driver for it.
-    pub fn release_snapshot_data(&mut self) {
+    /// [`RaftNode::wants_snapshot`] asks the snapshot lifecycle for it.
+    pub(crate) fn release_snapshot_data(&mut self) {
         let compacted = self.log.snapshot_meta().last_index;
         let needed = self.leader.as_ref().is_some_and(|l| {
             l.progress.values().any(|p| {
@@ -51,17 +52,17 @@ impl RaftNode {
         }
     }
 
-    /// A follower needs a snapshot and the data was released: the driver provides the state
+    /// A follower needs a snapshot and the data was released: `crate::snapshot` provides the state
     /// machine at an applied index, with [`RaftNode::compact`] if that is past the log's
     /// snapshot index, else with [`RaftNode::provide_snapshot_data`]. Replication to that
     /// follower resumes with its next probe.
-    pub fn wants_snapshot(&self) -> bool {
+    pub(crate) fn wants_snapshot(&self) -> bool {
         self.snapshot_wanted
     }
 
     /// Gives back the data of the log's current snapshot (after a release): `snapshot` must be
     /// the state machine at exactly that snapshot's index, else it is refused.
-    pub fn provide_snapshot_data(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
+    pub(crate) fn provide_snapshot_data(&mut self, snapshot: Snapshot) -> Result<(), CompactError> {
         let current = self.log.snapshot_meta();
         if snapshot.meta != *current {
             return Err(CompactError::NotCurrentSnapshot {
@@ -83,7 +84,7 @@ impl RaftNode {
 
     pub(super) fn start_snapshot(&mut self, to: NodeId) {
         let Some(snapshot) = &self.snapshot else {
-            // The data was released: ask the driver for it; the next probe sends it.
+            // The data was released: ask the snapshot lifecycle for it; the next probe sends it.
             self.snapshot_wanted = true;
             return;
         };

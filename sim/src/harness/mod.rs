@@ -1043,7 +1043,7 @@ impl Sim {
         w: &mut World,
         id: NodeId,
         incarnation: u64,
-        job: simple_cache_core::node::SnapshotJob,
+        job: simple_cache_core::snapshot::SnapshotJob,
     ) {
         let delay = w.rng.next_u64() % (SNAPSHOT_WRITE_MS_MAX + 1);
         let sim = self.clone();
