@@ -1,6 +1,7 @@
-//! Compiles `proto/cache.proto` with `protox` (a protobuf compiler in Rust), so building needs
-//! no system `protoc`. Generates the tonic server and client into OUT_DIR, and writes the
-//! encoded `FileDescriptorSet` there for server reflection.
+//! Compiles `proto/cache.proto` (package `simplecache.v1`) and `proto/pb/*.proto` (the seed's
+//! package `pb`) with `protox` (a protobuf compiler in Rust), so building needs no system
+//! `protoc`. Generates the tonic servers and clients into OUT_DIR, and writes the encoded
+//! `FileDescriptorSet` there for server reflection.
 //!
 //! The reflection set also carries the well-known types (wrappers, struct, timestamp, ...), so
 //! reflection-driven clients such as grpcurl can write and print a `google.protobuf.Any` that
@@ -10,14 +11,16 @@ use prost::Message;
 use std::path::PathBuf;
 
 fn main() {
-    println!("cargo:rerun-if-changed=proto/cache.proto");
-    let fds = protox::compile(["cache.proto"], ["proto"]).unwrap_or_else(|e| {
-        panic!("proto/cache.proto does not compile: {e}");
+    println!("cargo:rerun-if-changed=proto");
+    let files = ["cache.proto", "pb/cache.proto"];
+    let fds = protox::compile(files, ["proto"]).unwrap_or_else(|e| {
+        panic!("the .proto files under proto/ do not compile: {e}");
     });
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let reflection = protox::compile(
         [
             "cache.proto",
+            "pb/cache.proto",
             "google/protobuf/wrappers.proto",
             "google/protobuf/struct.proto",
             "google/protobuf/timestamp.proto",

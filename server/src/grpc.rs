@@ -1,5 +1,6 @@
 //! The gRPC front end on `grpc_addr`: `simplecache.v1.CacheService` (see `proto/cache.proto`),
-//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha, so `grpcurl` works without the
+//! the seed's `pb.CacheService` (`proto/pb/`, see `grpc_seed`), `grpc.health.v1.Health` and
+//! server reflection (v1 and v1alpha, so `grpcurl` works without the
 //! .proto file).
 //!
 //! Each RPC only translates messages: the logic (validation, limits, forwarding writes to the
@@ -47,21 +48,34 @@ impl CacheGrpc {
     pub fn new(svc: Service) -> CacheGrpc {
         CacheGrpc { svc }
     }
+}
 
-    /// Runs one RPC's logic and records it (`api="grpc"`, the HTTP status of the outcome).
-    async fn run<T>(
-        &self,
-        op: &'static str,
-        f: impl Future<Output = Result<T, ApiError>>,
-    ) -> Result<Response<T>, Status> {
-        let started = TokioInstant::now();
-        let r = f.await;
-        let status = match &r {
-            Ok(_) => 200,
-            Err(e) => e.status.as_u16(),
-        };
-        self.svc.observe("grpc", op, status, started);
-        r.map(Response::new).map_err(Status::from)
+/// Runs one RPC's logic and records it (`api="grpc"`, the HTTP status of the outcome).
+pub(crate) async fn run<T>(
+    svc: &Service,
+    op: &'static str,
+    f: impl Future<Output = Result<T, ApiError>>,
+) -> Result<Response<T>, Status> {
+    let started = TokioInstant::now();
+    let r = f.await;
+    let status = match &r {
+        Ok(_) => 200,
+        Err(e) => e.status.as_u16(),
+    };
+    svc.observe("grpc", op, status, started);
+    r.map(Response::new).map_err(Status::from)
+}
+
+/// A `SearchRequest.mode` (the same enum numbers in both packages).
+pub(crate) fn search_mode(v: i32) -> Result<SearchMode, ApiError> {
+    use pb::search_request::MatchMode;
+    match MatchMode::try_from(v) {
+        Ok(MatchMode::Wildcard) => Ok(SearchMode::Wildcard),
+        Ok(MatchMode::Regex) => Ok(SearchMode::Regex),
+        Err(_) => Err(ApiError::bad_request(
+            "bad_mode",
+            format!("mode must be WILDCARD (0) or REGEX (1), not {v}"),
+        )),
     }
 }
 
@@ -76,7 +90,7 @@ fn consistency(v: i32) -> Result<Consistency, ApiError> {
     }
 }
 
-fn caller<T>(req: &Request<T>) -> Caller {
+pub(crate) fn caller<T>(req: &Request<T>) -> Caller {
     Caller {
         authorization: req
             .metadata()
@@ -123,7 +137,7 @@ fn get_data(v: StoredValue) -> Result<pb::get_response::Data, ApiError> {
 impl CacheService for CacheGrpc {
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let r = req.into_inner();
-        self.run("get", async {
+        run(&self.svc, "get", async {
             let c = consistency(r.consistency)?;
             Ok(match self.svc.get(&r.key, c).await? {
                 Some(v) => pb::GetResponse { data: Some(get_data(v)?), found: true },
@@ -136,14 +150,10 @@ impl CacheService for CacheGrpc {
     async fn set(&self, req: Request<pb::SetRequest>) -> Result<Response<pb::SetResponse>, Status> {
         let caller = caller(&req);
         let r = req.into_inner();
-        self.run("set", async {
+        run(&self.svc, "set", async {
             self.svc.check_key(&r.key)?;
             let value = stored_value(r.data)?;
-            // proto3 cannot tell an unset string from an empty one: both mean no expiry.
-            let ttl_ms = match r.expire.as_str() {
-                "" => None,
-                s => Service::ttl_ms_from_duration(s)?,
-            };
+            let ttl_ms = Service::ttl_ms_from_expire(&r.expire)?;
             self.svc.set(&caller, r.key, &value, ttl_ms).await?;
             Ok(pb::SetResponse { success: true })
         })
@@ -153,7 +163,7 @@ impl CacheService for CacheGrpc {
     async fn del(&self, req: Request<pb::DelRequest>) -> Result<Response<pb::DelResponse>, Status> {
         let caller = caller(&req);
         let r = req.into_inner();
-        self.run("delete", async {
+        run(&self.svc, "delete", async {
             let existed = self.svc.del(&caller, r.key).await?;
             Ok(pb::DelResponse { success: true, existed })
         })
@@ -165,7 +175,7 @@ impl CacheService for CacheGrpc {
         req: Request<pb::ResetRequest>,
     ) -> Result<Response<pb::ResetResponse>, Status> {
         let caller = caller(&req);
-        self.run("reset", async {
+        run(&self.svc, "reset", async {
             let keys_cleared = self.svc.reset(&caller).await?;
             Ok(pb::ResetResponse { success: true, keys_cleared })
         })
@@ -177,22 +187,12 @@ impl CacheService for CacheGrpc {
         req: Request<pb::SearchRequest>,
     ) -> Result<Response<pb::SearchResponse>, Status> {
         let r = req.into_inner();
-        self.run("search", async {
-            use pb::search_request::MatchMode;
-            let mode = match MatchMode::try_from(r.mode) {
-                Ok(MatchMode::Wildcard) => SearchMode::Wildcard,
-                Ok(MatchMode::Regex) => SearchMode::Regex,
-                Err(_) => {
-                    return Err(ApiError::bad_request(
-                        "bad_mode",
-                        format!("mode must be WILDCARD (0) or REGEX (1), not {}", r.mode),
-                    ));
-                }
-            };
+        run(&self.svc, "search", async {
+            let mode = search_mode(r.mode)?;
             let limit = (r.limit != 0).then_some(r.limit as usize);
             let c = consistency(r.consistency)?;
-            let keys = self.svc.search(&r.pattern, mode, limit, c).await?;
-            Ok(pb::SearchResponse { keys })
+            let found = self.svc.search(&r.pattern, mode, limit, c).await?;
+            Ok(pb::SearchResponse { keys: found.keys, truncated: found.truncated })
         })
         .await
     }
@@ -203,7 +203,7 @@ impl CacheService for CacheGrpc {
     ) -> Result<Response<pb::ExpireKeyResponse>, Status> {
         let caller = caller(&req);
         let r = req.into_inner();
-        self.run("expire", async {
+        run(&self.svc, "expire", async {
             let existed = self.svc.expire(&caller, r.key).await?;
             Ok(pb::ExpireKeyResponse { success: true, existed })
         })
@@ -212,7 +212,7 @@ impl CacheService for CacheGrpc {
 
     async fn ttl(&self, req: Request<pb::TtlRequest>) -> Result<Response<pb::TtlResponse>, Status> {
         let r = req.into_inner();
-        self.run("ttl", async {
+        run(&self.svc, "ttl", async {
             let c = consistency(r.consistency)?;
             Ok(match self.svc.ttl(&r.key, c).await? {
                 TtlStatus::Missing => pb::TtlResponse::default(),
@@ -240,6 +240,7 @@ async fn report_health(
             let s = if serving { ServingStatus::Serving } else { ServingStatus::NotServing };
             reporter.set_service_status("", s).await;
             reporter.set_service_status(SERVICE_NAME, s).await;
+            reporter.set_service_status(crate::grpc_seed::SERVICE_NAME, s).await;
             last = Some(serving);
         }
         tokio::select! {
@@ -249,6 +250,7 @@ async fn report_health(
     }
     reporter.set_service_status("", ServingStatus::NotServing).await;
     reporter.set_service_status(SERVICE_NAME, ServingStatus::NotServing).await;
+    reporter.set_service_status(crate::grpc_seed::SERVICE_NAME, ServingStatus::NotServing).await;
 }
 
 /// Serves gRPC on `listener` until `stop` turns true, then stops accepting and lets in-flight
@@ -266,9 +268,15 @@ pub async fn serve(listener: TcpListener, svc: Service, stop: watch::Receiver<bo
     };
     let reflection_v1 = reflection().build_v1().expect("the descriptor sets are valid");
     let reflection_v1alpha = reflection().build_v1alpha().expect("the descriptor sets are valid");
+    let encoding_max = cfg.max_body_bytes.max(cfg.max_value_bytes + 1024);
+    let seed = crate::pb::seed::cache_service_server::CacheServiceServer::new(
+        crate::grpc_seed::SeedGrpc::new(svc.clone()),
+    )
+    .max_decoding_message_size(cfg.max_body_bytes)
+    .max_encoding_message_size(encoding_max);
     let cache = CacheServiceServer::new(CacheGrpc::new(svc))
         .max_decoding_message_size(cfg.max_body_bytes)
-        .max_encoding_message_size(cfg.max_body_bytes.max(cfg.max_value_bytes + 1024));
+        .max_encoding_message_size(encoding_max);
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let mut stop = stop;
     let result = tonic::transport::Server::builder()
@@ -281,6 +289,7 @@ pub async fn serve(listener: TcpListener, svc: Service, stop: watch::Receiver<bo
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(cache)
+        .add_service(seed)
         .serve_with_incoming_shutdown(incoming, async move {
             let _ = stop.wait_for(|s| *s).await;
         })

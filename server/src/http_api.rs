@@ -17,8 +17,9 @@
 //! expires, `{"found": true, "ttl": "none"}` for one that does not, and `{"found": false}` (200,
 //! like `GET /v1/{key}`) for a missing or expired key.
 //!
-//! A key is one path segment (percent-encode `/` as `%2F`). The keys `search` cannot be read
-//! through `GET /v1/{key}` because the search routes take precedence.
+//! A key is one path segment (percent-encode `/` as `%2F`). `/v1/{key}` is the seed's route;
+//! `/v1/keys/{key}` (with `/expire` and `/ttl`) reaches every key name, `search` included,
+//! which `/v1/{key}` cannot because the search routes take precedence.
 
 use crate::error::ApiError;
 use crate::node_loop::{Input, Status};
@@ -60,6 +61,15 @@ pub fn router(svc: Service) -> Router {
         .route("/v1/{key}", get(get_key).post(set_key).put(set_key).delete(del_key))
         .route("/v1/{key}/expire", post(expire_key))
         .route("/v1/{key}/ttl", get(ttl_key))
+        // The same operations for every key name, `search` included.
+        .route("/v1/keys/{key}", get(get_key).post(set_key).put(set_key).delete(del_key))
+        .route("/v1/keys/{key}/expire", post(expire_key))
+        .route("/v1/keys/{key}/ttl", get(ttl_key))
+        // An empty key: the same 400 as over gRPC, not "no route".
+        .route("/v1/", axum::routing::any(empty_key))
+        .route("/v1/keys/", axum::routing::any(empty_key))
+        .route("/v1//expire", axum::routing::any(empty_key))
+        .route("/v1//ttl", axum::routing::any(empty_key))
         .route(
             FORWARD_PATH,
             post(forwarded_write).layer(axum::extract::DefaultBodyLimit::max(
@@ -106,12 +116,12 @@ async fn observe(State(svc): State<Service>, req: Request, next: Next) -> Respon
 
 fn op_name(method: &Method, path: Option<&str>) -> &'static str {
     match (method.as_str(), path.unwrap_or("")) {
-        ("GET", "/v1/{key}") => "get",
-        ("POST" | "PUT", "/v1/{key}") => "set",
-        ("DELETE", "/v1/{key}") => "delete",
+        ("GET", "/v1/{key}" | "/v1/keys/{key}") => "get",
+        ("POST" | "PUT", "/v1/{key}" | "/v1/keys/{key}") => "set",
+        ("DELETE", "/v1/{key}" | "/v1/keys/{key}") => "delete",
         ("DELETE", "/v1") => "reset",
-        ("POST", "/v1/{key}/expire") => "expire",
-        ("GET", "/v1/{key}/ttl") => "ttl",
+        ("POST", "/v1/{key}/expire" | "/v1/keys/{key}/expire") => "expire",
+        ("GET", "/v1/{key}/ttl" | "/v1/keys/{key}/ttl") => "ttl",
         ("POST", FORWARD_PATH) => "forward",
         (_, p) if p.starts_with("/v1/search") => "search",
         (_, p) if p.starts_with("/cluster") => "cluster",
@@ -204,8 +214,13 @@ async fn get_key(
     }
 }
 
-/// Parses `{"value": <any JSON>, "expire": "1m30s"?}` strictly.
-pub(crate) fn parse_set_body(bytes: &[u8]) -> Result<(StoredValue, Option<u64>), ApiError> {
+/// Parses `{"value": <any JSON>, "expire": "1m30s"?, "key": "<the path's key>"?}` strictly:
+/// `key` is what grpc-gateway clients send (the whole `SetRequest`), and must name the key of
+/// the path; an empty `expire` means no expiry, as over gRPC.
+pub(crate) fn parse_set_body(
+    path_key: &str,
+    bytes: &[u8],
+) -> Result<(StoredValue, Option<u64>), ApiError> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
     })?;
@@ -218,9 +233,21 @@ pub(crate) fn parse_set_body(bytes: &[u8]) -> Result<(StoredValue, Option<u64>),
     let value = obj
         .remove("value")
         .ok_or_else(|| ApiError::bad_request("missing_value", "the body has no `value` field"))?;
+    match obj.remove("key") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(k)) if k == path_key => {}
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "key_mismatch",
+                format!(
+                    "the body's `key` ({other}) differs from the key in the path (`{path_key}`)"
+                ),
+            ));
+        }
+    }
     let ttl_ms = match obj.remove("expire") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Service::ttl_ms_from_duration(&s)?,
+        Some(Value::String(s)) => Service::ttl_ms_from_expire(&s)?,
         Some(other) => {
             return Err(ApiError::bad_request(
                 "bad_duration",
@@ -231,7 +258,7 @@ pub(crate) fn parse_set_body(bytes: &[u8]) -> Result<(StoredValue, Option<u64>),
     if let Some(k) = obj.keys().next() {
         return Err(ApiError::bad_request(
             "unknown_field",
-            format!("unknown field `{k}` (expected `value`, `expire`)"),
+            format!("unknown field `{k}` (expected `value`, `expire`, `key`)"),
         ));
     }
     Ok((StoredValue::json(&value), ttl_ms))
@@ -245,7 +272,7 @@ async fn set_key(
 ) -> Result<Json<Value>, ApiError> {
     let key = path(key)?;
     svc.check_key(&key)?;
-    let (value, ttl_ms) = parse_set_body(&body(b)?)?;
+    let (value, ttl_ms) = parse_set_body(&key, &body(b)?)?;
     svc.set(&caller(&headers), key, &value, ttl_ms).await?;
     Ok(Json(json!({ "success": true })))
 }
@@ -301,13 +328,16 @@ async fn ttl_key(
     }))
 }
 
+/// A search mode by name in any case (`wildcard`, `glob`, `regex`; grpc-gateway sends the enum
+/// names `WILDCARD` and `REGEX`) or by the enum's number (0, 1), as gRPC takes it.
 pub(crate) fn parse_mode(s: Option<&str>) -> Result<SearchMode, ApiError> {
-    match s {
-        None | Some("wildcard") | Some("glob") => Ok(SearchMode::Wildcard),
-        Some("regex") => Ok(SearchMode::Regex),
-        Some(other) => Err(ApiError::bad_request(
+    let Some(s) = s else { return Ok(SearchMode::Wildcard) };
+    match s.to_ascii_lowercase().as_str() {
+        "wildcard" | "glob" | "0" => Ok(SearchMode::Wildcard),
+        "regex" | "1" => Ok(SearchMode::Regex),
+        _ => Err(ApiError::bad_request(
             "bad_mode",
-            format!("mode must be `wildcard` or `regex`, not `{other}`"),
+            format!("mode must be `wildcard` (0) or `regex` (1), in any case, not `{s}`"),
         )),
     }
 }
@@ -318,17 +348,22 @@ async fn search(
     mode: SearchMode,
     q: &HashMap<String, String>,
 ) -> Result<Json<Value>, ApiError> {
+    // 0 means the default, as over gRPC (where an unset limit reads as 0).
     let limit = match q.get("limit") {
         None => None,
-        Some(l) => Some(l.parse::<usize>().map_err(|_| {
-            ApiError::bad_request(
-                "bad_limit",
-                format!("limit must be a non-negative integer, not `{l}`"),
-            )
-        })?),
+        Some(l) => match l.parse::<usize>() {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(_) => {
+                return Err(ApiError::bad_request(
+                    "bad_limit",
+                    format!("limit must be a non-negative integer, not `{l}`"),
+                ));
+            }
+        },
     };
-    let keys = svc.search(pattern, mode, limit, consistency(q)?).await?;
-    Ok(Json(json!({ "keys": keys })))
+    let found = svc.search(pattern, mode, limit, consistency(q)?).await?;
+    Ok(Json(json!({ "keys": found.keys, "truncated": found.truncated })))
 }
 
 async fn search_query(
@@ -362,6 +397,10 @@ async fn search_path_mode(
     let (pattern, mode) = path(p)?;
     let mode = parse_mode(Some(&mode))?;
     search(&svc, &pattern, mode, &query(q)?).await
+}
+
+async fn empty_key() -> ApiError {
+    ApiError::bad_request("bad_key", "the key must not be empty")
 }
 
 async fn healthz() -> Json<Value> {

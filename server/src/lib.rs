@@ -7,6 +7,7 @@ pub mod duration;
 pub mod error;
 pub mod fuzz;
 pub mod grpc;
+pub mod grpc_seed;
 pub mod http_api;
 pub mod metrics;
 pub mod node_loop;

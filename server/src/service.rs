@@ -45,6 +45,14 @@ pub const FORWARD_PATH: &str = "/internal/v1/write";
 /// Results of a search when the client gives no limit.
 pub const SEARCH_LIMIT_DEFAULT: usize = 1000;
 
+/// The keys a search found, in key order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchResult {
+    pub keys: Vec<String>,
+    /// More keys matched than the limit let through.
+    pub truncated: bool,
+}
+
 /// Everything a request needs: the node loop's input queue and status, the configuration, the
 /// metrics and an HTTP client for forwarding. Cheap to clone.
 #[derive(Clone)]
@@ -186,6 +194,12 @@ impl Service {
         }
     }
 
+    /// The `expire` of a set request: empty means no expiry (proto3 cannot tell an unset string
+    /// from an empty one, so HTTP reads it the same way), else [`Service::ttl_ms_from_duration`].
+    pub fn ttl_ms_from_expire(s: &str) -> Result<Option<u64>, ApiError> {
+        if s.is_empty() { Ok(None) } else { Service::ttl_ms_from_duration(s) }
+    }
+
     /// A Go-style duration (`1m30s`) as a TTL in milliseconds. Zero means no expiry, as in the
     /// seed; a positive duration below a millisecond is rounded up so it still expires.
     pub fn ttl_ms_from_duration(s: &str) -> Result<Option<u64>, ApiError> {
@@ -219,15 +233,17 @@ impl Service {
     }
 
     /// Keys matching `pattern`, at most `limit` (default [`SEARCH_LIMIT_DEFAULT`], capped by
-    /// core's `SEARCH_RESULTS_MAX`).
+    /// core's `SEARCH_RESULTS_MAX`), and whether more matched.
     pub async fn search(
         &self,
         pattern: &str,
         mode: SearchMode,
         limit: Option<usize>,
         c: Consistency,
-    ) -> Result<Vec<String>, ApiError> {
-        let limit = limit.unwrap_or(SEARCH_LIMIT_DEFAULT).min(SEARCH_RESULTS_MAX);
+    ) -> Result<SearchResult, ApiError> {
+        let wanted = limit.unwrap_or(SEARCH_LIMIT_DEFAULT).min(SEARCH_RESULTS_MAX);
+        // One key more than asked for tells whether the limit cut the result.
+        let limit = wanted + 1;
         let pattern = Pattern::compile(pattern, mode)
             .map_err(|e| ApiError::bad_request("bad_pattern", e.to_string()))?;
         // Page by page, each a read of its own, so a search over many keys never holds the node
@@ -266,7 +282,9 @@ impl Service {
                 _ => break,
             }
         }
-        Ok(keys)
+        let truncated = keys.len() > wanted;
+        keys.truncate(wanted);
+        Ok(SearchResult { keys, truncated })
     }
 
     pub async fn set(

@@ -69,23 +69,23 @@ async fn every_route_works() {
     // Search: query form, path forms, both modes, limit.
     assert_eq!(
         call("GET", &n.url("/v1/search?pattern=user:*"), None).await,
-        (200, json!({"keys": ["user:1", "user:2"]}))
+        (200, json!({"keys": ["user:1", "user:2"], "truncated": false}))
     );
     assert_eq!(
         call("GET", &n.url("/v1/search?pattern=user:*&limit=1"), None).await,
-        (200, json!({"keys": ["user:1"]}))
+        (200, json!({"keys": ["user:1"], "truncated": true}))
     );
     assert_eq!(
         call("GET", &n.url("/v1/search?pattern=%5Eu.*2%24&mode=regex"), None).await,
-        (200, json!({"keys": ["user:2"]}))
+        (200, json!({"keys": ["user:2"], "truncated": false}))
     );
     assert_eq!(
         call("GET", &n.url("/v1/search/user:%3F"), None).await,
-        (200, json!({"keys": ["user:1", "user:2"]}))
+        (200, json!({"keys": ["user:1", "user:2"], "truncated": false}))
     );
     assert_eq!(
         call("GET", &n.url("/v1/search/oth/regex"), None).await,
-        (200, json!({"keys": ["other"]}))
+        (200, json!({"keys": ["other"], "truncated": false}))
     );
     assert_eq!(
         call("GET", &n.url("/v1/search/*/wildcard?consistency=stale"), None).await.1["keys"]
@@ -119,7 +119,10 @@ async fn every_route_works() {
         call("DELETE", &n.url("/v1"), None).await,
         (200, json!({"success": true, "keys_cleared": 2}))
     );
-    assert_eq!(call("GET", &n.url("/v1/search?pattern=*"), None).await, (200, json!({"keys": []})));
+    assert_eq!(
+        call("GET", &n.url("/v1/search?pattern=*"), None).await,
+        (200, json!({"keys": [], "truncated": false}))
+    );
 }
 
 // A key set with a TTL is visible, then disappears once the TTL passes.
@@ -137,12 +140,12 @@ async fn search_continues_over_pages() {
     let all: Vec<String> = (0..11).map(|i| format!("k{i:02}")).collect();
     for consistency in ["linearizable", "stale"] {
         let url = n.url(&format!("/v1/search?pattern=k*&consistency={consistency}"));
-        assert_eq!(call("GET", &url, None).await, (200, json!({"keys": all})));
+        assert_eq!(call("GET", &url, None).await, (200, json!({"keys": all, "truncated": false})));
     }
     let (_, b) = call("GET", &n.url("/v1/search?pattern=%5Ek.%5B05%5D%24&mode=regex"), None).await;
-    assert_eq!(b, json!({"keys": ["k00", "k05", "k10"]}));
+    assert_eq!(b, json!({"keys": ["k00", "k05", "k10"], "truncated": false}));
     let (_, b) = call("GET", &n.url("/v1/search?pattern=k*&limit=5"), None).await;
-    assert_eq!(b, json!({"keys": ["k00", "k01", "k02", "k03", "k04"]}));
+    assert_eq!(b, json!({"keys": ["k00", "k01", "k02", "k03", "k04"], "truncated": true}));
 }
 
 #[tokio::test]
@@ -164,7 +167,10 @@ async fn ttl_expiry_removes_the_key() {
     })
     .await;
     assert_eq!(call("GET", &n.url("/v1/t/ttl"), None).await, (200, json!({"found": false})));
-    assert_eq!(call("GET", &n.url("/v1/search?pattern=*"), None).await, (200, json!({"keys": []})));
+    assert_eq!(
+        call("GET", &n.url("/v1/search?pattern=*"), None).await,
+        (200, json!({"keys": [], "truncated": false}))
+    );
     // The leader removes expired keys through the log: the key count drops to 0.
     eventually(
         "the expired key to be removed through the log",
@@ -238,10 +244,11 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
         (
             "POST",
             "/v1/keep".into(),
-            Some(r#"{"value": 1, "expire": ""}"#.into()),
+            Some(r#"{"value": 1, "key": "other"}"#.into()),
             400,
-            "bad_duration",
+            "key_mismatch",
         ),
+        ("GET", "/v1/".into(), None, 400, "bad_key"),
         (
             "POST",
             "/v1/keep".into(),
@@ -292,7 +299,7 @@ async fn bad_inputs_get_json_errors_and_change_nothing() {
     );
     assert_eq!(
         call("GET", &n.url("/v1/search?pattern=*"), None).await,
-        (200, json!({"keys": ["keep"]}))
+        (200, json!({"keys": ["keep"], "truncated": false}))
     );
 }
 
