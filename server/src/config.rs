@@ -34,6 +34,53 @@ pub struct PeerSpec {
     pub http_addr: Option<String>,
 }
 
+/// An entry of `peers`: with its id (`{id, addr, http_addr}`), or the seed's form, a Raft URL
+/// (`http://host:port`) or address whose id is its position in the list (entry N is node N).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum PeerEntry {
+    Spec(PeerSpec),
+    Url(String),
+}
+
+/// `node_id` as a file may give it: a number, or a name ending in one (see [`node_id_of`]).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+enum NodeIdText {
+    Number(u64),
+    Name(String),
+}
+
+/// A node id from its written form: a number (`2`), or a name ending in a number (`n2`,
+/// `node-2`, `cache_02`: node 2), which is how the Go simple-cache names its nodes. A name
+/// without a number is refused: an id must be the same on every node's view, and a hash of a
+/// name would hide that two names collide.
+pub fn node_id_of(text: &str) -> Result<u64, ConfigError> {
+    let t = text.trim();
+    let digits = t.len() - t.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+    let refuse = |why: &str| {
+        err(
+            "node_id",
+            format!(
+                "`{text}` {why}: node ids are numbers >= 1 (write `node_id: 2`), or names \
+                 ending in one (`n2`, `node-2` are node 2)"
+            ),
+        )
+    };
+    if digits == 0 {
+        return Err(refuse("has no number"));
+    }
+    let prefix = &t[..t.len() - digits];
+    if prefix.chars().any(|c| c.is_whitespace() || c == ':' || c == '/') {
+        return Err(refuse("is not a node name"));
+    }
+    match t[t.len() - digits..].parse::<u64>() {
+        Ok(0) => Err(refuse("ends in 0")),
+        Ok(n) => Ok(n),
+        Err(_) => Err(refuse("has a number too large")),
+    }
+}
+
 /// Command line and environment. Every field is optional so that a value can come from the file
 /// or the defaults; clap gives flags precedence over the environment.
 #[derive(Parser, Debug, Default)]
@@ -45,9 +92,10 @@ pub struct Cli {
     /// single | distributed.
     #[arg(long, global = true, env = "SIMPLE_CACHE_MODE")]
     pub mode: Option<Mode>,
-    /// This node's id (>= 1, unique in the cluster).
+    /// This node's id: a number >= 1, unique in the cluster, or a name ending in one (`n2`,
+    /// `node-2`: node 2), as the Go simple-cache writes them.
     #[arg(long, global = true, env = "SIMPLE_CACHE_NODE_ID")]
-    pub node_id: Option<u64>,
+    pub node_id: Option<String>,
     /// Client HTTP API listen address [default: 127.0.0.1:8080].
     #[arg(long, global = true, env = "SIMPLE_CACHE_HTTP_ADDR")]
     pub http_addr: Option<String>,
@@ -60,7 +108,9 @@ pub struct Cli {
     /// gRPC listen address; empty disables gRPC [default: 127.0.0.1:5051].
     #[arg(long, global = true, env = "SIMPLE_CACHE_GRPC_ADDR")]
     pub grpc_addr: Option<String>,
-    /// Initial voters, `id=raft_addr[@http_addr]` separated by commas (distributed mode).
+    /// Initial voters, `id=raft_addr[@http_addr]` separated by commas (distributed mode); or
+    /// the seed's form, Raft URLs in node-id order (`http://10.0.0.1:9090,...`: entry N is
+    /// node N).
     #[arg(long, global = true, env = "SIMPLE_CACHE_PEERS")]
     pub peers: Option<String>,
     /// Raft or client address of a member to join through (distributed mode, empty data dir).
@@ -185,12 +235,12 @@ fn env_value_error(e: &clap::Error, argv: Vec<String>) -> Option<ConfigError> {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     mode: Option<Mode>,
-    node_id: Option<u64>,
+    node_id: Option<NodeIdText>,
     http_addr: Option<String>,
     raft_http_addr: Option<String>,
     metrics_addr: Option<String>,
     grpc_addr: Option<String>,
-    peers: Option<Vec<PeerSpec>>,
+    peers: Option<Vec<PeerEntry>>,
     join: Option<String>,
     heartbeat_ms: Option<u64>,
     election_ms: Option<u64>,
@@ -302,15 +352,19 @@ impl Config {
             Some(s) => parse_peers(&s)?,
             None => file.peers.unwrap_or_default(),
         };
+        let node_id = match (cli.node_id, file.node_id) {
+            (Some(text), _) | (None, Some(NodeIdText::Name(text))) => node_id_of(&text)?,
+            (None, Some(NodeIdText::Number(n))) => n,
+            (None, None) => 1,
+        };
+        let raft_http_addr =
+            addr("raft_http_addr", cli.raft_http_addr.or(file.raft_http_addr), "127.0.0.1:9090")?;
+        let peers = resolve_peers(peers, node_id, raft_http_addr)?;
         let cfg = Config {
             mode: cli.mode.or(file.mode).unwrap_or(Mode::Single),
-            node_id: cli.node_id.or(file.node_id).unwrap_or(1),
+            node_id,
             http_addr: addr("http_addr", cli.http_addr.or(file.http_addr), "127.0.0.1:8080")?,
-            raft_http_addr: addr(
-                "raft_http_addr",
-                cli.raft_http_addr.or(file.raft_http_addr),
-                "127.0.0.1:9090",
-            )?,
+            raft_http_addr,
             metrics_addr: addr(
                 "metrics_addr",
                 cli.metrics_addr.or(file.metrics_addr),
@@ -586,6 +640,17 @@ fn describe_value_error(key: &str, value: &serde_json::Value, e: &serde_json::Er
             };
             format!("must be `single` or `distributed`, not `{s}`{hint}")
         }
+        ("node_id", _) => {
+            format!(
+                "must be a number or a name ending in one (`n2` is node 2), not {}",
+                kind(value)
+            )
+        }
+        ("peers", serde_json::Value::Array(_)) => {
+            "each peer must be `{id: 1, addr: \"host:port\", \
+             http_addr: \"host:port\"}` or a Raft URL such as `http://host:port`"
+                .to_string()
+        }
         _ => {
             let text = e.to_string();
             let expected = text.split(", expected ").nth(1).map(|s| {
@@ -605,9 +670,91 @@ fn addr(key: &str, value: Option<String>, default: &str) -> Result<SocketAddr, C
     parse_socket_addr(key, value.as_deref().unwrap_or(default))
 }
 
+/// An `IP:port` to listen on; `:port` means every interface, as in Go (and the seed's files).
 fn parse_socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
-    s.parse()
-        .map_err(|_| err(key, format!("`{s}` is not an IP:port address (e.g. 127.0.0.1:8080)")))
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.parse().map_err(|_| {
+        err(key, format!("`{s}` is not an IP:port or :port address (e.g. 127.0.0.1:8080)"))
+    })
+}
+
+/// A peer's Raft address from the seed's URL form: `http://host:port` (a trailing `/` allowed)
+/// or plain `host:port`.
+fn peer_url_addr(url: &str) -> Result<String, ConfigError> {
+    let u = url.trim();
+    if u.starts_with("https://") {
+        return Err(err(
+            "peers",
+            format!("`{url}`: the Raft port speaks plain HTTP (no TLS yet); write http://"),
+        ));
+    }
+    let addr = u.strip_prefix("http://").unwrap_or(u).trim_end_matches('/');
+    check_host_port("peers", addr)?;
+    Ok(addr.to_string())
+}
+
+/// Turns `peers` into specs with ids. The seed's form (URLs, no ids) numbers them by position:
+/// entry N is node N. That is safe only if every node's list is in the same order, so this node
+/// checks that its own entry is at its id; nodes whose lists differ derive different cluster
+/// ids (from the ids and addresses) and refuse each other's messages.
+fn resolve_peers(
+    entries: Vec<PeerEntry>,
+    node_id: u64,
+    raft_http_addr: SocketAddr,
+) -> Result<Vec<PeerSpec>, ConfigError> {
+    let urls = entries.iter().filter(|e| matches!(e, PeerEntry::Url(_))).count();
+    if urls == 0 {
+        return Ok(entries
+            .into_iter()
+            .filter_map(|e| match e {
+                PeerEntry::Spec(s) => Some(s),
+                PeerEntry::Url(_) => None,
+            })
+            .collect());
+    }
+    if urls != entries.len() {
+        return Err(err(
+            "peers",
+            "mixes entries with ids and bare URLs: give every entry an id, or none (then entry \
+             N is node N)",
+        ));
+    }
+    let mut specs = Vec::new();
+    for (i, e) in entries.into_iter().enumerate() {
+        let PeerEntry::Url(url) = e else { unreachable!("all are URLs") };
+        specs.push(PeerSpec { id: i as u64 + 1, addr: peer_url_addr(&url)?, http_addr: None });
+    }
+    let mine = specs.iter().find(|p| p.id == node_id);
+    let is_me = |p: &PeerSpec| {
+        let Some((host, port)) = p.addr.rsplit_once(':') else { return false };
+        let ip = raft_http_addr.ip();
+        port.parse::<u16>().ok() == Some(raft_http_addr.port())
+            && (ip.is_unspecified()
+                || host == ip.to_string()
+                || (ip.is_loopback() && (host == "localhost" || host.starts_with("127."))))
+    };
+    match mine {
+        Some(p) if is_me(p) => Ok(specs),
+        _ => {
+            let position = specs
+                .iter()
+                .find(|p| is_me(p))
+                .map_or("is not in the list".to_string(), |p| format!("is entry {}", p.id));
+            Err(err(
+                "peers",
+                format!(
+                    "lists URLs without ids, so entry N is node N; but this node (node_id \
+                     {node_id}, raft_http_addr {raft_http_addr}) {position}. List the members \
+                     in node-id order on every node, or give ids: `- {{id: {node_id}, addr: \
+                     \"127.0.0.1:{}\"}}`",
+                    raft_http_addr.port()
+                ),
+            ))
+        }
+    }
 }
 
 /// A `host:port` a peer can be reached at; host names are allowed (resolved when connecting).
@@ -621,13 +768,18 @@ pub fn check_host_port(key: &str, s: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Parses `1=127.0.0.1:9090@127.0.0.1:8080,2=...`.
-pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, ConfigError> {
+/// Parses `1=127.0.0.1:9090@127.0.0.1:8080,2=...`, or the seed's URLs in node-id order
+/// (`http://127.0.0.1:9090,http://127.0.0.1:9091`).
+pub fn parse_peers(s: &str) -> Result<Vec<PeerEntry>, ConfigError> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (id, rest) = part
-            .split_once('=')
-            .ok_or_else(|| err("peers", format!("`{part}` is not id=raft_addr[@http_addr]")))?;
+        let Some((id, rest)) = part.split_once('=') else {
+            if part.contains(':') {
+                out.push(PeerEntry::Url(part.to_string()));
+                continue;
+            }
+            return Err(err("peers", format!("`{part}` is not id=raft_addr[@http_addr]")));
+        };
         let id = id
             .trim()
             .parse::<u64>()
@@ -636,7 +788,7 @@ pub fn parse_peers(s: &str) -> Result<Vec<PeerSpec>, ConfigError> {
             Some((a, h)) => (a.to_string(), Some(h.to_string())),
             None => (rest.to_string(), None),
         };
-        out.push(PeerSpec { id, addr, http_addr });
+        out.push(PeerEntry::Spec(PeerSpec { id, addr, http_addr }));
     }
     Ok(out)
 }
@@ -676,14 +828,18 @@ mod tests {
         let c = yaml("grpc_addr: \"\"").unwrap();
         assert_eq!(c.grpc_addr, None);
         assert!(!c.grpc_addr_is_default);
-        assert_eq!(yaml("grpc_addr: \":5051\"").unwrap_err().key, "grpc_addr");
+        assert_eq!(
+            yaml("grpc_addr: \":5051\"").unwrap().grpc_addr.unwrap().to_string(),
+            "0.0.0.0:5051"
+        );
+        assert_eq!(yaml("grpc_addr: \"5051\"").unwrap_err().key, "grpc_addr");
     }
 
     // A flag overrides the file.
     #[test]
     fn cli_overrides_file() {
         let file: FileConfig = serde_saphyr::from_str("node_id: 3\nheartbeat_ms: 50\n").unwrap();
-        let cli = Cli { node_id: Some(7), ..Cli::default() };
+        let cli = Cli { node_id: Some("7".into()), ..Cli::default() };
         let c = Config::merge(cli, file, None).unwrap();
         assert_eq!(c.node_id, 7);
         assert_eq!(c.heartbeat_ms, 50);
@@ -716,7 +872,8 @@ mod tests {
     fn unknown_keys_and_wrong_types_are_rejected_naming_the_key() {
         let cases = [
             ("node_idd: 1", "node_idd", "did you mean `node_id`"),
-            ("node_id: one", "node_id", "must be a whole number, not a string"),
+            ("node_id: [1]", "node_id", "must be a number or a name ending in one"),
+            ("peers: [3]", "peers", "each peer must be"),
             ("mode: cluster", "mode", "must be `single` or `distributed`, not `cluster`"),
             ("mode: single\n  bad: x\n", "config", "not valid YAML"),
             ("mode: single bad\n", "mode", "indented by mistake"),
@@ -770,15 +927,83 @@ mod tests {
         let p = parse_peers("1=127.0.0.1:9090@127.0.0.1:8080, 2=h:9091").unwrap();
         assert_eq!(
             p[0],
-            PeerSpec {
+            PeerEntry::Spec(PeerSpec {
                 id: 1,
                 addr: "127.0.0.1:9090".into(),
                 http_addr: Some("127.0.0.1:8080".into())
-            }
+            })
         );
-        assert_eq!(p[1], PeerSpec { id: 2, addr: "h:9091".into(), http_addr: None });
+        assert_eq!(
+            p[1],
+            PeerEntry::Spec(PeerSpec { id: 2, addr: "h:9091".into(), http_addr: None })
+        );
         assert!(parse_peers("x=1").is_err());
         assert!(parse_peers("1").is_err());
+        let p = parse_peers("http://127.0.0.1:9090,http://127.0.0.1:9091").unwrap();
+        assert_eq!(p[1], PeerEntry::Url("http://127.0.0.1:9091".into()));
+    }
+
+    /// The seed's node file for node `n` of 3, exactly as the Go simple-cache ships them.
+    fn seed_node_file(n: u64) -> String {
+        format!(
+            "mode: distributed\nnode_id: n{n}\ngrpc_addr: \":{grpc}\"\nhttp_addr: \":{http}\"\n\
+             raft_http_addr: \":{raft}\"\nmetrics_addr: \":{metrics}\"\npeers:\n  - \
+             http://127.0.0.1:9090\n  - http://127.0.0.1:9091\n  - http://127.0.0.1:9092\n\
+             heartbeat_ms: 200\nelection_ms: 1200\nhot_reload: false\n",
+            grpc = 5050 + n,
+            http = 8079 + n,
+            raft = 9089 + n,
+            metrics = 2111 + n,
+        )
+    }
+
+    // The seed's node files load as they are: string node ids, `:port` listen addresses (every
+    // interface), peers as URLs numbered by position, its timing keys.
+    #[test]
+    fn seed_node_files_load() {
+        for n in 1..=3u64 {
+            let c = yaml(&seed_node_file(n)).unwrap_or_else(|e| panic!("node {n}: {e}"));
+            assert_eq!(c.mode, Mode::Distributed);
+            assert_eq!(c.node_id, n);
+            assert_eq!(c.http_addr.to_string(), format!("0.0.0.0:{}", 8079 + n));
+            assert_eq!(c.raft_http_addr.to_string(), format!("0.0.0.0:{}", 9089 + n));
+            assert_eq!(c.grpc_addr.unwrap().to_string(), format!("0.0.0.0:{}", 5050 + n));
+            assert_eq!(c.metrics_addr.to_string(), format!("0.0.0.0:{}", 2111 + n));
+            let ids: Vec<(u64, &str)> = c.peers.iter().map(|p| (p.id, p.addr.as_str())).collect();
+            assert_eq!(ids, [(1, "127.0.0.1:9090"), (2, "127.0.0.1:9091"), (3, "127.0.0.1:9092")]);
+            assert_eq!((c.heartbeat_ms, c.election_ms, c.hot_reload), (200, 1200, false));
+        }
+    }
+
+    // A string id maps to its trailing number; one without a number is refused saying what to
+    // write. URL peers in another order than the ids are refused, naming the fix.
+    #[test]
+    fn seed_ids_and_peer_order_are_checked() {
+        for (text, id) in [("n2", 2), ("node-2", 2), ("cache_02", 2), ("7", 7), (" n12 ", 12)] {
+            assert_eq!(node_id_of(text).unwrap(), id, "{text}");
+        }
+        for bad in ["alpha", "n0", "", "a b1", "n99999999999999999999999"] {
+            let e = node_id_of(bad).unwrap_err();
+            assert!(e.problem.contains("write `node_id: 2`"), "{bad}: {e}");
+        }
+        let swapped = seed_node_file(2)
+            .replace("9091\n  - http://127.0.0.1:9092", "9092\n  - http://127.0.0.1:9091");
+        let e = yaml(&swapped).unwrap_err();
+        assert_eq!(e.key, "peers");
+        assert!(e.problem.contains("is entry 3") && e.problem.contains("{id: 2"), "{e}");
+        let e = yaml(
+            &seed_node_file(2)
+                .replace("- http://127.0.0.1:9090", "- {id: 1, addr: \"127.0.0.1:9090\"}"),
+        )
+        .unwrap_err();
+        assert!(e.problem.contains("mixes"), "{e}");
+        assert_eq!(
+            yaml(&seed_node_file(1).replace("http://127.0.0.1:9090", "https://127.0.0.1:9090"))
+                .unwrap_err()
+                .key,
+            "peers"
+        );
+        assert_eq!(yaml("node_id: alpha").unwrap_err().key, "node_id");
     }
 
     // The shipped example and cluster configs are valid.

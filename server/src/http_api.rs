@@ -517,20 +517,31 @@ async fn forward(
     Ok(out)
 }
 
-/// A node id given as a number or a numeric string (the seed sends strings).
+/// A node id given as a number, or as a string the way the seed sends it: a number or a name
+/// ending in one (`"n4"` is node 4, see `config::node_id_of`).
 fn node_id_of(v: Option<&Value>) -> Result<Option<NodeId>, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "bad_id",
+            "`id` must be a node id: a positive integer, or a name ending in one (\"n4\")",
+        )
+    };
     let id = match v {
         None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.parse::<u64>().ok(),
-        Some(_) => None,
+        Some(Value::Number(n)) => n.as_u64().ok_or_else(bad)?,
+        Some(Value::String(s)) if s.is_empty() => return Ok(None),
+        Some(Value::String(s)) => crate::config::node_id_of(s).map_err(|_| bad())?,
+        Some(_) => return Err(bad()),
     };
-    match id {
-        Some(0) | None => {
-            Err(ApiError::bad_request("bad_id", "`id` must be a node id (a positive integer)"))
-        }
-        Some(id) => Ok(Some(NodeId(id))),
+    if id == 0 {
+        return Err(bad());
     }
+    Ok(Some(NodeId(id)))
+}
+
+/// A member address as given: `host:port`, or the seed's URL form `http://host:port`.
+fn member_addr(s: &str) -> &str {
+    s.strip_prefix("http://").unwrap_or(s).trim_end_matches('/')
 }
 
 fn json_object(b: &[u8]) -> Result<serde_json::Map<String, Value>, ApiError> {
@@ -610,6 +621,45 @@ async fn membership_change(
 /// How long the leader waits for a joining node to answer its probe.
 const JOIN_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The id of the node answering at Raft address `addr` (`GET /raft/node`), for a join that
+/// gives only the address (the seed's form).
+async fn identify_member(
+    st: &Service,
+    addr: &str,
+    deadline: TokioInstant,
+) -> Result<NodeId, ApiError> {
+    let v = ask_member(st, addr, deadline).await.map_err(|why| {
+        ApiError::unavailable(
+            "member_unreachable",
+            format!(
+                "the join gives no `id` and the node at {addr} does not say who it is: {why}. \
+                 Start it first, or give its `id`"
+            ),
+        )
+    })?;
+    match v["node_id"].as_u64() {
+        Some(n) if n > 0 => Ok(NodeId(n)),
+        _ => Err(ApiError::bad_request(
+            "bad_id",
+            format!("the node at {addr} is not a simple-cache node; give its `id`"),
+        )),
+    }
+}
+
+/// `GET /raft/node` at `addr`: the answering node's id and cluster id.
+async fn ask_member(st: &Service, addr: &str, deadline: TokioInstant) -> Result<Value, String> {
+    let timeout = JOIN_PROBE_TIMEOUT.min(deadline.saturating_duration_since(TokioInstant::now()));
+    let mut req = st.client.get(format!("http://{addr}/raft/node")).timeout(timeout);
+    if let Some(t) = &st.cfg.peer_token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
+    if !resp.status().is_success() {
+        return Err(format!("it answered {}", resp.status()));
+    }
+    resp.json().await.map_err(|e| format!("its answer: {e}"))
+}
+
 /// Checks that `addr` answers on the Raft port as node `id` (`GET /raft/node`), so that a typo
 /// in the address or the id is refused instead of becoming a member nobody can reach.
 async fn probe_member(
@@ -618,7 +668,6 @@ async fn probe_member(
     addr: &str,
     deadline: TokioInstant,
 ) -> Result<(), ApiError> {
-    let timeout = JOIN_PROBE_TIMEOUT.min(deadline.saturating_duration_since(TokioInstant::now()));
     let unreachable = |why: String| {
         ApiError::unavailable(
             "member_unreachable",
@@ -628,15 +677,7 @@ async fn probe_member(
             ),
         )
     };
-    let mut req = st.client.get(format!("http://{addr}/raft/node")).timeout(timeout);
-    if let Some(t) = &st.cfg.peer_token {
-        req = req.bearer_auth(t);
-    }
-    let resp = req.send().await.map_err(|e| unreachable(e.to_string()))?;
-    if !resp.status().is_success() {
-        return Err(unreachable(format!("it answered {}", resp.status())));
-    }
-    let v: Value = resp.json().await.map_err(|e| unreachable(format!("its answer: {e}")))?;
+    let v = ask_member(st, addr, deadline).await.map_err(unreachable)?;
     if let (Some(theirs), Some(mine)) = (v["cluster_id"].as_str(), st.cluster_id.get())
         && theirs != crate::peer_auth::hex(mine)
     {
@@ -713,10 +754,8 @@ pub async fn cluster_join(
     st.check_admin(authorization(&headers))?;
     let b = body(b)?;
     let obj = json_object(&b)?;
-    let id = node_id_of(obj.get("id"))?
-        .ok_or_else(|| ApiError::bad_request("bad_id", "`id` is required"))?;
     let addr = match obj.get("addr") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::String(s)) if !s.is_empty() => member_addr(s).to_string(),
         _ => {
             return Err(ApiError::bad_request(
                 "bad_addr",
@@ -726,7 +765,7 @@ pub async fn cluster_join(
     };
     let http = match obj.get("http_addr") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(member_addr(s).to_string()),
         Some(_) => return Err(ApiError::bad_request("bad_addr", "`http_addr` must be a string")),
     };
     let force = match obj.get("force") {
@@ -741,6 +780,11 @@ pub async fn cluster_join(
             })?;
         }
     }
+    // The seed's join gives only the address: ask the node there who it is.
+    let id = match node_id_of(obj.get("id"))? {
+        Some(id) => id,
+        None => identify_member(&st, &addr, st.deadline()).await?,
+    };
     let member = MemberAddr { raft: addr.clone(), http };
     check_join_conflicts(&st.status.borrow(), id, &member)?;
     let address = member.encode();
@@ -777,13 +821,14 @@ async fn cluster_leave(
             let Some(Value::String(addr)) = obj.get("addr") else {
                 return Err(ApiError::bad_request("bad_id", "give the node's `id` or `addr`"));
             };
+            let addr = member_addr(addr);
             let s = st.status.borrow();
             s.membership
                 .addresses
                 .iter()
                 .find(|(_, a)| {
                     let a = MemberAddr::decode(a);
-                    a.raft == *addr || a.http.as_deref() == Some(addr)
+                    a.raft == addr || a.http.as_deref() == Some(addr)
                 })
                 .map(|(id, _)| *id)
                 .ok_or_else(|| {

@@ -244,8 +244,7 @@ async fn run(
             )
         })
         .exit_with(EXIT_STARTUP)?;
-    let self_addr =
-        MemberAddr { raft: cfg.raft_http_addr.to_string(), http: Some(cfg.http_addr.to_string()) };
+    let self_addr = advertised(&cfg);
     let mut join_target = None;
     let persisted = if opened.fresh {
         let membership = match cfg.mode {
@@ -319,7 +318,7 @@ async fn run(
     let metrics = Arc::new(Metrics::new());
     let transport = Transport::new(
         me,
-        cfg.raft_http_addr.to_string(),
+        (self_addr.raft.clone(), self_addr.http.clone().unwrap_or_default()),
         tokio::runtime::Handle::current(),
         metrics.clone(),
         cfg.peer_token.clone(),
@@ -580,4 +579,42 @@ async fn join_cluster(st: Service, target: String, me: MemberAddr) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// The addresses this node gives others: its listeners, except that one on every interface
+/// (`0.0.0.0`, as the seed's `:port` means) is given with a host others can reach: the host
+/// `peers` lists for this node, else the other listener's, else loopback (with a warning, as
+/// that only works on one machine).
+fn advertised(cfg: &Config) -> MemberAddr {
+    let listed = cfg.peers.iter().find(|p| p.id == cfg.node_id);
+    let host =
+        listed.and_then(|p| p.addr.rsplit_once(':').map(|(h, _)| h.to_string())).or_else(|| {
+            [cfg.raft_http_addr, cfg.http_addr]
+                .iter()
+                .find(|a| !a.ip().is_unspecified())
+                .map(|a| a.ip().to_string())
+        });
+    let with_host = |a: std::net::SocketAddr| {
+        if !a.ip().is_unspecified() {
+            return a.to_string();
+        }
+        match &host {
+            Some(h) => format!("{h}:{}", a.port()),
+            None => {
+                tracing::warn!(
+                    listen = %a,
+                    "listening on every interface with no reachable host known: advertising \
+                     127.0.0.1:{} to peers, which works on one machine only; list this node in \
+                     `peers` or listen on a specific IP",
+                    a.port()
+                );
+                format!("127.0.0.1:{}", a.port())
+            }
+        }
+    };
+    let raft = match listed {
+        Some(p) if cfg.raft_http_addr.ip().is_unspecified() => p.addr.clone(),
+        _ => with_host(cfg.raft_http_addr),
+    };
+    MemberAddr { raft, http: Some(with_host(cfg.http_addr)) }
 }

@@ -107,6 +107,12 @@ pub enum Input {
         id: NodeId,
         addr: String,
     },
+    /// A member's client address, as it advertises it in its Raft batches: used to forward
+    /// writes to it when the membership has none (peers listed as the seed's bare URLs).
+    ClientAddress {
+        id: NodeId,
+        addr: String,
+    },
     /// Hand leadership over if leader, flush the WAL, stop.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -130,6 +136,8 @@ pub struct Status {
     pub removed: bool,
     /// The loop has stopped (shutdown or fatal error).
     pub stopped: bool,
+    /// Client addresses members advertised, for those the membership has none for.
+    pub client_addrs: BTreeMap<NodeId, String>,
 }
 
 impl Status {
@@ -139,9 +147,12 @@ impl Status {
     }
     /// The client address of the leader, if known.
     pub fn leader_http_addr(&self) -> Option<String> {
-        let leader = self.leader?;
-        let a = self.membership.addresses.get(&leader)?;
-        MemberAddr::decode(a).http
+        self.client_addr(self.leader?)
+    }
+    /// A member's client address: the membership's, else the one it advertised.
+    pub fn client_addr(&self, id: NodeId) -> Option<String> {
+        let listed = self.membership.addresses.get(&id).and_then(|a| MemberAddr::decode(a).http);
+        listed.or_else(|| self.client_addrs.get(&id).cloned())
     }
 }
 
@@ -158,6 +169,8 @@ pub struct NodeLoop {
     exec: Executor<WriteReply, ReadReply>,
     /// Addresses learned outside the log; the membership's win when both know a node.
     learned: BTreeMap<NodeId, MemberAddr>,
+    /// Client addresses members advertised (see [`Input::ClientAddress`]).
+    client_addrs: BTreeMap<NodeId, String>,
     addresses_applied: BTreeMap<NodeId, String>,
     /// Raft addresses of nodes that left the membership, most recent last: a removed node that
     /// did not see its removal commit still campaigns, and must reach the leader to be told.
@@ -183,7 +196,7 @@ impl NodeLoop {
         rx: mpsc::Receiver<Input>,
         ids: RequestIds,
     ) -> (NodeLoop, watch::Receiver<Status>) {
-        let status = status_of(&node, false);
+        let status = status_of(&node, false, &BTreeMap::new());
         let (status_tx, status_rx) = watch::channel(status);
         let snapshots_written = wal.start_writer();
         let mut l = NodeLoop {
@@ -197,6 +210,7 @@ impl NodeLoop {
             status_tx,
             exec: Executor::new(ids),
             learned: BTreeMap::new(),
+            client_addrs: BTreeMap::new(),
             addresses_applied: BTreeMap::new(),
             departed: Vec::new(),
             panic_after_writes: test_panic_after_writes(),
@@ -349,6 +363,11 @@ impl NodeLoop {
                     self.update_addresses();
                 }
             }
+            Input::ClientAddress { id, addr } => {
+                if self.node.raft().membership().contains(id) {
+                    self.client_addrs.insert(id, addr);
+                }
+            }
             Input::LearnAddresses(addrs) => {
                 self.learned.extend(addrs);
                 self.update_addresses();
@@ -434,7 +453,9 @@ impl NodeLoop {
     }
 
     fn publish(&mut self) {
-        let status = status_of(&self.node, false);
+        let membership = self.node.raft().membership();
+        self.client_addrs.retain(|id, _| membership.contains(*id));
+        let status = status_of(&self.node, false, &self.client_addrs);
         if status.leader != self.last_leader {
             match status.leader {
                 Some(l) => {
@@ -519,7 +540,7 @@ impl NodeLoop {
         if let Err(e) = self.wal.sync() {
             fatal("flushing the WAL failed", &e);
         }
-        let mut status = status_of(&self.node, true);
+        let mut status = status_of(&self.node, true, &self.client_addrs);
         status.leader = None;
         self.status_tx.send_replace(status);
         tracing::info!("node loop stopped; WAL flushed");
@@ -529,7 +550,7 @@ impl NodeLoop {
     }
 }
 
-fn status_of(node: &CacheNode, stopped: bool) -> Status {
+fn status_of(node: &CacheNode, stopped: bool, client_addrs: &BTreeMap<NodeId, String>) -> Status {
     let raft = node.raft();
     Status {
         id: raft.id(),
@@ -544,6 +565,7 @@ fn status_of(node: &CacheNode, stopped: bool) -> Status {
         keys: node.cache().len(),
         removed: raft.removed(),
         stopped,
+        client_addrs: client_addrs.clone(),
     }
 }
 

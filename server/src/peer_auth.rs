@@ -22,6 +22,9 @@ pub const CLUSTER_HEADER: &str = "x-simple-cache-cluster";
 /// The header carrying the sender's own Raft address, so a leader can answer a node it has no
 /// address for (a member removed before this leader started, which must be told).
 pub const SENDER_HEADER: &str = "x-simple-cache-raft-addr";
+/// The client (HTTP) address of the sender of a Raft batch, so members learn where to forward
+/// writes when their membership lists only Raft addresses (the seed's `peers` URLs).
+pub const CLIENT_HEADER: &str = "x-simple-cache-client-addr";
 const FILE: &str = "cluster_id";
 
 /// This node's cluster id, shared by the transport and the Raft listener; 0 while unknown (a

@@ -67,6 +67,16 @@ async fn raft(
             let _ = st.tx.try_send(Input::SenderAddress { id: from, addr: addr.to_string() });
         }
     }
+    let client = headers.get(peer_auth::CLIENT_HEADER).and_then(|v| v.to_str().ok());
+    if let (Some(from), Some(addr)) = (messages.first().map(|m| m.from), client) {
+        // Only what a member advertises, only when it is news, only a well-formed address.
+        let s = st.status.borrow();
+        let news = s.membership.contains(from) && s.client_addr(from).as_deref() != Some(addr);
+        drop(s);
+        if news && crate::config::check_host_port("addr", addr).is_ok() {
+            let _ = st.tx.try_send(Input::ClientAddress { id: from, addr: addr.to_string() });
+        }
+    }
     if let Some(from) = messages.first().map(|m| m.from) {
         st.metrics
             .peer_received_bytes

@@ -21,7 +21,6 @@ use crate::duration::parse_go_duration;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Op, OpStatus};
 use crate::node_loop::{Input, Query, QueryResult, Status, WriteOp};
-use crate::transport::MemberAddr;
 use crate::value::StoredValue;
 use axum::http::{StatusCode, header};
 use base64::Engine;
@@ -508,10 +507,7 @@ impl Service {
         leader: NodeId,
         deadline: TokioInstant,
     ) -> Result<ApplyResult, ForwardFailure> {
-        let addr = {
-            let s = self.status.borrow();
-            s.membership.addresses.get(&leader).and_then(|a| MemberAddr::decode(a).http)
-        };
+        let addr = self.status.borrow().client_addr(leader);
         let Some(addr) = addr else {
             return Err(ForwardFailure::Fail(ApiError::unavailable(
                 "leader_address_unknown",

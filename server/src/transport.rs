@@ -75,6 +75,8 @@ struct Peer {
 pub struct Transport {
     self_id: NodeId,
     self_addr: String,
+    /// This node's client address, advertised to peers (see `peer_auth::CLIENT_HEADER`).
+    client_addr: String,
     peer_token: Option<String>,
     cluster_id: crate::peer_auth::ClusterId,
     peers: BTreeMap<NodeId, Peer>,
@@ -88,7 +90,7 @@ impl Transport {
     /// fsync does not delay sends).
     pub fn new(
         self_id: NodeId,
-        self_addr: String,
+        (self_addr, client_addr): (String, String),
         runtime: tokio::runtime::Handle,
         metrics: Arc<Metrics>,
         peer_token: Option<String>,
@@ -103,6 +105,7 @@ impl Transport {
         Transport {
             self_id,
             self_addr,
+            client_addr,
             peer_token,
             cluster_id,
             peers: BTreeMap::new(),
@@ -127,7 +130,12 @@ impl Transport {
                 rx,
                 self.client.clone(),
                 self.metrics.clone(),
-                (self.peer_token.clone(), self.cluster_id.clone(), self.self_addr.clone()),
+                Identity {
+                    peer_token: self.peer_token.clone(),
+                    cluster_id: self.cluster_id.clone(),
+                    raft_addr: self.self_addr.clone(),
+                    client_addr: self.client_addr.clone(),
+                },
             ));
             self.peers.insert(*id, Peer { addr: addr.clone(), tx });
         }
@@ -150,13 +158,21 @@ impl Transport {
     }
 }
 
+/// What a sender tells the receiving peer about this node.
+struct Identity {
+    peer_token: Option<String>,
+    cluster_id: crate::peer_auth::ClusterId,
+    raft_addr: String,
+    client_addr: String,
+}
+
 async fn sender(
     peer: NodeId,
     url: String,
     mut rx: mpsc::Receiver<Message>,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
-    (peer_token, cluster_id, self_addr): (Option<String>, crate::peer_auth::ClusterId, String),
+    Identity { peer_token, cluster_id, raft_addr: self_addr, client_addr }: Identity,
 ) {
     let label = PeerLabel { peer: peer.0 };
     let mut failing = false;
@@ -190,8 +206,11 @@ async fn sender(
         let body = codec::encode(&batch);
         let len = body.len() as u64;
         let started = StdInstant::now();
-        let mut req =
-            client.post(&url).header(crate::peer_auth::SENDER_HEADER, &self_addr).body(body);
+        let mut req = client
+            .post(&url)
+            .header(crate::peer_auth::SENDER_HEADER, &self_addr)
+            .header(crate::peer_auth::CLIENT_HEADER, &client_addr)
+            .body(body);
         if let Some(t) = &peer_token {
             req = req.bearer_auth(t);
         }

@@ -150,6 +150,57 @@ async fn seed_http_calls_in_grpc_gateway_form() {
     }
     let (_, r) = call("DELETE", &n.url("/v1"), None).await;
     assert_eq!(r["keys_cleared"], 1, "proto field names: {r}");
+
+    // The seed's join body: a string id and a URL, or only the URL (the node is asked who it
+    // is). Nothing listens there, so both are refused as unreachable, not as malformed.
+    let nobody = format!("http://127.0.0.1:{}", common::free_port());
+    let body = format!(r#"{{"id": "n2", "addr": "{nobody}"}}"#);
+    let (status, e) = call("POST", &n.url("/cluster/join"), Some(&body)).await;
+    assert_eq!((status, e["code"].as_str()), (503, Some("member_unreachable")), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("node 2 does not answer"), "{e}");
+    let body = format!(r#"{{"addr": "{nobody}"}}"#);
+    let (status, e) = call("POST", &n.url("/cluster/join"), Some(&body)).await;
+    assert_eq!((status, e["code"].as_str()), (503, Some("member_unreachable")), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("gives no `id`"), "{e}");
+    let (status, e) = call("POST", &n.url("/cluster/leave"), Some(&body)).await;
+    assert_eq!((status, e["code"].as_str()), (404, Some("not_member")), "{e}");
+}
+
+// Three nodes started from the seed's node files, written exactly as the Go simple-cache's are
+// (string ids, `:port` listeners, peers as Raft URLs without ids, its timing keys), form one
+// cluster: a seed HTTP write to a follower is forwarded to the leader (whose client address the
+// follower learned from its Raft traffic) and reads back on every node.
+#[tokio::test]
+async fn seed_node_files_form_a_cluster() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let ports: Vec<[u16; 4]> = (0..3).map(|_| [0; 4].map(|_| common::free_port())).collect();
+    let peers: String = ports.iter().map(|p| format!("  - http://127.0.0.1:{}\n", p[1])).collect();
+    let mut nodes = Vec::new();
+    for (i, [http, raft, metrics, grpc]) in ports.iter().copied().enumerate() {
+        let id = i as u64 + 1;
+        let file = format!(
+            "mode: distributed\nnode_id: n{id}\ngrpc_addr: \":{grpc}\"\nhttp_addr: \":{http}\"\n\
+             raft_http_addr: \":{raft}\"\nmetrics_addr: \":{metrics}\"\npeers:\n{peers}\
+             heartbeat_ms: 200\nelection_ms: 1200\nhot_reload: false\n"
+        );
+        let path = dirs[i].path().join("node.yaml");
+        std::fs::write(&path, file).unwrap();
+        let addrs = [http, raft, metrics, grpc].map(|p| format!("127.0.0.1:{p}"));
+        let args = vec!["--config".to_string(), path.display().to_string()];
+        nodes.push(Node::with_args(id, dirs[i].path(), addrs, args));
+    }
+    for n in &mut nodes {
+        n.wait_ready().await;
+    }
+    let leader = nodes[0].readyz().await["leader"].as_u64().expect("a leader");
+    let follower = nodes.iter().find(|n| n.id != leader).unwrap();
+    let (status, r) =
+        call("POST", &follower.url("/v1/seed"), Some(r#"{"value": "through a follower"}"#)).await;
+    assert_eq!(status, 200, "forwarded to the leader: {r}");
+    for n in &nodes {
+        let (_, r) = call("GET", &n.url("/v1/seed"), None).await;
+        assert_eq!(r["value"], "through a follower", "node {}: {r}", n.id);
+    }
 }
 
 /// One edge case, run through both APIs: what each answered, reduced to comparable facts.

@@ -110,6 +110,29 @@ impl Node {
         n
     }
 
+    /// A node started with exactly `args` (e.g. only `--config FILE`), listening where the
+    /// caller configured it to.
+    pub fn with_args(
+        id: u64,
+        dir: &Path,
+        [http, raft, metrics, grpc]: [String; 4],
+        args: Vec<String>,
+    ) -> Node {
+        let mut n = Node {
+            id,
+            http,
+            raft,
+            metrics,
+            grpc,
+            dir: dir.to_path_buf(),
+            args,
+            child: None,
+            run: 0,
+        };
+        n.start();
+        n
+    }
+
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "node {} is already running", self.id);
         self.run += 1;
