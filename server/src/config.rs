@@ -269,10 +269,6 @@ pub struct Config {
     pub metrics_addr: SocketAddr,
     /// `None`: gRPC is disabled (`grpc_addr: ""`).
     pub grpc_addr: Option<SocketAddr>,
-    /// `grpc_addr` was not configured: the default is used, and if its port is taken (say, by
-    /// another node on the same machine) the node runs without gRPC and logs a warning instead
-    /// of refusing to start. A configured address must bind.
-    pub grpc_addr_is_default: bool,
     pub peers: Vec<PeerSpec>,
     pub join: Option<String>,
     pub heartbeat_ms: u64,
@@ -347,7 +343,6 @@ impl Config {
 
     fn merge(cli: Cli, file: FileConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         let grpc_addr = cli.grpc_addr.or(file.grpc_addr);
-        let grpc_addr_is_default = grpc_addr.is_none();
         let peers = match cli.peers {
             Some(s) => parse_peers(&s)?,
             None => file.peers.unwrap_or_default(),
@@ -375,7 +370,6 @@ impl Config {
                 Some("") => None,
                 Some(s) => Some(parse_socket_addr("grpc_addr", s)?),
             },
-            grpc_addr_is_default,
             peers,
             join: cli.join.or(file.join).filter(|s| !s.is_empty()),
             heartbeat_ms: cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
@@ -811,7 +805,6 @@ mod tests {
         assert_eq!(c.raft_http_addr.to_string(), "127.0.0.1:9090");
         assert_eq!(c.metrics_addr.to_string(), "127.0.0.1:2112");
         assert_eq!(c.grpc_addr.unwrap().to_string(), "127.0.0.1:5051");
-        assert!(c.grpc_addr_is_default);
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!(c.max_key_bytes, 1024);
         assert_eq!(c.max_value_bytes, 1 << 20);
@@ -823,11 +816,9 @@ mod tests {
     fn grpc_addr_can_be_set_or_disabled() {
         let c = yaml("grpc_addr: \"0.0.0.0:6000\"").unwrap();
         assert_eq!(c.grpc_addr.unwrap().to_string(), "0.0.0.0:6000");
-        assert!(!c.grpc_addr_is_default);
         assert!(c.listens_beyond_loopback());
         let c = yaml("grpc_addr: \"\"").unwrap();
         assert_eq!(c.grpc_addr, None);
-        assert!(!c.grpc_addr_is_default);
         assert_eq!(
             yaml("grpc_addr: \":5051\"").unwrap().grpc_addr.unwrap().to_string(),
             "0.0.0.0:5051"

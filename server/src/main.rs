@@ -182,24 +182,11 @@ async fn run(
     let http_listener = bind("http_addr", cfg.http_addr).await.exit_with(EXIT_STARTUP)?;
     let raft_listener = bind("raft_http_addr", cfg.raft_http_addr).await.exit_with(EXIT_STARTUP)?;
     let metrics_listener = bind("metrics_addr", cfg.metrics_addr).await.exit_with(EXIT_STARTUP)?;
+    // gRPC too, its default included: a node must not run silently without an API the
+    // documentation promises (`grpc_addr: ""` turns it off on purpose).
     let grpc_listener = match cfg.grpc_addr {
         None => None,
-        Some(addr) => match TcpListener::bind(addr).await {
-            Ok(l) => Some(l),
-            // Only the implicit default may be skipped: say, the second node of a local cluster
-            // whose config predates gRPC. A configured address that cannot bind stops startup.
-            Err(e) if cfg.grpc_addr_is_default => {
-                tracing::warn!(
-                    grpc_addr = %addr, error = %e,
-                    "cannot bind the default grpc_addr; running without gRPC (set grpc_addr to \
-                     serve it, or to \"\" to silence this)"
-                );
-                None
-            }
-            Err(e) => {
-                return Err(bind_error("grpc_addr", addr, e)).exit_with(EXIT_STARTUP);
-            }
-        },
+        Some(addr) => Some(bind("grpc_addr", addr).await.exit_with(EXIT_STARTUP)?),
     };
 
     let lock = DataDirLock::acquire(&cfg.data_dir).exit_with(EXIT_STARTUP)?;
@@ -448,7 +435,12 @@ fn bind_error(key: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyho
         }
         _ => e.to_string(),
     };
-    anyhow::anyhow!("cannot listen on {key} {addr}: {why}; nothing was written")
+    let hint = if key == "grpc_addr" {
+        " (set grpc_addr to a free address, or to \"\" to run without gRPC)"
+    } else {
+        ""
+    };
+    anyhow::anyhow!("cannot listen on {key} {addr}: {why}{hint}; nothing was written")
 }
 
 /// Resolves once the node learns it is no longer a member.

@@ -52,6 +52,32 @@ fn server(
     cmd
 }
 
+// The README's extra node once ran without gRPC when the default port was taken, with only a
+// warning. Every listener now binds or the node refuses to start, naming the key and the way
+// out; the default gRPC address is no exception.
+#[tokio::test]
+async fn a_taken_default_grpc_port_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Hold the default port (if another program holds it already, the node must fail the same).
+    let _held = std::net::TcpListener::bind("127.0.0.1:5051");
+    let port = || format!("127.0.0.1:{}", free_port());
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["--data-dir", &data.display().to_string(), "--http-addr", &port()])
+        .args(["--raft-http-addr", &port(), "--metrics-addr", &port()])
+        .current_dir(dir.path());
+    let out = output_within(&mut cmd, Duration::from_secs(20)).await;
+    assert_eq!(out.status.code(), Some(1), "startup refused (EXIT_STARTUP)");
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("grpc_addr 127.0.0.1:5051")
+            && lines[0].contains("to \"\" to run without"),
+        "{lines:?}"
+    );
+    assert!(!data.join("wal").exists(), "nothing was written");
+}
+
 /// Posts a body to a node's Raft port and returns the status.
 async fn post_raft(n: &Node, body: Vec<u8>) -> u16 {
     let url = format!("http://{}/raft", n.raft);
