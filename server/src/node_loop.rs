@@ -165,6 +165,8 @@ pub struct NodeLoop {
     /// Debug builds only: panic after this many writes (tests that the process exits).
     panic_after_writes: Option<u64>,
     last_leader: Option<NodeId>,
+    /// The last leader this node knew, kept while none is known (see [`leader_changed`]).
+    last_known_leader: Option<NodeId>,
     last_membership: Membership,
     /// See `Config::clock_skew_max_ms`; when this node last compared its clock with the
     /// cluster's, and whether it was off then.
@@ -201,6 +203,7 @@ impl NodeLoop {
             departed: Vec::new(),
             panic_after_writes: test_panic_after_writes(),
             last_leader: None,
+            last_known_leader: None,
             last_membership: Membership::default(),
             clock_skew_max_ms: 500,
             clock_checked_at: Instant(0),
@@ -443,6 +446,8 @@ impl NodeLoop {
                 None => tracing::info!(term = %status.term, "no leader known"),
             }
             self.last_leader = status.leader;
+        }
+        if leader_changed(&mut self.last_known_leader, status.leader) {
             self.metrics.leader_changes.inc();
         }
         if status.membership != self.last_membership {
@@ -529,6 +534,21 @@ impl NodeLoop {
     }
 }
 
+/// Whether `leader` is a change of leader for `raft_leader_changes_total`: a leader other than
+/// the last one this node knew. Losing the leader (an election under way, a partition) is not a
+/// change by itself; a different node leading next is, and the same node leading again is not
+/// (the election shows in `raft_term`). The first leader known after start counts, as etcd's
+/// `leader_changes_seen_total` does, so 0 means this node never knew a leader.
+fn leader_changed(last_known: &mut Option<NodeId>, leader: Option<NodeId>) -> bool {
+    match leader {
+        Some(l) if *last_known != Some(l) => {
+            *last_known = Some(l);
+            true
+        }
+        _ => false,
+    }
+}
+
 fn status_of(node: &CacheNode, stopped: bool) -> Status {
     let raft = node.raft();
     Status {
@@ -561,3 +581,23 @@ fn fatal_exec<T>(f: Fatal<std::io::Error>) -> T {
 /// Exit status of a node that hit an error it cannot go on from (an IO error on the WAL, a
 /// panic on the node loop).
 pub const EXIT_FATAL: i32 = 70;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A leader change counts once, however long the cluster went without a leader in between,
+    // and a leader that loses and regains leadership is no change.
+    #[test]
+    fn leader_changes_count_changes_of_leader_only() {
+        let mut last = None;
+        let seen = [None, Some(1), Some(1), None, Some(2), None, None, Some(2), None, Some(1)];
+        let changes: Vec<bool> =
+            seen.iter().map(|l| leader_changed(&mut last, l.map(NodeId))).collect();
+        assert_eq!(
+            changes,
+            [false, true, false, false, true, false, false, false, false, true],
+            "the first leader, 1 to 2, 2 to 1"
+        );
+    }
+}
