@@ -18,4 +18,5 @@ pub mod reload;
 pub mod service;
 pub mod transport;
 pub mod value;
+pub mod version;
 pub mod wal_store;
