@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod node_loop;
 pub mod pb;
 pub mod peer_auth;
+pub mod process;
 pub mod raft_http;
 pub mod recover;
 pub mod reload;

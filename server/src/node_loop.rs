@@ -12,9 +12,10 @@
 //! fsyncs block: they then delay only the loop that must wait for them anyway, never the HTTP
 //! servers or the Raft senders.
 
-use crate::metrics::{Metrics, NodeLabel, gauge_value};
+use crate::metrics::{CacheOpMeter, Metrics, ROLES, RoleLabel, SizeType, gauge_value};
 use crate::transport::{MemberAddr, Transport, raft_addresses};
 use crate::wal_store::{SnapshotWritten, WalStore, describe_io};
+use prometheus_client::metrics::gauge::Gauge;
 use simple_cache_core::cache::ApplyResult;
 use simple_cache_core::exec::{Answers, Executor, Fatal};
 pub use simple_cache_core::exec::{Query, QueryResult, WriteOp};
@@ -167,6 +168,10 @@ pub struct NodeLoop {
     last_leader: Option<NodeId>,
     /// The last leader this node knew, kept while none is known (see [`leader_changed`]).
     last_known_leader: Option<NodeId>,
+    /// `raft_role`'s series for this node, in the order of [`ROLES`].
+    role_gauges: [Gauge; 3],
+    /// `cache_size_bytes`'s series: `memory`, `item_count`.
+    cache_size_gauges: [Gauge; 2],
     last_membership: Membership,
     /// See `Config::clock_skew_max_ms`; when this node last compared its clock with the
     /// cluster's, and whether it was off then.
@@ -177,7 +182,7 @@ pub struct NodeLoop {
 
 impl NodeLoop {
     pub fn new(
-        node: CacheNode,
+        mut node: CacheNode,
         mut wal: WalStore,
         transport: Transport,
         clock: Clock,
@@ -185,6 +190,12 @@ impl NodeLoop {
         rx: mpsc::Receiver<Input>,
         ids: RequestIds,
     ) -> (NodeLoop, watch::Receiver<Status>) {
+        node.set_meter(Box::new(CacheOpMeter::new(&metrics)));
+        let node_id = node.raft().id().0;
+        let role_gauges =
+            ROLES.map(|role| metrics.role.get_or_create_owned(&RoleLabel { node_id, role }));
+        let cache_size_gauges = ["memory", "item_count"]
+            .map(|r#type| metrics.cache_size.get_or_create_owned(&SizeType { r#type }));
         let status = status_of(&node, false);
         let (status_tx, status_rx) = watch::channel(status);
         let snapshots_written = wal.start_writer();
@@ -204,6 +215,8 @@ impl NodeLoop {
             panic_after_writes: test_panic_after_writes(),
             last_leader: None,
             last_known_leader: None,
+            role_gauges,
+            cache_size_gauges,
             last_membership: Membership::default(),
             clock_skew_max_ms: 500,
             clock_checked_at: Instant(0),
@@ -458,17 +471,23 @@ impl NodeLoop {
             self.last_membership = status.membership.clone();
         }
         let m = &self.metrics;
-        m.role.get_or_create(&NodeLabel { node_id: status.id.0 }).set(match status.role {
+        let role = match status.role {
             Role::Follower => 0,
             Role::Candidate => 1,
             Role::Leader => 2,
-        });
+        };
+        for (i, g) in self.role_gauges.iter().enumerate() {
+            g.set(i64::from(i == role));
+        }
         m.term.set(gauge_value(status.term.0));
         m.commit_index.set(gauge_value(status.commit_index.0));
         m.last_applied.set(gauge_value(status.last_applied.0));
         m.has_leader.set(i64::from(status.leader.is_some()));
         m.is_leader.set(i64::from(status.role == Role::Leader));
         m.keys.set(gauge_value(status.keys as u64));
+        let [memory, item_count] = &self.cache_size_gauges;
+        memory.set(gauge_value(self.node.cache().approx_bytes() as u64));
+        item_count.set(gauge_value(status.keys as u64));
         m.expiration_heap_size.set(gauge_value(self.node.cache().expiration_index_len() as u64));
         m.peers.set(gauge_value(status.membership.members().count() as u64));
         m.proposals_pending.set(gauge_value(self.node.pending_requests() as u64));
