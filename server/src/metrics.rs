@@ -431,7 +431,7 @@ pub enum Format {
 impl Format {
     /// The format to answer a request with this `Accept` header: OpenMetrics when the header
     /// lists `application/openmetrics-text` with a quality above 0 and at least that of
-    /// `text/plain` (Prometheus asks for OpenMetrics first when it is configured to), else the
+    /// `text/plain` (Prometheus asks for OpenMetrics first by default), else the
     /// classic format, which is also the answer to no header, `*/*` and anything unparsable.
     pub fn negotiate(accept: Option<&str>) -> Format {
         let (mut openmetrics, mut text) = (0.0_f64, 0.0_f64);
