@@ -27,6 +27,7 @@
 
 use crate::cache::{ApplyResult, Command, Pattern, SearchPage, TtlStatus};
 use crate::message::{Entry, Message, Snapshot, SnapshotMeta};
+use crate::meter::{CacheOp, metered};
 use crate::node::{CacheNode, RequestId, RequestIds, WriteError};
 use crate::raft::{ReadError, Ready};
 use crate::snapshot::SnapshotJob;
@@ -382,16 +383,22 @@ impl<W, R> Executor<W, R> {
     }
 }
 
-/// Runs a query against the node's cache, judging expiry at `at`.
+/// Runs a query against the node's cache, judging expiry at `at`, through the node's meter (see
+/// [`crate::meter`]).
 pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
     let cache = node.cache();
-    match query {
+    let op = match query {
+        Query::Get(_) => CacheOp::Get,
+        Query::Ttl(_) => CacheOp::Ttl,
+        Query::Search { .. } => CacheOp::Search,
+    };
+    metered(node.meter(), op, || match query {
         Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
         Query::Ttl(key) => QueryResult::Ttl(cache.ttl(key, at)),
         Query::Search { pattern, limit, after, examine_max } => QueryResult::Keys(
             cache.search_page(pattern, at, *limit, after.as_deref(), *examine_max),
         ),
-    }
+    })
 }
 
 /// What a front end does after a write came back with an error, the same on every front end and
@@ -537,6 +544,40 @@ mod tests {
         exec.read(&mut n, &mut disk, Instant(310), Query::Get("k".into()), true, 9).unwrap();
         read.extend(exec.take_answers().reads);
         assert_eq!(read, vec![(9, Ok(QueryResult::Value(Some(Bytes::from_static(b"v")))))]);
+    }
+
+    /// A meter that lists the operations it ran, shared with the test.
+    #[derive(Clone, Default)]
+    struct Ops(std::sync::Arc<std::sync::Mutex<Vec<CacheOp>>>);
+
+    impl crate::meter::OpMeter for Ops {
+        fn measure(&self, op: CacheOp, run: &mut dyn FnMut()) {
+            run();
+            self.0.lock().unwrap().push(op);
+        }
+        fn failed(&self, op: CacheOp) {
+            panic!("nothing fails here, but {op:?} did");
+        }
+    }
+
+    // The node's meter sees each committed command applied and each read executed, linearizable
+    // or stale, under its own name, and nothing else (no entry that is not a command).
+    #[test]
+    fn the_meter_sees_each_apply_and_each_read() {
+        let (mut exec, mut disk) = (Exec::new(RequestIds::new(1)), Recorder::default());
+        let mut n = leader(&mut exec, &mut disk, 1_000);
+        let ops = Ops::default();
+        n.set_meter(Box::new(ops.clone()));
+        exec.write(&mut n, &mut disk, Instant(300), set("k"), 1).unwrap();
+        exec.write(&mut n, &mut disk, Instant(300), WriteOp::Del { key: "k".into() }, 2).unwrap();
+        exec.drain_ready(&mut n, &mut disk, |_| {}, |_| {}).unwrap();
+        exec.read(&mut n, &mut disk, Instant(310), Query::Get("k".into()), false, 3).unwrap();
+        exec.read(&mut n, &mut disk, Instant(310), Query::Ttl("k".into()), true, 4).unwrap();
+        exec.drain_ready(&mut n, &mut disk, |_| {}, |_| {}).unwrap();
+        let answers = exec.take_answers();
+        assert_eq!((answers.writes.len(), answers.reads.len()), (2, 2));
+        let seen = ops.0.lock().unwrap().clone();
+        assert_eq!(seen, vec![CacheOp::Set, CacheOp::Delete, CacheOp::Ttl, CacheOp::Get]);
     }
 
     // A leader's appends are queued before its own write (they may leave before the fsync);

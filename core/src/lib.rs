@@ -11,6 +11,7 @@ pub mod clock;
 pub mod codec;
 pub mod exec;
 pub mod message;
+pub mod meter;
 pub mod node;
 pub mod snapshot;
 pub mod types;

@@ -21,6 +21,7 @@ use crate::cache::{ApplyResult, Cache, Command, Proposal};
 use crate::codec::DecodeError;
 use crate::config::{Config, ConfigError};
 use crate::message::{Entry, EntryPayload, ReadId, Snapshot};
+use crate::meter::{CacheOp, NoMeter, OpMeter, metered};
 use crate::raft::{Persisted, ProposeError, RaftNode, ReadError, Ready, Role, StepError};
 use crate::snapshot::{SnapshotJob, Snapshots, Thresholds};
 use crate::types::{Instant, LogIndex, NodeId, Term};
@@ -166,6 +167,9 @@ pub struct CacheNode {
     /// The latest cluster time this node stamped as leader: its stamps never go back, even when
     /// the cluster clock estimate does (see [`CacheNode::cluster_time`]).
     time_floor: Instant,
+    /// Measures the cache operations (see [`crate::meter`]); measures nothing unless the driver
+    /// sets one.
+    meter: Box<dyn OpMeter>,
 }
 
 impl CacheNode {
@@ -205,7 +209,17 @@ impl CacheNode {
             now,
             last_promote_check: Instant(0),
             time_floor: Instant(0),
+            meter: Box::new(NoMeter),
         })
+    }
+
+    /// Has `meter` measure every cache operation from now on (see [`crate::meter`]).
+    pub fn set_meter(&mut self, meter: Box<dyn OpMeter>) {
+        self.meter = meter;
+    }
+
+    pub(crate) fn meter(&self) -> &dyn OpMeter {
+        self.meter.as_ref()
     }
 
     pub fn raft(&self) -> &RaftNode {
@@ -350,7 +364,7 @@ impl CacheNode {
 
     /// A snapshot from the leader replaces the cache; the writes it covers are unknown.
     fn install_snapshot(&mut self, s: &Snapshot, out: &mut Applied) {
-        match Cache::restore(&s.data) {
+        match metered(self.meter.as_ref(), CacheOp::RestoreSnapshot, || Cache::restore(&s.data)) {
             Ok(cache) => self.cache = cache,
             // Raft installs only snapshots that passed this same decoder on receipt (see
             // `set_snapshot_check` in `new`), so a failure here is a bug, never input.
@@ -373,8 +387,14 @@ impl CacheNode {
                 EntryPayload::Command(data) => {
                     self.snapshots.applied(data.len());
                     match Proposal::decode(data) {
-                        Ok(p) => Ok(self.cache.apply(&p)),
-                        Err(err) => Err(WriteError::Undecodable(err)),
+                        Ok(p) => {
+                            let op = CacheOp::of(&p.command);
+                            Ok(metered(self.meter.as_ref(), op, || self.cache.apply(&p)))
+                        }
+                        Err(err) => {
+                            self.meter.failed(CacheOp::Undecodable);
+                            Err(WriteError::Undecodable(err))
+                        }
                     }
                 }
                 _ => Ok(ApplyResult::Set),

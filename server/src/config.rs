@@ -84,7 +84,12 @@ pub fn node_id_of(text: &str) -> Result<u64, ConfigError> {
 /// Command line and environment. Every field is optional so that a value can come from the file
 /// or the defaults; clap gives flags precedence over the environment.
 #[derive(Parser, Debug, Default)]
-#[command(name = "simple-cache", version, about = "A strongly consistent in-memory cache on Raft")]
+#[command(
+    name = "simple-cache",
+    version,
+    long_version = crate::version::LONG_VERSION.as_str(),
+    about = "A strongly consistent in-memory cache on Raft"
+)]
 pub struct Cli {
     /// YAML configuration file (default: ./config.yaml if present).
     #[arg(long, global = true, env = "CONFIG_PATH")]

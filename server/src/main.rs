@@ -10,7 +10,7 @@ use simple_cache_core::node::{CacheNode, NodeConfig};
 use simple_cache_core::raft::Persisted;
 use simple_cache_core::{NodeId, SnapshotMeta};
 use simple_cache_server::config::{Cli, Command, Config, Mode};
-use simple_cache_server::metrics::Metrics;
+use simple_cache_server::metrics::{Format, Metrics};
 use simple_cache_server::node_loop::{self, Clock, INPUT_QUEUE_MAX, Input, NodeLoop, Status};
 use simple_cache_server::peer_auth::{self, ClusterId};
 use simple_cache_server::raft_http;
@@ -358,15 +358,18 @@ async fn run(
         tokio::spawn(serve(raft_listener, raft_http::router(state.clone()), stop_raft_rx.clone()));
     let metrics_router = axum::Router::new().route(
         "/metrics",
-        axum::routing::get(move || {
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
             let m = metrics.clone();
             async move {
+                // The classic text format unless the scraper asks for OpenMetrics.
+                let accept = headers.get(axum::http::header::ACCEPT).and_then(|v| v.to_str().ok());
+                let format = Format::negotiate(accept);
                 (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                    )],
-                    m.encode(),
+                    [
+                        (axum::http::header::CONTENT_TYPE, format.content_type()),
+                        (axum::http::header::VARY, "Accept"),
+                    ],
+                    m.encode(format),
                 )
             }
         }),

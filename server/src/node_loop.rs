@@ -12,9 +12,10 @@
 //! fsyncs block: they then delay only the loop that must wait for them anyway, never the HTTP
 //! servers or the Raft senders.
 
-use crate::metrics::{Metrics, NodeLabel, gauge_value};
+use crate::metrics::{CacheOpMeter, Metrics, ROLES, RoleLabel, SizeType, gauge_value};
 use crate::transport::{MemberAddr, Transport, raft_addresses};
 use crate::wal_store::{SnapshotWritten, WalStore, describe_io};
+use prometheus_client::metrics::gauge::Gauge;
 use simple_cache_core::cache::ApplyResult;
 use simple_cache_core::exec::{Answers, Executor, Fatal};
 pub use simple_cache_core::exec::{Query, QueryResult, WriteOp};
@@ -178,6 +179,12 @@ pub struct NodeLoop {
     /// Debug builds only: panic after this many writes (tests that the process exits).
     panic_after_writes: Option<u64>,
     last_leader: Option<NodeId>,
+    /// The last leader this node knew, kept while none is known (see [`leader_changed`]).
+    last_known_leader: Option<NodeId>,
+    /// `raft_role`'s series for this node, in the order of [`ROLES`].
+    role_gauges: [Gauge; 3],
+    /// `cache_size_bytes`'s series: `memory`, `item_count`.
+    cache_size_gauges: [Gauge; 2],
     last_membership: Membership,
     /// See `Config::clock_skew_max_ms`; when this node last compared its clock with the
     /// cluster's, and whether it was off then.
@@ -188,7 +195,7 @@ pub struct NodeLoop {
 
 impl NodeLoop {
     pub fn new(
-        node: CacheNode,
+        mut node: CacheNode,
         mut wal: WalStore,
         transport: Transport,
         clock: Clock,
@@ -196,6 +203,12 @@ impl NodeLoop {
         rx: mpsc::Receiver<Input>,
         ids: RequestIds,
     ) -> (NodeLoop, watch::Receiver<Status>) {
+        node.set_meter(Box::new(CacheOpMeter::new(&metrics)));
+        let node_id = node.raft().id().0;
+        let role_gauges =
+            ROLES.map(|role| metrics.role.get_or_create_owned(&RoleLabel { node_id, role }));
+        let cache_size_gauges = ["memory", "item_count"]
+            .map(|r#type| metrics.cache_size.get_or_create_owned(&SizeType { r#type }));
         let status = status_of(&node, false, &BTreeMap::new());
         let (status_tx, status_rx) = watch::channel(status);
         let snapshots_written = wal.start_writer();
@@ -215,6 +228,9 @@ impl NodeLoop {
             departed: Vec::new(),
             panic_after_writes: test_panic_after_writes(),
             last_leader: None,
+            last_known_leader: None,
+            role_gauges,
+            cache_size_gauges,
             last_membership: Membership::default(),
             clock_skew_max_ms: 500,
             clock_checked_at: Instant(0),
@@ -464,6 +480,8 @@ impl NodeLoop {
                 None => tracing::info!(term = %status.term, "no leader known"),
             }
             self.last_leader = status.leader;
+        }
+        if leader_changed(&mut self.last_known_leader, status.leader) {
             self.metrics.leader_changes.inc();
         }
         if status.membership != self.last_membership {
@@ -474,17 +492,23 @@ impl NodeLoop {
             self.last_membership = status.membership.clone();
         }
         let m = &self.metrics;
-        m.role.get_or_create(&NodeLabel { node_id: status.id.0 }).set(match status.role {
+        let role = match status.role {
             Role::Follower => 0,
             Role::Candidate => 1,
             Role::Leader => 2,
-        });
+        };
+        for (i, g) in self.role_gauges.iter().enumerate() {
+            g.set(i64::from(i == role));
+        }
         m.term.set(gauge_value(status.term.0));
         m.commit_index.set(gauge_value(status.commit_index.0));
         m.last_applied.set(gauge_value(status.last_applied.0));
         m.has_leader.set(i64::from(status.leader.is_some()));
         m.is_leader.set(i64::from(status.role == Role::Leader));
         m.keys.set(gauge_value(status.keys as u64));
+        let [memory, item_count] = &self.cache_size_gauges;
+        memory.set(gauge_value(self.node.cache().approx_bytes() as u64));
+        item_count.set(gauge_value(status.keys as u64));
         m.expiration_heap_size.set(gauge_value(self.node.cache().expiration_index_len() as u64));
         m.peers.set(gauge_value(status.membership.members().count() as u64));
         m.proposals_pending.set(gauge_value(self.node.pending_requests() as u64));
@@ -550,7 +574,26 @@ impl NodeLoop {
     }
 }
 
-fn status_of(node: &CacheNode, stopped: bool, client_addrs: &BTreeMap<NodeId, String>) -> Status {
+/// Whether `leader` is a change of leader for `raft_leader_changes_total`: a leader other than
+/// the last one this node knew. Losing the leader (an election under way, a partition) is not a
+/// change by itself; a different node leading next is, and the same node leading again is not
+/// (the election shows in `raft_term`). The first leader known after start counts, as etcd's
+/// `leader_changes_seen_total` does, so 0 means this node never knew a leader.
+fn leader_changed(last_known: &mut Option<NodeId>, leader: Option<NodeId>) -> bool {
+    match leader {
+        Some(l) if *last_known != Some(l) => {
+            *last_known = Some(l);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn status_of(
+    node: &CacheNode,
+    stopped: bool,
+    client_addrs: &BTreeMap<NodeId, String>,
+) -> Status {
     let raft = node.raft();
     Status {
         id: raft.id(),
@@ -583,3 +626,23 @@ fn fatal_exec<T>(f: Fatal<std::io::Error>) -> T {
 /// Exit status of a node that hit an error it cannot go on from (an IO error on the WAL, a
 /// panic on the node loop).
 pub const EXIT_FATAL: i32 = 70;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A leader change counts once, however long the cluster went without a leader in between,
+    // and a leader that loses and regains leadership is no change.
+    #[test]
+    fn leader_changes_count_changes_of_leader_only() {
+        let mut last = None;
+        let seen = [None, Some(1), Some(1), None, Some(2), None, None, Some(2), None, Some(1)];
+        let changes: Vec<bool> =
+            seen.iter().map(|l| leader_changed(&mut last, l.map(NodeId))).collect();
+        assert_eq!(
+            changes,
+            [false, true, false, false, true, false, false, false, false, true],
+            "the first leader, 1 to 2, 2 to 1"
+        );
+    }
+}

@@ -19,7 +19,7 @@
 use crate::config::Config;
 use crate::duration::parse_go_duration;
 use crate::error::ApiError;
-use crate::metrics::{Metrics, Op, OpStatus};
+use crate::metrics::Metrics;
 use crate::node_loop::{Input, Query, QueryResult, Status, WriteOp};
 use crate::value::StoredValue;
 use axum::http::{StatusCode, header};
@@ -132,15 +132,11 @@ impl Service {
         self.status.borrow().id
     }
 
-    /// Records one client request in `simple_cache_requests_total` and
-    /// `simple_cache_request_duration_seconds`. `status` is the HTTP status of the outcome, for
-    /// gRPC too (see `metrics`).
+    /// Records one client request (see `metrics`: the seed's `simple_cache_requests_total` and
+    /// `simple_cache_request_duration_seconds`, and the API families). `status` is the HTTP
+    /// status of the outcome, for gRPC too.
     pub fn observe(&self, api: &'static str, op: &'static str, status: u16, started: TokioInstant) {
-        self.metrics.requests.get_or_create(&OpStatus { api, op, status }).inc();
-        self.metrics
-            .request_duration
-            .get_or_create(&Op { api, op })
-            .observe(started.elapsed().as_secs_f64());
+        self.metrics.observe_request(api, op, status, started.elapsed());
     }
 
     // ----- validation -----

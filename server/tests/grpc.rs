@@ -189,13 +189,15 @@ async fn single_node_every_rpc() {
         .await
         .unwrap();
     for line in [
-        r#"simple_cache_requests_total{api="grpc",op="set",status="200"} 3"#,
-        r#"simple_cache_requests_total{api="grpc",op="reset",status="200"} 1"#,
-        r#"simple_cache_requests_total{api="http",op="set",status="200"} 1"#,
+        r#"simple_cache_api_requests_total{api="grpc",op="set",code="200"} 3"#,
+        r#"simple_cache_api_requests_total{api="grpc",op="reset",code="200"} 1"#,
+        r#"simple_cache_api_requests_total{api="http",op="set",code="200"} 1"#,
     ] {
         assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
     }
-    assert!(text.contains(r#"simple_cache_request_duration_seconds_count{api="grpc",op="get"}"#));
+    assert!(
+        text.contains(r#"simple_cache_api_request_duration_seconds_count{api="grpc",op="get"}"#)
+    );
 }
 
 // A key set with a TTL over gRPC disappears once the TTL passes.

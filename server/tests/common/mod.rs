@@ -89,11 +89,13 @@ impl Node {
             grpc.clone(),
             "--data-dir".into(),
             dir.join("data").display().to_string(),
-            "--heartbeat-ms".into(),
-            "50".into(),
-            "--election-ms".into(),
-            "300".into(),
         ];
+        // Fast timings by default; `extra` may set its own (a flag may be given once).
+        for (flag, value) in [("--heartbeat-ms", "50"), ("--election-ms", "300")] {
+            if !extra.contains(&flag) {
+                args.extend([flag.to_string(), value.to_string()]);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut n = Node {
             id,
