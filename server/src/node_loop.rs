@@ -589,11 +589,7 @@ fn leader_changed(last_known: &mut Option<NodeId>, leader: Option<NodeId>) -> bo
     }
 }
 
-fn status_of(
-    node: &CacheNode,
-    stopped: bool,
-    client_addrs: &BTreeMap<NodeId, String>,
-) -> Status {
+fn status_of(node: &CacheNode, stopped: bool, client_addrs: &BTreeMap<NodeId, String>) -> Status {
     let raft = node.raft();
     Status {
         id: raft.id(),
