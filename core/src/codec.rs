@@ -27,7 +27,12 @@ pub enum DecodeError {
 
 /// Encodes `value` with the version byte in front.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
-    let mut out = vec![WIRE_VERSION];
+    encode_as(WIRE_VERSION, value)
+}
+
+/// Encodes `value` with `version` in front: for a format that has its own version (snapshots).
+pub fn encode_as<T: Serialize + ?Sized>(version: u8, value: &T) -> Vec<u8> {
+    let mut out = vec![version];
     // Serializing our own plain data types into a Vec cannot fail: they contain no maps with
     // non-string keys or other constructs postcard rejects.
     postcard::to_io(value, &mut out).expect("postcard encoding of core types is infallible");
@@ -37,11 +42,20 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 /// Decodes a value produced by [`encode`], refusing inputs longer than `limit` bytes and inputs
 /// with trailing garbage.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, DecodeError> {
+    decode_as(WIRE_VERSION, bytes, limit)
+}
+
+/// [`decode`] for a value [`encode_as`] wrote with `expected` in front.
+pub fn decode_as<T: DeserializeOwned>(
+    expected: u8,
+    bytes: &[u8],
+    limit: usize,
+) -> Result<T, DecodeError> {
     if bytes.len() > limit {
         return Err(DecodeError::TooLarge { len: bytes.len(), limit });
     }
     let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
-    if version != WIRE_VERSION {
+    if version != expected {
         return Err(DecodeError::Version { found: version });
     }
     let (value, rest) =

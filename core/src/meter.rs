@@ -23,6 +23,8 @@ pub enum CacheOp {
     Reset,
     /// Applying a committed `RemoveExpired` (the leader's removal of expired keys).
     RemoveExpired,
+    /// Applying a committed `SetLimits` (new memory limits, evicting down to them).
+    SetLimits,
     /// Reading a key.
     Get,
     /// Reading a key's remaining time to live.
@@ -38,12 +40,13 @@ pub enum CacheOp {
 
 impl CacheOp {
     /// Every operation, in declaration order (for a driver that prepares one series each).
-    pub const ALL: [CacheOp; 10] = [
+    pub const ALL: [CacheOp; 11] = [
         CacheOp::Set,
         CacheOp::Delete,
         CacheOp::Expire,
         CacheOp::Reset,
         CacheOp::RemoveExpired,
+        CacheOp::SetLimits,
         CacheOp::Get,
         CacheOp::Ttl,
         CacheOp::Search,
@@ -59,6 +62,7 @@ impl CacheOp {
             Command::Expire { .. } => CacheOp::Expire,
             Command::Reset => CacheOp::Reset,
             Command::RemoveExpired { .. } => CacheOp::RemoveExpired,
+            Command::SetLimits(_) => CacheOp::SetLimits,
         }
     }
 
@@ -70,6 +74,7 @@ impl CacheOp {
             CacheOp::Expire => "expire",
             CacheOp::Reset => "reset",
             CacheOp::RemoveExpired => "remove_expired",
+            CacheOp::SetLimits => "set_limits",
             CacheOp::Get => "get",
             CacheOp::Ttl => "ttl",
             CacheOp::Search => "search",

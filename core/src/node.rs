@@ -389,7 +389,9 @@ impl CacheNode {
                     match Proposal::decode(data) {
                         Ok(p) => {
                             let op = CacheOp::of(&p.command);
-                            Ok(metered(self.meter.as_ref(), op, || self.cache.apply(&p)))
+                            Ok(metered(self.meter.as_ref(), op, || {
+                                self.cache.apply_at(e.index.0, &p)
+                            }))
                         }
                         Err(err) => {
                             self.meter.failed(CacheOp::Undecodable);

@@ -20,11 +20,13 @@
 //! Because the clock never decreases, a key that was expired at some applied index stays expired
 //! (hidden or removed) at every later index.
 
+mod evict;
 mod pattern;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
+pub use evict::{EvictionPolicy, LFU_DECAY_WRITES, Limits};
 pub use pattern::{
     PATTERN_BYTES_MAX, Pattern, PatternError, REGEX_DFA_SIZE_BYTES_MAX, REGEX_SIZE_BYTES_MAX,
     SEARCH_RESULTS_MAX, SearchMode,
@@ -67,6 +69,9 @@ pub enum Command {
     /// only if its deadline <= the cache clock (it may have been Set again with a later deadline
     /// since).
     RemoveExpired { keys: Vec<String> },
+    /// Leader-proposed memory limits and eviction policy (see [`Limits`]): every replica
+    /// applies the same ones at the same index, evicting down to them if they are lower.
+    SetLimits(Limits),
 }
 
 /// What goes into a Raft log entry: the leader's cluster time at proposal plus the command.
@@ -105,6 +110,11 @@ pub enum ApplyResult {
     Reset { cleared: u64 },
     /// `removed` keys listed in the command were expired and are now gone.
     RemoveExpired { removed: u64 },
+    /// New limits are in force; `evicted` keys were evicted to meet them.
+    Limits { evicted: u64 },
+    /// The write would pass the limits and the policy could not make room (`noeviction`, or
+    /// not enough eligible keys): nothing changed.
+    OutOfMemory { used_bytes: u64, keys: u64, limits: Limits },
 }
 
 /// The remaining lifetime of a key, as seen by a read.
@@ -123,6 +133,10 @@ pub enum TtlStatus {
 struct Item {
     value: Bytes,
     expires_at: Option<Instant>,
+    /// The log index of the write that stored it (0 after a policy change): its recency.
+    seq: u64,
+    /// Its LFU counter (see `evict`).
+    freq: u8,
 }
 
 /// One page of a search ([`Cache::search_page`]).
@@ -145,8 +159,17 @@ pub struct Cache {
     items: BTreeMap<String, Item>,
     /// Items with a deadline, earliest first, so finding expired keys does not scan every key.
     expirations: BTreeSet<(Instant, String)>,
-    /// Estimated memory of `items` and `expirations`, maintained on every change.
+    /// Estimated memory of `items` and `expirations`, maintained on every change: what
+    /// [`Cache::used_bytes`] reports.
     approx_bytes: usize,
+    /// The limits and eviction policy in force (replicated, see `evict`).
+    limits: Limits,
+    /// The largest write sequence (log index) applied.
+    last_seq: u64,
+    /// Keys evicted so far.
+    evicted_total: u64,
+    /// The eligible keys in eviction order, for the policies that keep one (see `evict`).
+    order: BTreeSet<(u64, u64, String)>,
 }
 
 impl Cache {
@@ -155,10 +178,18 @@ impl Cache {
         Cache::default()
     }
 
-    /// Applies one committed proposal. The clock first advances to `proposal.time` (it ignores
-    /// times that go backwards, e.g. from a new leader whose clock is behind), then the command
-    /// runs against the advanced clock. Costs O(log n) per key touched, except `Reset`.
+    /// Applies one proposal as the next write after the last one (tests and tools; a node
+    /// applies committed entries with [`Cache::apply_at`]).
     pub fn apply(&mut self, proposal: &Proposal) -> ApplyResult {
+        self.apply_at(self.last_seq + 1, proposal)
+    }
+
+    /// Applies the committed proposal at log index `seq`. The clock first advances to
+    /// `proposal.time` (it ignores times that go backwards, e.g. from a new leader whose clock
+    /// is behind), then the command runs against the advanced clock. Costs O(log n) per key
+    /// touched or evicted, except `Reset` and a `SetLimits` that changes the policy.
+    pub fn apply_at(&mut self, seq: u64, proposal: &Proposal) -> ApplyResult {
+        self.last_seq = self.last_seq.max(seq);
         let clock_before = self.clock;
         self.clock = self.clock.max(proposal.time);
         debug_assert!(self.clock >= clock_before, "the cache clock never decreases");
@@ -168,8 +199,10 @@ impl Cache {
                     // A write that is already expired must not make a key visible, even to a
                     // read whose `now` lags behind the clock; it just ends the old value.
                     self.remove(key);
+                } else if let Some(refused) = self.make_room(key, value.len(), *expires_at) {
+                    return refused;
                 } else {
-                    self.insert(key, value.clone(), *expires_at);
+                    self.insert(key, value.clone(), *expires_at, seq);
                 }
                 self.debug_check_key(key);
                 ApplyResult::Set
@@ -188,6 +221,7 @@ impl Cache {
                 let cleared = (self.items.len() - self.expired_count()) as u64;
                 self.items.clear();
                 self.expirations.clear();
+                self.order.clear();
                 self.approx_bytes = 0;
                 ApplyResult::Reset { cleared }
             }
@@ -205,6 +239,7 @@ impl Cache {
                 }
                 ApplyResult::RemoveExpired { removed }
             }
+            Command::SetLimits(limits) => ApplyResult::Limits { evicted: self.set_limits(*limits) },
         };
         debug_assert!(
             self.expirations.len() <= self.items.len(),
@@ -356,48 +391,72 @@ impl Cache {
         self.expirations.iter().take_while(|(deadline, _)| *deadline <= self.clock).count()
     }
 
-    /// Stores `value` under `key`, keeping the index and the byte estimate in step.
-    fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>) {
-        let new_bytes = item_bytes(key, value.len(), expires_at.is_some());
-        match self.items.get_mut(key) {
-            Some(item) => {
-                self.approx_bytes -= item_bytes(key, item.value.len(), item.expires_at.is_some());
-                if item.expires_at != expires_at {
-                    // One owned copy of the key serves both to find the old index entry and to
-                    // become the new one.
-                    let mut owned_key = key.to_owned();
-                    if let Some(old) = item.expires_at {
-                        let probe = (old, owned_key);
-                        let removed = self.expirations.remove(&probe);
-                        debug_assert!(removed, "every item with a deadline is in the index");
-                        owned_key = probe.1;
-                    }
-                    if let Some(new) = expires_at {
-                        self.expirations.insert((new, owned_key));
-                    }
-                }
-                item.value = value;
-                item.expires_at = expires_at;
-            }
-            None => {
-                if let Some(deadline) = expires_at {
-                    self.expirations.insert((deadline, key.to_owned()));
-                }
-                self.items.insert(key.to_owned(), Item { value, expires_at });
-            }
+    /// Before storing `value_len` bytes under `key`: evicts what the policy must so that the
+    /// write fits the limits, or returns the refusal (and changes nothing) if it cannot.
+    fn make_room(
+        &mut self,
+        key: &str,
+        value_len: usize,
+        expires_at: Option<Instant>,
+    ) -> Option<ApplyResult> {
+        let old =
+            self.items.get(key).map(|i| item_bytes(key, i.value.len(), i.expires_at.is_some()));
+        let used = self.used_bytes();
+        let keys = self.items.len() as u64;
+        let bytes_after = used - old.unwrap_or(0) as u64
+            + item_bytes(key, value_len, expires_at.is_some()) as u64;
+        let keys_after = keys + u64::from(old.is_none());
+        let grows = bytes_after > used || keys_after > keys;
+        if !grows || !self.limits.exceeded(bytes_after, keys_after) {
+            return None;
         }
-        self.approx_bytes += new_bytes;
+        match self.plan_evictions(key, bytes_after, keys_after) {
+            Some(victims) => {
+                self.evicted_total += victims.len() as u64;
+                for victim in victims {
+                    self.remove(&victim);
+                }
+                None
+            }
+            None => Some(ApplyResult::OutOfMemory { used_bytes: used, keys, limits: self.limits }),
+        }
+    }
+
+    /// Stores `value` under `key` as written at `seq`, keeping the indexes and the byte
+    /// estimate in step.
+    fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>, seq: u64) {
+        // The removed entry's key is reused for the new one: one allocation fewer per
+        // overwrite.
+        let (owned_key, freq) = match self.remove_entry(key) {
+            Some((k, old)) => (k, evict::lfu_bump(old.freq, seq)),
+            None => (key.to_owned(), evict::LFU_INIT),
+        };
+        if let Some(deadline) = expires_at {
+            self.expirations.insert((deadline, owned_key.clone()));
+        }
+        let item = Item { value, expires_at, seq, freq };
+        self.approx_bytes += item_bytes(key, item.value.len(), expires_at.is_some());
+        self.order_insert(key, &item);
+        self.items.insert(owned_key, item);
     }
 
     /// Removes `key` and its index entry, returning the item if it was stored.
     fn remove(&mut self, key: &str) -> Option<Item> {
+        self.remove_entry(key).map(|(_, item)| item)
+    }
+
+    /// [`Cache::remove`], giving back the stored key too.
+    fn remove_entry(&mut self, key: &str) -> Option<(String, Item)> {
         let (owned_key, item) = self.items.remove_entry(key)?;
+        self.order_remove(&owned_key, &item);
         self.approx_bytes -= item_bytes(&owned_key, item.value.len(), item.expires_at.is_some());
         if let Some(deadline) = item.expires_at {
-            let removed = self.expirations.remove(&(deadline, owned_key));
+            let probe = (deadline, owned_key);
+            let removed = self.expirations.remove(&probe);
             debug_assert!(removed, "every item with a deadline is in the index");
+            return Some((probe.1, item));
         }
-        Some(item)
+        Some((owned_key, item))
     }
 
     /// Checks, in debug builds, that the key just touched is indexed under its deadline. O(log n),
@@ -436,6 +495,7 @@ impl Cache {
             .map(|(key, item)| item_bytes(key, item.value.len(), item.expires_at.is_some()))
             .sum();
         assert_eq!(self.approx_bytes, recount, "approx_bytes matches a recount");
+        self.check_order();
     }
 }
 

@@ -1,11 +1,17 @@
-//! Snapshot encoding of the whole cache: the clock and every stored item with its deadline.
+//! Snapshot encoding of the whole cache: the clock, the limits and eviction state, and every
+//! stored item with its deadline, recency and frequency.
+//!
+//! Format 2 (the version byte of [`crate::codec`] is [`SNAPSHOT_FORMAT`]) added the limits,
+//! the write sequence, the eviction count and each item's `seq` and `freq`. Format 1 snapshots
+//! (clock and items only) still restore: no limits, every item at recency 0.
 //!
 //! The encoding lists items in key order, so the same state always yields the same bytes and
 //! replicas can compare snapshots byte for byte. Expired items that the log has not removed yet
 //! are part of the state and are kept, so a restored replica removes them through the log exactly
 //! like the others.
 
-use super::{Cache, Item, item_bytes};
+use super::evict::LFU_INIT;
+use super::{Cache, Item, Limits, item_bytes};
 use crate::codec::{self, DecodeError};
 use crate::types::Instant;
 use bytes::Bytes;
@@ -18,29 +24,47 @@ use std::collections::BTreeMap;
 /// here.
 pub const SNAPSHOT_BYTES_MAX: usize = usize::MAX;
 
-/// The snapshot as it is decoded. [`SnapshotRef`] encodes to exactly the same shape without
-/// copying the cache.
+/// The version byte of snapshots (format 2); format 1 is [`crate::codec::WIRE_VERSION`].
+pub const SNAPSHOT_FORMAT: u8 = 2;
+
+/// A format 1 snapshot, as it is decoded.
 #[derive(Serialize, Deserialize)]
 pub(super) struct SnapshotOwned {
     pub(super) clock: Instant,
     pub(super) items: Vec<(String, Bytes, Option<Instant>)>,
 }
 
+/// A format 2 snapshot, as it is decoded. [`SnapshotRef`] encodes to exactly the same shape
+/// without copying the cache.
+#[derive(Serialize, Deserialize)]
+pub(super) struct SnapshotOwnedV2 {
+    pub(super) clock: Instant,
+    pub(super) limits: Limits,
+    pub(super) last_seq: u64,
+    pub(super) evicted_total: u64,
+    pub(super) items: Vec<(String, Bytes, Option<Instant>, u64, u8)>,
+}
+
 /// The snapshot as it is encoded: borrows the cache instead of cloning every key and value.
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     clock: Instant,
+    limits: Limits,
+    last_seq: u64,
+    evicted_total: u64,
     items: ItemsRef<'a>,
 }
 
-/// Serializes the item map as a sequence of `(key, value, expires_at)` tuples in key order, the
-/// same encoding as the `Vec` in [`SnapshotOwned`].
+/// Serializes the item map as a sequence of `(key, value, expires_at, seq, freq)` tuples in key
+/// order, the same encoding as the `Vec` in [`SnapshotOwnedV2`].
 struct ItemsRef<'a>(&'a BTreeMap<String, Item>);
 
 impl Serialize for ItemsRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(
-            self.0.iter().map(|(key, item)| (key.as_str(), &item.value, item.expires_at)),
+            self.0.iter().map(|(key, item)| {
+                (key.as_str(), &item.value, item.expires_at, item.seq, item.freq)
+            }),
         )
     }
 }
@@ -52,13 +76,23 @@ impl Serialize for ItemsRef<'_> {
 #[derive(Clone, Debug)]
 pub struct SnapshotSource {
     clock: Instant,
+    limits: Limits,
+    last_seq: u64,
+    evicted_total: u64,
     items: BTreeMap<String, Item>,
 }
 
 impl SnapshotSource {
     /// The same bytes [`Cache::snapshot`] gives for the state this was taken from.
     pub fn encode(&self) -> Bytes {
-        Bytes::from(codec::encode(&SnapshotRef { clock: self.clock, items: ItemsRef(&self.items) }))
+        let r = SnapshotRef {
+            clock: self.clock,
+            limits: self.limits,
+            last_seq: self.last_seq,
+            evicted_total: self.evicted_total,
+            items: ItemsRef(&self.items),
+        };
+        Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
     }
 }
 
@@ -66,20 +100,52 @@ impl Cache {
     /// Encodes the whole cache, including deadlines and the clock. Deterministic: the same state
     /// always produces the same bytes.
     pub fn snapshot(&self) -> Bytes {
-        Bytes::from(codec::encode(&SnapshotRef { clock: self.clock, items: ItemsRef(&self.items) }))
+        let r = SnapshotRef {
+            clock: self.clock,
+            limits: self.limits,
+            last_seq: self.last_seq,
+            evicted_total: self.evicted_total,
+            items: ItemsRef(&self.items),
+        };
+        Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
     }
 
     /// The state to encode later (see [`SnapshotSource`]).
     pub fn snapshot_source(&self) -> SnapshotSource {
-        SnapshotSource { clock: self.clock, items: self.items.clone() }
+        SnapshotSource {
+            clock: self.clock,
+            limits: self.limits,
+            last_seq: self.last_seq,
+            evicted_total: self.evicted_total,
+            items: self.items.clone(),
+        }
     }
 
     /// Rebuilds a cache from [`Cache::snapshot`] output, including its expiration index. Input
     /// that is malformed, or lists keys out of order or twice, is an error and never a panic.
     pub fn restore(bytes: &[u8]) -> Result<Cache, DecodeError> {
-        let decoded: SnapshotOwned = codec::decode(bytes, SNAPSHOT_BYTES_MAX)?;
-        let mut cache = Cache { clock: decoded.clock, ..Cache::default() };
-        for (position, (key, value, expires_at)) in decoded.items.into_iter().enumerate() {
+        let decoded: SnapshotOwnedV2 = match bytes.first() {
+            Some(&SNAPSHOT_FORMAT) => codec::decode_as(SNAPSHOT_FORMAT, bytes, SNAPSHOT_BYTES_MAX)?,
+            _ => {
+                let v1: SnapshotOwned = codec::decode(bytes, SNAPSHOT_BYTES_MAX)?;
+                SnapshotOwnedV2 {
+                    clock: v1.clock,
+                    limits: Limits::default(),
+                    last_seq: 0,
+                    evicted_total: 0,
+                    items: v1.items.into_iter().map(|(k, v, e)| (k, v, e, 0, LFU_INIT)).collect(),
+                }
+            }
+        };
+        let mut cache = Cache {
+            clock: decoded.clock,
+            limits: decoded.limits,
+            last_seq: decoded.last_seq,
+            evicted_total: decoded.evicted_total,
+            ..Cache::default()
+        };
+        for (position, (key, value, expires_at, seq, freq)) in decoded.items.into_iter().enumerate()
+        {
             // Strictly increasing keys are what `snapshot` writes; anything else (a duplicate in
             // particular) means the bytes are not a snapshot of one consistent state.
             if let Some((last, _)) = cache.items.last_key_value()
@@ -93,7 +159,9 @@ impl Cache {
             if let Some(deadline) = expires_at {
                 cache.expirations.insert((deadline, key.clone()));
             }
-            cache.items.insert(key, Item { value, expires_at });
+            let item = Item { value, expires_at, seq, freq };
+            cache.order_insert(&key, &item);
+            cache.items.insert(key, item);
         }
         if cfg!(debug_assertions) {
             cache.check_invariants();

@@ -415,14 +415,27 @@ fn snapshot_restore_roundtrip_preserves_deadlines() {
 
 #[test]
 fn snapshot_is_deterministic() {
-    // Two replicas that reach the same state by different histories produce identical bytes.
+    // Two replicas that apply the same log produce identical bytes, one of them having restored
+    // a snapshot midway (recency and frequency are part of the state, so the same log is what
+    // makes the same state).
+    let log = [
+        set("y", "old", Some(3)),
+        set("x", "1", Some(90)),
+        set("y", "2", None),
+        set("x", "3", Some(95)),
+    ];
     let mut one = Cache::new();
-    apply(&mut one, 1, set("x", "1", Some(90)));
-    apply(&mut one, 2, set("y", "2", None));
+    for (i, c) in log.iter().enumerate() {
+        one.apply_at(i as u64 + 1, &Proposal { time: Instant(i as u64), command: c.clone() });
+    }
     let mut two = Cache::new();
-    apply(&mut two, 1, set("y", "old", Some(3)));
-    apply(&mut two, 1, set("x", "1", Some(90)));
-    apply(&mut two, 2, set("y", "2", None));
+    for (i, c) in log.iter().enumerate().take(2) {
+        two.apply_at(i as u64 + 1, &Proposal { time: Instant(i as u64), command: c.clone() });
+    }
+    let mut two = Cache::restore(&two.snapshot()).unwrap();
+    for (i, c) in log.iter().enumerate().skip(2) {
+        two.apply_at(i as u64 + 1, &Proposal { time: Instant(i as u64), command: c.clone() });
+    }
     assert_eq!(one.snapshot(), two.snapshot());
     assert_eq!(
         Cache::new().snapshot(),
@@ -436,6 +449,23 @@ fn snapshot_encoding_matches_owned_shape() {
     let mut cache = Cache::new();
     apply(&mut cache, 7, set("a", "1", Some(9)));
     apply(&mut cache, 7, set("b", "2", None));
+    let owned = super::snapshot::SnapshotOwnedV2 {
+        clock: Instant(7),
+        limits: Limits::default(),
+        last_seq: 2,
+        evicted_total: 0,
+        items: vec![
+            ("a".to_owned(), Bytes::from_static(b"1"), Some(Instant(9)), 1, 5),
+            ("b".to_owned(), Bytes::from_static(b"2"), None, 2, 5),
+        ],
+    };
+    let expected = crate::codec::encode_as(super::snapshot::SNAPSHOT_FORMAT, &owned);
+    assert_eq!(cache.snapshot().to_vec(), expected);
+}
+
+#[test]
+fn format_1_snapshots_still_restore() {
+    // Data written before limits existed restores with no limits and every item at recency 0.
     let owned = SnapshotOwned {
         clock: Instant(7),
         items: vec![
@@ -443,7 +473,11 @@ fn snapshot_encoding_matches_owned_shape() {
             ("b".to_owned(), Bytes::from_static(b"2"), None),
         ],
     };
-    assert_eq!(cache.snapshot().to_vec(), crate::codec::encode(&owned));
+    let cache = Cache::restore(&crate::codec::encode(&owned)).unwrap();
+    assert_eq!(cache.limits(), Limits::default());
+    assert_eq!(cache.get("b", Instant(8)).unwrap().as_ref(), b"2");
+    assert_eq!(cache.snapshot()[0], super::snapshot::SNAPSHOT_FORMAT, "written as format 2");
+    assert_eq!(Cache::restore(&cache.snapshot()).unwrap(), cache);
 }
 
 #[test]
@@ -463,7 +497,7 @@ fn restore_rejects_garbage_without_panic() {
     apply(&mut cache, 3, set("a", "1", Some(9)));
     let good = cache.snapshot();
     assert_eq!(Cache::restore(&[]), Err(DecodeError::Empty));
-    assert!(matches!(Cache::restore(&[WIRE_VERSION + 1, 0, 0]), Err(DecodeError::Version { .. })));
+    assert!(matches!(Cache::restore(&[9, 0, 0]), Err(DecodeError::Version { .. })));
     for len in 1..good.len() {
         assert!(Cache::restore(&good[..len]).is_err(), "truncated to {len} bytes");
     }
@@ -547,6 +581,7 @@ impl Model {
                 }
                 ApplyResult::RemoveExpired { removed }
             }
+            Command::SetLimits(_) => unreachable!("eviction has its own model (evict_model)"),
         }
     }
 
@@ -819,6 +854,140 @@ proptest! {
         bytes[i] = byte;
         if let Ok(restored) = Cache::restore(&bytes) {
             restored.check_invariants();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Eviction against a model.
+
+#[derive(Clone, Debug)]
+enum EvictOp {
+    Set { key: usize, len: usize, ttl: Option<u64> },
+    Del { key: usize },
+    Limits { max_keys: u64, max_bytes: u64, policy: usize },
+}
+
+fn evict_op() -> impl Strategy<Value = EvictOp> {
+    prop_oneof![
+        6 => (0..KEYS.len(), 0usize..300, prop::option::of(1u64..50))
+            .prop_map(|(key, len, ttl)| EvictOp::Set { key, len, ttl }),
+        1 => (0..KEYS.len()).prop_map(|key| EvictOp::Del { key }),
+        1 => (0u64..6, prop_oneof![Just(0u64), 200u64..1500], 0usize..8)
+            .prop_map(|(max_keys, max_bytes, policy)| EvictOp::Limits { max_keys, max_bytes, policy }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    // After every write the cache is within its limits or the write was refused with nothing
+    // changed; only eligible keys are evicted, never the key written; `noeviction` never evicts;
+    // LRU and TTL evict exactly in the model's order; `used_bytes` always equals a recount; and
+    // a replica that restored a snapshot midway ends byte-identical.
+    #[test]
+    fn eviction_keeps_the_limits_in_the_policy_order(ops in prop::collection::vec(evict_op(), 0..80), cut in 0usize..80) {
+        let mut cache = Cache::new();
+        let mut replica: Option<Cache> = None;
+        // Model: key -> (seq of last write, deadline).
+        let mut seqs: BTreeMap<String, (u64, Option<u64>)> = BTreeMap::new();
+        let mut time = 0u64;
+        for (i, op) in ops.iter().enumerate() {
+            let index = i as u64 + 1;
+            time += 1;
+            let command = match op {
+                EvictOp::Set { key, len, ttl } => Command::Set {
+                    key: KEYS[*key].to_owned(),
+                    value: Bytes::from(vec![b'v'; *len]),
+                    expires_at: ttl.map(|t| Instant(time + t)),
+                },
+                EvictOp::Del { key } => Command::Del { key: KEYS[*key].to_owned() },
+                EvictOp::Limits { max_keys, max_bytes, policy } => Command::SetLimits(Limits {
+                    max_memory_bytes: *max_bytes,
+                    max_keys: *max_keys,
+                    policy: EvictionPolicy::ALL[*policy],
+                }),
+            };
+            let before: BTreeMap<String, Bytes> =
+                cache.items.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+            let policy = cache.limits().policy;
+            let p = Proposal { time: Instant(time), command: command.clone() };
+            let result = cache.apply_at(index, &p);
+            if let Some(r) = replica.as_mut() {
+                prop_assert_eq!(&r.apply_at(index, &p), &result);
+            }
+            if i == cut {
+                replica = Some(Cache::restore(&cache.snapshot()).unwrap());
+            }
+            cache.check_invariants();
+            let after: BTreeSet<String> = cache.items.keys().cloned().collect();
+            let evicted: Vec<String> =
+                before.keys().filter(|k| !after.contains(*k)).cloned().collect();
+            match (&command, &result) {
+                (Command::Set { .. }, ApplyResult::OutOfMemory { .. }) => {
+                    let now: BTreeMap<String, Bytes> =
+                        cache.items.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+                    prop_assert_eq!(now, before, "a refused write changes nothing");
+                }
+                (Command::Set { key, value, expires_at }, ApplyResult::Set) => {
+                    if expires_at.is_none_or(|d| d > cache.clock()) {
+                        prop_assert_eq!(cache.items.get(key).map(|i| &i.value), Some(value));
+                        seqs.insert(key.clone(), (index, expires_at.map(|d| d.as_millis())));
+                    }
+                    prop_assert!(!evicted.contains(key), "the written key is never a victim");
+                    prop_assert!(
+                        evicted.is_empty() || !cache.limits().exceeded(cache.used_bytes(), cache.len() as u64),
+                        "evicting makes the write fit"
+                    );
+                    if policy == EvictionPolicy::NoEviction {
+                        prop_assert!(evicted.is_empty(), "noeviction never evicts");
+                    }
+                    if !evicted.is_empty() {
+                        // The victims are the first eligible keys in the policy's order.
+                        let mut eligible: Vec<(u64, String)> = seqs
+                            .iter()
+                            .filter(|(k, _)| *k != key && before.contains_key(*k))
+                            .filter(|(_, (_, d))| !matches!(policy,
+                                EvictionPolicy::VolatileLru | EvictionPolicy::VolatileLfu
+                                | EvictionPolicy::VolatileRandom | EvictionPolicy::VolatileTtl) || d.is_some())
+                            .map(|(k, (seq, d))| match policy {
+                                EvictionPolicy::VolatileTtl => (d.unwrap(), k.clone()),
+                                _ => (*seq, k.clone()),
+                            })
+                            .collect();
+                        eligible.sort();
+                        let allowed: BTreeSet<&String> = eligible.iter().map(|(_, k)| k).collect();
+                        for v in &evicted {
+                            prop_assert!(allowed.contains(v), "{} was not eligible under {:?}", v, policy);
+                        }
+                        if matches!(policy, EvictionPolicy::AllKeysLru | EvictionPolicy::VolatileLru | EvictionPolicy::VolatileTtl) {
+                            let mut first: Vec<String> =
+                                eligible.iter().take(evicted.len()).map(|(_, k)| k.clone()).collect();
+                            first.sort();
+                            prop_assert_eq!(&first, &evicted, "{:?} evicts in order", policy);
+                        }
+                    }
+                }
+                (Command::SetLimits(l), ApplyResult::Limits { evicted: n }) => {
+                    prop_assert_eq!(*n as usize, evicted.len());
+                    if l.policy != policy {
+                        // Every key starts equal after a policy change.
+                        for (seq, _) in seqs.values_mut() {
+                            *seq = 0;
+                        }
+                    }
+                }
+                _ => {}
+            }
+            for k in &evicted {
+                seqs.remove(k);
+            }
+            if let Command::Del { key } = &command {
+                seqs.remove(key);
+            }
+        }
+        if let Some(r) = replica {
+            prop_assert_eq!(r.snapshot(), cache.snapshot(), "a restored replica ends identical");
         }
     }
 }

@@ -1,0 +1,312 @@
+//! The memory bound: [`Limits`] and the [`EvictionPolicy`] that makes room when a write would
+//! pass them, decided at apply time from replicated state only, so every replica evicts exactly
+//! the same keys at the same log index.
+//!
+//! - **What "used" means** ([`Cache::used_bytes`]): for every stored key, expired or not, its
+//!   key bytes + value bytes + 80, plus key bytes + 48 more if it has a deadline (its entry in
+//!   the expiration index). An estimate of the structures' cost, not the allocator's view: the
+//!   same on every replica, and recomputed exactly from a snapshot.
+//! - **The limits are replicated.** They live in the state machine, set by
+//!   [`Command::SetLimits`](super::Command::SetLimits) entries that a leader proposes when its configuration differs from
+//!   the state's (at election and on `hot_reload`). A replica never applies its own
+//!   configuration directly.
+//! - **When a write would pass a limit** (`used_bytes` over `max_memory_bytes`, or the key count
+//!   over `max_keys`; 0 means no limit) and would grow what it passes, the policy decides:
+//!   `noeviction` refuses it ([`ApplyResult::OutOfMemory`], nothing changes); the others pick
+//!   victims in their order until the write fits. If even evicting every eligible key (never
+//!   the key being written) would not make it fit, the write is refused and nothing is
+//!   evicted. Deletes, expiry, reset and smaller overwrites always apply.
+//! - **Recency and frequency are the log's.** Reads do not go through the log, so "used" means
+//!   *written*: a key's recency is the log index of its last `Set` ([`Item::seq`]), and its
+//!   frequency a logarithmic counter of its `Set`s (as Redis's LFU counter, with deterministic
+//!   increments) that loses one point per [`LFU_DECAY_WRITES`] log entries without a write. A
+//!   key that is only read ages like a cold one.
+//! - **Random** picks, for each eviction, the first eligible key at or after a pseudo-random
+//!   recency drawn from the log index: deterministic, and spread over the keys by write order.
+//! - **Cost**: an ordered index of the eligible keys (a copy of each key) for the LRU, LFU and
+//!   random policies, updated in O(log n) per write; `volatile-ttl` uses the expiration index.
+//!   Each eviction is O(log n).
+//!
+//! When the policy changes, the index is rebuilt and every stored key starts from the same
+//! recency and frequency (ordered by key), so replicas that restored older snapshots and
+//! replicas that applied the whole log agree from that entry on.
+
+use super::{Cache, Item, item_bytes};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// How the cache makes room when a write would pass its [`Limits`], with Redis's meaning
+/// (`maxmemory-policy`); "used" is "written" (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EvictionPolicy {
+    /// Refuse writes that would pass a limit.
+    #[default]
+    NoEviction,
+    /// Evict the least recently written key.
+    AllKeysLru,
+    /// Evict the least recently written key among those with a TTL.
+    VolatileLru,
+    /// Evict the least frequently written key.
+    AllKeysLfu,
+    /// Evict the least frequently written key among those with a TTL.
+    VolatileLfu,
+    /// Evict a (deterministically) random key.
+    AllKeysRandom,
+    /// Evict a random key among those with a TTL.
+    VolatileRandom,
+    /// Evict the key with the nearest deadline.
+    VolatileTtl,
+}
+
+impl EvictionPolicy {
+    pub const ALL: [EvictionPolicy; 8] = [
+        EvictionPolicy::NoEviction,
+        EvictionPolicy::AllKeysLru,
+        EvictionPolicy::VolatileLru,
+        EvictionPolicy::AllKeysLfu,
+        EvictionPolicy::VolatileLfu,
+        EvictionPolicy::AllKeysRandom,
+        EvictionPolicy::VolatileRandom,
+        EvictionPolicy::VolatileTtl,
+    ];
+
+    /// Redis's name for the policy (`allkeys-lru`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            EvictionPolicy::NoEviction => "noeviction",
+            EvictionPolicy::AllKeysLru => "allkeys-lru",
+            EvictionPolicy::VolatileLru => "volatile-lru",
+            EvictionPolicy::AllKeysLfu => "allkeys-lfu",
+            EvictionPolicy::VolatileLfu => "volatile-lfu",
+            EvictionPolicy::AllKeysRandom => "allkeys-random",
+            EvictionPolicy::VolatileRandom => "volatile-random",
+            EvictionPolicy::VolatileTtl => "volatile-ttl",
+        }
+    }
+
+    /// The policy named `name` (Redis's names, any case).
+    pub fn parse(name: &str) -> Option<EvictionPolicy> {
+        EvictionPolicy::ALL.into_iter().find(|p| p.name().eq_ignore_ascii_case(name.trim()))
+    }
+
+    /// Only keys with a deadline may be evicted.
+    fn volatile_only(self) -> bool {
+        matches!(
+            self,
+            EvictionPolicy::VolatileLru
+                | EvictionPolicy::VolatileLfu
+                | EvictionPolicy::VolatileRandom
+                | EvictionPolicy::VolatileTtl
+        )
+    }
+
+    /// The policy keeps its own ordered index of eligible keys.
+    fn ordered(self) -> bool {
+        !matches!(self, EvictionPolicy::NoEviction | EvictionPolicy::VolatileTtl)
+    }
+
+    fn lfu(self) -> bool {
+        matches!(self, EvictionPolicy::AllKeysLfu | EvictionPolicy::VolatileLfu)
+    }
+
+    fn random(self) -> bool {
+        matches!(self, EvictionPolicy::AllKeysRandom | EvictionPolicy::VolatileRandom)
+    }
+}
+
+/// The memory bound of the cache, part of the replicated state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Limits {
+    /// The most [`Cache::used_bytes`] may reach; 0 means no limit.
+    pub max_memory_bytes: u64,
+    /// The most keys (expired or not) the cache may hold; 0 means no limit.
+    pub max_keys: u64,
+    pub policy: EvictionPolicy,
+}
+
+impl Limits {
+    /// Whether `bytes` and `keys` pass a limit.
+    pub fn exceeded(&self, bytes: u64, keys: u64) -> bool {
+        (self.max_memory_bytes > 0 && bytes > self.max_memory_bytes)
+            || (self.max_keys > 0 && keys > self.max_keys)
+    }
+}
+
+/// A new key's LFU counter (as Redis's `LFU_INIT_VAL`): new keys are not the first victims.
+pub(super) const LFU_INIT: u8 = 5;
+/// How hard the LFU counter is to raise (Redis's `lfu-log-factor` default).
+const LFU_LOG_FACTOR: u64 = 10;
+/// Log entries without a write after which a key's LFU score falls by one point.
+pub const LFU_DECAY_WRITES: u64 = 1 << 16;
+
+/// A deterministic 64-bit mix (splitmix64's finalizer).
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    x ^ (x >> 31)
+}
+
+/// The LFU counter after one more write at `seq`: raised with probability
+/// 1 / ((counter - LFU_INIT) * LFU_LOG_FACTOR + 1), drawn from `seq`, so it is logarithmic in
+/// the number of writes and the same on every replica.
+pub(super) fn lfu_bump(counter: u8, seq: u64) -> u8 {
+    if counter == u8::MAX {
+        return counter;
+    }
+    let base = u64::from(counter.saturating_sub(LFU_INIT));
+    let odds = base * LFU_LOG_FACTOR + 1;
+    if mix(seq).is_multiple_of(odds) { counter + 1 } else { counter }
+}
+
+/// Where a key stands in the policy's order: the smallest is evicted first.
+fn rank(policy: EvictionPolicy, item: &Item) -> (u64, u64) {
+    if policy.lfu() {
+        // One point per write counter step, one per LFU_DECAY_WRITES of recency: comparing
+        // (counter + seq / DECAY) is comparing counters decayed to the same moment.
+        (u64::from(item.freq) + item.seq / LFU_DECAY_WRITES, item.seq)
+    } else {
+        (item.seq, 0)
+    }
+}
+
+impl Cache {
+    /// The estimated bytes of everything stored (see the module documentation): identical on
+    /// every replica at the same applied index.
+    pub fn used_bytes(&self) -> u64 {
+        self.approx_bytes as u64
+    }
+
+    /// The limits in force (replicated; see [`Command::SetLimits`](super::Command::SetLimits)).
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Keys evicted since the cache began (replicated: the same count on every replica).
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted_total
+    }
+
+    /// Whether `item` under the current policy may be evicted at all.
+    fn eligible(&self, item: &Item) -> bool {
+        !self.limits.policy.volatile_only() || item.expires_at.is_some()
+    }
+
+    /// Adds `key` to the policy's index if the policy keeps one and the key is eligible.
+    pub(super) fn order_insert(&mut self, key: &str, item: &Item) {
+        if self.limits.policy.ordered() && self.eligible(item) {
+            let (a, b) = rank(self.limits.policy, item);
+            self.order.insert((a, b, key.to_owned()));
+        }
+    }
+
+    /// Removes `key` (as it was indexed with `item`) from the policy's index.
+    pub(super) fn order_remove(&mut self, key: &str, item: &Item) {
+        if self.limits.policy.ordered() && self.eligible(item) {
+            let (a, b) = rank(self.limits.policy, item);
+            let removed = self.order.remove(&(a, b, key.to_owned()));
+            debug_assert!(removed, "every eligible item is in the eviction index");
+        }
+    }
+
+    /// Applies new limits: a new policy rebuilds the index with every key starting equal, then
+    /// keys are evicted (if the policy allows) until the cache is within the limits.
+    pub(super) fn set_limits(&mut self, limits: Limits) -> u64 {
+        if limits.policy != self.limits.policy {
+            self.limits = limits;
+            self.order.clear();
+            let keys: Vec<String> = self.items.keys().cloned().collect();
+            for key in keys {
+                let item = self.items.get_mut(&key).expect("listed");
+                item.seq = 0;
+                item.freq = LFU_INIT;
+                let item = item.clone();
+                self.order_insert(&key, &item);
+            }
+        }
+        self.limits = limits;
+        let over = |c: &Cache| c.limits.exceeded(c.used_bytes(), c.items.len() as u64);
+        let mut evicted = 0;
+        while over(self) {
+            let victims = self.victims(None, 1);
+            let Some(victim) = victims.first() else { break };
+            self.remove(victim);
+            evicted += 1;
+        }
+        self.evicted_total += evicted;
+        evicted
+    }
+
+    /// Keys to evict so that writing `key` (`bytes_after` and `keys_after` being the totals once
+    /// it is written) fits the limits, in eviction order; `None` if evicting every eligible key
+    /// but `key` would not be enough, or the policy is `noeviction`.
+    pub(super) fn plan_evictions(
+        &self,
+        key: &str,
+        bytes_after: u64,
+        keys_after: u64,
+    ) -> Option<Vec<String>> {
+        if self.limits.policy == EvictionPolicy::NoEviction {
+            return None;
+        }
+        let (mut bytes, mut keys) = (bytes_after, keys_after);
+        let mut out = Vec::new();
+        for victim in self.candidates(Some(key)) {
+            if !self.limits.exceeded(bytes, keys) {
+                break;
+            }
+            let item = &self.items[victim];
+            bytes -= item_bytes(victim, item.value.len(), item.expires_at.is_some()) as u64;
+            keys -= 1;
+            out.push(victim.to_owned());
+        }
+        (!self.limits.exceeded(bytes, keys)).then_some(out)
+    }
+
+    /// Up to `n` keys in eviction order (never `except`).
+    fn victims(&self, except: Option<&str>, n: usize) -> Vec<String> {
+        self.candidates(except).take(n).map(str::to_owned).collect()
+    }
+
+    /// The eligible keys in the order the policy evicts them, skipping `except`.
+    fn candidates<'a>(&'a self, except: Option<&'a str>) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+        let policy = self.limits.policy;
+        let keep = move |k: &&'a str| Some(*k) != except;
+        match policy {
+            EvictionPolicy::NoEviction => Box::new(std::iter::empty()),
+            EvictionPolicy::VolatileTtl => {
+                Box::new(self.expirations.iter().map(|(_, k)| k.as_str()).filter(keep))
+            }
+            _ if policy.random() => {
+                // Start at a pseudo-random recency between the oldest and the newest, drawn from
+                // the state (the same on every replica), and wrap around.
+                let (Some(first), Some(last)) = (self.order.first(), self.order.last()) else {
+                    return Box::new(std::iter::empty());
+                };
+                let span = last.0 - first.0 + 1;
+                let draw = mix(self.last_seq ^ self.evicted_total.rotate_left(32));
+                let start = (first.0 + draw % span, 0, String::new());
+                let tail = self.order.range(start.clone()..);
+                let head = self.order.range(..start);
+                Box::new(tail.chain(head).map(|(_, _, k)| k.as_str()).filter(keep))
+            }
+            _ => Box::new(self.order.iter().map(|(_, _, k)| k.as_str()).filter(keep)),
+        }
+    }
+
+    /// Checks the eviction index against the items (tests and debug builds).
+    pub(super) fn check_order(&self) {
+        let expected: BTreeSet<(u64, u64, String)> = if self.limits.policy.ordered() {
+            self.items
+                .iter()
+                .filter(|(_, item)| self.eligible(item))
+                .map(|(k, item)| {
+                    let (a, b) = rank(self.limits.policy, item);
+                    (a, b, k.clone())
+                })
+                .collect()
+        } else {
+            BTreeSet::new()
+        };
+        assert_eq!(self.order, expected, "the eviction index lists exactly the eligible keys");
+    }
+}
