@@ -17,7 +17,7 @@
 //! ```
 
 use crate::Message;
-use crate::cache::{ApplyResult, Cache, Command, Proposal};
+use crate::cache::{ApplyResult, Cache, Command, Limits, Proposal};
 use crate::codec::DecodeError;
 use crate::config::{Config, ConfigError};
 use crate::message::{Entry, EntryPayload, ReadId, Snapshot};
@@ -155,6 +155,11 @@ pub struct CacheNode {
     superseded: Vec<RequestId>,
     /// The index of the leader's outstanding `RemoveExpired` entry, to propose one at a time.
     expiry_in_flight: Option<(LogIndex, Term)>,
+    /// The limits the driver's configuration asks for: a leader proposes them when the
+    /// replicated ones differ (see [`CacheNode::set_desired_limits`]).
+    desired_limits: Option<Limits>,
+    /// The index of the leader's outstanding `SetLimits` entry, to propose one at a time.
+    limits_in_flight: Option<LogIndex>,
     /// After a refused `RemoveExpired` proposal (a leadership transfer, too many pending), the
     /// next try waits until here, so an expired key cannot make `next_deadline` stay in the past
     /// and spin the driver.
@@ -204,6 +209,8 @@ impl CacheNode {
             reads_waiting: BTreeSet::new(),
             superseded: Vec::new(),
             expiry_in_flight: None,
+            desired_limits: None,
+            limits_in_flight: None,
             expiry_not_before: now,
             snapshots,
             now,
@@ -282,6 +289,7 @@ impl CacheNode {
         self.now = self.now.max(now);
         self.raft.tick(now);
         self.promote_learners();
+        self.propose_limits();
         self.propose_expiry();
         self.snapshots.compact_when_caught_up(&mut self.raft, self.now);
     }
@@ -411,6 +419,9 @@ impl CacheNode {
             if self.expiry_in_flight.is_some_and(|(i, _)| i <= e.index) {
                 self.expiry_in_flight = None;
             }
+            if self.limits_in_flight.is_some_and(|i| i <= e.index) {
+                self.limits_in_flight = None;
+            }
         }
     }
 
@@ -448,6 +459,31 @@ impl CacheNode {
     }
 
     /// On the leader: propose removing expired keys, one batch at a time.
+    /// The memory limits this node's configuration asks for. They take effect through the log:
+    /// while this node leads it proposes them whenever the replicated limits differ, so the
+    /// cluster runs with its leader's configuration (give every node the same values).
+    pub fn set_desired_limits(&mut self, limits: Limits) {
+        self.desired_limits = Some(limits);
+    }
+
+    /// On the leader: propose the desired limits if the replicated ones differ (one at a time).
+    fn propose_limits(&mut self) {
+        let Some(limits) = self.desired_limits else { return };
+        if self.raft.role() != Role::Leader
+            || self.limits_in_flight.is_some()
+            || self.cache.limits() == limits
+            // Judge the replicated limits only once everything committed is applied.
+            || self.raft.last_applied() < self.raft.commit_index()
+        {
+            return;
+        }
+        let time = self.stamp(self.now);
+        let proposal = Proposal { time, command: Command::SetLimits(limits) };
+        if let Ok((at, _)) = self.raft.propose(self.now, proposal.encode()) {
+            self.limits_in_flight = Some(at);
+        }
+    }
+
     fn propose_expiry(&mut self) {
         if self.raft.role() != Role::Leader
             || self.expiry_in_flight.is_some()
@@ -531,6 +567,33 @@ mod tests {
             value: Bytes::from(v.to_owned()),
             expires_at: expires_at.map(Instant),
         }
+    }
+
+    // A leader proposes the limits its configuration asks for through the log; the cache
+    // applies them (so every replica does) and a write past them is refused, not stored.
+    #[test]
+    fn leader_proposes_its_limits_through_the_log() {
+        use crate::cache::EvictionPolicy;
+        let mut n = leader();
+        let limits =
+            Limits { max_memory_bytes: 0, max_keys: 1, policy: EvictionPolicy::NoEviction };
+        n.set_desired_limits(limits);
+        n.tick(Instant(300));
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        assert_eq!(n.cache().limits(), limits);
+        n.write(Instant(300), RequestId(1), set("a", "1", None)).unwrap();
+        n.write(Instant(300), RequestId(2), set("b", "2", None)).unwrap();
+        let mut out = Vec::new();
+        drive(&mut n, &mut out);
+        let results: Vec<_> = out.iter().flat_map(|o| o.applied.writes.clone()).collect();
+        assert!(matches!(results[0], (RequestId(1), Ok(ApplyResult::Set))));
+        assert!(matches!(results[1], (RequestId(2), Ok(ApplyResult::OutOfMemory { keys: 1, .. }))));
+        // Once in force, nothing more is proposed.
+        let last = n.raft().log().last_index();
+        n.tick(Instant(400));
+        drive(&mut n, &mut Vec::new());
+        assert_eq!(n.raft().log().last_index(), last);
     }
 
     // A write resolves with the cache's answer once applied; a read then sees it.

@@ -8,6 +8,7 @@
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
+use simple_cache_core::cache::EvictionPolicy;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -168,6 +169,18 @@ pub struct Cli {
     /// later turns, so writes and heartbeats are not held up behind it [default: 10000].
     #[arg(long, global = true, env = "SIMPLE_CACHE_SEARCH_PAGE_KEYS")]
     pub search_page_keys: Option<usize>,
+    /// Most memory the cache may use, by its estimate (see README, "Memory"); 0 means no
+    /// limit [default: a quarter of the machine's memory, or of the cgroup's limit].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_MEMORY_BYTES")]
+    pub max_memory_bytes: Option<u64>,
+    /// Most keys the cache may hold; 0 means no limit [default: 0].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_KEYS")]
+    pub max_keys: Option<u64>,
+    /// What happens when a write would pass a limit: noeviction, allkeys-lru, volatile-lru,
+    /// allkeys-lfu, volatile-lfu, allkeys-random, volatile-random, volatile-ttl
+    /// [default: allkeys-lru].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_EVICTION_POLICY")]
+    pub eviction_policy: Option<String>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -262,6 +275,9 @@ struct FileConfig {
     snapshot_threshold: Option<u64>,
     clock_skew_max_ms: Option<u64>,
     search_page_keys: Option<usize>,
+    max_memory_bytes: Option<u64>,
+    max_keys: Option<u64>,
+    eviction_policy: Option<String>,
 }
 
 /// The validated configuration the server runs with.
@@ -294,6 +310,10 @@ pub struct Config {
     pub clock_skew_max_ms: u64,
     /// Keys a search examines per turn of the node loop (see `service::Service::search`).
     pub search_page_keys: usize,
+    /// The memory bound the leader proposes (see `simple_cache_core::cache::Limits`).
+    pub max_memory_bytes: u64,
+    pub max_keys: u64,
+    pub eviction_policy: EvictionPolicy,
     /// The file the configuration was read from, for hot reload.
     pub source: Option<PathBuf>,
 }
@@ -323,6 +343,28 @@ pub const PROPOSAL_OVERHEAD_BYTES: usize = 256;
 /// Keys a search examines per turn of the node loop unless configured: about 1-4 ms of regex
 /// matching on this machine (BENCHMARKS.md, "Search").
 pub const SEARCH_PAGE_KEYS_DEFAULT: usize = 10_000;
+
+/// `max_memory_bytes` unless configured: a quarter of the memory this process may use (the
+/// machine's, or its cgroup's limit if lower), so a node left at its defaults evicts before the
+/// kernel kills it. The estimate excludes the Raft log, snapshots being written and allocator
+/// overhead, which is why it is a quarter and not most of it (see README, "Memory"). 0 (no
+/// limit) if neither can be read.
+pub fn default_max_memory_bytes() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
+        let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
+        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kib * 1024)
+    });
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    match (meminfo, cgroup) {
+        (Some(m), Some(c)) => m.min(c) / 4,
+        (Some(m), None) => m / 4,
+        (None, Some(c)) => c / 4,
+        (None, None) => 0,
+    }
+}
 
 /// The largest `max_value_bytes` for a given `max_key_bytes`: a key and value of the largest
 /// sizes, as one proposal, must fit in one log entry (and so in one WAL record).
@@ -401,6 +443,21 @@ impl Config {
                 .search_page_keys
                 .or(file.search_page_keys)
                 .unwrap_or(SEARCH_PAGE_KEYS_DEFAULT),
+            max_memory_bytes: match cli.max_memory_bytes.or(file.max_memory_bytes) {
+                Some(n) => n,
+                None => default_max_memory_bytes(),
+            },
+            max_keys: cli.max_keys.or(file.max_keys).unwrap_or(0),
+            eviction_policy: match cli.eviction_policy.or(file.eviction_policy) {
+                None => EvictionPolicy::AllKeysLru,
+                Some(name) => EvictionPolicy::parse(&name).ok_or_else(|| {
+                    let names: Vec<&str> = EvictionPolicy::ALL.iter().map(|p| p.name()).collect();
+                    err(
+                        "eviction_policy",
+                        format!("`{name}` is not a policy; use one of {}", names.join(", ")),
+                    )
+                })?,
+            },
             source,
         };
         cfg.validate()?;
@@ -577,6 +634,9 @@ const FILE_KEYS: &[&str] = &[
     "snapshot_threshold",
     "clock_skew_max_ms",
     "search_page_keys",
+    "max_memory_bytes",
+    "max_keys",
+    "eviction_policy",
 ];
 
 /// Parses the YAML text key by key, so that an error names the key it is about (serde's error

@@ -334,6 +334,10 @@ mod tests {
                 ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_pending", "x"),
                 tonic::Code::ResourceExhausted,
             ),
+            (
+                ApiError::new(StatusCode::INSUFFICIENT_STORAGE, "out_of_memory", "x"),
+                tonic::Code::ResourceExhausted,
+            ),
             (ApiError::internal("x"), tonic::Code::Internal),
         ];
         for (e, code) in cases {

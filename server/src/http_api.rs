@@ -426,6 +426,13 @@ async fn readyz(State(st): State<Service>) -> Response {
         "term": s.term.0,
         "commit_index": s.commit_index.0,
         "last_applied": s.last_applied.0,
+        "keys": s.keys,
+        "memory": {
+            "used_bytes": s.used_bytes,
+            "max_memory_bytes": s.limits.max_memory_bytes,
+            "max_keys": s.limits.max_keys,
+            "eviction_policy": s.limits.policy.name(),
+        },
     });
     if s.is_ready() {
         (StatusCode::OK, Json(body)).into_response()

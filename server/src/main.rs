@@ -316,6 +316,8 @@ async fn run(
     let (mut node_loop, status) =
         NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx, ids);
     node_loop.set_clock_skew_max_ms(cfg.clock_skew_max_ms);
+    let limits = simple_cache_server::reload::Limits::new(&cfg);
+    node_loop.set_memory_limits(limits.clone());
     let loop_thread = node_loop.spawn();
 
     let client = reqwest::Client::builder()
@@ -323,7 +325,6 @@ async fn run(
         .build()
         .context("building the HTTP client")
         .exit_with(EXIT_STARTUP)?;
-    let limits = simple_cache_server::reload::Limits::new(&cfg);
     if cfg.hot_reload {
         match &cfg.source {
             Some(path) => {

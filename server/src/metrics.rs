@@ -155,6 +155,24 @@ pub struct Metrics {
     pub peer_sent_bytes: Family<PeerLabel, Counter>,
     pub peer_received_bytes: Family<PeerLabel, Counter>,
     pub peer_send_failures: Family<PeerLabel, Counter>,
+    pub used_memory: Gauge,
+    pub max_memory: Gauge,
+    pub max_keys: Gauge,
+    pub evicted_keys: Family<PolicyLabel, Counter>,
+    pub cache_evictions: Counter,
+    pub writes_refused: Family<Reason, Counter>,
+}
+
+/// The eviction policy in force when keys were evicted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabel {
+    pub policy: &'static str,
+}
+
+/// Why a write was refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct Reason {
+    pub reason: &'static str,
 }
 
 impl Metrics {
@@ -341,8 +359,52 @@ impl Metrics {
             Info::new([("version", version::VERSION), ("commit", version::COMMIT)]),
         );
 
+        // The memory bound (see `simple_cache_core::cache::Limits`).
+        let used_memory = Gauge::default();
+        r.register(
+            "simple_cache_used_memory_bytes",
+            "The cache's memory estimate: keys, values and per-key overhead, the same on every replica at the same applied index",
+            used_memory.clone(),
+        );
+        let max_memory = Gauge::default();
+        r.register(
+            "simple_cache_max_memory_bytes",
+            "The max_memory_bytes limit in force, as replicated through the log (0: no limit)",
+            max_memory.clone(),
+        );
+        let max_keys = Gauge::default();
+        r.register(
+            "simple_cache_max_keys",
+            "The max_keys limit in force, as replicated through the log (0: no limit)",
+            max_keys.clone(),
+        );
+        let evicted_keys = Family::<PolicyLabel, Counter>::default();
+        r.register(
+            "simple_cache_evicted_keys",
+            "Keys evicted to keep the cache within its limits, by the policy in force",
+            evicted_keys.clone(),
+        );
+        let cache_evictions = Counter::default();
+        r.register(
+            "cache_evictions",
+            "Keys evicted (the Go simple-cache's name for simple_cache_evicted_keys_total)",
+            cache_evictions.clone(),
+        );
+        let writes_refused = Family::<Reason, Counter>::default();
+        r.register(
+            "simple_cache_writes_refused",
+            "Client writes the cache refused, by reason (out_of_memory: the limits and the policy left no room)",
+            writes_refused.clone(),
+        );
+
         Metrics {
             registry: r,
+            used_memory,
+            max_memory,
+            max_keys,
+            evicted_keys,
+            cache_evictions,
+            writes_refused,
             requests,
             request_duration,
             api_requests,

@@ -139,6 +139,9 @@ pub struct Status {
     pub stopped: bool,
     /// Client addresses members advertised, for those the membership has none for.
     pub client_addrs: BTreeMap<NodeId, String>,
+    /// The cache's memory estimate and the limits in force (replicated).
+    pub used_bytes: u64,
+    pub limits: simple_cache_core::cache::Limits,
 }
 
 impl Status {
@@ -172,6 +175,10 @@ pub struct NodeLoop {
     learned: BTreeMap<NodeId, MemberAddr>,
     /// Client addresses members advertised (see [`Input::ClientAddress`]).
     client_addrs: BTreeMap<NodeId, String>,
+    /// The configured memory limits (see [`NodeLoop::set_memory_limits`]).
+    memory_limits: Option<Arc<crate::reload::Limits>>,
+    /// The cache's eviction count at the last `publish`, for the eviction counters.
+    evicted_seen: u64,
     addresses_applied: BTreeMap<NodeId, String>,
     /// Raft addresses of nodes that left the membership, most recent last: a removed node that
     /// did not see its removal commit still campaigns, and must reach the leader to be told.
@@ -210,6 +217,7 @@ impl NodeLoop {
         let cache_size_gauges = ["memory", "item_count"]
             .map(|r#type| metrics.cache_size.get_or_create_owned(&SizeType { r#type }));
         let status = status_of(&node, false, &BTreeMap::new());
+        let evicted_seen = node.cache().evicted_total();
         let (status_tx, status_rx) = watch::channel(status);
         let snapshots_written = wal.start_writer();
         let mut l = NodeLoop {
@@ -224,6 +232,9 @@ impl NodeLoop {
             exec: Executor::new(ids),
             learned: BTreeMap::new(),
             client_addrs: BTreeMap::new(),
+            memory_limits: None,
+            // Evictions before this process (in the snapshot it restored) are not counted again.
+            evicted_seen,
             addresses_applied: BTreeMap::new(),
             departed: Vec::new(),
             panic_after_writes: test_panic_after_writes(),
@@ -244,6 +255,13 @@ impl NodeLoop {
     /// time warns (at most once a minute).
     pub fn set_clock_skew_max_ms(&mut self, ms: u64) {
         self.clock_skew_max_ms = ms;
+    }
+
+    /// Where the configured memory limits are read (hot reload updates them): the node proposes
+    /// them through the log while it leads.
+    pub fn set_memory_limits(&mut self, limits: Arc<crate::reload::Limits>) {
+        self.node.set_desired_limits(limits.memory());
+        self.memory_limits = Some(limits);
     }
 
     /// Warns when this node's wall clock is further from the cluster time than the configured
@@ -324,6 +342,9 @@ impl NodeLoop {
                     return;
                 }
                 self.handle_input(input);
+            }
+            if let Some(l) = &self.memory_limits {
+                self.node.set_desired_limits(l.memory());
             }
             self.node.tick(self.clock.now());
             self.drain_ready();
@@ -511,6 +532,18 @@ impl NodeLoop {
         item_count.set(gauge_value(status.keys as u64));
         m.expiration_heap_size.set(gauge_value(self.node.cache().expiration_index_len() as u64));
         m.peers.set(gauge_value(status.membership.members().count() as u64));
+        let cache = self.node.cache();
+        m.used_memory.set(gauge_value(cache.used_bytes()));
+        m.max_memory.set(gauge_value(cache.limits().max_memory_bytes));
+        m.max_keys.set(gauge_value(cache.limits().max_keys));
+        let evicted = cache.evicted_total();
+        if evicted > self.evicted_seen {
+            let n = evicted - self.evicted_seen;
+            let policy = cache.limits().policy.name();
+            m.evicted_keys.get_or_create(&crate::metrics::PolicyLabel { policy }).inc_by(n);
+            m.cache_evictions.inc_by(n);
+        }
+        self.evicted_seen = evicted;
         m.proposals_pending.set(gauge_value(self.node.pending_requests() as u64));
         self.update_addresses();
         self.status_tx.send_if_modified(|s| {
@@ -605,6 +638,8 @@ fn status_of(node: &CacheNode, stopped: bool, client_addrs: &BTreeMap<NodeId, St
         removed: raft.removed(),
         stopped,
         client_addrs: client_addrs.clone(),
+        used_bytes: node.cache().used_bytes(),
+        limits: node.cache().limits(),
     }
 }
 

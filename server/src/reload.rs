@@ -1,7 +1,9 @@
 //! `hot_reload: true`: the config file is watched and the reloadable keys take effect without a
 //! restart; every change is logged.
 //!
-//! Reloadable: `log_level`, `max_key_bytes`, `max_value_bytes`, `request_timeout_ms`. Everything
+//! Reloadable: `log_level`, `max_key_bytes`, `max_value_bytes`, `request_timeout_ms`,
+//! `max_memory_bytes`, `max_keys`, `eviction_policy` (the last three through the log: the leader
+//! proposes them, see `CacheNode::set_desired_limits`). Everything
 //! else (addresses, data dir, Raft timing, body limit, concurrency, admin token, ...) is read once:
 //! a change to it is logged as needing a restart and otherwise ignored. Membership is never
 //! changed by editing a file, only through the cluster endpoints. The file is re-read with the
@@ -10,9 +12,10 @@
 //! running values stay.
 
 use crate::config::{Cli, Config};
+use simple_cache_core::cache::EvictionPolicy;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The limits requests read on every call; hot reload swaps them in place.
@@ -21,6 +24,14 @@ pub struct Limits {
     max_key_bytes: AtomicUsize,
     max_value_bytes: AtomicUsize,
     request_timeout_ms: AtomicU64,
+    max_memory_bytes: AtomicU64,
+    max_keys: AtomicU64,
+    /// Index into `EvictionPolicy::ALL`.
+    eviction_policy: AtomicU8,
+}
+
+fn policy_index(p: EvictionPolicy) -> u8 {
+    EvictionPolicy::ALL.iter().position(|q| *q == p).expect("every policy is listed") as u8
 }
 
 impl Limits {
@@ -29,7 +40,19 @@ impl Limits {
             max_key_bytes: AtomicUsize::new(cfg.max_key_bytes),
             max_value_bytes: AtomicUsize::new(cfg.max_value_bytes),
             request_timeout_ms: AtomicU64::new(cfg.request_timeout_ms),
+            max_memory_bytes: AtomicU64::new(cfg.max_memory_bytes),
+            max_keys: AtomicU64::new(cfg.max_keys),
+            eviction_policy: AtomicU8::new(policy_index(cfg.eviction_policy)),
         })
+    }
+    /// The memory limits the configuration asks for (the cluster applies its leader's).
+    pub fn memory(&self) -> simple_cache_core::cache::Limits {
+        let policy = EvictionPolicy::ALL[usize::from(self.eviction_policy.load(Ordering::Relaxed))];
+        simple_cache_core::cache::Limits {
+            max_memory_bytes: self.max_memory_bytes.load(Ordering::Relaxed),
+            max_keys: self.max_keys.load(Ordering::Relaxed),
+            policy,
+        }
     }
     pub fn max_key_bytes(&self) -> usize {
         self.max_key_bytes.load(Ordering::Relaxed)
@@ -44,6 +67,9 @@ impl Limits {
         self.max_key_bytes.store(cfg.max_key_bytes, Ordering::Relaxed);
         self.max_value_bytes.store(cfg.max_value_bytes, Ordering::Relaxed);
         self.request_timeout_ms.store(cfg.request_timeout_ms, Ordering::Relaxed);
+        self.max_memory_bytes.store(cfg.max_memory_bytes, Ordering::Relaxed);
+        self.max_keys.store(cfg.max_keys, Ordering::Relaxed);
+        self.eviction_policy.store(policy_index(cfg.eviction_policy), Ordering::Relaxed);
     }
 }
 
@@ -71,7 +97,15 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<&'static str>) {
             }
         )*};
     }
-    reloadable!(log_level, max_key_bytes, max_value_bytes, request_timeout_ms);
+    reloadable!(
+        log_level,
+        max_key_bytes,
+        max_value_bytes,
+        request_timeout_ms,
+        max_memory_bytes,
+        max_keys,
+        eviction_policy
+    );
     restart!(
         mode,
         node_id,
@@ -158,6 +192,9 @@ pub async fn watch(
         applied.max_key_bytes = new.max_key_bytes;
         applied.max_value_bytes = new.max_value_bytes;
         applied.request_timeout_ms = new.request_timeout_ms;
+        applied.max_memory_bytes = new.max_memory_bytes;
+        applied.max_keys = new.max_keys;
+        applied.eviction_policy = new.eviction_policy;
         current = applied;
     }
 }

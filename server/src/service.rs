@@ -293,6 +293,13 @@ impl Service {
         self.check_value(value)?;
         match self.write(caller, WriteOp::Set { key, value: value.encode(), ttl_ms }).await? {
             ApplyResult::Set => Ok(()),
+            ApplyResult::OutOfMemory { used_bytes, keys, limits } => {
+                self.metrics
+                    .writes_refused
+                    .get_or_create(&crate::metrics::Reason { reason: "out_of_memory" })
+                    .inc();
+                Err(out_of_memory(used_bytes, keys, limits))
+            }
             other => Err(unexpected(other)),
         }
     }
@@ -614,6 +621,25 @@ impl Service {
             }
         }
     }
+}
+
+/// A write the cache's limits refused (`noeviction`, or nothing eligible to evict): 507, and
+/// RESOURCE_EXHAUSTED over gRPC. Deletes, expiry and reset always work.
+fn out_of_memory(used_bytes: u64, keys: u64, limits: simple_cache_core::cache::Limits) -> ApiError {
+    let bound = match (limits.max_memory_bytes, limits.max_keys) {
+        (0, k) => format!("max_keys {k}"),
+        (m, 0) => format!("max_memory_bytes {m}"),
+        (m, k) => format!("max_memory_bytes {m}, max_keys {k}"),
+    };
+    ApiError::new(
+        StatusCode::INSUFFICIENT_STORAGE,
+        "out_of_memory",
+        format!(
+            "the write would pass the cache's limits ({bound}; {used_bytes} bytes and {keys} keys \
+             used) and eviction_policy {} cannot make room; delete keys or raise the limits",
+            limits.policy.name()
+        ),
+    )
 }
 
 fn unexpected(r: ApplyResult) -> ApiError {
