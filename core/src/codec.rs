@@ -25,6 +25,15 @@ pub enum DecodeError {
     Trailing { trailing: usize },
 }
 
+/// 64-bit FNV-1a over `bytes`, continuing from `state` (start from [`FNV_OFFSET`]): the
+/// state machine's rolling digest.
+pub fn fnv1a(bytes: &[u8], state: u64) -> u64 {
+    bytes.iter().fold(state, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
+
+/// FNV-1a's offset basis.
+pub const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// Encodes `value` with the version byte in front.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     encode_as(WIRE_VERSION, value)

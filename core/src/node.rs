@@ -160,6 +160,9 @@ pub struct CacheNode {
     desired_limits: Option<Limits>,
     /// The index of the leader's outstanding `SetLimits` entry, to propose one at a time.
     limits_in_flight: Option<LogIndex>,
+    /// Keys evicted by applied entries, with their index, collected only when the driver asks
+    /// (see [`CacheNode::report_evictions`]).
+    evictions: Option<Vec<(LogIndex, String)>>,
     /// After a refused `RemoveExpired` proposal (a leadership transfer, too many pending), the
     /// next try waits until here, so an expired key cannot make `next_deadline` stay in the past
     /// and spin the driver.
@@ -211,6 +214,7 @@ impl CacheNode {
             expiry_in_flight: None,
             desired_limits: None,
             limits_in_flight: None,
+            evictions: None,
             expiry_not_before: now,
             snapshots,
             now,
@@ -397,9 +401,15 @@ impl CacheNode {
                     match Proposal::decode(data) {
                         Ok(p) => {
                             let op = CacheOp::of(&p.command);
-                            Ok(metered(self.meter.as_ref(), op, || {
-                                self.cache.apply_at(e.index.0, &p)
-                            }))
+                            self.cache.diverge = self.raft.eviction_diverges();
+                            let mut evicted = Vec::new();
+                            let r = metered(self.meter.as_ref(), op, || {
+                                self.cache.apply_reporting(e.index.0, &p, &mut evicted)
+                            });
+                            if let Some(out) = self.evictions.as_mut() {
+                                out.extend(evicted.into_iter().map(|k| (e.index, k)));
+                            }
+                            Ok(r)
                         }
                         Err(err) => {
                             self.meter.failed(CacheOp::Undecodable);
@@ -459,6 +469,17 @@ impl CacheNode {
     }
 
     /// On the leader: propose removing expired keys, one batch at a time.
+    /// Collect the keys each applied entry evicts, for [`CacheNode::take_evictions`] (the
+    /// simulator's checkers; a driver that asks must drain them).
+    pub fn report_evictions(&mut self) {
+        self.evictions.get_or_insert_with(Vec::new);
+    }
+
+    /// The keys evicted since the last call, with the index of the entry that evicted them.
+    pub fn take_evictions(&mut self) -> Vec<(LogIndex, String)> {
+        self.evictions.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     /// The memory limits this node's configuration asks for. They take effect through the log:
     /// while this node leads it proposes them whenever the replicated limits differ, so the
     /// cluster runs with its leader's configuration (give every node the same values).

@@ -190,3 +190,21 @@ fn mutation_request_ids_reset_is_caught() {
     );
     assert_caught(Mutation::RequestIdsReset, found, budget);
 }
+
+// Node 2 evicting a different key than the others (eviction decided per replica, as RedisRaft
+// and the Go system do) must be caught: by the eviction reports, the replicas' cache digests,
+// or the linearizability of reads through node 2.
+#[test]
+fn mutation_eviction_diverges_is_caught() {
+    use simple_cache_core::cache::{EvictionPolicy, Limits};
+    let budget = 20;
+    let limits = Limits { max_memory_bytes: 0, max_keys: 3, policy: EvictionPolicy::AllKeysLru };
+    let cfg = SimConfig { limits: Some(limits), ..SimConfig::default() };
+    let found = first_failure(
+        Mutation::EvictionDiverges,
+        budget,
+        cfg,
+        nemesis::crash_restart_with_unsynced_loss,
+    );
+    assert_caught(Mutation::EvictionDiverges, found, budget);
+}

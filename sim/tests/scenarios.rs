@@ -5,9 +5,16 @@
 //! linearizability per key). See SIMULATION.md.
 #![cfg(all(feature = "sim", madsim))]
 
+use simple_cache_core::cache::{EvictionPolicy, Limits};
 use simple_cache_sim::harness::{
     Sim, SimConfig, hostile, nemesis, run_scenario, run_scenario_seeds, seeds_scaled,
 };
+
+/// A memory bound so small that most writes evict (clients write 5 keys; at most 3 fit).
+fn bounded(policy: EvictionPolicy) -> SimConfig {
+    let limits = Limits { max_memory_bytes: 0, max_keys: 3, policy };
+    SimConfig { limits: Some(limits), ..SimConfig::default() }
+}
 
 fn five() -> SimConfig {
     SimConfig { nodes: 5, clients: 4, ..SimConfig::default() }
@@ -43,6 +50,13 @@ fn partition_leader_from_majority() {
         "partition_leader_from_majority",
         5,
         five(),
+        nemesis::partition_leader_from_majority,
+    );
+    // With eviction: every replica evicts the same keys at the same index through the split.
+    run_scenario_seeds(
+        "partition_leader_from_majority (allkeys-random, max_keys 3)",
+        seeds_scaled(10, 4),
+        bounded(EvictionPolicy::AllKeysRandom),
         nemesis::partition_leader_from_majority,
     );
 }
@@ -134,6 +148,14 @@ fn crash_restart_with_unsynced_loss() {
         "crash_restart_with_unsynced_loss",
         6,
         varied(five()),
+        nemesis::crash_restart_with_unsynced_loss,
+    );
+    // With eviction: restarted nodes, rebuilt from their WAL and snapshots, evict exactly as the
+    // others did.
+    run_scenario_seeds(
+        "crash_restart_with_unsynced_loss (allkeys-lru, max_keys 3)",
+        seeds_scaled(10, 4),
+        bounded(EvictionPolicy::AllKeysLru),
         nemesis::crash_restart_with_unsynced_loss,
     );
 }

@@ -210,7 +210,7 @@ impl Cache {
 
     /// Applies new limits: a new policy rebuilds the index with every key starting equal, then
     /// keys are evicted (if the policy allows) until the cache is within the limits.
-    pub(super) fn set_limits(&mut self, limits: Limits) -> u64 {
+    pub(super) fn set_limits(&mut self, limits: Limits, out: &mut Vec<String>) -> u64 {
         if limits.policy != self.limits.policy {
             self.limits = limits;
             self.order.clear();
@@ -228,8 +228,9 @@ impl Cache {
         let mut evicted = 0;
         while over(self) {
             let victims = self.victims(None, 1);
-            let Some(victim) = victims.first() else { break };
-            self.remove(victim);
+            let Some(victim) = victims.into_iter().next() else { break };
+            self.remove(&victim);
+            out.push(victim);
             evicted += 1;
         }
         self.evicted_total += evicted;
@@ -250,7 +251,9 @@ impl Cache {
         }
         let (mut bytes, mut keys) = (bytes_after, keys_after);
         let mut out = Vec::new();
-        for victim in self.candidates(Some(key)) {
+        // The planted bug skips the first candidate when there is another.
+        let skip = usize::from(self.diverge && self.candidates(Some(key)).nth(1).is_some());
+        for victim in self.candidates(Some(key)).skip(skip) {
             if !self.limits.exceeded(bytes, keys) {
                 break;
             }
@@ -264,7 +267,13 @@ impl Cache {
 
     /// Up to `n` keys in eviction order (never `except`).
     fn victims(&self, except: Option<&str>, n: usize) -> Vec<String> {
-        self.candidates(except).take(n).map(str::to_owned).collect()
+        let skip = usize::from(self.diverge);
+        let mut v: Vec<String> =
+            self.candidates(except).skip(skip).take(n).map(str::to_owned).collect();
+        if v.is_empty() && skip > 0 {
+            v = self.candidates(except).take(n).map(str::to_owned).collect();
+        }
+        v
     }
 
     /// The eligible keys in the order the policy evicts them, skipping `except`.

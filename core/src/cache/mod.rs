@@ -170,6 +170,11 @@ pub struct Cache {
     evicted_total: u64,
     /// The eligible keys in eviction order, for the policies that keep one (see `evict`).
     order: BTreeSet<(u64, u64, String)>,
+    /// A rolling digest of every applied command, its outcome and its evictions: equal on every
+    /// replica at the same applied index (the simulator compares it).
+    digest: u64,
+    /// A planted bug (simulator mutation tests): evict the second candidate, not the first.
+    pub(crate) diverge: bool,
 }
 
 impl Cache {
@@ -189,6 +194,34 @@ impl Cache {
     /// is behind), then the command runs against the advanced clock. Costs O(log n) per key
     /// touched or evicted, except `Reset` and a `SetLimits` that changes the policy.
     pub fn apply_at(&mut self, seq: u64, proposal: &Proposal) -> ApplyResult {
+        self.apply_reporting(seq, proposal, &mut Vec::new())
+    }
+
+    /// [`Cache::apply_at`], appending the keys it evicted (in eviction order) to `evicted`.
+    pub fn apply_reporting(
+        &mut self,
+        seq: u64,
+        proposal: &Proposal,
+        evicted: &mut Vec<String>,
+    ) -> ApplyResult {
+        let first_evicted = evicted.len();
+        let result = self.apply_inner(seq, proposal, evicted);
+        self.digest =
+            digest_step(self.digest, seq, &proposal.command, &result, &evicted[first_evicted..]);
+        result
+    }
+
+    /// The rolling digest of everything applied (see the field).
+    pub fn digest(&self) -> u64 {
+        self.digest
+    }
+
+    fn apply_inner(
+        &mut self,
+        seq: u64,
+        proposal: &Proposal,
+        evicted: &mut Vec<String>,
+    ) -> ApplyResult {
         self.last_seq = self.last_seq.max(seq);
         let clock_before = self.clock;
         self.clock = self.clock.max(proposal.time);
@@ -199,7 +232,8 @@ impl Cache {
                     // A write that is already expired must not make a key visible, even to a
                     // read whose `now` lags behind the clock; it just ends the old value.
                     self.remove(key);
-                } else if let Some(refused) = self.make_room(key, value.len(), *expires_at) {
+                } else if let Some(refused) = self.make_room(key, value.len(), *expires_at, evicted)
+                {
                     return refused;
                 } else {
                     self.insert(key, value.clone(), *expires_at, seq);
@@ -239,7 +273,9 @@ impl Cache {
                 }
                 ApplyResult::RemoveExpired { removed }
             }
-            Command::SetLimits(limits) => ApplyResult::Limits { evicted: self.set_limits(*limits) },
+            Command::SetLimits(limits) => {
+                ApplyResult::Limits { evicted: self.set_limits(*limits, evicted) }
+            }
         };
         debug_assert!(
             self.expirations.len() <= self.items.len(),
@@ -398,6 +434,7 @@ impl Cache {
         key: &str,
         value_len: usize,
         expires_at: Option<Instant>,
+        evicted: &mut Vec<String>,
     ) -> Option<ApplyResult> {
         let old =
             self.items.get(key).map(|i| item_bytes(key, i.value.len(), i.expires_at.is_some()));
@@ -415,6 +452,7 @@ impl Cache {
                 self.evicted_total += victims.len() as u64;
                 for victim in victims {
                     self.remove(&victim);
+                    evicted.push(victim);
                 }
                 None
             }
@@ -497,6 +535,51 @@ impl Cache {
         assert_eq!(self.approx_bytes, recount, "approx_bytes matches a recount");
         self.check_order();
     }
+}
+
+/// The rolling digest after one applied command: its index, what it did to which key, its
+/// outcome and the keys it evicted. Cheap (a few bytes per key touched), so it runs on every
+/// apply; equal on every replica at the same applied index.
+fn digest_step(
+    d: u64,
+    seq: u64,
+    command: &Command,
+    result: &ApplyResult,
+    evicted: &[String],
+) -> u64 {
+    use crate::codec::fnv1a;
+    let d = if d == 0 { crate::codec::FNV_OFFSET } else { d };
+    let mut d = fnv1a(&seq.to_le_bytes(), d);
+    d = match command {
+        Command::Set { key, value, expires_at } => {
+            let d = fnv1a(&[1], d);
+            let d = fnv1a(key.as_bytes(), d);
+            let d = fnv1a(&(value.len() as u64).to_le_bytes(), d);
+            fnv1a(&expires_at.map_or(0, |e| e.as_millis()).to_le_bytes(), d)
+        }
+        Command::Del { key } => fnv1a(key.as_bytes(), fnv1a(&[2], d)),
+        Command::Expire { key } => fnv1a(key.as_bytes(), fnv1a(&[3], d)),
+        Command::Reset => fnv1a(&[4], d),
+        Command::RemoveExpired { keys } => {
+            keys.iter().fold(fnv1a(&[5], d), |d, k| fnv1a(k.as_bytes(), d))
+        }
+        Command::SetLimits(l) => {
+            let d = fnv1a(&[6], d);
+            let d = fnv1a(&l.max_memory_bytes.to_le_bytes(), d);
+            let d = fnv1a(&l.max_keys.to_le_bytes(), d);
+            fnv1a(l.policy.name().as_bytes(), d)
+        }
+    };
+    let outcome: u64 = match result {
+        ApplyResult::Set => 1,
+        ApplyResult::Del { existed } | ApplyResult::Expire { existed } => 2 + u64::from(*existed),
+        ApplyResult::Reset { cleared } => 4 + (cleared << 8),
+        ApplyResult::RemoveExpired { removed } => 5 + (removed << 8),
+        ApplyResult::Limits { evicted } => 6 + (evicted << 8),
+        ApplyResult::OutOfMemory { .. } => 7,
+    };
+    d = fnv1a(&outcome.to_le_bytes(), d);
+    evicted.iter().fold(d, |d, k| fnv1a(k.as_bytes(), fnv1a(&[0xff], d)))
 }
 
 /// Whether `item` is visible to a read at `now`: it has no deadline or the deadline is later.

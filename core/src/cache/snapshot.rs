@@ -42,6 +42,7 @@ pub(super) struct SnapshotOwnedV2 {
     pub(super) limits: Limits,
     pub(super) last_seq: u64,
     pub(super) evicted_total: u64,
+    pub(super) digest: u64,
     pub(super) items: Vec<(String, Bytes, Option<Instant>, u64, u8)>,
 }
 
@@ -52,6 +53,7 @@ struct SnapshotRef<'a> {
     limits: Limits,
     last_seq: u64,
     evicted_total: u64,
+    digest: u64,
     items: ItemsRef<'a>,
 }
 
@@ -79,6 +81,7 @@ pub struct SnapshotSource {
     limits: Limits,
     last_seq: u64,
     evicted_total: u64,
+    digest: u64,
     items: BTreeMap<String, Item>,
 }
 
@@ -90,6 +93,7 @@ impl SnapshotSource {
             limits: self.limits,
             last_seq: self.last_seq,
             evicted_total: self.evicted_total,
+            digest: self.digest,
             items: ItemsRef(&self.items),
         };
         Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
@@ -105,6 +109,7 @@ impl Cache {
             limits: self.limits,
             last_seq: self.last_seq,
             evicted_total: self.evicted_total,
+            digest: self.digest,
             items: ItemsRef(&self.items),
         };
         Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
@@ -117,6 +122,7 @@ impl Cache {
             limits: self.limits,
             last_seq: self.last_seq,
             evicted_total: self.evicted_total,
+            digest: self.digest,
             items: self.items.clone(),
         }
     }
@@ -133,6 +139,7 @@ impl Cache {
                     limits: Limits::default(),
                     last_seq: 0,
                     evicted_total: 0,
+                    digest: 0,
                     items: v1.items.into_iter().map(|(k, v, e)| (k, v, e, 0, LFU_INIT)).collect(),
                 }
             }
@@ -142,6 +149,7 @@ impl Cache {
             limits: decoded.limits,
             last_seq: decoded.last_seq,
             evicted_total: decoded.evicted_total,
+            digest: decoded.digest,
             ..Cache::default()
         };
         for (position, (key, value, expires_at, seq, freq)) in decoded.items.into_iter().enumerate()

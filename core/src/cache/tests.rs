@@ -454,6 +454,7 @@ fn snapshot_encoding_matches_owned_shape() {
         limits: Limits::default(),
         last_seq: 2,
         evicted_total: 0,
+        digest: cache.digest(),
         items: vec![
             ("a".to_owned(), Bytes::from_static(b"1"), Some(Instant(9)), 1, 5),
             ("b".to_owned(), Bytes::from_static(b"2"), None, 2, 5),

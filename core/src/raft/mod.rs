@@ -182,6 +182,10 @@ pub enum Mutation {
     /// 0 again) and a ReadIndex answer is taken from whoever sends it: an answer meant for the
     /// node's previous life can complete a new read with the same id, at an old index.
     RequestIdsReset,
+    /// Node 2's cache evicts the second candidate of its policy's order instead of the first:
+    /// replicas then hold different keys at the same index (what eviction decided per node,
+    /// as RedisRaft and the Go system do, would cause).
+    EvictionDiverges,
 }
 
 /// Who is waiting for a read index.
@@ -452,6 +456,17 @@ impl RaftNode {
     #[cfg(feature = "mutations")]
     fn mutated(&self, m: Mutation) -> bool {
         self.mutation == Some(m)
+    }
+
+    /// Whether the state machine's planted bug is on for this node (see
+    /// [`Mutation::EvictionDiverges`]).
+    #[cfg(feature = "mutations")]
+    pub(crate) fn eviction_diverges(&self) -> bool {
+        self.mutated(Mutation::EvictionDiverges) && self.id == NodeId(2)
+    }
+    #[cfg(not(feature = "mutations"))]
+    pub(crate) fn eviction_diverges(&self) -> bool {
+        false
     }
 
     // ----- accessors -----

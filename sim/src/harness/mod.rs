@@ -168,6 +168,10 @@ pub struct SimConfig {
     /// Leaders promote caught-up learners themselves (`NodeConfig::promote_learners`), as in
     /// the server. Off only where a scenario promotes by hand at a chosen moment.
     pub promote_learners: bool,
+    /// A memory bound every node asks for (its leader proposes it through the log): with a
+    /// small `max_keys`, most writes evict. Evictions are reported by the state machine with
+    /// their index and enter the history as deletes (see [`World::evictions_at`]).
+    pub limits: Option<simple_cache_core::cache::Limits>,
 }
 
 impl SimConfig {
@@ -208,6 +212,7 @@ impl Default for SimConfig {
             bad_clock: false,
             fsync_fail_per_mille: 0,
             promote_learners: true,
+            limits: None,
         }
     }
 }
@@ -318,6 +323,17 @@ pub struct World {
     pub handovers: (u64, u64),
     /// The single-server-change reactor (`nemesis::single_server_change`), when armed.
     pub change_reactor: Option<ChangeReactor>,
+    /// With `limits`: when each log entry (index, term) was first persisted by any node, on the
+    /// history's clock (the earliest it can take effect).
+    entry_seen: BTreeMap<(LogIndex, Term), u64>,
+    /// With `limits`: the keys the entry at each index evicted, as the first node to apply it
+    /// reported them; every other node must report the same.
+    pub evictions_at: BTreeMap<LogIndex, Vec<String>>,
+    /// Keys evicted (for the run's report).
+    pub evicted: u64,
+    /// The cache digest at each applied index, as the first node there computed it, and which
+    /// node that was: every replica at the same applied index must have the same.
+    cache_digests: BTreeMap<LogIndex, (u64, NodeId)>,
 }
 
 /// Armed by `nemesis::single_server_change`: the first node other than `old` to become leader
@@ -351,6 +367,70 @@ fn raft_config(id: NodeId, sim: &SimConfig) -> Config {
 }
 
 impl World {
+    /// After node `id` applied entries: the keys they evicted must be exactly those the first
+    /// node to apply each index reported, and its cache digest the one every other replica had
+    /// at the same applied index. The first report of an index enters the history as a delete
+    /// of each evicted key, between the moment its entry was first persisted (it cannot take
+    /// effect earlier) and now (a node has applied it).
+    fn check_evictions(
+        &mut self,
+        id: NodeId,
+        evictions: Vec<(LogIndex, String)>,
+        applied_terms: &BTreeMap<LogIndex, Term>,
+        (applied, digest): (LogIndex, u64),
+    ) {
+        let mut by_index: BTreeMap<LogIndex, Vec<String>> = BTreeMap::new();
+        for (index, key) in evictions {
+            by_index.entry(index).or_default().push(key);
+        }
+        for index in applied_terms.keys() {
+            let keys = by_index.remove(index).unwrap_or_default();
+            match self.evictions_at.get(index) {
+                Some(first) if *first != keys => {
+                    self.checker.violations.push(format!(
+                        "eviction divergence: node {id} evicted {keys:?} at index {index}, \
+                         another replica {first:?}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    let term = applied_terms[index];
+                    let call = self.entry_seen.get(&(*index, term)).copied().unwrap_or(0);
+                    for key in &keys {
+                        let ret = self.tick_clock();
+                        self.trace_event(&format!("evicted {key} at {index} on {id}"));
+                        let input = CacheInput {
+                            key: key.as_bytes().to_vec(),
+                            op: crate::lincheck::CacheOp::Del,
+                        };
+                        let op = Operation::completed(
+                            u64::MAX,
+                            input,
+                            call,
+                            ret,
+                            CacheOutput::Existed(true),
+                        );
+                        self.history.push(op).expect("the history clock only moves forward");
+                    }
+                    self.evicted += keys.len() as u64;
+                    self.evictions_at.insert(*index, keys);
+                }
+            }
+        }
+        match self.cache_digests.get(&applied) {
+            Some(&(first, node)) if first != digest => {
+                self.checker.violations.push(format!(
+                    "replica divergence: at applied index {applied} node {id}'s cache digest is \
+                     {digest:x}, node {node}'s was {first:x}"
+                ));
+            }
+            Some(_) => {}
+            None => {
+                self.cache_digests.insert(applied, (digest, id));
+            }
+        }
+    }
+
     pub fn now(&self) -> Instant {
         Instant(self.start.elapsed().as_millis() as u64)
     }
@@ -478,6 +558,10 @@ impl Sim {
             fsync_failures: 0,
             change_reactor: None,
             handovers: (0, 0),
+            entry_seen: BTreeMap::new(),
+            evictions_at: BTreeMap::new(),
+            evicted: 0,
+            cache_digests: BTreeMap::new(),
         };
         let bad = cfg.bad_clock.then(|| 1 + world.clock_rng.next_u64() % cfg.nodes);
         for id in 1..=cfg.nodes {
@@ -769,6 +853,10 @@ impl Sim {
             }
         };
         node.raft_mut().set_mutation(w.cfg.mutation);
+        if let Some(limits) = w.cfg.limits {
+            node.set_desired_limits(limits);
+            node.report_evictions();
+        }
         // What the rebuilt node holds in memory, not only what its disk says, must be the
         // durable state: a node that forgot its term or vote could vote twice in a term.
         let (mem_term, mem_vote) = (node.raft().term(), node.raft().voted_for());
@@ -920,6 +1008,14 @@ impl Sim {
                     &early,
                     &ready.messages,
                 )));
+                if w.cfg.limits.is_some() {
+                    for e in &persisting.ready().entries {
+                        if !w.entry_seen.contains_key(&(e.index, e.term)) {
+                            let t = w.tick_clock();
+                            w.entry_seen.insert((e.index, e.term), t);
+                        }
+                    }
+                }
                 w.checker.sent(id, &early);
                 for m in early {
                     w.send(self, m);
@@ -989,7 +1085,11 @@ impl Sim {
             let slot = w.slots.get_mut(&id).expect("checked above");
             let node = slot.node.as_mut().expect("checked above");
             let exec = slot.exec.as_mut().expect("a running node has an executor");
+            let applied_terms: BTreeMap<LogIndex, Term> =
+                persisting.ready().committed_entries.iter().map(|e| (e.index, e.term)).collect();
             let Ok(_) = exec.finish_ready(node, &mut slot.disk, persisting);
+            let evictions = node.take_evictions();
+            let cache_digest = (node.raft().last_applied(), node.cache().digest());
             let messages = exec.take_messages();
             let Answers { writes, reads } = exec.take_answers();
             let job = slot.disk.take_submitted();
@@ -1030,6 +1130,9 @@ impl Sim {
             }
             if let Some(job) = job {
                 self.spawn_snapshot_writer(w, id, incarnation, job);
+            }
+            if w.cfg.limits.is_some() {
+                w.check_evictions(id, evictions, &applied_terms, cache_digest);
             }
             w.checker.observe(id, state);
         }

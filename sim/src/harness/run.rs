@@ -37,6 +37,8 @@ pub struct RunReport {
     pub fsync_failures: u64,
     /// Graceful stops with a hand-over started, and finished in time.
     pub handovers: (u64, u64),
+    /// Keys evicted (runs with `SimConfig::limits`).
+    pub evicted: u64,
 }
 
 /// Steps the linearizability search may take per run; plenty for a few hundred operations over
@@ -95,6 +97,7 @@ where
                 clock_steps: w.clock_steps,
                 fsync_failures: w.fsync_failures,
                 handovers: w.handovers,
+                evicted: w.evicted,
             }
         })
     }));
@@ -129,6 +132,7 @@ where
                 clock_steps: 0,
                 fsync_failures: 0,
                 handovers: (0, 0),
+                evicted: 0,
             }
         }
     }
@@ -230,6 +234,9 @@ fn extras(r: &RunReport) -> String {
     }
     if r.fsync_failures > 0 {
         out += &format!(" fsync failures {}", r.fsync_failures);
+    }
+    if r.evicted > 0 {
+        out += &format!(" evicted {}", r.evicted);
     }
     if r.hostile_refused + r.hostile_accepted > 0 {
         out += &format!(" hostile refused {} taken {}", r.hostile_refused, r.hostile_accepted);
