@@ -63,3 +63,33 @@ async fn reloadable_limit_changes_without_restart_and_bad_file_is_refused() {
     }
     assert_eq!(n.pid(), pid, "no restart happened");
 }
+
+// The memory bound reloads too, through the log: lowering max_keys in the file makes the leader
+// propose it, and the cache evicts down to it at once (allkeys-lru: the oldest writes go).
+#[tokio::test]
+async fn memory_limits_reload_through_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.yaml");
+    let write = |max_keys: u64| {
+        let text =
+            format!("hot_reload: true\nmax_keys: {max_keys}\neviction_policy: allkeys-lru\n");
+        std::fs::write(&cfg, text).unwrap();
+    };
+    write(0);
+    let cfg_arg = cfg.display().to_string();
+    let mut n = Node::new(1, dir.path(), &["--config", &cfg_arg]);
+    n.wait_ready().await;
+    for i in 0..5 {
+        let (s, _) = call("PUT", &n.url(&format!("/v1/k{i}")), Some(r#"{"value": 1}"#)).await;
+        assert_eq!(s, 200);
+    }
+    write(2);
+    let keys = eventually("the lowered max_keys in force", Duration::from_secs(20), || async {
+        let (_, r) = call("GET", &n.url("/v1/search?pattern=k*"), None).await;
+        (r["keys"].as_array().map(Vec::len) == Some(2)).then_some(r["keys"].clone())
+    })
+    .await;
+    assert_eq!(keys, serde_json::json!(["k3", "k4"]), "the two most recently written stay");
+    assert!(n.logs().contains("hot reload: max_keys: 0 -> 2"), "the change is logged");
+    assert_eq!(n.readyz().await["memory"]["max_keys"], 2);
+}
