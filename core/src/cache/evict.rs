@@ -186,6 +186,13 @@ impl Cache {
         self.evicted_total
     }
 
+    /// Whether the policy's index is kept: the policy has one and a limit is set (without a
+    /// limit nothing is ever evicted, so no write pays for the index).
+    fn indexed(&self) -> bool {
+        self.limits.policy.ordered()
+            && (self.limits.max_memory_bytes > 0 || self.limits.max_keys > 0)
+    }
+
     /// Whether `item` under the current policy may be evicted at all.
     fn eligible(&self, item: &Item) -> bool {
         !self.limits.policy.volatile_only() || item.expires_at.is_some()
@@ -193,7 +200,7 @@ impl Cache {
 
     /// Adds `key` to the policy's index if the policy keeps one and the key is eligible.
     pub(super) fn order_insert(&mut self, key: &str, item: &Item) {
-        if self.limits.policy.ordered() && self.eligible(item) {
+        if self.indexed() && self.eligible(item) {
             let (a, b) = rank(self.limits.policy, item);
             self.order.insert((a, b, key.to_owned()));
         }
@@ -201,7 +208,7 @@ impl Cache {
 
     /// Removes `key` (as it was indexed with `item`) from the policy's index.
     pub(super) fn order_remove(&mut self, key: &str, item: &Item) {
-        if self.limits.policy.ordered() && self.eligible(item) {
+        if self.indexed() && self.eligible(item) {
             let (a, b) = rank(self.limits.policy, item);
             let removed = self.order.remove(&(a, b, key.to_owned()));
             debug_assert!(removed, "every eligible item is in the eviction index");
@@ -211,19 +218,23 @@ impl Cache {
     /// Applies new limits: a new policy rebuilds the index with every key starting equal, then
     /// keys are evicted (if the policy allows) until the cache is within the limits.
     pub(super) fn set_limits(&mut self, limits: Limits, out: &mut Vec<String>) -> u64 {
-        if limits.policy != self.limits.policy {
-            self.limits = limits;
+        let policy_changed = limits.policy != self.limits.policy;
+        let was_indexed = self.indexed();
+        self.limits = limits;
+        if policy_changed {
+            for item in self.items.values_mut() {
+                item.seq = 0;
+                item.freq = LFU_INIT;
+            }
+        }
+        if policy_changed || was_indexed != self.indexed() {
             self.order.clear();
             let keys: Vec<String> = self.items.keys().cloned().collect();
             for key in keys {
-                let item = self.items.get_mut(&key).expect("listed");
-                item.seq = 0;
-                item.freq = LFU_INIT;
-                let item = item.clone();
+                let item = self.items[&key].clone();
                 self.order_insert(&key, &item);
             }
         }
-        self.limits = limits;
         let over = |c: &Cache| c.limits.exceeded(c.used_bytes(), c.items.len() as u64);
         let mut evicted = 0;
         while over(self) {
@@ -304,7 +315,7 @@ impl Cache {
 
     /// Checks the eviction index against the items (tests and debug builds).
     pub(super) fn check_order(&self) {
-        let expected: BTreeSet<(u64, u64, String)> = if self.limits.policy.ordered() {
+        let expected: BTreeSet<(u64, u64, String)> = if self.indexed() {
             self.items
                 .iter()
                 .filter(|(_, item)| self.eligible(item))
