@@ -490,12 +490,15 @@ impl CacheNode {
     /// On the leader: propose the desired limits if the replicated ones differ (one at a time).
     fn propose_limits(&mut self) {
         let Some(limits) = self.desired_limits else { return };
-        if self.raft.role() != Role::Leader
-            || self.limits_in_flight.is_some()
-            || self.cache.limits() == limits
-            // Judge the replicated limits only once everything committed is applied.
-            || self.raft.last_applied() < self.raft.commit_index()
-        {
+        if self.raft.role() != Role::Leader {
+            // A proposal of an earlier leadership may have been cut from the log: the next
+            // leadership judges afresh.
+            self.limits_in_flight = None;
+            return;
+        }
+        // A duplicate (limits committed but not applied yet) is harmless: applying the same
+        // limits again changes nothing.
+        if self.limits_in_flight.is_some() || self.cache.limits() == limits {
             return;
         }
         let time = self.stamp(self.now);

@@ -170,7 +170,7 @@ pub struct Cli {
     #[arg(long, global = true, env = "SIMPLE_CACHE_SEARCH_PAGE_KEYS")]
     pub search_page_keys: Option<usize>,
     /// Most memory the cache may use, by its estimate (see README, "Memory"); 0 means no
-    /// limit [default: a quarter of the machine's memory, or of the cgroup's limit].
+    /// limit [default: 1073741824, 1 GiB].
     #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_MEMORY_BYTES")]
     pub max_memory_bytes: Option<u64>,
     /// Most keys the cache may hold; 0 means no limit [default: 0].
@@ -344,27 +344,12 @@ pub const PROPOSAL_OVERHEAD_BYTES: usize = 256;
 /// matching on this machine (BENCHMARKS.md, "Search").
 pub const SEARCH_PAGE_KEYS_DEFAULT: usize = 10_000;
 
-/// `max_memory_bytes` unless configured: a quarter of the memory this process may use (the
-/// machine's, or its cgroup's limit if lower), so a node left at its defaults evicts before the
-/// kernel kills it. The estimate excludes the Raft log, snapshots being written and allocator
-/// overhead, which is why it is a quarter and not most of it (see README, "Memory"). 0 (no
-/// limit) if neither can be read.
-pub fn default_max_memory_bytes() -> u64 {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| {
-        let line = t.lines().find(|l| l.starts_with("MemTotal:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(kib * 1024)
-    });
-    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok());
-    match (meminfo, cgroup) {
-        (Some(m), Some(c)) => m.min(c) / 4,
-        (Some(m), None) => m / 4,
-        (None, Some(c)) => c / 4,
-        (None, None) => 0,
-    }
-}
+/// `max_memory_bytes` unless configured: 1 GiB of the cache's own estimate. A fixed value, not
+/// a share of the machine's memory: the cluster applies its leader's limits, and a default that
+/// differed between machines would change the limit (and evict) at every change of leader. Size
+/// it to about a quarter of the memory the process may use: the estimate leaves out the Raft log,
+/// snapshots being written and allocator overhead (README, "Memory").
+pub const MAX_MEMORY_BYTES_DEFAULT: u64 = 1 << 30;
 
 /// The largest `max_value_bytes` for a given `max_key_bytes`: a key and value of the largest
 /// sizes, as one proposal, must fit in one log entry (and so in one WAL record).
@@ -443,10 +428,10 @@ impl Config {
                 .search_page_keys
                 .or(file.search_page_keys)
                 .unwrap_or(SEARCH_PAGE_KEYS_DEFAULT),
-            max_memory_bytes: match cli.max_memory_bytes.or(file.max_memory_bytes) {
-                Some(n) => n,
-                None => default_max_memory_bytes(),
-            },
+            max_memory_bytes: cli
+                .max_memory_bytes
+                .or(file.max_memory_bytes)
+                .unwrap_or(MAX_MEMORY_BYTES_DEFAULT),
             max_keys: cli.max_keys.or(file.max_keys).unwrap_or(0),
             eviction_policy: match cli.eviction_policy.or(file.eviction_policy) {
                 None => EvictionPolicy::AllKeysLru,

@@ -179,6 +179,11 @@ pub struct NodeLoop {
     memory_limits: Option<Arc<crate::reload::Limits>>,
     /// The cache's eviction count at the last `publish`, for the eviction counters.
     evicted_seen: u64,
+    /// The last index of the log recovered at start: applying up to it replays evictions
+    /// counted by the previous process.
+    replayed_until: LogIndex,
+    /// A snapshot from the leader was installed since the last `publish`.
+    installed_snapshot: bool,
     addresses_applied: BTreeMap<NodeId, String>,
     /// Raft addresses of nodes that left the membership, most recent last: a removed node that
     /// did not see its removal commit still campaigns, and must reach the leader to be told.
@@ -218,6 +223,7 @@ impl NodeLoop {
             .map(|r#type| metrics.cache_size.get_or_create_owned(&SizeType { r#type }));
         let status = status_of(&node, false, &BTreeMap::new());
         let evicted_seen = node.cache().evicted_total();
+        let replayed_until = node.raft().log().last_index();
         let (status_tx, status_rx) = watch::channel(status);
         let snapshots_written = wal.start_writer();
         let mut l = NodeLoop {
@@ -235,6 +241,8 @@ impl NodeLoop {
             memory_limits: None,
             // Evictions before this process (in the snapshot it restored) are not counted again.
             evicted_seen,
+            replayed_until,
+            installed_snapshot: false,
             addresses_applied: BTreeMap::new(),
             departed: Vec::new(),
             panic_after_writes: test_panic_after_writes(),
@@ -417,6 +425,7 @@ impl NodeLoop {
     /// the answers.
     fn drain_ready(&mut self) {
         let (transport, metrics) = (&mut self.transport, &self.metrics);
+        let mut installed = false;
         let r = self.exec.drain_ready(
             &mut self.node,
             &mut self.wal,
@@ -425,10 +434,12 @@ impl NodeLoop {
                 metrics.proposals_applied.inc_by(stats.applied);
                 if stats.snapshot_installed {
                     metrics.snapshot_installs.inc();
+                    installed = true;
                 }
             },
         );
         r.unwrap_or_else(fatal_exec);
+        self.installed_snapshot |= installed;
         if let Some(d) = self.wal.take_fsync_duration() {
             self.metrics.wal_fsync_duration.observe(d.as_secs_f64());
         }
@@ -537,13 +548,17 @@ impl NodeLoop {
         m.max_memory.set(gauge_value(cache.limits().max_memory_bytes));
         m.max_keys.set(gauge_value(cache.limits().max_keys));
         let evicted = cache.evicted_total();
-        if evicted > self.evicted_seen {
+        // Entries replayed from the WAL at start, and snapshots from the leader, bring
+        // evictions this process already counted or never made: they are not counted.
+        let replaying = status.last_applied <= self.replayed_until;
+        if evicted > self.evicted_seen && !replaying && !self.installed_snapshot {
             let n = evicted - self.evicted_seen;
             let policy = cache.limits().policy.name();
             m.evicted_keys.get_or_create(&crate::metrics::PolicyLabel { policy }).inc_by(n);
             m.cache_evictions.inc_by(n);
         }
         self.evicted_seen = evicted;
+        self.installed_snapshot = false;
         m.proposals_pending.set(gauge_value(self.node.pending_requests() as u64));
         self.update_addresses();
         self.status_tx.send_if_modified(|s| {

@@ -12,10 +12,9 @@
 //! running values stay.
 
 use crate::config::{Cli, Config};
-use simple_cache_core::cache::EvictionPolicy;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The limits requests read on every call; hot reload swaps them in place.
@@ -24,14 +23,17 @@ pub struct Limits {
     max_key_bytes: AtomicUsize,
     max_value_bytes: AtomicUsize,
     request_timeout_ms: AtomicU64,
-    max_memory_bytes: AtomicU64,
-    max_keys: AtomicU64,
-    /// Index into `EvictionPolicy::ALL`.
-    eviction_policy: AtomicU8,
+    /// The three memory settings change together (one lock), so the leader never proposes a
+    /// mix of old and new values.
+    memory: std::sync::Mutex<simple_cache_core::cache::Limits>,
 }
 
-fn policy_index(p: EvictionPolicy) -> u8 {
-    EvictionPolicy::ALL.iter().position(|q| *q == p).expect("every policy is listed") as u8
+fn memory_of(cfg: &Config) -> simple_cache_core::cache::Limits {
+    simple_cache_core::cache::Limits {
+        max_memory_bytes: cfg.max_memory_bytes,
+        max_keys: cfg.max_keys,
+        policy: cfg.eviction_policy,
+    }
 }
 
 impl Limits {
@@ -40,19 +42,12 @@ impl Limits {
             max_key_bytes: AtomicUsize::new(cfg.max_key_bytes),
             max_value_bytes: AtomicUsize::new(cfg.max_value_bytes),
             request_timeout_ms: AtomicU64::new(cfg.request_timeout_ms),
-            max_memory_bytes: AtomicU64::new(cfg.max_memory_bytes),
-            max_keys: AtomicU64::new(cfg.max_keys),
-            eviction_policy: AtomicU8::new(policy_index(cfg.eviction_policy)),
+            memory: std::sync::Mutex::new(memory_of(cfg)),
         })
     }
     /// The memory limits the configuration asks for (the cluster applies its leader's).
     pub fn memory(&self) -> simple_cache_core::cache::Limits {
-        let policy = EvictionPolicy::ALL[usize::from(self.eviction_policy.load(Ordering::Relaxed))];
-        simple_cache_core::cache::Limits {
-            max_memory_bytes: self.max_memory_bytes.load(Ordering::Relaxed),
-            max_keys: self.max_keys.load(Ordering::Relaxed),
-            policy,
-        }
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
     pub fn max_key_bytes(&self) -> usize {
         self.max_key_bytes.load(Ordering::Relaxed)
@@ -67,9 +62,7 @@ impl Limits {
         self.max_key_bytes.store(cfg.max_key_bytes, Ordering::Relaxed);
         self.max_value_bytes.store(cfg.max_value_bytes, Ordering::Relaxed);
         self.request_timeout_ms.store(cfg.request_timeout_ms, Ordering::Relaxed);
-        self.max_memory_bytes.store(cfg.max_memory_bytes, Ordering::Relaxed);
-        self.max_keys.store(cfg.max_keys, Ordering::Relaxed);
-        self.eviction_policy.store(policy_index(cfg.eviction_policy), Ordering::Relaxed);
+        *self.memory.lock().unwrap_or_else(|e| e.into_inner()) = memory_of(cfg);
     }
 }
 

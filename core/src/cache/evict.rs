@@ -132,6 +132,11 @@ impl Limits {
     }
 }
 
+/// The most keys one write may evict: a write that would need more (a value far larger than
+/// the keys it would displace, or a `volatile-*` policy with few keys that have a TTL) is
+/// refused, so one write never costs more than this many O(log n) steps on every replica.
+pub const EVICT_PER_WRITE_MAX: usize = 1024;
+
 /// A new key's LFU counter (as Redis's `LFU_INIT_VAL`): new keys are not the first victims.
 pub(super) const LFU_INIT: u8 = 5;
 /// How hard the LFU counter is to raise (Redis's `lfu-log-factor` default).
@@ -159,8 +164,12 @@ pub(super) fn lfu_bump(counter: u8, seq: u64) -> u8 {
 }
 
 /// Where a key stands in the policy's order: the smallest is evicted first.
-fn rank(policy: EvictionPolicy, item: &Item) -> (u64, u64) {
-    if policy.lfu() {
+fn rank(policy: EvictionPolicy, key: &str, item: &Item) -> (u64, u64) {
+    if policy.random() {
+        // A fixed pseudo-random place per key: a draw over the whole u64 range then lands
+        // uniformly among the keys, whatever their recency.
+        (mix(crate::codec::fnv1a(key.as_bytes(), crate::codec::FNV_OFFSET)), 0)
+    } else if policy.lfu() {
         // One point per write counter step, one per LFU_DECAY_WRITES of recency: comparing
         // (counter + seq / DECAY) is comparing counters decayed to the same moment.
         (u64::from(item.freq) + item.seq / LFU_DECAY_WRITES, item.seq)
@@ -201,7 +210,7 @@ impl Cache {
     /// Adds `key` to the policy's index if the policy keeps one and the key is eligible.
     pub(super) fn order_insert(&mut self, key: &str, item: &Item) {
         if self.indexed() && self.eligible(item) {
-            let (a, b) = rank(self.limits.policy, item);
+            let (a, b) = rank(self.limits.policy, key, item);
             self.order.insert((a, b, key.to_owned()));
         }
     }
@@ -209,7 +218,7 @@ impl Cache {
     /// Removes `key` (as it was indexed with `item`) from the policy's index.
     pub(super) fn order_remove(&mut self, key: &str, item: &Item) {
         if self.indexed() && self.eligible(item) {
-            let (a, b) = rank(self.limits.policy, item);
+            let (a, b) = rank(self.limits.policy, key, item);
             let removed = self.order.remove(&(a, b, key.to_owned()));
             debug_assert!(removed, "every eligible item is in the eviction index");
         }
@@ -260,11 +269,21 @@ impl Cache {
         if self.limits.policy == EvictionPolicy::NoEviction {
             return None;
         }
+        // A write that could not fit even in an otherwise empty cache is refused at once.
+        let alone = bytes_after
+            - (self.used_bytes()
+                - self
+                    .items
+                    .get(key)
+                    .map_or(0, |i| item_bytes(key, i.value.len(), i.expires_at.is_some()) as u64));
+        if self.limits.exceeded(alone, 1) {
+            return None;
+        }
         let (mut bytes, mut keys) = (bytes_after, keys_after);
         let mut out = Vec::new();
         // The planted bug skips the first candidate when there is another.
         let skip = usize::from(self.diverge && self.candidates(Some(key)).nth(1).is_some());
-        for victim in self.candidates(Some(key)).skip(skip) {
+        for victim in self.candidates(Some(key)).skip(skip).take(EVICT_PER_WRITE_MAX) {
             if !self.limits.exceeded(bytes, keys) {
                 break;
             }
@@ -297,14 +316,10 @@ impl Cache {
                 Box::new(self.expirations.iter().map(|(_, k)| k.as_str()).filter(keep))
             }
             _ if policy.random() => {
-                // Start at a pseudo-random recency between the oldest and the newest, drawn from
-                // the state (the same on every replica), and wrap around.
-                let (Some(first), Some(last)) = (self.order.first(), self.order.last()) else {
-                    return Box::new(std::iter::empty());
-                };
-                let span = last.0 - first.0 + 1;
+                // Start at a pseudo-random place drawn from the state (the same on every
+                // replica) among the keys' fixed places (see `rank`), and wrap around.
                 let draw = mix(self.last_seq ^ self.evicted_total.rotate_left(32));
-                let start = (first.0 + draw % span, 0, String::new());
+                let start = (draw, 0, String::new());
                 let tail = self.order.range(start.clone()..);
                 let head = self.order.range(..start);
                 Box::new(tail.chain(head).map(|(_, _, k)| k.as_str()).filter(keep))
@@ -320,7 +335,7 @@ impl Cache {
                 .iter()
                 .filter(|(_, item)| self.eligible(item))
                 .map(|(k, item)| {
-                    let (a, b) = rank(self.limits.policy, item);
+                    let (a, b) = rank(self.limits.policy, k, item);
                     (a, b, k.clone())
                 })
                 .collect()

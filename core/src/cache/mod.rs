@@ -443,8 +443,13 @@ impl Cache {
         let bytes_after = used - old.unwrap_or(0) as u64
             + item_bytes(key, value_len, expires_at.is_some()) as u64;
         let keys_after = keys + u64::from(old.is_none());
-        let grows = bytes_after > used || keys_after > keys;
-        if !grows || !self.limits.exceeded(bytes_after, keys_after) {
+        // Only a write that grows past a limit needs room: an overwrite that keeps the key count
+        // and does not grow the bytes applies even when a lowered limit left the cache over.
+        let l = self.limits;
+        let over_keys = l.max_keys > 0 && keys_after > l.max_keys && keys_after > keys;
+        let over_bytes =
+            l.max_memory_bytes > 0 && bytes_after > l.max_memory_bytes && bytes_after > used;
+        if !over_keys && !over_bytes {
             return None;
         }
         match self.plan_evictions(key, bytes_after, keys_after) {

@@ -992,3 +992,50 @@ proptest! {
         }
     }
 }
+
+fn limits(max_keys: u64, max_memory_bytes: u64, policy: EvictionPolicy) -> Command {
+    Command::SetLimits(Limits { max_memory_bytes, max_keys, policy })
+}
+
+// Review findings: an overwrite that keeps the key count applies under noeviction even when a
+// lowered max_keys left the cache over it; a value larger than the limit is refused at once
+// with nothing evicted; allkeys-random after a policy change reaches the keys written before.
+#[test]
+fn eviction_edges() {
+    let mut c = Cache::new();
+    for k in ["a", "b", "c"] {
+        c.apply(&Proposal { time: Instant(1), command: set(k, "v", None) });
+    }
+    c.apply(&Proposal { time: Instant(1), command: limits(2, 0, EvictionPolicy::NoEviction) });
+    assert_eq!(c.len(), 3, "noeviction does not evict down to a lowered limit");
+    let r = c.apply(&Proposal { time: Instant(1), command: set("a", "longer value", None) });
+    assert_eq!(r, ApplyResult::Set, "an overwrite keeps the count: it applies");
+    let r = c.apply(&Proposal { time: Instant(1), command: set("d", "v", None) });
+    assert!(matches!(r, ApplyResult::OutOfMemory { keys: 3, .. }), "{r:?}");
+
+    let mut c = Cache::new();
+    for i in 0..50 {
+        c.apply(&Proposal { time: Instant(1), command: set(&format!("k{i:02}"), "v", None) });
+    }
+    c.apply(&Proposal {
+        time: Instant(1),
+        command: limits(0, 100_000, EvictionPolicy::AllKeysLru),
+    });
+    let huge = "x".repeat(200_000);
+    let r = c.apply(&Proposal { time: Instant(1), command: set("huge", &huge, None) });
+    assert!(matches!(r, ApplyResult::OutOfMemory { .. }), "{r:?}");
+    assert_eq!((c.len(), c.evicted_total()), (50, 0), "nothing was evicted for it");
+
+    let mut c = Cache::new();
+    for i in 0..100 {
+        c.apply(&Proposal { time: Instant(1), command: set(&format!("old{i:03}"), "v", None) });
+    }
+    c.apply(&Proposal { time: Instant(1), command: limits(100, 0, EvictionPolicy::AllKeysRandom) });
+    for i in 0..50 {
+        c.apply(&Proposal { time: Instant(1), command: set(&format!("new{i:03}"), "v", None) });
+    }
+    let old_left = c.items.keys().filter(|k| k.starts_with("old")).count();
+    assert_eq!(c.len(), 100);
+    assert!(old_left < 90, "random eviction reaches the keys from before the change: {old_left}");
+    c.check_invariants();
+}

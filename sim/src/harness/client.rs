@@ -156,6 +156,8 @@ async fn write(sim: &Sim, first: NodeId, op: WriteOp, target: &mut Option<NodeId
             .service_write(node, op.clone(), deadline.min(sim.now().saturating_add_ms(request_ms)))
             .await
         {
+            // Refused by the memory bound: certainly not applied (nothing changed).
+            ServiceWrite::Done(ApplyResult::OutOfMemory { .. }) => return WriteEnd::NotDone,
             ServiceWrite::Done(result) => {
                 *target = Some(node);
                 return WriteEnd::Done(match result {
