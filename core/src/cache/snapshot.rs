@@ -85,18 +85,26 @@ pub struct SnapshotSource {
     items: BTreeMap<String, Item>,
 }
 
+/// The format 2 bytes of one state (the cache's, or a detached copy's).
+fn encode(
+    clock: Instant,
+    limits: Limits,
+    (last_seq, evicted_total, digest): (u64, u64, u64),
+    items: &BTreeMap<String, Item>,
+) -> Bytes {
+    let r = SnapshotRef { clock, limits, last_seq, evicted_total, digest, items: ItemsRef(items) };
+    Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
+}
+
 impl SnapshotSource {
     /// The same bytes [`Cache::snapshot`] gives for the state this was taken from.
     pub fn encode(&self) -> Bytes {
-        let r = SnapshotRef {
-            clock: self.clock,
-            limits: self.limits,
-            last_seq: self.last_seq,
-            evicted_total: self.evicted_total,
-            digest: self.digest,
-            items: ItemsRef(&self.items),
-        };
-        Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
+        encode(
+            self.clock,
+            self.limits,
+            (self.last_seq, self.evicted_total, self.digest),
+            &self.items,
+        )
     }
 }
 
@@ -104,15 +112,12 @@ impl Cache {
     /// Encodes the whole cache, including deadlines and the clock. Deterministic: the same state
     /// always produces the same bytes.
     pub fn snapshot(&self) -> Bytes {
-        let r = SnapshotRef {
-            clock: self.clock,
-            limits: self.limits,
-            last_seq: self.last_seq,
-            evicted_total: self.evicted_total,
-            digest: self.digest,
-            items: ItemsRef(&self.items),
-        };
-        Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
+        encode(
+            self.clock,
+            self.limits,
+            (self.last_seq, self.evicted_total, self.digest),
+            &self.items,
+        )
     }
 
     /// The state to encode later (see [`SnapshotSource`]).

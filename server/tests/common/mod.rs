@@ -97,19 +97,7 @@ impl Node {
             }
         }
         args.extend(extra.iter().map(|s| s.to_string()));
-        let mut n = Node {
-            id,
-            http,
-            raft,
-            metrics,
-            grpc,
-            dir: dir.to_path_buf(),
-            args,
-            child: None,
-            run: 0,
-        };
-        n.start();
-        n
+        Node::with_args(id, dir, [http, raft, metrics, grpc], args)
     }
 
     /// A node started with exactly `args` (e.g. only `--config FILE`), listening where the
