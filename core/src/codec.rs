@@ -48,6 +48,54 @@ pub fn encode_as<T: Serialize + ?Sized>(version: u8, value: &T) -> Vec<u8> {
     out
 }
 
+/// Writes what [`encode_as`] returns to `out`, as it is produced.
+pub fn write_as<T: Serialize + ?Sized>(
+    version: u8,
+    value: &T,
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    /// Keeps the writer's own error: postcard reports every one as "buffer full".
+    struct Keep<'w, W> {
+        out: &'w mut W,
+        error: Option<std::io::Error>,
+    }
+    impl<W: std::io::Write> std::io::Write for Keep<'_, W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.out.write(buf).inspect_err(|e| {
+                self.error.get_or_insert_with(|| std::io::Error::new(e.kind(), e.to_string()));
+            })
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.out.flush().inspect_err(|e| {
+                self.error.get_or_insert_with(|| std::io::Error::new(e.kind(), e.to_string()));
+            })
+        }
+    }
+    out.write_all(&[version])?;
+    let mut keep = Keep { out, error: None };
+    match postcard::to_io(value, &mut keep) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(keep.error.take().unwrap_or_else(|| std::io::Error::other(e))),
+    }
+}
+
+/// An `io::Write` that only counts the bytes written to it: the length of an encoding without
+/// producing it.
+#[derive(Debug, Default)]
+pub struct CountingWriter {
+    pub count: u64,
+}
+
+impl std::io::Write for CountingWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.count += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Decodes a value produced by [`encode`], refusing inputs longer than `limit` bytes and inputs
 /// with trailing garbage.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], limit: usize) -> Result<T, DecodeError> {

@@ -26,11 +26,11 @@
 //! [`Executor::drain_ready`] does all three for a driver whose fsync blocks.
 
 use crate::cache::{ApplyResult, Command, Pattern, SearchPage, TtlStatus};
-use crate::message::{Entry, Message, Snapshot, SnapshotMeta};
+use crate::message::{Entry, Message, SnapshotMeta};
 use crate::meter::{CacheOp, metered};
 use crate::node::{CacheNode, RequestId, RequestIds, WriteError};
 use crate::raft::{ReadError, Ready};
-use crate::snapshot::SnapshotJob;
+use crate::snapshot::{EncodedSnapshot, SnapshotJob};
 use crate::types::Instant;
 use bytes::Bytes;
 use std::collections::HashMap;
@@ -355,11 +355,11 @@ impl<W, R> Executor<W, R> {
         &mut self,
         node: &mut CacheNode,
         storage: &mut S,
-        snapshot: Snapshot,
+        snapshot: EncodedSnapshot,
         written: bool,
     ) -> Result<bool, Fatal<S::Error>> {
         let meta = snapshot.meta.clone();
-        let keep = node.snapshot_encoded(snapshot).is_some();
+        let keep = node.snapshot_encoded(snapshot);
         if !written {
             return Ok(false);
         }
@@ -677,7 +677,9 @@ mod tests {
             let at = job.meta.last_index.0;
             exec.write(&mut n, &mut disk, Instant(300), set("late"), 9).unwrap();
             exec.drain_ready(&mut n, &mut disk, |_| {}, |_| {}).unwrap();
-            let compacted = exec.snapshot_written(&mut n, &mut disk, job.encode(), true).unwrap();
+            let compacted = exec
+                .snapshot_written(&mut n, &mut disk, EncodedSnapshot::with_data(job.encode()), true)
+                .unwrap();
             assert_eq!(compacted, current);
             let last = n.raft().log().last_index().0;
             let expected = if current { vec![(at, (at + 1..=last).collect())] } else { vec![] };

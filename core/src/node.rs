@@ -13,7 +13,8 @@
 //!                                         // hands out a snapshot job, compacts
 //! answer applied.writes and applied.reads
 //! if let Some(job) = applied.snapshot_job:  // encode it, on another thread if you like, then
-//!     if let Some(s) = node.snapshot_encoded(job.encode()): persist s (file, then compaction)
+//!     write its file (job.write_data streams it), then
+//!     if node.snapshot_encoded(EncodedSnapshot { meta, len, data }): compact the WAL to it
 //! ```
 
 use crate::Message;
@@ -23,7 +24,7 @@ use crate::config::{Config, ConfigError};
 use crate::message::{Entry, EntryPayload, ReadId, Snapshot};
 use crate::meter::{CacheOp, NoMeter, OpMeter, metered};
 use crate::raft::{Persisted, ProposeError, RaftNode, ReadError, Ready, Role, StepError};
-use crate::snapshot::{SnapshotJob, Snapshots, Thresholds};
+use crate::snapshot::{EncodedSnapshot, SnapshotJob, Snapshots, Thresholds};
 use crate::types::{Instant, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -435,10 +436,11 @@ impl CacheNode {
         }
     }
 
-    /// The driver encoded the [`SnapshotJob`] (and, if new, made its file durable). Returns the
-    /// snapshot if the driver must compact the WAL to it; `None` if it only gave Raft back the
-    /// data of its current snapshot, or a snapshot from the leader superseded it.
-    pub fn snapshot_encoded(&mut self, snapshot: Snapshot) -> Option<Snapshot> {
+    /// The driver encoded the [`SnapshotJob`] (and, if new, made its file durable), with its
+    /// data if the job keeps it. Returns whether the driver must compact the WAL to it: not if
+    /// it only gave Raft back the data of its current snapshot, or a snapshot from the leader
+    /// superseded it.
+    pub fn snapshot_encoded(&mut self, snapshot: EncodedSnapshot) -> bool {
         self.snapshots.encoded(&mut self.raft, snapshot, self.now)
     }
 
@@ -562,7 +564,9 @@ mod tests {
     fn apply(n: &mut CacheNode, r: Ready) -> Out {
         let mut applied = n.ready_done(r);
         let job = applied.snapshot_job.take();
-        let snapshot = job.and_then(|j| n.snapshot_encoded(j.encode()));
+        let snapshot = job
+            .map(|j| j.encode())
+            .filter(|s| n.snapshot_encoded(EncodedSnapshot::with_data(s.clone())));
         Out { applied, snapshot }
     }
 
@@ -950,6 +954,61 @@ mod tests {
             _ => None,
         });
         assert_eq!(sent, Some(snap.meta.last_index), "the snapshot went to node 3");
+    }
+
+    // A driver that streams snapshots to their files hands back no data: a leader compacts
+    // without it, and when a follower needs the snapshot the node takes one that keeps its data
+    // (in memory only while a follower waits for it) and sends it.
+    #[test]
+    fn a_snapshot_streamed_to_its_file_is_encoded_again_for_a_follower() {
+        use crate::message::MessageBody;
+        let (mut n, last) = three_node_leader_with_writes();
+        let late = Instant(700);
+        n.tick(late);
+        n.step(late, append_resp(2, last, true)).unwrap();
+        // The streaming driver's loop; returns the messages sent and each job's keeps_data.
+        let drive_streamed = |n: &mut CacheNode, messages: &mut Vec<Message>| {
+            let mut kept = Vec::new();
+            loop {
+                let r = n.ready();
+                if r.is_empty() {
+                    return kept;
+                }
+                messages.extend(r.messages.clone());
+                let mut applied = n.ready_done(r);
+                if let Some(job) = applied.snapshot_job.take() {
+                    kept.push(job.keeps_data());
+                    let s = job.encode();
+                    let data = job.keeps_data().then(|| s.data.clone());
+                    let len = s.data.len() as u64;
+                    n.snapshot_encoded(EncodedSnapshot { meta: s.meta, len, data });
+                }
+            }
+        };
+        let mut messages = Vec::new();
+        assert_eq!(drive_streamed(&mut n, &mut messages), vec![false], "one job, data not kept");
+        let compacted = n.raft().log().snapshot_meta().last_index;
+        assert!(compacted > LogIndex(1), "compacted without the data");
+        assert!(!n.raft().wants_snapshot(), "no follower needs it yet");
+        // Node 3 is back, missing everything after index 1: it needs a snapshot.
+        n.step(late, append_resp(3, 2, false)).unwrap();
+        assert!(n.raft().wants_snapshot(), "nothing to send: the data went to the file only");
+        let mut kept = Vec::new();
+        for step in 0..20u64 {
+            let now = Instant(late.0 + 10 * step);
+            n.tick(now);
+            n.step(now, append_resp(3, 1, true)).unwrap();
+            kept.extend(drive_streamed(&mut n, &mut messages));
+        }
+        assert_eq!(kept, vec![true], "one job for the follower, keeping its data");
+        assert!(!n.raft().wants_snapshot());
+        let sent = messages.iter().find_map(|m| match &m.body {
+            MessageBody::InstallSnapshot { meta, offset: 0, .. } if m.to == NodeId(3) => {
+                Some(meta.last_index)
+            }
+            _ => None,
+        });
+        assert_eq!(sent, Some(compacted), "the current snapshot, encoded again, went to node 3");
     }
 
     // Regression (issue 10, failure 11): a leader whose log was cut by a new leader and who

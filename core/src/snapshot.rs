@@ -33,6 +33,7 @@
 //! `raft::snapshot`, reached only from here.
 
 use crate::cache::{Cache, SnapshotSource};
+use crate::codec::{self, DecodeError};
 use crate::message::{Snapshot, SnapshotMeta};
 use crate::raft::RaftNode;
 use crate::types::{Instant, LogIndex};
@@ -45,6 +46,26 @@ pub struct SnapshotJob {
     pub meta: SnapshotMeta,
     source: JobSource,
     new: bool,
+    keep_data: bool,
+}
+
+/// A job the driver finished: what it hands back with `CacheNode::snapshot_encoded`.
+#[derive(Clone, Debug)]
+pub struct EncodedSnapshot {
+    pub meta: SnapshotMeta,
+    /// The length of the encoded data.
+    pub len: u64,
+    /// The encoded data, if the job keeps it ([`SnapshotJob::keeps_data`]); the driver may
+    /// hand it back in any case.
+    pub data: Option<Bytes>,
+}
+
+impl EncodedSnapshot {
+    /// A snapshot encoded in memory, data included.
+    pub fn with_data(snapshot: Snapshot) -> EncodedSnapshot {
+        let len = snapshot.data.len() as u64;
+        EncodedSnapshot { meta: snapshot.meta, len, data: Some(snapshot.data) }
+    }
 }
 
 /// What a job encodes from. Detaching the map costs an allocation per key and fragments the
@@ -65,15 +86,19 @@ const DETACH_ITEM_BYTES_MIN: usize = 1024;
 impl SnapshotJob {
     /// A job over a cache's current state: encoded at once if its items are small on average,
     /// else detached (see [`JobSource`]).
-    pub fn new(meta: SnapshotMeta, cache: &Cache, new: bool) -> SnapshotJob {
+    /// `keep_data`: the node needs the encoded data back (a follower is waiting for it), not
+    /// only the file.
+    pub fn new(meta: SnapshotMeta, cache: &Cache, new: bool, keep_data: bool) -> SnapshotJob {
         let large = cache.approx_bytes() >= cache.len().saturating_mul(DETACH_ITEM_BYTES_MIN);
         let source = if large && !cache.is_empty() {
             JobSource::Detached(cache.snapshot_source())
         } else {
             JobSource::Encoded(cache.snapshot())
         };
-        SnapshotJob { meta, source, new }
+        SnapshotJob { meta, source, new, keep_data: keep_data || !new }
     }
+
+    /// The snapshot, encoded in memory.
     pub fn encode(&self) -> Snapshot {
         let data = match &self.source {
             JobSource::Encoded(data) => data.clone(),
@@ -81,11 +106,99 @@ impl SnapshotJob {
         };
         Snapshot { meta: self.meta.clone(), data }
     }
+
+    /// The length of the encoded data, counted without producing it.
+    pub fn encoded_len(&self) -> u64 {
+        match &self.source {
+            JobSource::Encoded(data) => data.len() as u64,
+            JobSource::Detached(source) => source.encoded_len(),
+        }
+    }
+
+    /// Writes the encoded data ([`SnapshotJob::encode`]'s `data`) to `out` as it is produced,
+    /// without a copy of it in memory.
+    pub fn write_data(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        match &self.source {
+            JobSource::Encoded(data) => out.write_all(data),
+            JobSource::Detached(source) => source.write_to(out),
+        }
+    }
+
+    /// Whether the node needs the encoded data back in [`EncodedSnapshot::data`]: a follower is
+    /// waiting for this snapshot, or the job re-encodes the current snapshot for one. Otherwise
+    /// the driver may write the data straight to the file and hand back only its length: a
+    /// cache's snapshot is as large as the cache, and holding it would double the node's memory
+    /// for as long as the encoding takes.
+    pub fn keeps_data(&self) -> bool {
+        self.keep_data
+    }
     /// A snapshot past the log's current one, which the driver persists if
     /// `CacheNode::snapshot_encoded` says so. `false`: the current snapshot encoded again for a
     /// follower (its file already exists; never write it again).
     pub fn is_new(&self) -> bool {
         self.new
+    }
+}
+
+/// Writes what `codec::encode(&Snapshot { meta, data })` returns, the data coming from
+/// `write_data`, which must write exactly `len` bytes: a snapshot goes to its file without a
+/// copy of it in memory.
+pub fn write_encoded(
+    meta: &SnapshotMeta,
+    len: u64,
+    out: &mut impl std::io::Write,
+    write_data: impl FnOnce(&mut Counted<&mut dyn std::io::Write>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    // `Snapshot` encodes as the version byte, the metadata, then the data as a length-prefixed
+    // byte string (the length as postcard's varint, the same as a `u64`'s).
+    codec::write_as(codec::WIRE_VERSION, meta, out)?;
+    let prefix = codec::encode(&len);
+    out.write_all(&prefix[1..])?;
+    let mut counted = Counted { inner: out as &mut dyn std::io::Write, count: 0 };
+    write_data(&mut counted)?;
+    if counted.count != len {
+        return Err(std::io::Error::other(format!(
+            "snapshot data was {} bytes, announced {len}",
+            counted.count
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes what [`write_encoded`] (or `codec::encode` of a [`Snapshot`]) wrote, without
+/// copying the data: it is a slice of `bytes`.
+pub fn decode_encoded(bytes: Bytes) -> Result<Snapshot, DecodeError> {
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if version != codec::WIRE_VERSION {
+        return Err(DecodeError::Version { found: version });
+    }
+    let malformed = |e: postcard::Error| DecodeError::Malformed(e.to_string());
+    let (meta, rest) = postcard::take_from_bytes::<SnapshotMeta>(body).map_err(malformed)?;
+    let (len, rest) = postcard::take_from_bytes::<u64>(rest).map_err(malformed)?;
+    if rest.len() as u64 != len {
+        return Err(DecodeError::Malformed(format!(
+            "snapshot data announced as {len} bytes, {} present",
+            rest.len()
+        )));
+    }
+    let start = bytes.len() - rest.len();
+    Ok(Snapshot { meta, data: bytes.slice(start..) })
+}
+
+/// A writer that counts what goes through it.
+pub struct Counted<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -97,10 +210,11 @@ enum Stage {
     Encoding {
         index: LogIndex,
     },
-    /// Its file is durable; the Raft log is not cut at `index` yet.
+    /// Its file is durable; the Raft log is not cut yet at `index`. `data` if the driver
+    /// handed it back.
     Durable {
         index: LogIndex,
-        data: Bytes,
+        data: Option<Bytes>,
     },
 }
 
@@ -185,18 +299,18 @@ impl Snapshots {
             None => return None,
         };
         self.stage = Stage::Encoding { index: meta.last_index };
-        Some(SnapshotJob::new(meta, cache, new))
+        Some(SnapshotJob::new(meta, cache, new, wanted))
     }
 
-    /// The driver encoded the job (and made its file durable if it was new). Returns the
-    /// snapshot if the driver must compact the WAL to it; `None` if it only gave Raft back the
-    /// data of its current snapshot, or a snapshot from the leader superseded it.
+    /// The driver encoded the job (and made its file durable if it was new). Returns whether
+    /// the driver must compact the WAL to it: not if it only gave Raft back the data of its
+    /// current snapshot, or if a snapshot from the leader superseded it.
     pub(crate) fn encoded(
         &mut self,
         raft: &mut RaftNode,
-        snapshot: Snapshot,
+        snapshot: EncodedSnapshot,
         now: Instant,
-    ) -> Option<Snapshot> {
+    ) -> bool {
         let stage = std::mem::replace(&mut self.stage, Stage::Idle);
         assert!(
             matches!(stage, Stage::Encoding { index } if index == snapshot.meta.last_index),
@@ -206,16 +320,19 @@ impl Snapshots {
         let index = snapshot.meta.last_index;
         let log_snapshot = raft.log().snapshot_meta().last_index;
         if index <= log_snapshot {
-            if index == log_snapshot && raft.wants_snapshot() {
-                let _ = raft.provide_snapshot_data(snapshot);
+            if let Some(data) = snapshot.data
+                && index == log_snapshot
+                && raft.wants_snapshot()
+            {
+                let _ = raft.provide_snapshot_data(Snapshot { meta: snapshot.meta, data });
             }
-            return None;
+            return false;
         }
-        self.bytes = snapshot.data.len() as u64;
-        self.stage = Stage::Durable { index, data: snapshot.data.clone() };
+        self.bytes = snapshot.len;
+        self.stage = Stage::Durable { index, data: snapshot.data };
         self.compact_when_caught_up(raft, now);
         raft.release_snapshot_data();
-        Some(snapshot)
+        true
     }
 
     /// Cuts the Raft log at a durable snapshot, unless a leader still has followers to bring
@@ -277,7 +394,7 @@ mod tests {
                 };
                 cache.apply(&p);
             }
-            let job = SnapshotJob::new(SnapshotMeta::default(), &cache, true);
+            let job = SnapshotJob::new(SnapshotMeta::default(), &cache, true, false);
             let expected = cache.snapshot();
             cache.apply(&Proposal { time: Instant(2), command: Command::Reset });
             assert_eq!(job.encode().data, expected, "the state when the job was made");
@@ -285,5 +402,53 @@ mod tests {
         };
         assert!(matches!(job_for(100).source, JobSource::Encoded(_)));
         assert!(matches!(job_for(4096).source, JobSource::Detached(_)));
+    }
+
+    // Streaming a job's snapshot writes exactly the bytes of encoding it in memory, for both
+    // kinds of source, and decoding them back does not copy the data.
+    #[test]
+    fn a_streamed_snapshot_is_the_encoded_one() {
+        for value_bytes in [0, 100, 4096] {
+            let mut cache = Cache::new();
+            for i in 0..50 {
+                let value = Bytes::from("v".repeat(value_bytes));
+                let key = format!("k{i}");
+                let command = Command::Set { key, value, expires_at: Some(Instant(9)) };
+                cache.apply(&Proposal { time: Instant(1), command });
+            }
+            let meta = SnapshotMeta { last_index: LogIndex(77), ..SnapshotMeta::default() };
+            let job = SnapshotJob::new(meta, &cache, true, false);
+            let in_memory = job.encode();
+            assert_eq!(job.encoded_len(), in_memory.data.len() as u64);
+            let mut streamed = Vec::new();
+            write_encoded(&job.meta, job.encoded_len(), &mut streamed, |w| job.write_data(w))
+                .unwrap();
+            assert_eq!(streamed, codec::encode(&in_memory), "values of {value_bytes} bytes");
+            let bytes = Bytes::from(streamed);
+            let decoded = decode_encoded(bytes.clone()).unwrap();
+            assert_eq!(decoded, in_memory);
+            assert_eq!(decoded.data.as_ptr(), bytes[bytes.len() - decoded.data.len()..].as_ptr());
+            // A wrong announced length is an error, not a file that does not decode later.
+            let short = write_encoded(&job.meta, job.encoded_len() + 1, &mut Vec::new(), |w| {
+                job.write_data(w)
+            });
+            assert!(short.is_err());
+            // Truncated or extended input is refused.
+            assert!(decode_encoded(bytes.slice(..bytes.len() - 1)).is_err());
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert!(decode_encoded(Bytes::from(longer)).is_err());
+        }
+    }
+
+    // A job keeps its data for the node only when asked or when it re-encodes the current
+    // snapshot (a follower waits for it); a new snapshot that nobody waits for goes to its file.
+    #[test]
+    fn only_wanted_jobs_keep_their_data() {
+        let cache = Cache::new();
+        let keeps = |new, wanted| SnapshotJob::new(SnapshotMeta::default(), &cache, new, wanted);
+        assert!(!keeps(true, false).keeps_data());
+        assert!(keeps(true, true).keeps_data());
+        assert!(keeps(false, false).keeps_data());
     }
 }

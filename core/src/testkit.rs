@@ -452,7 +452,7 @@ impl Cluster {
             let index = n.applied_index;
             let data = encode_applied(&n.applied);
             if index > n.raft.log().snapshot_meta().last_index {
-                n.raft.compact(index, data.clone()).expect("compacting at the applied index");
+                n.raft.compact(index, Some(data.clone())).expect("compacting at the applied index");
                 let meta = n.raft.log().snapshot_meta().clone();
                 n.disk.compact(Snapshot { meta, data });
             } else {
@@ -473,7 +473,7 @@ impl Cluster {
             return;
         }
         let data = encode_applied(&n.applied);
-        n.raft.compact(index, data.clone()).expect("compacting at the applied index");
+        n.raft.compact(index, Some(data.clone())).expect("compacting at the applied index");
         let meta = n.raft.log().snapshot_meta().clone();
         n.disk.compact(Snapshot { meta, data });
     }

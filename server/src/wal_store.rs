@@ -20,13 +20,12 @@
 //! uses the previous snapshot and segments.
 
 use bytes::Bytes;
-use simple_cache_core::codec;
 use simple_cache_core::raft::{Persisted, Ready};
-use simple_cache_core::snapshot::SnapshotJob;
+use simple_cache_core::snapshot::{self, EncodedSnapshot, SnapshotJob};
 use simple_cache_core::wal::{self, Recovered, WalRecord};
 use simple_cache_core::{Entry, HardState, Snapshot, SnapshotMeta};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant as StdInstant};
 
@@ -90,7 +89,7 @@ pub struct WalStore {
 /// (or failed to).
 #[derive(Debug)]
 pub struct SnapshotWritten {
-    pub snapshot: Snapshot,
+    pub snapshot: EncodedSnapshot,
     /// A file was written (the job was new).
     pub written: bool,
     pub result: io::Result<()>,
@@ -274,10 +273,27 @@ impl WalStore {
                 // Ends when the store (the job sender) is dropped.
                 while let Ok(job) = job_rx.recv() {
                     let started = StdInstant::now();
-                    let snapshot = job.encode();
                     let written = job.is_new();
-                    let result =
-                        if written { write_snapshot_file(&dir, &snapshot) } else { Ok(()) };
+                    let (snapshot, result) = if job.keeps_data() {
+                        // A follower waits for this data: encode it once, in memory, and
+                        // write the file from that.
+                        let snapshot = EncodedSnapshot::with_data(job.encode());
+                        let data = snapshot.data.as_ref().expect("encoded with its data");
+                        let result = match written {
+                            true => write_snapshot_file(&dir, &snapshot.meta, snapshot.len, |w| {
+                                w.write_all(data)
+                            }),
+                            false => Ok(()),
+                        };
+                        (snapshot, result)
+                    } else {
+                        // Nobody needs the data now: stream it to the file, never holding a
+                        // copy as large as the cache.
+                        let len = job.encoded_len();
+                        let result =
+                            write_snapshot_file(&dir, &job.meta, len, |w| job.write_data(w));
+                        (EncodedSnapshot { meta: job.meta.clone(), len, data: None }, result)
+                    };
                     let duration = started.elapsed();
                     let done = SnapshotWritten { snapshot, written, result, duration };
                     if done_tx.send(done).is_err() {
@@ -319,7 +335,7 @@ impl WalStore {
     /// background writer and [`WalStore::compact`] do together, for tests.
     #[cfg(test)]
     pub fn save_snapshot(&mut self, snapshot: &Snapshot, entries: &[Entry]) -> io::Result<()> {
-        write_snapshot_file(&self.snap_dir, snapshot)?;
+        write_whole_snapshot_file(&self.snap_dir, snapshot)?;
         self.compact(&snapshot.meta, entries)
     }
 
@@ -412,7 +428,7 @@ impl simple_cache_core::exec::Storage for WalStore {
     fn write_ready(&mut self, ready: &Ready) -> io::Result<()> {
         let mut bytes = Vec::new();
         if let Some(s) = &ready.snapshot {
-            write_snapshot_file(&self.snap_dir, s)?;
+            write_whole_snapshot_file(&self.snap_dir, s)?;
             bytes.extend_from_slice(&wal::encode_record(&WalRecord::Snapshot(s.meta.clone())));
         }
         bytes.extend_from_slice(&wal::encode_entries(&ready.entries));
@@ -472,23 +488,62 @@ fn release_freed_memory() {
     }
 }
 
-/// Writes a snapshot file durably: `.tmp`, fsync, rename, fsync of the directory.
-fn write_snapshot_file(dir: &Path, s: &Snapshot) -> io::Result<()> {
-    let payload = codec::encode(s);
-    let mut header = Vec::with_capacity(SNAPSHOT_HEADER_BYTES);
-    header.extend_from_slice(&SNAPSHOT_MAGIC);
-    header.extend_from_slice(&crc32c::crc32c(&payload).to_le_bytes());
-    header.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    let name = snapshot_file_name(s.meta.last_index.0);
+/// Writes a snapshot file durably: `.tmp`, fsync, rename, fsync of the directory. The file is
+/// a header (magic, CRC-32C and length of the payload) and the payload, `codec::encode` of the
+/// [`Snapshot`]; its data, `len` bytes, comes from `write_data` as it is produced, so no copy of
+/// a snapshot as large as the cache is made in memory.
+fn write_snapshot_file(
+    dir: &Path,
+    meta: &SnapshotMeta,
+    len: u64,
+    write_data: impl FnOnce(&mut snapshot::Counted<&mut dyn Write>) -> io::Result<()>,
+) -> io::Result<()> {
+    let name = snapshot_file_name(meta.last_index.0);
     let tmp = dir.join(format!("{name}.tmp"));
     {
         let mut f = File::create(&tmp)?;
+        f.write_all(&[0; SNAPSHOT_HEADER_BYTES])?;
+        let mut payload = Crc { inner: &mut f, crc: 0, len: 0 };
+        {
+            let mut out = io::BufWriter::with_capacity(1 << 20, &mut payload);
+            snapshot::write_encoded(meta, len, &mut out, write_data)?;
+            out.flush()?;
+        }
+        let (crc, payload_len) = (payload.crc, payload.len);
+        let mut header = Vec::with_capacity(SNAPSHOT_HEADER_BYTES);
+        header.extend_from_slice(&SNAPSHOT_MAGIC);
+        header.extend_from_slice(&crc.to_le_bytes());
+        header.extend_from_slice(&payload_len.to_le_bytes());
+        f.seek(io::SeekFrom::Start(0))?;
         f.write_all(&header)?;
-        f.write_all(&payload)?;
         f.sync_all()?;
     }
     fs::rename(&tmp, dir.join(&name))?;
     sync_dir(dir)
+}
+
+/// [`write_snapshot_file`] for a snapshot already in memory.
+fn write_whole_snapshot_file(dir: &Path, s: &Snapshot) -> io::Result<()> {
+    write_snapshot_file(dir, &s.meta, s.data.len() as u64, |w| w.write_all(&s.data))
+}
+
+/// A writer that keeps the CRC-32C and length of what goes through it.
+struct Crc<W> {
+    inner: W,
+    crc: u32,
+    len: u64,
+}
+
+impl<W: Write> Write for Crc<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 fn snapshot_file_name(index: u64) -> String {
@@ -497,7 +552,7 @@ fn snapshot_file_name(index: u64) -> String {
 
 fn read_snapshot_file(path: &Path) -> Result<Snapshot, StorageError> {
     let bad = |reason: String| StorageError::Snapshot { path: path.to_path_buf(), reason };
-    let bytes = fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?;
+    let bytes = Bytes::from(fs::read(path).map_err(|e| bad(format!("cannot read it: {e}")))?);
     if bytes.len() < SNAPSHOT_HEADER_BYTES || bytes[..8] != SNAPSHOT_MAGIC {
         return Err(bad("bad header".to_string()));
     }
@@ -510,7 +565,7 @@ fn read_snapshot_file(path: &Path) -> Result<Snapshot, StorageError> {
     if crc32c::crc32c(payload) != crc {
         return Err(bad("checksum mismatch".to_string()));
     }
-    codec::decode::<Snapshot>(payload, payload.len()).map_err(|e| bad(e.to_string()))
+    snapshot::decode_encoded(bytes.slice(SNAPSHOT_HEADER_BYTES..)).map_err(|e| bad(e.to_string()))
 }
 
 /// Removes snapshot files (and temporary files) other than those of the indexes in `keep`.
@@ -739,7 +794,7 @@ mod tests {
             time: simple_cache_core::Instant(1),
             command,
         });
-        SnapshotJob::new(meta, &cache, true)
+        SnapshotJob::new(meta, &cache, true, false)
     }
 
     fn snap_files(dir: &Path) -> Vec<String> {
@@ -752,9 +807,16 @@ mod tests {
     }
 
     // The background writer's snapshot is used once its file is durable and the WAL compacted:
-    // entries appended while it was written survive, older segments are gone.
+    // entries appended while it was written survive, older segments are gone. A job nobody
+    // waits for streams its data to the file (small items encoded at once, large ones
+    // detached) and hands back only its length; the file reads back as the encoded snapshot.
     #[test]
     fn background_snapshot_compacts_after_the_file_is_written() {
+        background_snapshot_compacts("cache-state");
+        background_snapshot_compacts(&"large-item".repeat(500));
+    }
+
+    fn background_snapshot_compacts(value: &str) {
         let dir = tempfile::tempdir().unwrap();
         let mut s = WalStore::open(dir.path(), 200).unwrap().store;
         let mut done = s.start_writer();
@@ -762,7 +824,7 @@ mod tests {
         for i in 1..=10 {
             s.persist_ready(&ready(vec![entry(i, 1, "0123456789")], Some(hs(1, i)))).unwrap();
         }
-        let j = job(8, "cache-state");
+        let j = job(8, value);
         let expected = j.encode();
         s.submit_snapshot(j);
         // The loop keeps appending while the file is written.
@@ -770,7 +832,9 @@ mod tests {
         let w = done.blocking_recv().unwrap();
         w.result.unwrap();
         assert!(w.written);
-        assert_eq!(w.snapshot, expected);
+        assert_eq!(w.snapshot.meta, expected.meta);
+        assert_eq!(w.snapshot.len, expected.data.len() as u64);
+        assert_eq!(w.snapshot.data, None, "nobody waits for the data");
         assert!(s.snapshot_file_written(&w.snapshot.meta, true).unwrap());
         let after: Vec<Entry> =
             (9..=10).map(|i| entry(i, 1, "0123456789")).chain([entry(11, 1, "x")]).collect();
@@ -810,9 +874,10 @@ mod tests {
             time: simple_cache_core::Instant(1),
             command: simple_cache_core::cache::Command::Reset,
         });
-        s.submit_snapshot(SnapshotJob::new(meta, &cache, false));
+        s.submit_snapshot(SnapshotJob::new(meta, &cache, false, false));
         let w = done.blocking_recv().unwrap();
         assert!(!w.written);
+        assert!(w.snapshot.data.is_some(), "a re-encoded snapshot is for a follower");
         let kept = fs::read(dir.path().join("snap").join(snapshot_file_name(20))).unwrap();
         assert!(kept.ends_with(b"leader-at-20"), "the current snapshot file is untouched");
         drop(s);

@@ -97,14 +97,36 @@ fn encode(
 }
 
 impl SnapshotSource {
-    /// The same bytes [`Cache::snapshot`] gives for the state this was taken from.
+    fn as_ref(&self) -> SnapshotRef<'_> {
+        SnapshotRef {
+            clock: self.clock,
+            limits: self.limits,
+            last_seq: self.last_seq,
+            evicted_total: self.evicted_total,
+            digest: self.digest,
+            items: ItemsRef(&self.items),
+        }
+    }
+
+    /// The same bytes [`Cache::snapshot`] gives for the state this was taken from, in one
+    /// allocation of exactly their size.
     pub fn encode(&self) -> Bytes {
-        encode(
-            self.clock,
-            self.limits,
-            (self.last_seq, self.evicted_total, self.digest),
-            &self.items,
-        )
+        let mut out = Vec::with_capacity(usize::try_from(self.encoded_len()).unwrap_or(0));
+        self.write_to(&mut out).expect("writing into a Vec cannot fail");
+        Bytes::from(out)
+    }
+
+    /// The length of [`SnapshotSource::encode`]'s bytes, counted without producing them.
+    pub fn encoded_len(&self) -> u64 {
+        let mut counter = codec::CountingWriter::default();
+        self.write_to(&mut counter).expect("counting cannot fail");
+        counter.count
+    }
+
+    /// Writes [`SnapshotSource::encode`]'s bytes to `out` as they are produced, so a snapshot
+    /// as large as the cache goes to its file without a copy of it in memory.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        codec::write_as(SNAPSHOT_FORMAT, &self.as_ref(), out)
     }
 }
 

@@ -17,9 +17,14 @@ impl RaftNode {
 
     /// The node's snapshot lifecycle (`crate::snapshot`) has a durable snapshot of the state
     /// machine at `index` (which must be applied):
-    /// the log up to it is dropped and the snapshot is kept to send to lagging followers (until
-    /// [`RaftNode::release_snapshot_data`]).
-    pub(crate) fn compact(&mut self, index: LogIndex, data: Bytes) -> Result<(), CompactError> {
+    /// the log up to it is dropped and the snapshot's data, if given, is kept to send to
+    /// lagging followers (until [`RaftNode::release_snapshot_data`]). Without it, a follower
+    /// that needs the snapshot makes [`RaftNode::wants_snapshot`] ask for it.
+    pub(crate) fn compact(
+        &mut self,
+        index: LogIndex,
+        data: Option<Bytes>,
+    ) -> Result<(), CompactError> {
         if index > self.last_applied {
             return Err(CompactError::NotApplied { index, applied: self.last_applied });
         }
@@ -29,10 +34,21 @@ impl RaftNode {
         }
         let meta = self.snapshot_meta_at(index).expect("an applied, uncompacted index");
         self.log.install_snapshot(meta.clone());
-        tracing::info!(node = %self.id, index = %index, bytes = data.len(), "log compacted into snapshot");
-        self.snapshot = Some(Snapshot { meta, data });
-        self.snapshot_wanted = false;
+        tracing::info!(node = %self.id, index = %index, "log compacted into snapshot");
+        self.snapshot = data.map(|data| Snapshot { meta, data });
+        self.snapshot_wanted = self.snapshot.is_none() && self.snapshot_needed();
         Ok(())
+    }
+
+    /// Whether a follower is receiving a snapshot or needs one (its next entry is compacted).
+    fn snapshot_needed(&self) -> bool {
+        let compacted = self.log.snapshot_meta().last_index;
+        self.leader.as_ref().is_some_and(|l| {
+            l.progress.values().any(|p| {
+                matches!(p.state(), ReplicationState::Snapshot { .. })
+                    || p.next_index() <= compacted
+            })
+        })
     }
 
     /// Drops the snapshot data held for sending to followers, unless one is receiving it or
@@ -40,14 +56,7 @@ impl RaftNode {
     /// so holding it doubles the memory of a node; when a follower needs one later,
     /// [`RaftNode::wants_snapshot`] asks the snapshot lifecycle for it.
     pub(crate) fn release_snapshot_data(&mut self) {
-        let compacted = self.log.snapshot_meta().last_index;
-        let needed = self.leader.as_ref().is_some_and(|l| {
-            l.progress.values().any(|p| {
-                matches!(p.state(), ReplicationState::Snapshot { .. })
-                    || p.next_index() <= compacted
-            })
-        });
-        if self.snapshot.is_some() && !needed {
+        if self.snapshot.is_some() && !self.snapshot_needed() {
             self.snapshot = None;
         }
     }
@@ -97,7 +106,12 @@ impl RaftNode {
     }
 
     pub(super) fn send_snapshot_chunk(&mut self, to: NodeId) {
-        let Some(snapshot) = &self.snapshot else { return };
+        let Some(snapshot) = &self.snapshot else {
+            // Compacted to a snapshot whose data was not kept: ask for it; the next probe of
+            // this follower sends it.
+            self.snapshot_wanted = true;
+            return;
+        };
         let Some(p) = self.leader.as_deref_mut().and_then(|l| l.progress.get_mut(&to)) else {
             return;
         };

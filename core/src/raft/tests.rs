@@ -1242,7 +1242,7 @@ fn snapshot_chunks_respect_the_byte_limit() {
     let mut n = leader_node(3);
     n.step(Instant(2 * T + 1), append_resp(2, 1, 1)).unwrap();
     drain(&mut n);
-    n.compact(LogIndex(1), Bytes::from(vec![7u8; 1000])).unwrap();
+    n.compact(LogIndex(1), Some(Bytes::from(vec![7u8; 1000]))).unwrap();
     // Node 3 never answered the no-op; its heartbeat answer shows an empty log, and the entry it
     // needs is compacted: it gets the snapshot.
     let hb =

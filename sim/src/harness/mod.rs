@@ -42,6 +42,7 @@ use simple_cache_core::exec::{Answers, Executor, Query, QueryResult, WriteOp};
 use simple_cache_core::message::{Entry, Membership, Message, Snapshot};
 use simple_cache_core::node::{CacheNode, NodeConfig, RequestIds, WriteError};
 use simple_cache_core::raft::{Mutation, Persisted, ReadError, Role};
+use simple_cache_core::snapshot::EncodedSnapshot;
 use simple_cache_core::types::{Instant, LogIndex, NodeId, Term};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -261,7 +262,7 @@ pub enum Input {
     Write(WriteOp, WriteReply),
     Read(String, ReadReply),
     /// The writer task encoded a snapshot job and, if it was new, wrote its file.
-    SnapshotWritten(Snapshot, bool),
+    SnapshotWritten(EncodedSnapshot, bool),
     /// Something changed the node from outside (an admin call): handle its `Ready`.
     Kick,
 }
@@ -1157,11 +1158,24 @@ impl Sim {
             if slot.incarnation != incarnation || slot.node.is_none() {
                 return;
             }
-            let snapshot = job.encode();
             let written = job.is_new();
-            if written {
+            let snapshot = if job.keeps_data() {
+                let snapshot = job.encode();
+                if written {
+                    slot.disk.write_snapshot_file(&snapshot);
+                }
+                EncodedSnapshot::with_data(snapshot)
+            } else {
+                // As the server does: the data streams to the file and only its length comes
+                // back, so the node must ask again when a follower needs it.
+                let len = job.encoded_len();
+                let mut data = Vec::new();
+                job.write_data(&mut data).expect("writing into a Vec");
+                assert_eq!(data.len() as u64, len, "a snapshot's counted length is its length");
+                let snapshot = Snapshot { meta: job.meta.clone(), data: data.into() };
                 slot.disk.write_snapshot_file(&snapshot);
-            }
+                EncodedSnapshot { meta: job.meta.clone(), len, data: None }
+            };
             if let Some(tx) = &slot.inbox {
                 let _ = tx.try_send(Input::SnapshotWritten(snapshot, written));
             }
