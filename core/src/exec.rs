@@ -25,10 +25,10 @@
 //!
 //! [`Executor::drain_ready`] does all three for a driver whose fsync blocks.
 
-use crate::cache::{ApplyResult, Command, Pattern, SearchPage, TtlStatus};
+use crate::cache::{Command, KeyWrite, Pattern, SearchPage, TtlStatus, Versioned};
 use crate::message::{Entry, Message, SnapshotMeta};
 use crate::meter::{CacheOp, metered};
-use crate::node::{CacheNode, RequestId, RequestIds, WriteError};
+use crate::node::{CacheNode, RequestId, RequestIds, WriteError, WriteResult};
 use crate::raft::{ReadError, Ready};
 use crate::snapshot::{EncodedSnapshot, SnapshotJob};
 use crate::types::Instant;
@@ -89,16 +89,28 @@ fn fatal<E>(what: &'static str) -> impl FnOnce(E) -> Fatal<E> {
 /// time on the node that proposes it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOp {
-    Set { key: String, value: Bytes, ttl_ms: Option<u64> },
-    Del { key: String },
-    Expire { key: String },
+    Set {
+        key: String,
+        value: Bytes,
+        ttl_ms: Option<u64>,
+    },
+    Del {
+        key: String,
+    },
+    Expire {
+        key: String,
+    },
     Reset,
+    /// A conditional or atomic write of one key; its TTLs count from the proposal's time.
+    Key(KeyWrite),
 }
 
 /// A read of the cache state.
 #[derive(Clone, Debug)]
 pub enum Query {
     Get(String),
+    /// A key with its revisions and deadline.
+    Item(String),
     Ttl(String),
     /// One page of a search: at most `limit` matches after `after`, examining at most
     /// `examine_max` keys (see `Cache::search_page`).
@@ -113,6 +125,7 @@ pub enum Query {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum QueryResult {
     Value(Option<Bytes>),
+    Item(Option<Versioned>),
     Ttl(TtlStatus),
     Keys(SearchPage),
 }
@@ -121,7 +134,7 @@ pub enum QueryResult {
 /// the driver answers with (a oneshot sender, a channel).
 #[derive(Debug)]
 pub struct Answers<W, R> {
-    pub writes: Vec<(W, Result<ApplyResult, WriteError>)>,
+    pub writes: Vec<(W, WriteResult)>,
     pub reads: Vec<(R, Result<QueryResult, ReadError>)>,
 }
 
@@ -236,6 +249,7 @@ impl<W, R> Executor<W, R> {
             WriteOp::Del { key } => Command::Del { key },
             WriteOp::Expire { key } => Command::Expire { key },
             WriteOp::Reset => Command::Reset,
+            WriteOp::Key(w) => Command::Key(w),
         };
         let id = self.alloc_id(storage)?;
         match node.write(now, id, command) {
@@ -388,12 +402,13 @@ impl<W, R> Executor<W, R> {
 pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
     let cache = node.cache();
     let op = match query {
-        Query::Get(_) => CacheOp::Get,
+        Query::Get(_) | Query::Item(_) => CacheOp::Get,
         Query::Ttl(_) => CacheOp::Ttl,
         Query::Search { .. } => CacheOp::Search,
     };
     metered(node.meter(), op, || match query {
         Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
+        Query::Item(key) => QueryResult::Item(cache.get_versioned(key, at)),
         Query::Ttl(key) => QueryResult::Ttl(cache.ttl(key, at)),
         Query::Search { pattern, limit, after, examine_max } => QueryResult::Keys(
             cache.search_page(pattern, at, *limit, after.as_deref(), *examine_max),
@@ -538,7 +553,8 @@ mod tests {
         exec.finish_ready(&mut n, &mut disk, p).unwrap();
         exec.drain_ready(&mut n, &mut disk, |_| {}, |_| {}).unwrap();
         let answers = exec.take_answers();
-        assert_eq!(answers.writes, vec![(7, Ok(ApplyResult::Set))]);
+        let written = crate::node::Written { revision: 2, result: crate::cache::ApplyResult::Set };
+        assert_eq!(answers.writes, vec![(7, Ok(written))]);
         assert_eq!(disk.log[..2], ["write 1".to_string(), "sync".to_string()]);
         let mut read = Vec::new();
         exec.read(&mut n, &mut disk, Instant(310), Query::Get("k".into()), true, 9).unwrap();

@@ -25,6 +25,8 @@ pub enum CacheOp {
     RemoveExpired,
     /// Applying a committed `SetLimits` (new memory limits, evicting down to them).
     SetLimits,
+    /// Applying a committed conditional or atomic write of one key (`Key`).
+    Key,
     /// Reading a key.
     Get,
     /// Reading a key's remaining time to live.
@@ -40,13 +42,14 @@ pub enum CacheOp {
 
 impl CacheOp {
     /// Every operation, in declaration order (for a driver that prepares one series each).
-    pub const ALL: [CacheOp; 11] = [
+    pub const ALL: [CacheOp; 12] = [
         CacheOp::Set,
         CacheOp::Delete,
         CacheOp::Expire,
         CacheOp::Reset,
         CacheOp::RemoveExpired,
         CacheOp::SetLimits,
+        CacheOp::Key,
         CacheOp::Get,
         CacheOp::Ttl,
         CacheOp::Search,
@@ -63,6 +66,7 @@ impl CacheOp {
             Command::Reset => CacheOp::Reset,
             Command::RemoveExpired { .. } => CacheOp::RemoveExpired,
             Command::SetLimits(_) => CacheOp::SetLimits,
+            Command::Key(_) => CacheOp::Key,
         }
     }
 
@@ -75,6 +79,7 @@ impl CacheOp {
             CacheOp::Reset => "reset",
             CacheOp::RemoveExpired => "remove_expired",
             CacheOp::SetLimits => "set_limits",
+            CacheOp::Key => "key_write",
             CacheOp::Get => "get",
             CacheOp::Ttl => "ttl",
             CacheOp::Search => "search",

@@ -127,11 +127,21 @@ pub enum WriteError {
     Undecodable(DecodeError),
 }
 
+/// A write's answer: the state machine's outcome and the revision (log index) it applied at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    pub revision: u64,
+    pub result: ApplyResult,
+}
+
+/// How a write ended.
+pub type WriteResult = Result<Written, WriteError>;
+
 /// A request resolved by [`CacheNode::ready_done`].
 #[derive(Debug, Clone)]
 pub struct Applied {
     /// Writes that finished, with the state machine's answer or why they failed.
-    pub writes: Vec<(RequestId, Result<ApplyResult, WriteError>)>,
+    pub writes: Vec<(RequestId, WriteResult)>,
     /// Reads that may run now against [`CacheNode::cache`], judging expiry at the given instant;
     /// or that lost their leader and should be retried or failed.
     pub reads: Vec<(RequestId, Result<Instant, ReadError>)>,
@@ -410,7 +420,7 @@ impl CacheNode {
                             if let Some(out) = self.evictions.as_mut() {
                                 out.extend(evicted.into_iter().map(|k| (e.index, k)));
                             }
-                            Ok(r)
+                            Ok(Written { revision: e.index.0, result: r })
                         }
                         Err(err) => {
                             self.meter.failed(CacheOp::Undecodable);
@@ -418,7 +428,7 @@ impl CacheNode {
                         }
                     }
                 }
-                _ => Ok(ApplyResult::Set),
+                _ => Ok(Written { revision: e.index.0, result: ApplyResult::Set }),
             };
             if let Some((term, id)) = self.writes.remove(&e.index) {
                 if term == e.term {
@@ -614,7 +624,11 @@ mod tests {
         n.write(Instant(300), RequestId(2), set("b", "2", None)).unwrap();
         let mut out = Vec::new();
         drive(&mut n, &mut out);
-        let results: Vec<_> = out.iter().flat_map(|o| o.applied.writes.clone()).collect();
+        let results: Vec<_> = out
+            .iter()
+            .flat_map(|o| o.applied.writes.clone())
+            .map(|(id, r)| (id, r.map(|w| w.result)))
+            .collect();
         assert!(matches!(results[0], (RequestId(1), Ok(ApplyResult::Set))));
         assert!(matches!(results[1], (RequestId(2), Ok(ApplyResult::OutOfMemory { keys: 1, .. }))));
         // Once in force, nothing more is proposed.
@@ -633,12 +647,15 @@ mod tests {
         let mut out = Vec::new();
         drive(&mut n, &mut out);
         let writes: Vec<_> = out.iter().flat_map(|a| a.writes.clone()).collect();
+        let first = n.raft().log().last_index().0 - 1;
+        let written = |revision, result| Ok(Written { revision, result });
         assert_eq!(
             writes,
             vec![
-                (RequestId(1), Ok(ApplyResult::Set)),
-                (RequestId(2), Ok(ApplyResult::Del { existed: true }))
-            ]
+                (RequestId(1), written(first, ApplyResult::Set)),
+                (RequestId(2), written(first + 1, ApplyResult::Del { existed: true }))
+            ],
+            "each answer carries the revision (log index) it applied at"
         );
         n.write(Instant(301), RequestId(3), set("k", "w", None)).unwrap();
         n.read(Instant(301), RequestId(4)).unwrap();

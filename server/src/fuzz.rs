@@ -14,7 +14,7 @@ pub fn client_request(data: &[u8]) {
     let Some((&kind, rest)) = data.split_first() else { return };
     match kind % 4 {
         0 => {
-            if let Ok((value, ttl_ms)) = parse_set_body("k", rest) {
+            if let Ok(crate::http_api::SetBody { value, ttl_ms, .. }) = parse_set_body("k", rest) {
                 // What parses must store and read back unchanged.
                 let again = StoredValue::decode(value.encode()).expect("a stored value decodes");
                 assert_eq!(again, value, "stored values round-trip");

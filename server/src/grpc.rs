@@ -17,9 +17,9 @@ use crate::error::ApiError;
 use crate::node_loop::Status as NodeStatus;
 use crate::pb;
 use crate::pb::cache_service_server::{CacheService, CacheServiceServer};
-use crate::service::{Caller, Consistency, Service};
+use crate::service::{Caller, Consistency, Item, Service, WriteOptions};
 use crate::value::StoredValue;
-use simple_cache_core::cache::{SearchMode, TtlStatus};
+use simple_cache_core::cache::{ExpireWhen, Revisions, SearchMode, TtlStatus, Versioned};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -120,6 +120,23 @@ fn stored_value(data: Option<pb::set_request::Data>) -> Result<StoredValue, ApiE
     }
 }
 
+fn revisions(r: Revisions) -> pb::Revisions {
+    pb::Revisions { create_revision: r.create, mod_revision: r.modified, version: r.version }
+}
+
+/// A `return_previous` value, in the form it was stored in.
+fn previous(v: Option<Versioned>) -> Result<Option<pb::PreviousValue>, ApiError> {
+    use pb::previous_value::Data;
+    let Some(v) = v else { return Ok(None) };
+    let item = Item::of(v)?;
+    let data = match get_data(item.value)? {
+        pb::get_response::Data::Value(a) => Data::Value(a),
+        pb::get_response::Data::RawValue(b) => Data::RawValue(b),
+        pb::get_response::Data::JsonValue(j) => Data::JsonValue(j),
+    };
+    Ok(Some(pb::PreviousValue { data: Some(data), revisions: Some(revisions(item.revisions)) }))
+}
+
 /// A found value, in the form it was stored in.
 fn get_data(v: StoredValue) -> Result<pb::get_response::Data, ApiError> {
     use pb::get_response::Data;
@@ -139,9 +156,13 @@ impl CacheService for CacheGrpc {
         let r = req.into_inner();
         run(&self.svc, "get", async {
             let c = consistency(r.consistency)?;
-            Ok(match self.svc.get(&r.key, c).await? {
-                Some(v) => pb::GetResponse { data: Some(get_data(v)?), found: true },
-                None => pb::GetResponse { data: None, found: false },
+            Ok(match self.svc.get_item(&r.key, c).await? {
+                Some(item) => pb::GetResponse {
+                    data: Some(get_data(item.value)?),
+                    found: true,
+                    revisions: Some(revisions(item.revisions)),
+                },
+                None => pb::GetResponse::default(),
             })
         })
         .await
@@ -154,8 +175,30 @@ impl CacheService for CacheGrpc {
             self.svc.check_key(&r.key)?;
             let value = stored_value(r.data)?;
             let ttl_ms = Service::ttl_ms_from_expire(&r.expire)?;
-            self.svc.set(&caller, r.key, &value, ttl_ms).await?;
-            Ok(pb::SetResponse { success: true })
+            let opts = WriteOptions {
+                if_absent: r.if_absent,
+                if_present: r.if_present,
+                if_revision: r.if_revision,
+                return_previous: r.return_previous,
+                keep_ttl: r.keep_ttl,
+            };
+            if !opts.any() {
+                let revision = self.svc.set(&caller, r.key, &value, ttl_ms).await?;
+                return Ok(pb::SetResponse {
+                    success: true,
+                    applied: true,
+                    revision,
+                    ..Default::default()
+                });
+            }
+            let o = self.svc.set_with(&caller, r.key, &value, ttl_ms, &opts).await?;
+            Ok(pb::SetResponse {
+                success: true,
+                applied: o.applied,
+                revision: o.revision,
+                current: o.current.map(revisions),
+                previous: previous(o.previous)?,
+            })
         })
         .await
     }
@@ -164,8 +207,104 @@ impl CacheService for CacheGrpc {
         let caller = caller(&req);
         let r = req.into_inner();
         run(&self.svc, "delete", async {
-            let existed = self.svc.del(&caller, r.key).await?;
-            Ok(pb::DelResponse { success: true, existed })
+            let opts = WriteOptions {
+                if_revision: r.if_revision,
+                return_previous: r.return_previous,
+                ..WriteOptions::default()
+            };
+            if !opts.any() {
+                let (existed, revision) = self.svc.del(&caller, r.key).await?;
+                return Ok(pb::DelResponse {
+                    success: true,
+                    existed,
+                    applied: true,
+                    revision,
+                    previous: None,
+                });
+            }
+            let o = self.svc.del_with(&caller, r.key, &opts).await?;
+            Ok(pb::DelResponse {
+                success: true,
+                existed: o.existed,
+                applied: o.applied,
+                revision: o.revision,
+                previous: previous(o.previous)?,
+            })
+        })
+        .await
+    }
+
+    async fn incr(
+        &self,
+        req: Request<pb::IncrRequest>,
+    ) -> Result<Response<pb::IncrResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        run(&self.svc, "incr", async {
+            let o = self.svc.incr(&caller, r.key, r.delta).await?;
+            Ok(pb::IncrResponse {
+                value: o.number.unwrap_or_default(),
+                revision: o.revision,
+                current: o.current.map(revisions),
+            })
+        })
+        .await
+    }
+
+    async fn append(
+        &self,
+        req: Request<pb::AppendRequest>,
+    ) -> Result<Response<pb::AppendResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        run(&self.svc, "append", async {
+            let o = self.svc.append(&caller, r.key, r.data.into()).await?;
+            Ok(pb::AppendResponse {
+                length: o.number.unwrap_or_default().max(0) as u64,
+                revision: o.revision,
+                current: o.current.map(revisions),
+            })
+        })
+        .await
+    }
+
+    async fn persist(
+        &self,
+        req: Request<pb::PersistRequest>,
+    ) -> Result<Response<pb::PersistResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        run(&self.svc, "persist", async {
+            let o = self.svc.persist(&caller, r.key).await?;
+            Ok(pb::PersistResponse { applied: o.applied, revision: o.revision })
+        })
+        .await
+    }
+
+    async fn expire(
+        &self,
+        req: Request<pb::ExpireRequest>,
+    ) -> Result<Response<pb::ExpireResponse>, Status> {
+        use pb::expire_request::When;
+        let caller = caller(&req);
+        let r = req.into_inner();
+        run(&self.svc, "expire", async {
+            let when = match When::try_from(r.when) {
+                Ok(When::Always) => ExpireWhen::Always,
+                Ok(When::Nx) => ExpireWhen::NoDeadline,
+                Ok(When::Xx) => ExpireWhen::HasDeadline,
+                Ok(When::Gt) => ExpireWhen::Later,
+                Ok(When::Lt) => ExpireWhen::Sooner,
+                Err(_) => {
+                    return Err(ApiError::bad_request(
+                        "bad_when",
+                        format!("`when` {} is not one of ALWAYS, NX, XX, GT, LT", r.when),
+                    ));
+                }
+            };
+            let ttl_ms = Service::expire_ms(&r.expire)?;
+            let o = self.svc.expire_in(&caller, r.key, ttl_ms, when).await?;
+            Ok(pb::ExpireResponse { applied: o.applied, revision: o.revision })
         })
         .await
     }

@@ -113,7 +113,7 @@ impl CacheService for SeedGrpc {
         let caller = caller(&req);
         let r = req.into_inner();
         run(&self.svc, "delete", async {
-            let existed = self.svc.del(&caller, r.key).await?;
+            let (existed, _) = self.svc.del(&caller, r.key).await?;
             Ok(pb::DelResponse { success: true, existed })
         })
         .await

@@ -24,7 +24,8 @@
 use crate::error::ApiError;
 use crate::node_loop::{Input, Status};
 use crate::service::{
-    Caller, Consistency, FORWARD_PATH, FORWARDED_HEADER, ForwardedWrite, Service,
+    Caller, Consistency, FORWARD_PATH, FORWARDED_HEADER, ForwardedWrite, Item, Service,
+    WriteOptions,
 };
 use crate::transport::MemberAddr;
 use crate::value::StoredValue;
@@ -40,7 +41,7 @@ use axum::routing::{delete, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use simple_cache_core::cache::{SearchMode, TtlStatus};
+use simple_cache_core::cache::{ExpireWhen, KeyOutcome, Revisions, SearchMode, TtlStatus};
 use simple_cache_core::raft::Role;
 use simple_cache_core::{MembershipChange, NodeId};
 use std::collections::HashMap;
@@ -61,10 +62,20 @@ pub fn router(svc: Service) -> Router {
         .route("/v1/{key}", get(get_key).post(set_key).put(set_key).delete(del_key))
         .route("/v1/{key}/expire", post(expire_key))
         .route("/v1/{key}/ttl", get(ttl_key))
+        .route("/v1/{key}/incr", post(incr))
+        .route("/v1/{key}/decr", post(decr))
+        .route("/v1/{key}/append", post(append_key))
+        .route("/v1/{key}/getdel", post(getdel_key))
+        .route("/v1/{key}/persist", post(persist_key))
         // The same operations for every key name, `search` included.
         .route("/v1/keys/{key}", get(get_key).post(set_key).put(set_key).delete(del_key))
         .route("/v1/keys/{key}/expire", post(expire_key))
         .route("/v1/keys/{key}/ttl", get(ttl_key))
+        .route("/v1/keys/{key}/incr", post(incr))
+        .route("/v1/keys/{key}/decr", post(decr))
+        .route("/v1/keys/{key}/append", post(append_key))
+        .route("/v1/keys/{key}/getdel", post(getdel_key))
+        .route("/v1/keys/{key}/persist", post(persist_key))
         // An empty key: the same 400 as over gRPC, not "no route".
         .route("/v1/", axum::routing::any(empty_key))
         .route("/v1/keys/", axum::routing::any(empty_key))
@@ -123,6 +134,11 @@ fn op_name(method: &Method, path: Option<&str>) -> &'static str {
         ("DELETE", "/v1") => "reset",
         ("POST", "/v1/{key}/expire" | "/v1/keys/{key}/expire") => "expire",
         ("GET", "/v1/{key}/ttl" | "/v1/keys/{key}/ttl") => "ttl",
+        ("POST", "/v1/{key}/incr" | "/v1/keys/{key}/incr") => "incr",
+        ("POST", "/v1/{key}/decr" | "/v1/keys/{key}/decr") => "decr",
+        ("POST", "/v1/{key}/append" | "/v1/keys/{key}/append") => "append",
+        ("POST", "/v1/{key}/getdel" | "/v1/keys/{key}/getdel") => "getdel",
+        ("POST", "/v1/{key}/persist" | "/v1/keys/{key}/persist") => "persist",
         ("POST", FORWARD_PATH) => "forward",
         (_, p) if p.starts_with("/v1/search") => "search",
         (_, p) if p.starts_with("/cluster") => "cluster",
@@ -209,28 +225,31 @@ async fn get_key(
     let key = path(key)?;
     svc.check_key(&key)?;
     let c = consistency(&query(q)?)?;
-    match svc.get(&key, c).await? {
-        Some(v) => Ok(Json(found_json(v)?)),
+    match svc.get_item(&key, c).await? {
+        Some(item) => {
+            let mut out = found_json(item.value)?;
+            revision_fields(&mut out, Some(item.revisions));
+            Ok(Json(out))
+        }
         None => Ok(Json(json!({ "found": false }))),
     }
 }
 
-/// Parses `{"value": <any JSON>, "expire": "1m30s"?, "key": "<the path's key>"?}` strictly:
-/// `key` is what grpc-gateway clients send (the whole `SetRequest`), and must name the key of
-/// the path; an empty `expire` means no expiry, as over gRPC.
-pub(crate) fn parse_set_body(
-    path_key: &str,
-    bytes: &[u8],
-) -> Result<(StoredValue, Option<u64>), ApiError> {
-    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
-        ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
-    })?;
-    let Value::Object(mut obj) = v else {
-        return Err(ApiError::bad_request(
-            "bad_body",
-            "the body must be a JSON object with a `value` field",
-        ));
-    };
+/// A parsed set request.
+#[derive(Debug)]
+pub(crate) struct SetBody {
+    pub value: StoredValue,
+    pub ttl_ms: Option<u64>,
+    pub opts: WriteOptions,
+}
+
+/// Parses `{"value": <any JSON>, "expire": "1m30s"?, "key": "<the path's key>"?}` strictly,
+/// with the conditions and options `if_absent`, `if_present`, `if_revision`,
+/// `return_previous` and `keep_ttl`: `key` is what grpc-gateway clients send (the whole
+/// `SetRequest`), and must name the key of the path; an empty `expire` means no expiry, as
+/// over gRPC.
+pub(crate) fn parse_set_body(path_key: &str, bytes: &[u8]) -> Result<SetBody, ApiError> {
+    let mut obj = json_body(bytes, "a `value` field")?;
     let value = obj
         .remove("value")
         .ok_or_else(|| ApiError::bad_request("missing_value", "the body has no `value` field"))?;
@@ -256,13 +275,97 @@ pub(crate) fn parse_set_body(
             ));
         }
     };
-    if let Some(k) = obj.keys().next() {
-        return Err(ApiError::bad_request(
-            "unknown_field",
-            format!("unknown field `{k}` (expected `value`, `expire`, `key`)"),
-        ));
+    let opts = WriteOptions {
+        if_absent: flag(&mut obj, "if_absent")?,
+        if_present: flag(&mut obj, "if_present")?,
+        if_revision: revision(&mut obj, "if_revision")?,
+        return_previous: flag(&mut obj, "return_previous")?,
+        keep_ttl: flag(&mut obj, "keep_ttl")?,
+    };
+    no_more_fields(
+        &obj,
+        "`value`, `expire`, `key`, `if_absent`, `if_present`, `if_revision`, `return_previous`, \
+         `keep_ttl`",
+    )?;
+    Ok(SetBody { value: StoredValue::json(&value), ttl_ms, opts })
+}
+
+/// The body as a JSON object; an empty body is an empty object.
+fn json_body(bytes: &[u8], expected: &str) -> Result<serde_json::Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
     }
-    Ok((StoredValue::json(&value), ttl_ms))
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("bad_json", format!("the body is not valid JSON: {e}"))
+    })?;
+    match v {
+        Value::Object(obj) => Ok(obj),
+        _ => Err(ApiError::bad_request(
+            "bad_body",
+            format!("the body must be a JSON object with {expected}"),
+        )),
+    }
+}
+
+fn no_more_fields(obj: &serde_json::Map<String, Value>, expected: &str) -> Result<(), ApiError> {
+    match obj.keys().next() {
+        Some(k) => Err(ApiError::bad_request(
+            "unknown_field",
+            format!("unknown field `{k}` (expected {expected})"),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn flag(obj: &mut serde_json::Map<String, Value>, name: &str) -> Result<bool, ApiError> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => Ok(false),
+        Some(Value::Bool(b)) => Ok(b),
+        Some(other) => Err(ApiError::bad_request(
+            "bad_options",
+            format!("`{name}` must be true or false, not {other}"),
+        )),
+    }
+}
+
+fn revision(obj: &mut serde_json::Map<String, Value>, name: &str) -> Result<Option<u64>, ApiError> {
+    match obj.remove(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_u64().map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_options",
+                format!("`{name}` must be a revision (an integer from 0), not {v}"),
+            )
+        }),
+    }
+}
+
+/// The JSON fields of a key's revisions.
+fn revision_fields(out: &mut Value, r: Option<Revisions>) {
+    if let Some(r) = r {
+        out["create_revision"] = json!(r.create);
+        out["mod_revision"] = json!(r.modified);
+        out["version"] = json!(r.version);
+    }
+}
+
+/// The answer to a conditional or atomic write: `applied`, the revision it applied at, the
+/// key's revisions afterwards, and the previous value if asked for.
+fn outcome_json(o: KeyOutcome) -> Result<Value, ApiError> {
+    let mut out = json!({
+        "success": true,
+        "applied": o.applied,
+        "existed": o.existed,
+        "revision": o.revision,
+    });
+    revision_fields(&mut out, o.current);
+    if let Some(p) = o.previous {
+        let item = Item::of(p)?;
+        let mut previous = found_json(item.value)?;
+        revision_fields(&mut previous, Some(item.revisions));
+        out["previous"] = previous;
+    }
+    Ok(out)
 }
 
 async fn set_key(
@@ -273,27 +376,209 @@ async fn set_key(
 ) -> Result<Json<Value>, ApiError> {
     let key = path(key)?;
     svc.check_key(&key)?;
-    let (value, ttl_ms) = parse_set_body(&key, &body(b)?)?;
-    svc.set(&caller(&headers), key, &value, ttl_ms).await?;
-    Ok(Json(json!({ "success": true })))
+    let SetBody { value, ttl_ms, opts } = parse_set_body(&key, &body(b)?)?;
+    if !opts.any() {
+        let revision = svc.set(&caller(&headers), key, &value, ttl_ms).await?;
+        return Ok(Json(json!({ "success": true, "applied": true, "revision": revision })));
+    }
+    let o = svc.set_with(&caller(&headers), key, &value, ttl_ms, &opts).await?;
+    Ok(Json(outcome_json(o)?))
 }
 
 async fn del_key(
     State(svc): State<Service>,
     headers: HeaderMap,
     key: Result<Path<String>, PathRejection>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let existed = svc.del(&caller(&headers), path(key)?).await?;
-    Ok(Json(json!({ "success": true, "existed": existed })))
+    let key = path(key)?;
+    let mut q = query(q)?;
+    let opts = WriteOptions {
+        if_revision: match q.remove("if_revision") {
+            None => None,
+            Some(r) => Some(r.parse().map_err(|_| {
+                ApiError::bad_request(
+                    "bad_options",
+                    format!("`if_revision` must be a revision (an integer from 0), not `{r}`"),
+                )
+            })?),
+        },
+        return_previous: match q.remove("return_previous").as_deref() {
+            None | Some("false") => false,
+            Some("true" | "") => true,
+            Some(other) => {
+                return Err(ApiError::bad_request(
+                    "bad_options",
+                    format!("`return_previous` must be true or false, not `{other}`"),
+                ));
+            }
+        },
+        ..WriteOptions::default()
+    };
+    if let Some(k) = q.keys().next() {
+        return Err(ApiError::bad_request(
+            "unknown_field",
+            format!("unknown query parameter `{k}` (expected `if_revision`, `return_previous`)"),
+        ));
+    }
+    if !opts.any() {
+        let (existed, revision) = svc.del(&caller(&headers), key).await?;
+        return Ok(Json(json!({ "success": true, "existed": existed, "revision": revision })));
+    }
+    let o = svc.del_with(&caller(&headers), key, &opts).await?;
+    Ok(Json(outcome_json(o)?))
 }
 
+/// `POST /v1/{key}/expire`: with no body, expires the key now; with
+/// `{"expire": "10s", "when": "nx|xx|gt|lt"?}`, gives it a deadline from now (Redis `EXPIRE`).
 async fn expire_key(
     State(svc): State<Service>,
     headers: HeaderMap,
     key: Result<Path<String>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let existed = svc.expire(&caller(&headers), path(key)?).await?;
-    Ok(Json(json!({ "success": true, "existed": existed })))
+    let key = path(key)?;
+    let mut obj = json_body(&body(b)?, "`expire` and `when`")?;
+    if obj.is_empty() {
+        let existed = svc.expire(&caller(&headers), key).await?;
+        return Ok(Json(json!({ "success": true, "existed": existed })));
+    }
+    let ttl_ms = match obj.remove("expire") {
+        Some(Value::String(s)) => Service::expire_ms(&s)?,
+        other => {
+            return Err(ApiError::bad_request(
+                "bad_duration",
+                format!(
+                    "`expire` must be a duration string such as \"10s\" (\"0s\" removes the \
+                     key), not {}",
+                    other.unwrap_or(Value::Null)
+                ),
+            ));
+        }
+    };
+    let when = match obj.remove("when") {
+        None | Some(Value::Null) => ExpireWhen::Always,
+        Some(Value::String(w)) => match w.to_ascii_lowercase().as_str() {
+            "always" => ExpireWhen::Always,
+            "nx" => ExpireWhen::NoDeadline,
+            "xx" => ExpireWhen::HasDeadline,
+            "gt" => ExpireWhen::Later,
+            "lt" => ExpireWhen::Sooner,
+            _ => return Err(bad_when(&w)),
+        },
+        Some(other) => return Err(bad_when(&other.to_string())),
+    };
+    no_more_fields(&obj, "`expire`, `when`")?;
+    let o = svc.expire_in(&caller(&headers), key, ttl_ms, when).await?;
+    Ok(Json(outcome_json(o)?))
+}
+
+fn bad_when(w: &str) -> ApiError {
+    ApiError::bad_request(
+        "bad_when",
+        format!("`when` must be one of `nx`, `xx`, `gt`, `lt` (Redis's EXPIRE options), not {w}"),
+    )
+}
+
+/// `POST /v1/{key}/incr` and `/decr` with `{"delta": N}` (default 1).
+async fn incr_key(
+    svc: &Service,
+    headers: &HeaderMap,
+    key: String,
+    b: Bytes,
+    sign: i64,
+) -> Result<Json<Value>, ApiError> {
+    let mut obj = json_body(&b, "an optional `delta`")?;
+    let delta = match obj.remove("delta") {
+        None | Some(Value::Null) => 1,
+        Some(v) => v.as_i64().ok_or_else(|| {
+            ApiError::bad_request(
+                "bad_delta",
+                format!("`delta` must be a signed 64-bit integer, not {v}"),
+            )
+        })?,
+    };
+    no_more_fields(&obj, "`delta`")?;
+    let delta = delta.checked_mul(sign).ok_or_else(|| {
+        ApiError::bad_request("bad_delta", "`delta` cannot be negated within 64 bits")
+    })?;
+    let o = svc.incr(&caller(headers), key, delta).await?;
+    let mut out = outcome_json(o.clone())?;
+    out["value"] = json!(o.number);
+    Ok(Json(out))
+}
+
+async fn incr(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    incr_key(&svc, &headers, path(key)?, body(b)?, 1).await
+}
+
+async fn decr(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    incr_key(&svc, &headers, path(key)?, body(b)?, -1).await
+}
+
+/// `POST /v1/{key}/append` with `{"value": "text"}` or `{"value": "<base64>", "encoding":
+/// "base64"}`: appends the bytes to a raw value.
+async fn append_key(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let key = path(key)?;
+    let mut obj = json_body(&body(b)?, "a `value` string")?;
+    let Some(Value::String(text)) = obj.remove("value") else {
+        return Err(ApiError::bad_request("missing_value", "the body needs a `value` string"));
+    };
+    let bytes = match obj.remove("encoding") {
+        None | Some(Value::Null) => Bytes::from(text.into_bytes()),
+        Some(Value::String(e)) if e == "base64" => {
+            Bytes::from(BASE64.decode(text.as_bytes()).map_err(|e| {
+                ApiError::bad_request("bad_body", format!("`value` is not base64: {e}"))
+            })?)
+        }
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_encoding",
+                format!("`encoding` may only be \"base64\", not {other}"),
+            ));
+        }
+    };
+    no_more_fields(&obj, "`value`, `encoding`")?;
+    let o = svc.append(&caller(&headers), key, bytes).await?;
+    let mut out = outcome_json(o.clone())?;
+    out["length"] = json!(o.number);
+    Ok(Json(out))
+}
+
+/// `POST /v1/{key}/getdel`: deletes the key and returns its value.
+async fn getdel_key(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let opts = WriteOptions { return_previous: true, ..WriteOptions::default() };
+    let o = svc.del_with(&caller(&headers), path(key)?, &opts).await?;
+    Ok(Json(outcome_json(o)?))
+}
+
+/// `POST /v1/{key}/persist`: drops the key's deadline.
+async fn persist_key(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let o = svc.persist(&caller(&headers), path(key)?).await?;
+    Ok(Json(outcome_json(o)?))
 }
 
 async fn reset(State(svc): State<Service>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {

@@ -16,10 +16,9 @@ use crate::metrics::{CacheOpMeter, Metrics, ROLES, RoleLabel, SizeType, gauge_va
 use crate::transport::{MemberAddr, Transport, raft_addresses};
 use crate::wal_store::{SnapshotWritten, WalStore, describe_io};
 use prometheus_client::metrics::gauge::Gauge;
-use simple_cache_core::cache::ApplyResult;
 use simple_cache_core::exec::{Answers, Executor, Fatal};
 pub use simple_cache_core::exec::{Query, QueryResult, WriteOp};
-use simple_cache_core::node::{CacheNode, RequestIds, WriteError};
+use simple_cache_core::node::{CacheNode, RequestIds, WriteResult};
 use simple_cache_core::raft::{MembershipError, PeerStatus, ReadError, Role, TransferError};
 use simple_cache_core::{Instant, LogIndex, Membership, MembershipChange, Message, NodeId, Term};
 use std::collections::BTreeMap;
@@ -74,7 +73,7 @@ impl Default for Clock {
     }
 }
 
-pub type WriteReply = oneshot::Sender<Result<ApplyResult, WriteError>>;
+pub type WriteReply = oneshot::Sender<WriteResult>;
 pub type ReadReply = oneshot::Sender<Result<QueryResult, ReadError>>;
 
 pub enum Input {

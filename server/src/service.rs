@@ -27,9 +27,13 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use simple_cache_core::NodeId;
-use simple_cache_core::cache::{ApplyResult, Pattern, SEARCH_RESULTS_MAX, SearchMode, TtlStatus};
+use simple_cache_core::cache::{
+    ApplyResult, Command, Condition, ExpireWhen, KeyOp, KeyOutcome, KeyRefusal, KeyWrite, Pattern,
+    Revisions, SEARCH_RESULTS_MAX, SearchMode, Ttl, TtlStatus, Versioned,
+};
+use simple_cache_core::codec;
 use simple_cache_core::exec::AfterWriteError;
-use simple_cache_core::node::WriteError;
+use simple_cache_core::node::{WriteError, Written};
 use simple_cache_core::raft::{ProposeError, ReadError};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -102,16 +106,123 @@ pub enum ForwardedWrite {
         key: String,
     },
     Reset,
+    /// A conditional or atomic write: `core::cache::KeyWrite` in the codec's encoding, base64.
+    Key {
+        write: String,
+    },
 }
 
 /// The leader's answer to a forwarded write that succeeded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ForwardedResult {
-    Set,
-    Del { existed: bool },
-    Expire { existed: bool },
-    Reset { keys_cleared: u64 },
+    /// `revision` is 0 from a leader older than revisions.
+    Set {
+        #[serde(default)]
+        revision: u64,
+    },
+    Del {
+        existed: bool,
+        #[serde(default)]
+        revision: u64,
+    },
+    Expire {
+        existed: bool,
+    },
+    Reset {
+        keys_cleared: u64,
+    },
+    /// `core::cache::KeyOutcome` in the codec's encoding, base64.
+    Key {
+        outcome: String,
+    },
+}
+
+/// A stored value with its revisions and deadline, as reads and `return_previous` give it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Item {
+    pub value: StoredValue,
+    pub revisions: Revisions,
+    /// The absolute deadline, in milliseconds of cluster time.
+    pub expires_at_ms: Option<u64>,
+}
+
+impl Item {
+    pub fn of(v: Versioned) -> Result<Item, ApiError> {
+        let value = StoredValue::decode(v.value)
+            .map_err(|e| ApiError::internal(format!("the stored value is unreadable: {e}")))?;
+        let expires_at_ms = v.expires_at.map(simple_cache_core::Instant::as_millis);
+        Ok(Item { value, revisions: v.revisions, expires_at_ms })
+    }
+}
+
+/// The conditions and options of a set or delete, as the front ends take them: at most one of
+/// `if_absent`, `if_present` and `if_revision`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    pub if_absent: bool,
+    pub if_present: bool,
+    /// Compare-and-set on the key's `mod_revision`; 0 means "absent".
+    pub if_revision: Option<u64>,
+    pub return_previous: bool,
+    /// Keep the key's current deadline (sets only; Redis `KEEPTTL`).
+    pub keep_ttl: bool,
+}
+
+impl WriteOptions {
+    /// Whether any option is set (else the write is a plain set or delete).
+    pub fn any(&self) -> bool {
+        *self != WriteOptions::default()
+    }
+
+    fn condition(&self) -> Result<Condition, ApiError> {
+        match (self.if_absent, self.if_present, self.if_revision) {
+            (false, false, None) => Ok(Condition::Always),
+            (true, false, None) => Ok(Condition::Absent),
+            (false, true, None) => Ok(Condition::Present),
+            (false, false, Some(r)) => Ok(Condition::Revision(r)),
+            _ => Err(ApiError::bad_request(
+                "bad_options",
+                "give at most one of `if_absent`, `if_present` and `if_revision`",
+            )),
+        }
+    }
+
+    fn write(&self, key: String, op: KeyOp) -> Result<KeyWrite, ApiError> {
+        Ok(KeyWrite {
+            key,
+            op,
+            condition: self.condition()?,
+            return_previous: self.return_previous,
+        })
+    }
+}
+
+fn encode_base64<T: Serialize>(value: &T) -> String {
+    BASE64.encode(codec::encode(value))
+}
+
+fn decode_base64<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T, ApiError> {
+    let bytes = BASE64
+        .decode(text.as_bytes())
+        .map_err(|e| ApiError::bad_request("bad_body", format!("`{what}` is not base64: {e}")))?;
+    codec::decode(&bytes, simple_cache_core::cache::PROPOSAL_BYTES_MAX)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("`{what}` does not decode: {e}")))
+}
+
+/// A conditional or atomic write refused for the kind of value the key holds: 409, nothing
+/// changed.
+fn refused(r: KeyRefusal) -> ApiError {
+    let (code, message) = match r {
+        KeyRefusal::NotAnInteger => {
+            ("not_an_integer", "the value is not an integer (JSON integer text or raw decimal)")
+        }
+        KeyRefusal::Overflow => {
+            ("integer_overflow", "the result would leave the range of a signed 64-bit integer")
+        }
+        KeyRefusal::NotRaw => ("not_raw", "append works on raw byte values only"),
+    };
+    ApiError::new(StatusCode::CONFLICT, code, message)
 }
 
 /// Why forwarding a write did not produce an answer.
@@ -195,6 +306,15 @@ impl Service {
         if s.is_empty() { Ok(None) } else { Service::ttl_ms_from_duration(s) }
     }
 
+    /// The duration of an `expire` with options: milliseconds from now, rounded up; zero (or
+    /// empty) removes the key, as Redis's `EXPIRE key 0` does.
+    pub fn expire_ms(s: &str) -> Result<u64, ApiError> {
+        if s.is_empty() {
+            return Ok(0);
+        }
+        Ok(Service::ttl_ms_from_duration(s)?.unwrap_or(0))
+    }
+
     /// A Go-style duration (`1m30s`) as a TTL in milliseconds. Zero means no expiry, as in the
     /// seed; a positive duration below a millisecond is rounded up so it still expires.
     pub fn ttl_ms_from_duration(s: &str) -> Result<Option<u64>, ApiError> {
@@ -215,6 +335,15 @@ impl Service {
             QueryResult::Value(Some(bytes)) => StoredValue::decode(bytes)
                 .map(Some)
                 .map_err(|e| ApiError::internal(format!("the stored value is unreadable: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    /// A key's value with its revisions.
+    pub async fn get_item(&self, key: &str, c: Consistency) -> Result<Option<Item>, ApiError> {
+        self.check_key(key)?;
+        match self.read(Query::Item(key.to_string()), c).await? {
+            QueryResult::Item(Some(v)) => Item::of(v).map(Some),
             _ => Ok(None),
         }
     }
@@ -288,35 +417,155 @@ impl Service {
         key: String,
         value: &StoredValue,
         ttl_ms: Option<u64>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<u64, ApiError> {
         self.check_key(&key)?;
         self.check_value(value)?;
-        match self.write(caller, WriteOp::Set { key, value: value.encode(), ttl_ms }).await? {
-            ApplyResult::Set => Ok(()),
+        let w = self.write(caller, WriteOp::Set { key, value: value.encode(), ttl_ms }).await?;
+        match w.result {
+            ApplyResult::Set => Ok(w.revision),
             ApplyResult::OutOfMemory { used_bytes, keys, limits } => {
-                self.metrics
-                    .writes_refused
-                    .get_or_create(&crate::metrics::Reason { reason: "out_of_memory" })
-                    .inc();
-                Err(out_of_memory(used_bytes, keys, limits))
+                Err(self.out_of_memory(used_bytes, keys, limits))
             }
             other => Err(unexpected(other)),
         }
     }
 
-    /// Removes a key; true if it was live.
-    pub async fn del(&self, caller: &Caller, key: String) -> Result<bool, ApiError> {
+    /// Removes a key; whether it was live, and the revision the delete applied at.
+    pub async fn del(&self, caller: &Caller, key: String) -> Result<(bool, u64), ApiError> {
         self.check_key(&key)?;
-        match self.write(caller, WriteOp::Del { key }).await? {
-            ApplyResult::Del { existed } => Ok(existed),
+        let w = self.write(caller, WriteOp::Del { key }).await?;
+        match w.result {
+            ApplyResult::Del { existed } => Ok((existed, w.revision)),
             other => Err(unexpected(other)),
         }
+    }
+
+    /// A conditional or atomic write of one key (see `core::cache::ops`). The front end built
+    /// `w` from its request; its value (for `set`) is already checked with
+    /// [`Service::check_value`]. A condition that does not hold is an outcome
+    /// (`applied: false`), not an error; a value of the wrong kind is a 409.
+    pub async fn key_write(&self, caller: &Caller, w: KeyWrite) -> Result<KeyOutcome, ApiError> {
+        self.check_key(&w.key)?;
+        if let KeyOp::Append { bytes } = &w.op
+            && bytes.len() > self.limits.max_value_bytes()
+        {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "value_too_large",
+                format!(
+                    "the appended bytes are {} bytes; the limit is {}",
+                    bytes.len(),
+                    self.limits.max_value_bytes()
+                ),
+            ));
+        }
+        let written = self.write(caller, WriteOp::Key(w)).await?;
+        match written.result {
+            ApplyResult::Key(outcome) => Ok(outcome),
+            ApplyResult::KeyRefused(r) => Err(refused(r)),
+            ApplyResult::OutOfMemory { used_bytes, keys, limits } => {
+                Err(self.out_of_memory(used_bytes, keys, limits))
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// A set with conditions (or with `keep_ttl`, or returning the previous value); a plain
+    /// one is [`Service::set`].
+    pub async fn set_with(
+        &self,
+        caller: &Caller,
+        key: String,
+        value: &StoredValue,
+        ttl_ms: Option<u64>,
+        opts: &WriteOptions,
+    ) -> Result<KeyOutcome, ApiError> {
+        self.check_value(value)?;
+        let ttl = match (ttl_ms, opts.keep_ttl) {
+            (Some(_), true) => {
+                return Err(ApiError::bad_request(
+                    "bad_options",
+                    "`keep_ttl` and an expiry exclude each other",
+                ));
+            }
+            (_, true) => Ttl::Keep,
+            (Some(ms), false) => Ttl::Ms(ms),
+            (None, false) => Ttl::Never,
+        };
+        let op = KeyOp::Set { value: value.encode(), ttl };
+        self.key_write(caller, opts.write(key, op)?).await
+    }
+
+    /// A delete with a condition, or returning the deleted value (`getdel`).
+    pub async fn del_with(
+        &self,
+        caller: &Caller,
+        key: String,
+        opts: &WriteOptions,
+    ) -> Result<KeyOutcome, ApiError> {
+        if opts.keep_ttl {
+            return Err(ApiError::bad_request("bad_options", "`keep_ttl` is for sets"));
+        }
+        self.key_write(caller, opts.write(key, KeyOp::Del)?).await
+    }
+
+    /// Adds `delta` to an integer value (absent counts as 0); the new value is in
+    /// [`KeyOutcome::number`].
+    pub async fn incr(
+        &self,
+        caller: &Caller,
+        key: String,
+        delta: i64,
+    ) -> Result<KeyOutcome, ApiError> {
+        self.key_write(caller, Command::key_write(key, KeyOp::Incr { delta })).await
+    }
+
+    /// Appends bytes to a raw value (absent counts as empty); the new length is in
+    /// [`KeyOutcome::number`].
+    pub async fn append(
+        &self,
+        caller: &Caller,
+        key: String,
+        bytes: bytes::Bytes,
+    ) -> Result<KeyOutcome, ApiError> {
+        self.key_write(caller, Command::key_write(key, KeyOp::Append { bytes })).await
+    }
+
+    /// Drops a key's deadline; `applied` if it had one.
+    pub async fn persist(&self, caller: &Caller, key: String) -> Result<KeyOutcome, ApiError> {
+        self.key_write(caller, Command::key_write(key, KeyOp::Persist)).await
+    }
+
+    /// Gives a key a deadline `ttl_ms` from now if `when` allows (Redis `EXPIRE` with
+    /// `NX`/`XX`/`GT`/`LT`); 0 removes it.
+    pub async fn expire_in(
+        &self,
+        caller: &Caller,
+        key: String,
+        ttl_ms: u64,
+        when: ExpireWhen,
+    ) -> Result<KeyOutcome, ApiError> {
+        self.key_write(caller, Command::key_write(key, KeyOp::Expire { ttl_ms, when })).await
+    }
+
+    /// Counts a write the limits refused and describes it.
+    fn out_of_memory(
+        &self,
+        used_bytes: u64,
+        keys: u64,
+        limits: simple_cache_core::cache::Limits,
+    ) -> ApiError {
+        self.metrics
+            .writes_refused
+            .get_or_create(&crate::metrics::Reason { reason: "out_of_memory" })
+            .inc();
+        out_of_memory(used_bytes, keys, limits)
     }
 
     /// Expires a key now; true if it was live.
     pub async fn expire(&self, caller: &Caller, key: String) -> Result<bool, ApiError> {
         self.check_key(&key)?;
-        match self.write(caller, WriteOp::Expire { key }).await? {
+        match self.write(caller, WriteOp::Expire { key }).await?.result {
             ApplyResult::Expire { existed } => Ok(existed),
             other => Err(unexpected(other)),
         }
@@ -325,7 +574,7 @@ impl Service {
     /// Removes every key (admin); returns how many were live.
     pub async fn reset(&self, caller: &Caller) -> Result<u64, ApiError> {
         self.check_admin(caller.authorization.as_deref())?;
-        match self.write(caller, WriteOp::Reset).await? {
+        match self.write(caller, WriteOp::Reset).await?.result {
             ApplyResult::Reset { cleared } => Ok(cleared),
             other => Err(unexpected(other)),
         }
@@ -346,11 +595,21 @@ impl Service {
                 })?;
                 let value = StoredValue::decode(bytes.into())
                     .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
-                self.set(&caller, key, &value, ttl_ms).await?;
-                ForwardedResult::Set
+                ForwardedResult::Set { revision: self.set(&caller, key, &value, ttl_ms).await? }
             }
             ForwardedWrite::Del { key } => {
-                ForwardedResult::Del { existed: self.del(&caller, key).await? }
+                let (existed, revision) = self.del(&caller, key).await?;
+                ForwardedResult::Del { existed, revision }
+            }
+            ForwardedWrite::Key { write } => {
+                let w: KeyWrite = decode_base64(&write, "write")?;
+                if let KeyOp::Set { value, .. } = &w.op {
+                    let value = StoredValue::decode(value.clone())
+                        .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+                    self.check_value(&value)?;
+                }
+                let outcome = self.key_write(&caller, w).await?;
+                ForwardedResult::Key { outcome: encode_base64(&outcome) }
             }
             ForwardedWrite::Expire { key } => {
                 ForwardedResult::Expire { existed: self.expire(&caller, key).await? }
@@ -464,7 +723,7 @@ impl Service {
     }
 
     /// Proposes a write, forwarding it to the leader or waiting for one as needed.
-    pub async fn write(&self, caller: &Caller, op: WriteOp) -> Result<ApplyResult, ApiError> {
+    pub async fn write(&self, caller: &Caller, op: WriteOp) -> Result<Written, ApiError> {
         let deadline = self.deadline();
         let mut attempt = 0;
         loop {
@@ -509,7 +768,7 @@ impl Service {
         op: &WriteOp,
         leader: NodeId,
         deadline: TokioInstant,
-    ) -> Result<ApplyResult, ForwardFailure> {
+    ) -> Result<Written, ForwardFailure> {
         let addr = self.status.borrow().client_addr(leader);
         let Some(addr) = addr else {
             return Err(ForwardFailure::Fail(ApiError::unavailable(
@@ -527,6 +786,7 @@ impl Service {
             WriteOp::Del { key } => ForwardedWrite::Del { key },
             WriteOp::Expire { key } => ForwardedWrite::Expire { key },
             WriteOp::Reset => ForwardedWrite::Reset,
+            WriteOp::Key(w) => ForwardedWrite::Key { write: encode_base64(&w) },
         };
         let mut req = self
             .client
@@ -573,14 +833,22 @@ impl Service {
             let r: ForwardedResult = serde_json::from_slice(&bytes).map_err(|e| {
                 ForwardFailure::Fail(failed(format!("got an answer that does not parse: {e}")))
             })?;
-            return Ok(match r {
-                ForwardedResult::Set => ApplyResult::Set,
-                ForwardedResult::Del { existed } => ApplyResult::Del { existed },
-                ForwardedResult::Expire { existed } => ApplyResult::Expire { existed },
-                ForwardedResult::Reset { keys_cleared } => {
-                    ApplyResult::Reset { cleared: keys_cleared }
+            let (revision, result) = match r {
+                ForwardedResult::Set { revision } => (revision, ApplyResult::Set),
+                ForwardedResult::Del { existed, revision } => {
+                    (revision, ApplyResult::Del { existed })
                 }
-            });
+                ForwardedResult::Expire { existed } => (0, ApplyResult::Expire { existed }),
+                ForwardedResult::Reset { keys_cleared } => {
+                    (0, ApplyResult::Reset { cleared: keys_cleared })
+                }
+                ForwardedResult::Key { outcome } => {
+                    let outcome: KeyOutcome = decode_base64(&outcome, "outcome")
+                        .map_err(|e| ForwardFailure::Fail(failed(e.message)))?;
+                    (outcome.revision, ApplyResult::Key(outcome))
+                }
+            };
+            return Ok(Written { revision, result });
         }
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let code = v["code"].as_str().unwrap_or("forward_failed").to_string();

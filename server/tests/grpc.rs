@@ -58,7 +58,12 @@ async fn wait_serving(n: &Node) {
 }
 
 fn set_req(key: &str, data: pb::set_request::Data, expire: &str) -> pb::SetRequest {
-    pb::SetRequest { key: key.into(), data: Some(data), expire: expire.into() }
+    pb::SetRequest {
+        key: key.into(),
+        data: Some(data),
+        expire: expire.into(),
+        ..Default::default()
+    }
 }
 
 fn raw(b: &[u8]) -> pb::set_request::Data {
@@ -81,8 +86,9 @@ fn search_req(pattern: &str, regex: bool, limit: u32, stale: bool) -> pb::Search
     }
 }
 
+/// A Get's answer without its revisions (tests of revisions read them with `c.get`).
 async fn get(c: &mut Client, key: &str) -> pb::GetResponse {
-    c.get(get_req(key, false)).await.unwrap().into_inner()
+    pb::GetResponse { revisions: None, ..c.get(get_req(key, false)).await.unwrap().into_inner() }
 }
 
 async fn keys(c: &mut Client, pattern: &str, stale: bool) -> Vec<String> {
@@ -112,19 +118,30 @@ async fn single_node_every_rpc() {
     c.set(set_req("json", Put::JsonValue(r#"{ "a": [1, 2.5, null] }"#.into()), "0")).await.unwrap();
     assert_eq!(
         get(&mut c, "raw").await,
-        pb::GetResponse { data: Some(Got::RawValue(b"\x00\xffbytes".to_vec())), found: true }
+        pb::GetResponse {
+            data: Some(Got::RawValue(b"\x00\xffbytes".to_vec())),
+            found: true,
+            revisions: None
+        }
     );
     assert_eq!(
         get(&mut c, "any").await,
-        pb::GetResponse { data: Some(Got::Value(string_any("hi"))), found: true }
+        pb::GetResponse { data: Some(Got::Value(string_any("hi"))), found: true, revisions: None }
     );
     assert_eq!(
         get(&mut c, "json").await,
-        pb::GetResponse { data: Some(Got::JsonValue(r#"{"a":[1,2.5,null]}"#.into())), found: true }
+        pb::GetResponse {
+            data: Some(Got::JsonValue(r#"{"a":[1,2.5,null]}"#.into())),
+            found: true,
+            revisions: None
+        }
     );
     let stale = c.get(get_req("raw", true)).await.unwrap().into_inner();
     assert_eq!(stale.data, Some(Got::RawValue(b"\x00\xffbytes".to_vec())));
-    assert_eq!(get(&mut c, "missing").await, pb::GetResponse { data: None, found: false });
+    assert_eq!(
+        get(&mut c, "missing").await,
+        pb::GetResponse { data: None, found: false, revisions: None }
+    );
 
     // Across front ends: HTTP JSON reads over gRPC as json_value, gRPC forms read over HTTP.
     assert_eq!(call("PUT", &n.url("/v1/http"), Some(r#"{"value": {"x": "y"}}"#)).await.0, 200);
@@ -169,10 +186,19 @@ async fn single_node_every_rpc() {
     let e = c.expire_key(pb::ExpireKeyRequest { key: "http".into() }).await.unwrap();
     assert_eq!(e.into_inner(), pb::ExpireKeyResponse { success: true, existed: false });
     assert!(!get(&mut c, "http").await.found);
-    let d = c.del(pb::DelRequest { key: "json".into() }).await.unwrap().into_inner();
-    assert_eq!(d, pb::DelResponse { success: true, existed: true });
-    let d = c.del(pb::DelRequest { key: "json".into() }).await.unwrap().into_inner();
-    assert_eq!(d, pb::DelResponse { success: true, existed: false });
+    let d = c
+        .del(pb::DelRequest { key: "json".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((d.success, d.existed, d.applied), (true, true, true));
+    assert!(d.revision > 0, "a delete answers the revision it applied at");
+    let d = c
+        .del(pb::DelRequest { key: "json".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((d.success, d.existed), (true, false));
 
     // Reset clears the live keys and says how many.
     let r = c.reset(pb::ResetRequest {}).await.unwrap().into_inner();
@@ -225,7 +251,7 @@ async fn bad_input_is_invalid_argument_and_changes_nothing() {
     let set_cases: Vec<(pb::SetRequest, &str)> = vec![
         (set_req("", raw(b"x"), ""), "bad_key"),
         (set_req(&long_key, raw(b"x"), ""), "key_too_large"),
-        (pb::SetRequest { key: "keep".into(), data: None, expire: "".into() }, "missing_value"),
+        (pb::SetRequest { key: "keep".into(), data: None, ..Default::default() }, "missing_value"),
         (set_req("keep", raw(&[0u8; 1001]), ""), "value_too_large"),
         (set_req("keep", Put::JsonValue("{".into()), ""), "bad_json"),
         (set_req("keep", raw(b"x"), "5"), "bad_duration"),
@@ -256,7 +282,7 @@ async fn bad_input_is_invalid_argument_and_changes_nothing() {
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = c.get(pb::GetRequest { key: "keep".into(), consistency: 5 }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let e = c.del(pb::DelRequest { key: "".into() }).await.unwrap_err();
+    let e = c.del(pb::DelRequest { key: "".into(), ..Default::default() }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
     let e = c.expire_key(pb::ExpireKeyRequest { key: long_key.clone() }).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
@@ -362,7 +388,11 @@ async fn three_nodes_write_through_follower_read_from_each() {
         })
         .await;
     }
-    let d = fc.del(pb::DelRequest { key: "k".into() }).await.unwrap().into_inner();
+    let d = fc
+        .del(pb::DelRequest { key: "k".into(), ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(d.existed);
     let e = fc.expire_key(pb::ExpireKeyRequest { key: "k".into() }).await.unwrap().into_inner();
     assert!(!e.existed);

@@ -67,6 +67,7 @@ async fn noeviction_refuses_writes_past_the_limit() {
         key: "c".into(),
         data: Some(pb::set_request::Data::JsonValue("1".into())),
         expire: String::new(),
+        ..Default::default()
     };
     let e = CacheServiceClient::new(ch).set(req).await.unwrap_err();
     assert_eq!(e.code(), tonic::Code::ResourceExhausted);

@@ -289,6 +289,7 @@ async fn http_and_grpc_agree_on_every_edge() {
                     key: "noexp".into(),
                     data: Some(pb::set_request::Data::JsonValue("2".into())),
                     expire: String::new(),
+                    ..Default::default()
                 })
                 .await,
                 |r| json!({"success": r.success}),
@@ -307,6 +308,7 @@ async fn http_and_grpc_agree_on_every_edge() {
                     key: String::new(),
                     data: Some(pb::set_request::Data::JsonValue("1".into())),
                     expire: String::new(),
+                    ..Default::default()
                 })
                 .await,
                 |_| json!({}),
@@ -315,7 +317,9 @@ async fn http_and_grpc_agree_on_every_edge() {
         (
             "an empty key: delete",
             http(&n, "DELETE", "/v1/", None).await,
-            grpc(c.del(pb::DelRequest { key: String::new() }).await, |_| json!({})),
+            grpc(c.del(pb::DelRequest { key: String::new(), ..Default::default() }).await, |_| {
+                json!({})
+            }),
         ),
         (
             "a key named search: set",
@@ -325,6 +329,7 @@ async fn http_and_grpc_agree_on_every_edge() {
                     key: "search".into(),
                     data: Some(pb::set_request::Data::JsonValue("\"s\"".into())),
                     expire: String::new(),
+                    ..Default::default()
                 })
                 .await,
                 |r| json!({"success": r.success}),

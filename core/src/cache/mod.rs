@@ -21,12 +21,17 @@
 //! (hidden or removed) at every later index.
 
 mod evict;
+mod ops;
 mod pattern;
 mod snapshot;
 #[cfg(test)]
 mod tests;
 
 pub use evict::{EvictionPolicy, LFU_DECAY_WRITES, Limits};
+pub use ops::{
+    Condition, ExpireWhen, KeyOp, KeyOutcome, KeyRefusal, KeyWrite, Revisions, Ttl, Versioned,
+    value_form,
+};
 pub use pattern::{
     PATTERN_BYTES_MAX, Pattern, PatternError, REGEX_DFA_SIZE_BYTES_MAX, REGEX_SIZE_BYTES_MAX,
     SEARCH_RESULTS_MAX, SearchMode,
@@ -72,6 +77,9 @@ pub enum Command {
     /// Leader-proposed memory limits and eviction policy (see [`Limits`]): every replica
     /// applies the same ones at the same index, evicting down to them if they are lower.
     SetLimits(Limits),
+    /// A conditional or atomic write of one key (see `ops`). Plain sets and deletes stay
+    /// [`Command::Set`] and [`Command::Del`], which every earlier version decodes.
+    Key(KeyWrite),
 }
 
 /// What goes into a Raft log entry: the leader's cluster time at proposal plus the command.
@@ -115,6 +123,10 @@ pub enum ApplyResult {
     /// The write would pass the limits and the policy could not make room (`noeviction`, or
     /// not enough eligible keys): nothing changed.
     OutOfMemory { used_bytes: u64, keys: u64, limits: Limits },
+    /// A [`Command::Key`] ran (or its condition did not hold).
+    Key(KeyOutcome),
+    /// A [`Command::Key`] was refused: nothing changed.
+    KeyRefused(KeyRefusal),
 }
 
 /// The remaining lifetime of a key, as seen by a read.
@@ -137,6 +149,8 @@ struct Item {
     seq: u64,
     /// Its LFU counter (see `evict`).
     freq: u8,
+    /// Its revisions (see `ops`).
+    revisions: Revisions,
 }
 
 /// One page of a search ([`Cache::search_page`]).
@@ -276,6 +290,7 @@ impl Cache {
             Command::SetLimits(limits) => {
                 ApplyResult::Limits { evicted: self.set_limits(*limits, evicted) }
             }
+            Command::Key(w) => self.apply_key(seq, proposal.time, w, evicted),
         };
         debug_assert!(
             self.expirations.len() <= self.items.len(),
@@ -470,14 +485,27 @@ impl Cache {
     fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>, seq: u64) {
         // The removed entry's key is reused for the new one: one allocation fewer per
         // overwrite.
-        let (owned_key, freq) = match self.remove_entry(key) {
-            Some((k, old)) => (k, evict::lfu_bump(old.freq, seq)),
-            None => (key.to_owned(), evict::LFU_INIT),
+        let clock = self.clock;
+        let (owned_key, freq, revisions) = match self.remove_entry(key) {
+            Some((k, old)) => {
+                let revisions = if is_live(&old, clock) {
+                    let version = old.revisions.version + 1;
+                    Revisions { modified: seq, version, ..old.revisions }
+                } else {
+                    Revisions { create: seq, modified: seq, version: 1 }
+                };
+                (k, evict::lfu_bump(old.freq, seq), revisions)
+            }
+            None => (
+                key.to_owned(),
+                evict::LFU_INIT,
+                Revisions { create: seq, modified: seq, version: 1 },
+            ),
         };
         if let Some(deadline) = expires_at {
             self.expirations.insert((deadline, owned_key.clone()));
         }
-        let item = Item { value, expires_at, seq, freq };
+        let item = Item { value, expires_at, seq, freq, revisions };
         self.approx_bytes += item_bytes(key, item.value.len(), expires_at.is_some());
         self.order_insert(key, &item);
         self.items.insert(owned_key, item);
@@ -574,6 +602,7 @@ fn digest_step(
             let d = fnv1a(&l.max_keys.to_le_bytes(), d);
             fnv1a(l.policy.name().as_bytes(), d)
         }
+        Command::Key(w) => ops::digest_key(d, w),
     };
     let outcome: u64 = match result {
         ApplyResult::Set => 1,
@@ -582,6 +611,8 @@ fn digest_step(
         ApplyResult::RemoveExpired { removed } => 5 + (removed << 8),
         ApplyResult::Limits { evicted } => 6 + (evicted << 8),
         ApplyResult::OutOfMemory { .. } => 7,
+        ApplyResult::Key(o) => ops::outcome_code(o),
+        ApplyResult::KeyRefused(r) => 9 + ((*r as u64) << 8),
     };
     d = fnv1a(&outcome.to_le_bytes(), d);
     evicted.iter().fold(d, |d, k| fnv1a(k.as_bytes(), fnv1a(&[0xff], d)))

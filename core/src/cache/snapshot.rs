@@ -1,9 +1,11 @@
 //! Snapshot encoding of the whole cache: the clock, the limits and eviction state, and every
 //! stored item with its deadline, recency and frequency.
 //!
-//! Format 2 (the version byte of [`crate::codec`] is [`SNAPSHOT_FORMAT`]) added the limits,
-//! the write sequence, the eviction count and each item's `seq` and `freq`. Format 1 snapshots
-//! (clock and items only) still restore: no limits, every item at recency 0.
+//! Format 2 added the limits, the write sequence, the eviction count and each item's `seq` and
+//! `freq`; format 3 (the version byte of [`crate::codec`] is [`SNAPSHOT_FORMAT`]) each item's
+//! revisions. Older formats still restore: format 1 (clock and items only) with no limits and
+//! every item at recency 0, and both with each item's revisions taken from its `seq` (0 in
+//! format 1), as if written once there.
 //!
 //! The encoding lists items in key order, so the same state always yields the same bytes and
 //! replicas can compare snapshots byte for byte. Expired items that the log has not removed yet
@@ -11,7 +13,7 @@
 //! like the others.
 
 use super::evict::LFU_INIT;
-use super::{Cache, Item, Limits, item_bytes};
+use super::{Cache, Item, Limits, Revisions, item_bytes};
 use crate::codec::{self, DecodeError};
 use crate::types::Instant;
 use bytes::Bytes;
@@ -24,8 +26,11 @@ use std::collections::BTreeMap;
 /// here.
 pub const SNAPSHOT_BYTES_MAX: usize = usize::MAX;
 
-/// The version byte of snapshots (format 2); format 1 is [`crate::codec::WIRE_VERSION`].
-pub const SNAPSHOT_FORMAT: u8 = 2;
+/// The version byte of snapshots (format 3); format 1 is [`crate::codec::WIRE_VERSION`].
+pub const SNAPSHOT_FORMAT: u8 = 3;
+
+/// The version byte of format 2 snapshots, which still restore.
+const SNAPSHOT_FORMAT_2: u8 = 2;
 
 /// A format 1 snapshot, as it is decoded.
 #[derive(Serialize, Deserialize)]
@@ -34,8 +39,7 @@ pub(super) struct SnapshotOwned {
     pub(super) items: Vec<(String, Bytes, Option<Instant>)>,
 }
 
-/// A format 2 snapshot, as it is decoded. [`SnapshotRef`] encodes to exactly the same shape
-/// without copying the cache.
+/// A format 2 snapshot, as it is decoded.
 #[derive(Serialize, Deserialize)]
 pub(super) struct SnapshotOwnedV2 {
     pub(super) clock: Instant,
@@ -44,6 +48,36 @@ pub(super) struct SnapshotOwnedV2 {
     pub(super) evicted_total: u64,
     pub(super) digest: u64,
     pub(super) items: Vec<(String, Bytes, Option<Instant>, u64, u8)>,
+}
+
+/// A format 3 snapshot, as it is decoded. [`SnapshotRef`] encodes to exactly the same shape
+/// without copying the cache.
+#[derive(Serialize, Deserialize)]
+pub(super) struct SnapshotOwnedV3 {
+    pub(super) clock: Instant,
+    pub(super) limits: Limits,
+    pub(super) last_seq: u64,
+    pub(super) evicted_total: u64,
+    pub(super) digest: u64,
+    pub(super) items: Vec<(String, Bytes, Option<Instant>, u64, u8, Revisions)>,
+}
+
+impl From<SnapshotOwnedV2> for SnapshotOwnedV3 {
+    fn from(v2: SnapshotOwnedV2) -> SnapshotOwnedV3 {
+        let written_once = |seq| Revisions { create: seq, modified: seq, version: 1 };
+        SnapshotOwnedV3 {
+            clock: v2.clock,
+            limits: v2.limits,
+            last_seq: v2.last_seq,
+            evicted_total: v2.evicted_total,
+            digest: v2.digest,
+            items: v2
+                .items
+                .into_iter()
+                .map(|(k, v, e, seq, freq)| (k, v, e, seq, freq, written_once(seq)))
+                .collect(),
+        }
+    }
 }
 
 /// The snapshot as it is encoded: borrows the cache instead of cloning every key and value.
@@ -57,17 +91,15 @@ struct SnapshotRef<'a> {
     items: ItemsRef<'a>,
 }
 
-/// Serializes the item map as a sequence of `(key, value, expires_at, seq, freq)` tuples in key
-/// order, the same encoding as the `Vec` in [`SnapshotOwnedV2`].
+/// Serializes the item map as a sequence of `(key, value, expires_at, seq, freq, revisions)`
+/// tuples in key order, the same encoding as the `Vec` in [`SnapshotOwnedV3`].
 struct ItemsRef<'a>(&'a BTreeMap<String, Item>);
 
 impl Serialize for ItemsRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(
-            self.0.iter().map(|(key, item)| {
-                (key.as_str(), &item.value, item.expires_at, item.seq, item.freq)
-            }),
-        )
+        serializer.collect_seq(self.0.iter().map(|(key, item)| {
+            (key.as_str(), &item.value, item.expires_at, item.seq, item.freq, item.revisions)
+        }))
     }
 }
 
@@ -157,8 +189,13 @@ impl Cache {
     /// Rebuilds a cache from [`Cache::snapshot`] output, including its expiration index. Input
     /// that is malformed, or lists keys out of order or twice, is an error and never a panic.
     pub fn restore(bytes: &[u8]) -> Result<Cache, DecodeError> {
-        let decoded: SnapshotOwnedV2 = match bytes.first() {
+        let decoded: SnapshotOwnedV3 = match bytes.first() {
             Some(&SNAPSHOT_FORMAT) => codec::decode_as(SNAPSHOT_FORMAT, bytes, SNAPSHOT_BYTES_MAX)?,
+            Some(&SNAPSHOT_FORMAT_2) => {
+                let v2: SnapshotOwnedV2 =
+                    codec::decode_as(SNAPSHOT_FORMAT_2, bytes, SNAPSHOT_BYTES_MAX)?;
+                v2.into()
+            }
             _ => {
                 let v1: SnapshotOwned = codec::decode(bytes, SNAPSHOT_BYTES_MAX)?;
                 SnapshotOwnedV2 {
@@ -169,6 +206,7 @@ impl Cache {
                     digest: 0,
                     items: v1.items.into_iter().map(|(k, v, e)| (k, v, e, 0, LFU_INIT)).collect(),
                 }
+                .into()
             }
         };
         let mut cache = Cache {
@@ -179,7 +217,8 @@ impl Cache {
             digest: decoded.digest,
             ..Cache::default()
         };
-        for (position, (key, value, expires_at, seq, freq)) in decoded.items.into_iter().enumerate()
+        for (position, (key, value, expires_at, seq, freq, revisions)) in
+            decoded.items.into_iter().enumerate()
         {
             // Strictly increasing keys are what `snapshot` writes; anything else (a duplicate in
             // particular) means the bytes are not a snapshot of one consistent state.
@@ -194,7 +233,7 @@ impl Cache {
             if let Some(deadline) = expires_at {
                 cache.expirations.insert((deadline, key.clone()));
             }
-            let item = Item { value, expires_at, seq, freq };
+            let item = Item { value, expires_at, seq, freq, revisions };
             cache.order_insert(&key, &item);
             cache.items.insert(key, item);
         }

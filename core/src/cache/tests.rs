@@ -449,19 +449,37 @@ fn snapshot_encoding_matches_owned_shape() {
     let mut cache = Cache::new();
     apply(&mut cache, 7, set("a", "1", Some(9)));
     apply(&mut cache, 7, set("b", "2", None));
-    let owned = super::snapshot::SnapshotOwnedV2 {
+    let once = |seq| Revisions { create: seq, modified: seq, version: 1 };
+    let owned = super::snapshot::SnapshotOwnedV3 {
         clock: Instant(7),
         limits: Limits::default(),
         last_seq: 2,
         evicted_total: 0,
         digest: cache.digest(),
         items: vec![
-            ("a".to_owned(), Bytes::from_static(b"1"), Some(Instant(9)), 1, 5),
-            ("b".to_owned(), Bytes::from_static(b"2"), None, 2, 5),
+            ("a".to_owned(), Bytes::from_static(b"1"), Some(Instant(9)), 1, 5, once(1)),
+            ("b".to_owned(), Bytes::from_static(b"2"), None, 2, 5, once(2)),
         ],
     };
     let expected = crate::codec::encode_as(super::snapshot::SNAPSHOT_FORMAT, &owned);
     assert_eq!(cache.snapshot().to_vec(), expected);
+}
+
+#[test]
+fn format_2_snapshots_still_restore() {
+    // Data written before revisions existed restores with each item written once at its seq.
+    let owned = super::snapshot::SnapshotOwnedV2 {
+        clock: Instant(7),
+        limits: Limits::default(),
+        last_seq: 4,
+        evicted_total: 0,
+        digest: 0,
+        items: vec![("a".to_owned(), Bytes::from_static(b"1"), None, 3, 5)],
+    };
+    let cache = Cache::restore(&crate::codec::encode_as(2, &owned)).unwrap();
+    let a = cache.get_versioned("a", Instant(7)).unwrap();
+    assert_eq!(a.revisions, Revisions { create: 3, modified: 3, version: 1 });
+    assert_eq!(cache.snapshot()[0], super::snapshot::SNAPSHOT_FORMAT, "written as format 3");
 }
 
 #[test]
@@ -477,7 +495,11 @@ fn format_1_snapshots_still_restore() {
     let cache = Cache::restore(&crate::codec::encode(&owned)).unwrap();
     assert_eq!(cache.limits(), Limits::default());
     assert_eq!(cache.get("b", Instant(8)).unwrap().as_ref(), b"2");
-    assert_eq!(cache.snapshot()[0], super::snapshot::SNAPSHOT_FORMAT, "written as format 2");
+    assert_eq!(
+        cache.snapshot()[0],
+        super::snapshot::SNAPSHOT_FORMAT,
+        "written in the current format"
+    );
     assert_eq!(Cache::restore(&cache.snapshot()).unwrap(), cache);
 }
 
@@ -531,30 +553,68 @@ fn proposal_codec_roundtrip() {
 // ---------------------------------------------------------------------------------------------
 // Property tests against a model.
 
-/// The naive specification: a map from key to value and optional deadline, and a clock.
+/// The naive specification: a map from key to value, optional deadline and revisions, a clock
+/// and the sequence of the last write.
 #[derive(Clone, Debug, Default)]
 struct Model {
     clock: u64,
-    items: BTreeMap<String, (Vec<u8>, Option<u64>)>,
+    seq: u64,
+    items: BTreeMap<String, MItem>,
+}
+
+#[derive(Clone, Debug)]
+struct MItem {
+    value: Vec<u8>,
+    deadline: Option<u64>,
+    revs: Revisions,
+}
+
+/// The model's reading of an integer value: the text (after a raw tag) parses as an i64 and
+/// prints back the same.
+fn model_integer(stored: &[u8]) -> Option<i64> {
+    let text = match stored.first() {
+        Some(0) => &stored[1..],
+        Some(1) | None => return None,
+        Some(_) => stored,
+    };
+    let text = std::str::from_utf8(text).ok()?;
+    let n: i64 = text.parse().ok()?;
+    (n.to_string() == text).then_some(n)
 }
 
 impl Model {
     fn is_live(&self, key: &str, now: u64) -> bool {
         let now = now.max(self.clock);
-        self.items.get(key).is_some_and(|(_, deadline)| deadline.is_none_or(|d| d > now))
+        self.items.get(key).is_some_and(|i| i.deadline.is_none_or(|d| d > now))
+    }
+
+    fn live(&self, key: &str) -> Option<MItem> {
+        self.is_live(key, self.clock).then(|| self.items[key].clone())
+    }
+
+    /// Writes a value: revisions continue if the key was live, else start over.
+    fn write(&mut self, key: &str, value: Vec<u8>, deadline: Option<u64>) {
+        if deadline.is_some_and(|d| d <= self.clock) {
+            self.items.remove(key);
+            return;
+        }
+        let seq = self.seq;
+        let revs = match self.live(key) {
+            Some(old) => {
+                Revisions { create: old.revs.create, modified: seq, version: old.revs.version + 1 }
+            }
+            None => Revisions { create: seq, modified: seq, version: 1 },
+        };
+        self.items.insert(key.to_owned(), MItem { value, deadline, revs });
     }
 
     fn apply(&mut self, time: u64, command: &Command) -> ApplyResult {
         self.clock = self.clock.max(time);
+        self.seq += 1;
         let clock = self.clock;
         match command {
             Command::Set { key, value, expires_at } => {
-                let deadline = expires_at.map(Instant::as_millis);
-                if deadline.is_some_and(|d| d <= clock) {
-                    self.items.remove(key);
-                } else {
-                    self.items.insert(key.clone(), (value.to_vec(), deadline));
-                }
+                self.write(key, value.to_vec(), expires_at.map(Instant::as_millis));
                 ApplyResult::Set
             }
             Command::Del { key } => {
@@ -575,7 +635,7 @@ impl Model {
             Command::RemoveExpired { keys } => {
                 let mut removed = 0;
                 for key in keys {
-                    if self.items.get(key).is_some_and(|(_, d)| d.is_some_and(|d| d <= clock)) {
+                    if self.items.get(key).is_some_and(|i| i.deadline.is_some_and(|d| d <= clock)) {
                         self.items.remove(key);
                         removed += 1;
                     }
@@ -583,14 +643,113 @@ impl Model {
                 ApplyResult::RemoveExpired { removed }
             }
             Command::SetLimits(_) => unreachable!("eviction has its own model (evict_model)"),
+            Command::Key(w) => self.apply_key(time, w),
         }
+    }
+
+    fn apply_key(&mut self, time: u64, w: &KeyWrite) -> ApplyResult {
+        let key = w.key.as_str();
+        let cur = self.live(key);
+        let mut out = KeyOutcome {
+            applied: false,
+            revision: self.seq,
+            existed: cur.is_some(),
+            current: cur.as_ref().map(|i| i.revs),
+            previous: cur.as_ref().filter(|_| w.return_previous).map(|i| Versioned {
+                value: Bytes::from(i.value.clone()),
+                expires_at: i.deadline.map(Instant),
+                revisions: i.revs,
+            }),
+            number: None,
+        };
+        let holds = match w.condition {
+            Condition::Always => true,
+            Condition::Absent | Condition::Revision(0) => cur.is_none(),
+            Condition::Present => cur.is_some(),
+            Condition::Revision(r) => cur.as_ref().is_some_and(|i| i.revs.modified == r),
+        };
+        if !holds {
+            return ApplyResult::Key(out);
+        }
+        let deadline = cur.as_ref().and_then(|i| i.deadline);
+        let after = |ms: u64| time.saturating_add(ms);
+        match &w.op {
+            KeyOp::Set { value, ttl } => {
+                let d = match ttl {
+                    Ttl::Never => None,
+                    Ttl::Ms(ms) => Some(after(*ms)),
+                    Ttl::Keep => deadline,
+                };
+                self.write(key, value.to_vec(), d);
+            }
+            KeyOp::Del => {
+                self.items.remove(key);
+            }
+            KeyOp::Incr { delta } => {
+                let old = cur.as_ref().map(|i| i.value.clone());
+                let n = match &old {
+                    None => 0,
+                    Some(v) => match model_integer(v) {
+                        Some(n) => n,
+                        None => return ApplyResult::KeyRefused(KeyRefusal::NotAnInteger),
+                    },
+                };
+                let Some(n) = n.checked_add(*delta) else {
+                    return ApplyResult::KeyRefused(KeyRefusal::Overflow);
+                };
+                let mut value = n.to_string().into_bytes();
+                if old.as_ref().is_some_and(|v| v.first() == Some(&0)) {
+                    value.insert(0, 0);
+                }
+                self.write(key, value, deadline);
+                out.number = Some(n);
+            }
+            KeyOp::Append { bytes } => {
+                let mut value = match cur.as_ref().map(|i| i.value.clone()) {
+                    None => vec![0],
+                    Some(v) if v.first() == Some(&0) => v,
+                    Some(_) => return ApplyResult::KeyRefused(KeyRefusal::NotRaw),
+                };
+                value.extend_from_slice(bytes);
+                out.number = Some(value.len() as i64 - 1);
+                self.write(key, value, deadline);
+            }
+            KeyOp::Persist => {
+                if cur.is_none() || deadline.is_none() {
+                    return ApplyResult::Key(out);
+                }
+                self.items.get_mut(key).unwrap().deadline = None;
+            }
+            KeyOp::Expire { ttl_ms, when } => {
+                let new = after(*ttl_ms);
+                let ok = cur.is_some()
+                    && match when {
+                        ExpireWhen::Always => true,
+                        ExpireWhen::NoDeadline => deadline.is_none(),
+                        ExpireWhen::HasDeadline => deadline.is_some(),
+                        ExpireWhen::Later => deadline.is_some_and(|d| new > d),
+                        ExpireWhen::Sooner => deadline.is_none_or(|d| new < d),
+                    };
+                if !ok {
+                    return ApplyResult::Key(out);
+                }
+                if new <= self.clock {
+                    self.items.remove(key);
+                } else {
+                    self.items.get_mut(key).unwrap().deadline = Some(new);
+                }
+            }
+        }
+        out.applied = true;
+        out.current = self.live(key).map(|i| i.revs);
+        ApplyResult::Key(out)
     }
 
     fn ttl(&self, key: &str, now: u64) -> TtlStatus {
         if !self.is_live(key, now) {
             return TtlStatus::Missing;
         }
-        match self.items[key].1 {
+        match self.items[key].deadline {
             None => TtlStatus::NoExpiry,
             Some(d) => TtlStatus::Remaining { ms: d - now.max(self.clock) },
         }
@@ -601,7 +760,7 @@ impl Model {
         let mut due: Vec<(u64, String)> = self
             .items
             .iter()
-            .filter_map(|(k, (_, d))| d.filter(|d| *d <= now).map(|d| (d, k.clone())))
+            .filter_map(|(k, i)| i.deadline.filter(|d| *d <= now).map(|d| (d, k.clone())))
             .collect();
         due.sort();
         due.into_iter().take(max).map(|(_, k)| k).collect()
@@ -674,7 +833,57 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         2 => key_strategy().prop_map(|key| Command::Expire { key }),
         1 => Just(Command::Reset),
         2 => prop::collection::vec(key_strategy(), 0..5).prop_map(|keys| Command::RemoveExpired { keys }),
+        8 => key_write_strategy().prop_map(Command::Key),
     ]
+}
+
+/// Values that exercise the integer and raw forms: JSON integers (canonical or not, at the
+/// edges of i64), raw decimal, raw non-numbers, JSON text that is not an integer.
+const KEY_VALUES: &[&[u8]] = &[
+    b"5",
+    b"-3",
+    b"0",
+    b"-0",
+    b"007",
+    b"9223372036854775807",
+    b"-9223372036854775808",
+    b"\x0012",
+    b"\x00ab",
+    b"\x00",
+    b"\"s\"",
+    b"1.5",
+];
+
+fn key_write_strategy() -> impl Strategy<Value = KeyWrite> {
+    let value = prop::sample::select(KEY_VALUES).prop_map(Bytes::from_static);
+    let ttl = prop_oneof![Just(Ttl::Never), Just(Ttl::Keep), (0u64..200).prop_map(Ttl::Ms)];
+    let when = prop::sample::select(
+        &[
+            ExpireWhen::Always,
+            ExpireWhen::NoDeadline,
+            ExpireWhen::HasDeadline,
+            ExpireWhen::Later,
+            ExpireWhen::Sooner,
+        ][..],
+    );
+    let delta = prop::sample::select(&[1i64, -1, 7, i64::MAX, i64::MIN][..]);
+    let op = prop_oneof![
+        3 => (value.clone(), ttl).prop_map(|(value, ttl)| KeyOp::Set { value, ttl }),
+        1 => Just(KeyOp::Del),
+        3 => delta.prop_map(|delta| KeyOp::Incr { delta }),
+        2 => value.prop_map(|bytes| KeyOp::Append { bytes }),
+        1 => Just(KeyOp::Persist),
+        2 => (0u64..200, when).prop_map(|(ttl_ms, when)| KeyOp::Expire { ttl_ms, when }),
+    ];
+    let condition = prop_oneof![
+        3 => Just(Condition::Always),
+        1 => Just(Condition::Absent),
+        1 => Just(Condition::Present),
+        2 => (0u64..40).prop_map(Condition::Revision),
+    ];
+    (key_strategy(), op, condition, any::<bool>()).prop_map(
+        |(key, op, condition, return_previous)| KeyWrite { key, op, condition, return_previous },
+    )
 }
 
 fn op_strategy() -> impl Strategy<Value = Op> {
@@ -699,8 +908,13 @@ fn run_op(cache: &mut Cache, model: &mut Model, op: &Op) -> Result<(), TestCaseE
             prop_assert_eq!(actual, expected);
         }
         Op::Get { key, now } => {
-            let expected = model.is_live(key, *now).then(|| model.items[key.as_str()].0.clone());
-            prop_assert_eq!(cache.get(key, Instant(*now)).map(|v| v.to_vec()), expected);
+            let expected = model.is_live(key, *now).then(|| model.items[key.as_str()].clone());
+            prop_assert_eq!(
+                cache.get(key, Instant(*now)).map(|v| v.to_vec()),
+                expected.as_ref().map(|i| i.value.clone())
+            );
+            let versioned = cache.get_versioned(key, Instant(*now));
+            prop_assert_eq!(versioned.map(|v| v.revisions), expected.map(|i| i.revs));
         }
         Op::Ttl { key, now } => {
             prop_assert_eq!(cache.ttl(key, Instant(*now)), model.ttl(key, *now));
@@ -736,11 +950,11 @@ fn run_op(cache: &mut Cache, model: &mut Model, op: &Op) -> Result<(), TestCaseE
     cache.check_invariants();
     prop_assert_eq!(cache.clock(), Instant(model.clock));
     prop_assert_eq!(cache.len(), model.items.len());
-    let model_deadline = model.items.values().filter_map(|(_, d)| *d).min().map(Instant);
+    let model_deadline = model.items.values().filter_map(|i| i.deadline).min().map(Instant);
     prop_assert_eq!(cache.next_deadline(), model_deadline);
     prop_assert_eq!(
         cache.expiration_index_len(),
-        model.items.values().filter(|(_, d)| d.is_some()).count()
+        model.items.values().filter(|i| i.deadline.is_some()).count()
     );
     Ok(())
 }
@@ -783,8 +997,17 @@ proptest! {
         let mut hidden: BTreeSet<String> = BTreeSet::new();
         for op in &ops {
             run_op(&mut cache, &mut model, op)?;
-            if let Op::Apply { command: Command::Set { key, .. }, .. } = op {
-                hidden.remove(key);
+            match op {
+                Op::Apply { command: Command::Set { key, .. }, .. } => {
+                    hidden.remove(key);
+                }
+                // Writes of a value set the key again (if their condition held).
+                Op::Apply { command: Command::Key(w), .. }
+                    if matches!(w.op, KeyOp::Set { .. } | KeyOp::Incr { .. } | KeyOp::Append { .. }) =>
+                {
+                    hidden.remove(&w.key);
+                }
+                _ => {}
             }
             for key in KEYS {
                 let key = key.to_string();

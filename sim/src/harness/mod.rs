@@ -36,11 +36,10 @@ use madsim::task::JoinHandle;
 use madsim::time::{Duration, sleep, timeout};
 use rand_chacha::ChaCha8Rng;
 use rand_core::{Rng, SeedableRng};
-use simple_cache_core::cache::ApplyResult;
 use simple_cache_core::config::Config;
 use simple_cache_core::exec::{Answers, Executor, Query, QueryResult, WriteOp};
 use simple_cache_core::message::{Entry, Membership, Message, Snapshot};
-use simple_cache_core::node::{CacheNode, NodeConfig, RequestIds, WriteError};
+use simple_cache_core::node::{CacheNode, NodeConfig, RequestIds, WriteError, WriteResult};
 use simple_cache_core::raft::{Mutation, Persisted, ReadError, Role};
 use simple_cache_core::snapshot::EncodedSnapshot;
 use simple_cache_core::types::{Instant, LogIndex, NodeId, Term};
@@ -252,7 +251,7 @@ impl Default for Net {
     }
 }
 
-pub type WriteReply = async_channel::Sender<Result<ApplyResult, WriteError>>;
+pub type WriteReply = async_channel::Sender<WriteResult>;
 pub type ReadReply = async_channel::Sender<Result<Option<Bytes>, ReadError>>;
 
 /// What arrives in a node's inbox.

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use madsim::time::{Duration, timeout};
 use simple_cache_core::cache::ApplyResult;
 use simple_cache_core::exec::{AfterWriteError, WriteOp};
-use simple_cache_core::node::WriteError;
+use simple_cache_core::node::{WriteError, Written};
 use simple_cache_core::raft::ReadError;
 use simple_cache_core::types::{Instant, NodeId};
 
@@ -65,14 +65,14 @@ impl Sim {
                 return ServiceWrite::NotDone;
             }
             let e = match self.await_reply(rx, deadline).await {
-                Some(Ok(r)) => return ServiceWrite::Done(r),
+                Some(Ok(w)) => return ServiceWrite::Done(w.result),
                 Some(Err(e)) => e,
                 None => return ServiceWrite::Unknown,
             };
             match AfterWriteError::of(&e, node, false) {
                 AfterWriteError::Forward(leader) => {
                     match self.forward_write(node, leader, &op, deadline).await {
-                        Ok(r) => return ServiceWrite::Done(r),
+                        Ok(w) => return ServiceWrite::Done(w.result),
                         Err(ForwardFailure::Unknown) => return ServiceWrite::Unknown,
                         Err(ForwardFailure::Refused) => return ServiceWrite::NotDone,
                         Err(ForwardFailure::Retry) => {
@@ -167,7 +167,7 @@ impl Sim {
         leader: NodeId,
         op: &WriteOp,
         deadline: Instant,
-    ) -> Result<ApplyResult, ForwardFailure> {
+    ) -> Result<Written, ForwardFailure> {
         // Connecting: refused when the link is cut or the leader is down; the write never
         // arrived, so it took no effect.
         if self.link_cut(from, leader) || !self.lock().is_up(leader) {
@@ -191,7 +191,7 @@ impl Sim {
             return Err(ForwardFailure::Unknown);
         }
         match result {
-            Ok(r) => Ok(r),
+            Ok(w) => Ok(w),
             Err(e) if AfterWriteError::proves_not_applied(&e) => Err(ForwardFailure::Retry),
             Err(WriteError::Unknown | WriteError::Undecodable(_)) => Err(ForwardFailure::Unknown),
             Err(_) => Err(ForwardFailure::Refused),

@@ -1,0 +1,387 @@
+//! Conditional and atomic writes on one key ([`Command::Key`]), and the revisions that make
+//! them useful.
+//!
+//! **Revisions.** Every applied entry has a revision: its log index. Each key carries
+//! [`Revisions`]: `create` (the revision that created it, after it was absent), `modified` (the
+//! revision that last wrote its value) and `version` (writes of its value since it was
+//! created, 1 at creation). A key that is absent (never written, deleted, expired or evicted)
+//! has none; writing it again starts over. Changing only a key's deadline (`persist`,
+//! `expire`) changes none of them, as an etcd lease renewal does not: a lock holder that
+//! extends its lock keeps its fencing token.
+//!
+//! **Conditions** ([`Condition`]) are checked at apply time against the replicated state, so
+//! every replica decides the same, and against the key as a read at the cache clock sees it
+//! (an expired key is absent). A condition that does not hold is not an error: nothing
+//! changes and the outcome says `applied: false` with the key's current revisions.
+//!
+//! **Values** are the stored bytes of the front ends' value forms ([`value_form`]): an integer
+//! is JSON integer text or raw ASCII decimal (what Redis calls an integer), `append` works on
+//! raw values.
+//!
+//! TTLs in a [`KeyOp`] are relative to the proposal's time, which the leader stamps: applying
+//! `ttl_ms` gives the same deadline on every replica, the one the leader would have computed.
+
+use super::{ApplyResult, Cache, Command, Item, is_live};
+use crate::types::Instant;
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+/// A key's revisions (see the module documentation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revisions {
+    pub create: u64,
+    pub modified: u64,
+    pub version: u64,
+}
+
+/// A live key as a read sees it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned {
+    pub value: Bytes,
+    pub expires_at: Option<Instant>,
+    pub revisions: Revisions,
+}
+
+/// What must hold for a [`KeyWrite`] to apply.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    #[default]
+    Always,
+    /// The key is absent (Redis `NX`).
+    Absent,
+    /// The key is live (Redis `XX`).
+    Present,
+    /// The key's `modified` revision is exactly this; 0 means the key is absent.
+    Revision(u64),
+}
+
+impl Condition {
+    fn holds(self, current: Option<&Item>) -> bool {
+        match (self, current) {
+            (Condition::Always, _) => true,
+            (Condition::Absent, c) => c.is_none(),
+            (Condition::Present, c) => c.is_some(),
+            (Condition::Revision(0), c) => c.is_none(),
+            (Condition::Revision(r), Some(item)) => item.revisions.modified == r,
+            (Condition::Revision(_), None) => false,
+        }
+    }
+}
+
+/// When an [`KeyOp::Expire`] applies, as Redis's `EXPIRE` options (a key without a deadline
+/// counts as expiring never, i.e. later than any deadline).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpireWhen {
+    #[default]
+    Always,
+    /// Only if the key has no deadline (`NX`).
+    NoDeadline,
+    /// Only if the key has a deadline (`XX`).
+    HasDeadline,
+    /// Only if the new deadline is later than the current one (`GT`).
+    Later,
+    /// Only if the new deadline is sooner than the current one (`LT`).
+    Sooner,
+}
+
+/// The deadline a [`KeyOp::Set`] gives the key.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ttl {
+    /// No deadline.
+    #[default]
+    Never,
+    /// This many milliseconds after the proposal's time.
+    Ms(u64),
+    /// The deadline the key has now, if it is live (Redis `KEEPTTL`).
+    Keep,
+}
+
+/// An operation on one key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KeyOp {
+    /// Store `value` (stored bytes, see [`value_form`]).
+    Set { value: Bytes, ttl: Ttl },
+    /// Remove the key.
+    Del,
+    /// Add `delta` to an integer value (absent counts as 0, stored as JSON); keeps the deadline.
+    Incr { delta: i64 },
+    /// Append bytes to a raw value (absent counts as empty); keeps the deadline.
+    Append { bytes: Bytes },
+    /// Drop the key's deadline.
+    Persist,
+    /// Give the key a deadline `ttl_ms` after the proposal's time, if `when` allows; a
+    /// deadline already passed removes the key.
+    Expire { ttl_ms: u64, when: ExpireWhen },
+}
+
+/// A conditional, atomic write of one key: [`Command::Key`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyWrite {
+    pub key: String,
+    pub op: KeyOp,
+    pub condition: Condition,
+    /// Report the key as it was before ([`KeyOutcome::previous`]).
+    pub return_previous: bool,
+}
+
+/// The outcome of a [`KeyWrite`] that was not refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyOutcome {
+    /// The condition held and the operation ran. `false` also for a `persist` or `expire`
+    /// that had nothing to change (the key absent, no deadline, or `when` not met).
+    pub applied: bool,
+    /// The revision this write applied at (its log index), whether or not it changed anything.
+    pub revision: u64,
+    /// The key was live before.
+    pub existed: bool,
+    /// The key's revisions afterwards (`None`: absent).
+    pub current: Option<Revisions>,
+    /// The key before, if asked for and it was live.
+    pub previous: Option<Versioned>,
+    /// `incr`: the new value; `append`: the new length in bytes.
+    pub number: Option<i64>,
+}
+
+/// Why a [`KeyWrite`] was refused (nothing changed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyRefusal {
+    /// `incr` on a value that is not an integer.
+    NotAnInteger,
+    /// `incr` would leave the range of a signed 64-bit integer.
+    Overflow,
+    /// `append` on a value that is not raw bytes.
+    NotRaw,
+}
+
+/// The forms of stored values (the front ends' encoding, see the server's `value` module):
+/// JSON text (never starts with 0x00 or 0x01), [`value_form::RAW`] then bytes, or
+/// [`value_form::ANY`] then a protobuf `Any`.
+pub mod value_form {
+    pub const RAW: u8 = 0x00;
+    pub const ANY: u8 = 0x01;
+
+    /// The integer a stored value holds: JSON integer text, or raw ASCII decimal; in both the
+    /// canonical form (no sign `+`, no leading zeros, no `-0`), within `i64`.
+    pub fn integer(stored: &[u8]) -> Option<i64> {
+        let text = match stored.first() {
+            Some(&RAW) => &stored[1..],
+            Some(&ANY) | None => return None,
+            Some(_) => stored,
+        };
+        let digits = text.strip_prefix(b"-").unwrap_or(text);
+        let canonical = match digits {
+            [] => false,
+            [b'0'] => text.len() == 1,
+            [first, rest @ ..] => {
+                (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit)
+            }
+        };
+        if !canonical {
+            return None;
+        }
+        std::str::from_utf8(text).ok()?.parse().ok()
+    }
+
+    /// `n` stored in the form of `like` (raw if it was raw, else JSON).
+    pub fn integer_like(like: Option<&[u8]>, n: i64) -> bytes::Bytes {
+        let text = n.to_string();
+        match like.and_then(|b| b.first()) {
+            Some(&RAW) => {
+                let mut out = Vec::with_capacity(1 + text.len());
+                out.push(RAW);
+                out.extend_from_slice(text.as_bytes());
+                out.into()
+            }
+            _ => text.into(),
+        }
+    }
+}
+
+impl Cache {
+    /// The live item under `key` at the cache clock.
+    fn live(&self, key: &str) -> Option<&Item> {
+        self.items.get(key).filter(|item| is_live(item, self.clock))
+    }
+
+    /// `key` with its revisions, if it is live at `now` (or at the cache clock, if later).
+    pub fn get_versioned(&self, key: &str, now: Instant) -> Option<Versioned> {
+        let now = self.read_time(now);
+        self.items.get(key).filter(|item| is_live(item, now)).map(versioned)
+    }
+
+    /// Applies a [`Command::Key`] at `seq` (the clock already advanced to `time`).
+    pub(super) fn apply_key(
+        &mut self,
+        seq: u64,
+        time: Instant,
+        w: &KeyWrite,
+        evicted: &mut Vec<String>,
+    ) -> ApplyResult {
+        let key = w.key.as_str();
+        let before = self.live(key);
+        let existed = before.is_some();
+        let previous = if w.return_previous { before.map(versioned) } else { None };
+        let mut outcome = KeyOutcome {
+            applied: false,
+            revision: seq,
+            existed,
+            current: before.map(|i| i.revisions),
+            previous,
+            number: None,
+        };
+        if !w.condition.holds(before) {
+            return ApplyResult::Key(outcome);
+        }
+        let deadline = before.and_then(|i| i.expires_at);
+        let old_value = before.map(|i| i.value.clone());
+        match &w.op {
+            KeyOp::Set { value, ttl } => {
+                let expires_at = match ttl {
+                    Ttl::Never => None,
+                    Ttl::Ms(ms) => Some(time.saturating_add_ms(*ms)),
+                    Ttl::Keep => deadline,
+                };
+                if expires_at.is_some_and(|d| d <= self.clock) {
+                    self.remove(key);
+                } else if let Some(refused) = self.make_room(key, value.len(), expires_at, evicted)
+                {
+                    return refused;
+                } else {
+                    self.insert(key, value.clone(), expires_at, seq);
+                }
+            }
+            KeyOp::Del => {
+                self.remove(key);
+            }
+            KeyOp::Incr { delta } => {
+                let stored = old_value.as_deref();
+                let n = match stored {
+                    None => 0,
+                    Some(b) => match value_form::integer(b) {
+                        Some(n) => n,
+                        None => return ApplyResult::KeyRefused(KeyRefusal::NotAnInteger),
+                    },
+                };
+                let Some(n) = n.checked_add(*delta) else {
+                    return ApplyResult::KeyRefused(KeyRefusal::Overflow);
+                };
+                let value = value_form::integer_like(stored, n);
+                if let Some(refused) = self.make_room(key, value.len(), deadline, evicted) {
+                    return refused;
+                }
+                self.insert(key, value, deadline, seq);
+                outcome.number = Some(n);
+            }
+            KeyOp::Append { bytes } => {
+                let mut value = match old_value {
+                    None => BytesMut::from(&[value_form::RAW][..]),
+                    Some(v) if v.first() == Some(&value_form::RAW) => BytesMut::from(&v[..]),
+                    Some(_) => return ApplyResult::KeyRefused(KeyRefusal::NotRaw),
+                };
+                value.put_slice(bytes);
+                if let Some(refused) = self.make_room(key, value.len(), deadline, evicted) {
+                    return refused;
+                }
+                outcome.number = Some((value.len() - 1) as i64);
+                self.insert(key, value.freeze(), deadline, seq);
+            }
+            KeyOp::Persist => {
+                if !existed || deadline.is_none() {
+                    return ApplyResult::Key(outcome);
+                }
+                self.retime(key, None);
+            }
+            KeyOp::Expire { ttl_ms, when } => {
+                let new = time.saturating_add_ms(*ttl_ms);
+                let allowed = existed
+                    && match when {
+                        ExpireWhen::Always => true,
+                        ExpireWhen::NoDeadline => deadline.is_none(),
+                        ExpireWhen::HasDeadline => deadline.is_some(),
+                        ExpireWhen::Later => deadline.is_some_and(|d| new > d),
+                        ExpireWhen::Sooner => deadline.is_none_or(|d| new < d),
+                    };
+                if !allowed {
+                    return ApplyResult::Key(outcome);
+                }
+                if new <= self.clock {
+                    self.remove(key);
+                } else {
+                    self.retime(key, Some(new));
+                }
+            }
+        }
+        self.debug_check_key(key);
+        outcome.applied = true;
+        outcome.current = self.live(key).map(|i| i.revisions);
+        ApplyResult::Key(outcome)
+    }
+
+    /// Gives a stored key a new deadline, keeping its value, revisions and eviction state.
+    fn retime(&mut self, key: &str, expires_at: Option<Instant>) {
+        let Some((owned_key, mut item)) = self.remove_entry(key) else { return };
+        item.expires_at = expires_at;
+        if let Some(deadline) = expires_at {
+            self.expirations.insert((deadline, owned_key.clone()));
+        }
+        self.approx_bytes += super::item_bytes(key, item.value.len(), expires_at.is_some());
+        self.order_insert(key, &item);
+        self.items.insert(owned_key, item);
+    }
+}
+
+fn versioned(item: &Item) -> Versioned {
+    Versioned { value: item.value.clone(), expires_at: item.expires_at, revisions: item.revisions }
+}
+
+/// Folds a [`Command::Key`] into the rolling digest.
+pub(super) fn digest_key(d: u64, w: &KeyWrite) -> u64 {
+    use crate::codec::fnv1a;
+    let d = fnv1a(&[7], d);
+    let d = fnv1a(w.key.as_bytes(), d);
+    let (tag, a, b): (u8, u64, u64) = match &w.op {
+        KeyOp::Set { value, ttl } => {
+            let t = match ttl {
+                Ttl::Never => 0,
+                Ttl::Ms(ms) => ms.saturating_add(2),
+                Ttl::Keep => 1,
+            };
+            (1, value.len() as u64, t)
+        }
+        KeyOp::Del => (2, 0, 0),
+        KeyOp::Incr { delta } => (3, *delta as u64, 0),
+        KeyOp::Append { bytes } => (4, bytes.len() as u64, 0),
+        KeyOp::Persist => (5, 0, 0),
+        KeyOp::Expire { ttl_ms, when } => (6, *ttl_ms, *when as u64),
+    };
+    let cond = match w.condition {
+        Condition::Always => 0,
+        Condition::Absent => 1,
+        Condition::Present => 2,
+        Condition::Revision(r) => r.saturating_add(3),
+    };
+    let d = fnv1a(&[tag, u8::from(w.return_previous)], d);
+    let d = fnv1a(&a.to_le_bytes(), d);
+    let d = fnv1a(&b.to_le_bytes(), d);
+    fnv1a(&cond.to_le_bytes(), d)
+}
+
+/// The outcome's share of the digest.
+pub(super) fn outcome_code(o: &KeyOutcome) -> u64 {
+    let revs =
+        o.current.map_or(0, |r| r.create ^ r.modified.rotate_left(21) ^ r.version.rotate_left(42));
+    let flags = 8 | (u64::from(o.applied) << 8) | (u64::from(o.existed) << 9);
+    flags ^ revs.rotate_left(10) ^ (o.number.unwrap_or(0) as u64).wrapping_mul(31)
+}
+
+impl Command {
+    /// A [`Command::Key`] with no condition and nothing returned.
+    pub fn key(key: impl Into<String>, op: KeyOp) -> Command {
+        Command::Key(Command::key_write(key, op))
+    }
+
+    /// The [`KeyWrite`] of [`Command::key`].
+    pub fn key_write(key: impl Into<String>, op: KeyOp) -> KeyWrite {
+        KeyWrite { key: key.into(), op, condition: Condition::Always, return_previous: false }
+    }
+}
