@@ -25,7 +25,7 @@
 //!
 //! [`Executor::drain_ready`] does all three for a driver whose fsync blocks.
 
-use crate::cache::{Command, KeyWrite, Pattern, SearchPage, TtlStatus, Versioned};
+use crate::cache::{Batch, Command, KeyWrite, Pattern, SearchPage, TtlStatus, Versioned};
 use crate::message::{Entry, Message, SnapshotMeta};
 use crate::meter::{CacheOp, metered};
 use crate::node::{CacheNode, RequestId, RequestIds, WriteError, WriteResult};
@@ -103,6 +103,8 @@ pub enum WriteOp {
     Reset,
     /// A conditional or atomic write of one key; its TTLs count from the proposal's time.
     Key(KeyWrite),
+    /// An atomic batch of compares and writes.
+    Batch(Batch),
 }
 
 /// A read of the cache state.
@@ -249,7 +251,14 @@ impl<W, R> Executor<W, R> {
             WriteOp::Del { key } => Command::Del { key },
             WriteOp::Expire { key } => Command::Expire { key },
             WriteOp::Reset => Command::Reset,
-            WriteOp::Key(w) => Command::Key(w),
+            WriteOp::Batch(b) => Command::Batch(b),
+            WriteOp::Key(w) => match cas_before_apply(node, now, w) {
+                Ok(w) => Command::Key(w),
+                Err(refused) => {
+                    self.answers.writes.push((reply, Ok(*refused)));
+                    return Ok(());
+                }
+            },
         };
         let id = self.alloc_id(storage)?;
         match node.write(now, id, command) {
@@ -395,6 +404,41 @@ impl<W, R> Executor<W, R> {
             .map_err(fatal("compacting the WAL to a snapshot failed"))?;
         Ok(true)
     }
+}
+
+/// The planted bug [`crate::raft::Mutation::CasBeforeApply`]: with it on, a conditional write
+/// is decided here against the node's applied state and proposed unconditionally, or answered
+/// "not applied" at once. Without it, `w` goes through unchanged.
+fn cas_before_apply(
+    node: &CacheNode,
+    now: Instant,
+    mut w: KeyWrite,
+) -> Result<KeyWrite, Box<crate::node::Written>> {
+    use crate::cache::{ApplyResult, Condition, KeyOutcome};
+    if !node.raft().cas_before_apply() || w.condition == Condition::Always {
+        return Ok(w);
+    }
+    let current = node.cache().get_versioned(&w.key, now);
+    let holds = match (w.condition, &current) {
+        (Condition::Absent | Condition::Revision(0), c) => c.is_none(),
+        (Condition::Present, c) => c.is_some(),
+        (Condition::Revision(r), Some(v)) => v.revisions.modified == r,
+        _ => false,
+    };
+    if !holds {
+        let revision = node.raft().last_applied().0;
+        let outcome = KeyOutcome {
+            applied: false,
+            revision,
+            existed: current.is_some(),
+            current: current.map(|v| v.revisions),
+            previous: None,
+            number: None,
+        };
+        return Err(Box::new(crate::node::Written { revision, result: ApplyResult::Key(outcome) }));
+    }
+    w.condition = Condition::Always;
+    Ok(w)
 }
 
 /// Runs a query against the node's cache, judging expiry at `at`, through the node's meter (see

@@ -19,7 +19,10 @@ use crate::pb;
 use crate::pb::cache_service_server::{CacheService, CacheServiceServer};
 use crate::service::{Caller, Consistency, Item, Service, WriteOptions};
 use crate::value::StoredValue;
-use simple_cache_core::cache::{ExpireWhen, Revisions, SearchMode, TtlStatus, Versioned};
+use simple_cache_core::cache::{
+    Batch, Compare, ExpireWhen, KeyCompare, KeyOp, KeyWrite, Revisions, SearchMode, Ttl, TtlStatus,
+    Versioned,
+};
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -117,6 +120,92 @@ fn stored_value(data: Option<pb::set_request::Data>) -> Result<StoredValue, ApiE
             })?;
             Ok(StoredValue::json(&v))
         }
+    }
+}
+
+fn expire_when(when: i32) -> Result<ExpireWhen, ApiError> {
+    use pb::expire_request::When;
+    Ok(match When::try_from(when) {
+        Ok(When::Always) => ExpireWhen::Always,
+        Ok(When::Nx) => ExpireWhen::NoDeadline,
+        Ok(When::Xx) => ExpireWhen::HasDeadline,
+        Ok(When::Gt) => ExpireWhen::Later,
+        Ok(When::Lt) => ExpireWhen::Sooner,
+        Err(_) => {
+            return Err(ApiError::bad_request(
+                "bad_when",
+                format!("`when` {when} is not one of ALWAYS, NX, XX, GT, LT"),
+            ));
+        }
+    })
+}
+
+fn batch_compare(c: pb::Compare) -> Result<KeyCompare, ApiError> {
+    use pb::compare::Target;
+    let compare = match c.target {
+        Some(Target::ModRevision(r)) => Compare::Revision(r),
+        Some(Target::Absent(true)) => Compare::Absent,
+        Some(Target::Present(true)) => Compare::Present,
+        Some(Target::JsonValue(j)) => {
+            let v: serde_json::Value = serde_json::from_str(&j).map_err(|e| {
+                ApiError::bad_request("bad_json", format!("`json_value` is not JSON: {e}"))
+            })?;
+            Compare::Value(StoredValue::json(&v).encode())
+        }
+        Some(Target::RawValue(b)) => Compare::Value(StoredValue::Raw(b.into()).encode()),
+        Some(Target::Absent(false) | Target::Present(false)) | None => {
+            return Err(ApiError::bad_request(
+                "bad_compare",
+                format!("the compare of `{}` has no target", c.key),
+            ));
+        }
+    };
+    Ok(KeyCompare { key: c.key, compare })
+}
+
+fn batch_op(svc: &Service, o: pb::BatchOp) -> Result<KeyWrite, ApiError> {
+    use pb::batch_op::Op;
+    let write = |key: String, op| Ok(simple_cache_core::cache::Command::key_write(key, op));
+    match o.op {
+        Some(Op::Set(r)) => {
+            if r.if_absent || r.if_present || r.if_revision.is_some() || r.return_previous {
+                return Err(ApiError::bad_request(
+                    "bad_options",
+                    "the operations of a batch take no conditions: use its compares",
+                ));
+            }
+            let value = stored_value(r.data)?;
+            svc.check_value(&value)?;
+            let ttl = match (Service::ttl_ms_from_expire(&r.expire)?, r.keep_ttl) {
+                (Some(_), true) => {
+                    return Err(ApiError::bad_request(
+                        "bad_options",
+                        "`keep_ttl` and an expiry exclude each other",
+                    ));
+                }
+                (_, true) => Ttl::Keep,
+                (Some(ms), false) => Ttl::Ms(ms),
+                (None, false) => Ttl::Never,
+            };
+            write(r.key, KeyOp::Set { value: value.encode(), ttl })
+        }
+        Some(Op::Del(r)) => {
+            if r.if_revision.is_some() || r.return_previous {
+                return Err(ApiError::bad_request(
+                    "bad_options",
+                    "the operations of a batch take no conditions: use its compares",
+                ));
+            }
+            write(r.key, KeyOp::Del)
+        }
+        Some(Op::Incr(r)) => write(r.key, KeyOp::Incr { delta: r.delta }),
+        Some(Op::Append(r)) => write(r.key, KeyOp::Append { bytes: r.data.into() }),
+        Some(Op::Persist(r)) => write(r.key, KeyOp::Persist),
+        Some(Op::Expire(r)) => {
+            let when = expire_when(r.when)?;
+            write(r.key, KeyOp::Expire { ttl_ms: Service::expire_ms(&r.expire)?, when })
+        }
+        None => Err(ApiError::bad_request("bad_op", "a batch operation has no `op`")),
     }
 }
 
@@ -285,26 +374,52 @@ impl CacheService for CacheGrpc {
         &self,
         req: Request<pb::ExpireRequest>,
     ) -> Result<Response<pb::ExpireResponse>, Status> {
-        use pb::expire_request::When;
         let caller = caller(&req);
         let r = req.into_inner();
         run(&self.svc, "expire", async {
-            let when = match When::try_from(r.when) {
-                Ok(When::Always) => ExpireWhen::Always,
-                Ok(When::Nx) => ExpireWhen::NoDeadline,
-                Ok(When::Xx) => ExpireWhen::HasDeadline,
-                Ok(When::Gt) => ExpireWhen::Later,
-                Ok(When::Lt) => ExpireWhen::Sooner,
-                Err(_) => {
-                    return Err(ApiError::bad_request(
-                        "bad_when",
-                        format!("`when` {} is not one of ALWAYS, NX, XX, GT, LT", r.when),
-                    ));
-                }
-            };
+            let when = expire_when(r.when)?;
             let ttl_ms = Service::expire_ms(&r.expire)?;
             let o = self.svc.expire_in(&caller, r.key, ttl_ms, when).await?;
             Ok(pb::ExpireResponse { applied: o.applied, revision: o.revision })
+        })
+        .await
+    }
+
+    async fn batch(
+        &self,
+        req: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
+        let caller = caller(&req);
+        let r = req.into_inner();
+        run(&self.svc, "batch", async {
+            let batch = Batch {
+                compares: r.compare.into_iter().map(batch_compare).collect::<Result<_, _>>()?,
+                then: r
+                    .then
+                    .into_iter()
+                    .map(|o| batch_op(&self.svc, o))
+                    .collect::<Result<_, _>>()?,
+                otherwise: r
+                    .r#else
+                    .into_iter()
+                    .map(|o| batch_op(&self.svc, o))
+                    .collect::<Result<_, _>>()?,
+            };
+            let o = self.svc.batch(&caller, batch).await?;
+            let results = o
+                .results
+                .into_iter()
+                .map(|k| {
+                    Ok(pb::BatchOpResult {
+                        applied: k.applied,
+                        existed: k.existed,
+                        current: k.current.map(revisions),
+                        previous: previous(k.previous)?,
+                        number: k.number.unwrap_or_default(),
+                    })
+                })
+                .collect::<Result<_, ApiError>>()?;
+            Ok(pb::BatchResponse { succeeded: o.succeeded, revision: o.revision, results })
         })
         .await
     }

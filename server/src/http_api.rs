@@ -41,7 +41,10 @@ use axum::routing::{delete, get, post};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
-use simple_cache_core::cache::{ExpireWhen, KeyOutcome, Revisions, SearchMode, TtlStatus};
+use simple_cache_core::cache::{
+    Batch, Command, Compare, ExpireWhen, KeyCompare, KeyOp, KeyOutcome, KeyWrite, Revisions,
+    SearchMode, Ttl, TtlStatus,
+};
 use simple_cache_core::raft::Role;
 use simple_cache_core::{MembershipChange, NodeId};
 use std::collections::HashMap;
@@ -56,6 +59,7 @@ pub fn router(svc: Service) -> Router {
     let forward_body_max = (cfg.max_value_bytes + cfg.max_key_bytes) / 3 * 4 + 4096;
     Router::new()
         .route("/v1", delete(reset))
+        .route("/v1/batch", post(batch).get(get_batch_key).put(set_batch_key).delete(del_batch_key))
         .route("/v1/search", get(search_query))
         .route("/v1/search/{pattern}", get(search_path))
         .route("/v1/search/{pattern}/{mode}", get(search_path_mode))
@@ -140,6 +144,10 @@ fn op_name(method: &Method, path: Option<&str>) -> &'static str {
         ("POST", "/v1/{key}/getdel" | "/v1/keys/{key}/getdel") => "getdel",
         ("POST", "/v1/{key}/persist" | "/v1/keys/{key}/persist") => "persist",
         ("POST", FORWARD_PATH) => "forward",
+        ("POST", "/v1/batch") => "batch",
+        ("GET", "/v1/batch") => "get",
+        ("PUT", "/v1/batch") => "set",
+        ("DELETE", "/v1/batch") => "delete",
         (_, p) if p.starts_with("/v1/search") => "search",
         (_, p) if p.starts_with("/cluster") => "cluster",
         (_, "/healthz" | "/readyz") => "health",
@@ -458,19 +466,38 @@ async fn expire_key(
     };
     let when = match obj.remove("when") {
         None | Some(Value::Null) => ExpireWhen::Always,
-        Some(Value::String(w)) => match w.to_ascii_lowercase().as_str() {
-            "always" => ExpireWhen::Always,
-            "nx" => ExpireWhen::NoDeadline,
-            "xx" => ExpireWhen::HasDeadline,
-            "gt" => ExpireWhen::Later,
-            "lt" => ExpireWhen::Sooner,
-            _ => return Err(bad_when(&w)),
-        },
+        Some(Value::String(w)) => expire_when(Some(&w))?,
         Some(other) => return Err(bad_when(&other.to_string())),
     };
     no_more_fields(&obj, "`expire`, `when`")?;
     let o = svc.expire_in(&caller(&headers), key, ttl_ms, when).await?;
     Ok(Json(outcome_json(o)?))
+}
+
+/// The bytes of an append: the text's own, or decoded from base64.
+fn append_bytes(text: String, encoding: Option<String>) -> Result<Bytes, ApiError> {
+    match encoding.as_deref() {
+        None => Ok(Bytes::from(text.into_bytes())),
+        Some("base64") => Ok(Bytes::from(BASE64.decode(text.as_bytes()).map_err(|e| {
+            ApiError::bad_request("bad_body", format!("`value` is not base64: {e}"))
+        })?)),
+        Some(other) => Err(ApiError::bad_request(
+            "bad_encoding",
+            format!("`encoding` may only be \"base64\", not {other}"),
+        )),
+    }
+}
+
+/// Redis's EXPIRE options by name.
+fn expire_when(w: Option<&str>) -> Result<ExpireWhen, ApiError> {
+    Ok(match w.map(str::to_ascii_lowercase).as_deref() {
+        None | Some("always") => ExpireWhen::Always,
+        Some("nx") => ExpireWhen::NoDeadline,
+        Some("xx") => ExpireWhen::HasDeadline,
+        Some("gt") => ExpireWhen::Later,
+        Some("lt") => ExpireWhen::Sooner,
+        Some(other) => return Err(bad_when(other)),
+    })
 }
 
 fn bad_when(w: &str) -> ApiError {
@@ -539,20 +566,12 @@ async fn append_key(
     let Some(Value::String(text)) = obj.remove("value") else {
         return Err(ApiError::bad_request("missing_value", "the body needs a `value` string"));
     };
-    let bytes = match obj.remove("encoding") {
-        None | Some(Value::Null) => Bytes::from(text.into_bytes()),
-        Some(Value::String(e)) if e == "base64" => {
-            Bytes::from(BASE64.decode(text.as_bytes()).map_err(|e| {
-                ApiError::bad_request("bad_body", format!("`value` is not base64: {e}"))
-            })?)
-        }
-        Some(other) => {
-            return Err(ApiError::bad_request(
-                "bad_encoding",
-                format!("`encoding` may only be \"base64\", not {other}"),
-            ));
-        }
+    let encoding = match obj.remove("encoding") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) => Some(e),
+        Some(other) => Some(other.to_string()),
     };
+    let bytes = append_bytes(text, encoding)?;
     no_more_fields(&obj, "`value`, `encoding`")?;
     let o = svc.append(&caller(&headers), key, bytes).await?;
     let mut out = outcome_json(o.clone())?;
@@ -569,6 +588,167 @@ async fn getdel_key(
     let opts = WriteOptions { return_previous: true, ..WriteOptions::default() };
     let o = svc.del_with(&caller(&headers), path(key)?, &opts).await?;
     Ok(Json(outcome_json(o)?))
+}
+
+/// One compare of `POST /v1/batch`: a key and exactly one of `revision` (its `mod_revision`;
+/// 0: absent), `absent`, `present`, `value` (the JSON it holds).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchCompareBody {
+    key: String,
+    revision: Option<u64>,
+    #[serde(default)]
+    absent: bool,
+    #[serde(default)]
+    present: bool,
+    value: Option<Value>,
+}
+
+/// One operation of `POST /v1/batch`.
+#[derive(serde::Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum BatchOpBody {
+    Set {
+        key: String,
+        value: Value,
+        expire: Option<String>,
+        #[serde(default)]
+        keep_ttl: bool,
+    },
+    Delete {
+        key: String,
+    },
+    Incr {
+        key: String,
+        delta: Option<i64>,
+    },
+    Append {
+        key: String,
+        value: String,
+        encoding: Option<String>,
+    },
+    Persist {
+        key: String,
+    },
+    Expire {
+        key: String,
+        expire: String,
+        when: Option<String>,
+    },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    #[serde(default)]
+    compare: Vec<BatchCompareBody>,
+    #[serde(default)]
+    then: Vec<BatchOpBody>,
+    #[serde(default, rename = "else")]
+    otherwise: Vec<BatchOpBody>,
+}
+
+fn batch_compare(c: BatchCompareBody) -> Result<KeyCompare, ApiError> {
+    let compare = match (c.revision, c.absent, c.present, c.value) {
+        (Some(r), false, false, None) => Compare::Revision(r),
+        (None, true, false, None) => Compare::Absent,
+        (None, false, true, None) => Compare::Present,
+        (None, false, false, Some(v)) => Compare::Value(StoredValue::json(&v).encode()),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_compare",
+                format!(
+                    "a compare of `{}` needs exactly one of `revision`, `absent`, `present`, `value`",
+                    c.key
+                ),
+            ));
+        }
+    };
+    Ok(KeyCompare { key: c.key, compare })
+}
+
+fn batch_op(o: BatchOpBody) -> Result<KeyWrite, ApiError> {
+    let write = |key: String, op| Ok(Command::key_write(key, op));
+    match o {
+        BatchOpBody::Set { key, value, expire, keep_ttl } => {
+            let ttl_ms = match expire {
+                None => None,
+                Some(e) => Service::ttl_ms_from_expire(&e)?,
+            };
+            let ttl = match (ttl_ms, keep_ttl) {
+                (Some(_), true) => {
+                    return Err(ApiError::bad_request(
+                        "bad_options",
+                        "`keep_ttl` and an expiry exclude each other",
+                    ));
+                }
+                (_, true) => Ttl::Keep,
+                (Some(ms), false) => Ttl::Ms(ms),
+                (None, false) => Ttl::Never,
+            };
+            write(key, KeyOp::Set { value: StoredValue::json(&value).encode(), ttl })
+        }
+        BatchOpBody::Delete { key } => write(key, KeyOp::Del),
+        BatchOpBody::Incr { key, delta } => write(key, KeyOp::Incr { delta: delta.unwrap_or(1) }),
+        BatchOpBody::Append { key, value, encoding } => {
+            write(key, KeyOp::Append { bytes: append_bytes(value, encoding)? })
+        }
+        BatchOpBody::Persist { key } => write(key, KeyOp::Persist),
+        BatchOpBody::Expire { key, expire, when } => {
+            let ttl_ms = Service::expire_ms(&expire)?;
+            write(key, KeyOp::Expire { ttl_ms, when: expire_when(when.as_deref())? })
+        }
+    }
+}
+
+/// `POST /v1/batch`: `{"compare": [...], "then": [...], "else": [...]}`, applied at one
+/// revision: all of `then` if every compare holds, else all of `else`; nothing if an operation
+/// is refused (409 or 507 naming it).
+async fn batch(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body: BatchBody = serde_json::from_slice(&body(b)?)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("the batch does not parse: {e}")))?;
+    let batch = Batch {
+        compares: body.compare.into_iter().map(batch_compare).collect::<Result<_, _>>()?,
+        then: body.then.into_iter().map(batch_op).collect::<Result<_, _>>()?,
+        otherwise: body.otherwise.into_iter().map(batch_op).collect::<Result<_, _>>()?,
+    };
+    let o = svc.batch(&caller(&headers), batch).await?;
+    let results = o.results.into_iter().map(outcome_json).collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(json!({
+        "success": true,
+        "succeeded": o.succeeded,
+        "revision": o.revision,
+        "results": results,
+    })))
+}
+
+/// The key named `batch` on `/v1/batch` (POST there is the batch API; PUT sets the key, and
+/// `/v1/keys/batch` takes every method).
+async fn get_batch_key(
+    svc: State<Service>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    get_key(svc, Ok(Path("batch".to_string())), q).await
+}
+
+async fn set_batch_key(
+    svc: State<Service>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    set_key(svc, headers, Ok(Path("batch".to_string())), b).await
+}
+
+async fn del_batch_key(
+    svc: State<Service>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    del_key(svc, headers, Ok(Path("batch".to_string())), q).await
 }
 
 /// `POST /v1/{key}/persist`: drops the key's deadline.

@@ -28,8 +28,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use simple_cache_core::NodeId;
 use simple_cache_core::cache::{
-    ApplyResult, Command, Condition, ExpireWhen, KeyOp, KeyOutcome, KeyRefusal, KeyWrite, Pattern,
-    Revisions, SEARCH_RESULTS_MAX, SearchMode, Ttl, TtlStatus, Versioned,
+    ApplyResult, BATCH_OPS_MAX, Batch, BatchOutcome, Command, Condition, ExpireWhen, KeyOp,
+    KeyOutcome, KeyRefusal, KeyWrite, Pattern, Revisions, SEARCH_RESULTS_MAX, SearchMode, Ttl,
+    TtlStatus, Versioned,
 };
 use simple_cache_core::codec;
 use simple_cache_core::exec::AfterWriteError;
@@ -110,6 +111,10 @@ pub enum ForwardedWrite {
     Key {
         write: String,
     },
+    /// An atomic batch: `core::cache::Batch` in the codec's encoding, base64.
+    Batch {
+        batch: String,
+    },
 }
 
 /// The leader's answer to a forwarded write that succeeded.
@@ -134,6 +139,10 @@ pub enum ForwardedResult {
     },
     /// `core::cache::KeyOutcome` in the codec's encoding, base64.
     Key {
+        outcome: String,
+    },
+    /// `core::cache::BatchOutcome` in the codec's encoding, base64.
+    Batch {
         outcome: String,
     },
 }
@@ -445,20 +454,7 @@ impl Service {
     /// [`Service::check_value`]. A condition that does not hold is an outcome
     /// (`applied: false`), not an error; a value of the wrong kind is a 409.
     pub async fn key_write(&self, caller: &Caller, w: KeyWrite) -> Result<KeyOutcome, ApiError> {
-        self.check_key(&w.key)?;
-        if let KeyOp::Append { bytes } = &w.op
-            && bytes.len() > self.limits.max_value_bytes()
-        {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "value_too_large",
-                format!(
-                    "the appended bytes are {} bytes; the limit is {}",
-                    bytes.len(),
-                    self.limits.max_value_bytes()
-                ),
-            ));
-        }
+        self.check_key_write(&w)?;
         let written = self.write(caller, WriteOp::Key(w)).await?;
         match written.result {
             ApplyResult::Key(outcome) => Ok(outcome),
@@ -548,6 +544,69 @@ impl Service {
         self.key_write(caller, Command::key_write(key, KeyOp::Expire { ttl_ms, when })).await
     }
 
+    /// An atomic batch (see `core::cache::ops::Batch`): at most `BATCH_OPS_MAX` compares and
+    /// operations per branch, every key and value checked as for single writes. If an
+    /// operation is refused, nothing of the batch applies and the error names its position.
+    pub async fn batch(&self, caller: &Caller, b: Batch) -> Result<BatchOutcome, ApiError> {
+        for (what, n) in
+            [("compares", b.compares.len()), ("then", b.then.len()), ("else", b.otherwise.len())]
+        {
+            if n > BATCH_OPS_MAX {
+                return Err(ApiError::bad_request(
+                    "batch_too_large",
+                    format!("the batch has {n} {what}; the limit is {BATCH_OPS_MAX}"),
+                ));
+            }
+        }
+        for c in &b.compares {
+            self.check_key(&c.key)?;
+        }
+        for w in b.then.iter().chain(&b.otherwise) {
+            self.check_key_write(w)?;
+        }
+        let written = self.write(caller, WriteOp::Batch(b)).await?;
+        match written.result {
+            ApplyResult::Batch(outcome) => Ok(outcome),
+            ApplyResult::BatchRefused { position, refusal } => {
+                let e = match *refusal {
+                    ApplyResult::KeyRefused(r) => refused(r),
+                    ApplyResult::OutOfMemory { used_bytes, keys, limits } => {
+                        self.out_of_memory(used_bytes, keys, limits)
+                    }
+                    other => unexpected(other),
+                };
+                Err(ApiError {
+                    message: format!(
+                        "operation {position} of the batch was refused, so none applied: {}",
+                        e.message
+                    ),
+                    ..e
+                })
+            }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The checks of a write of one key that do not depend on the cache: key, value size.
+    fn check_key_write(&self, w: &KeyWrite) -> Result<(), ApiError> {
+        self.check_key(&w.key)?;
+        let len = match &w.op {
+            KeyOp::Append { bytes } => bytes.len(),
+            KeyOp::Set { value, .. } => StoredValue::decode(value.clone())
+                .map_err(|e| ApiError::bad_request("bad_value", e.to_string()))?
+                .payload_len(),
+            _ => 0,
+        };
+        if len > self.limits.max_value_bytes() {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "value_too_large",
+                format!("the value is {len} bytes; the limit is {}", self.limits.max_value_bytes()),
+            ));
+        }
+        Ok(())
+    }
+
     /// Counts a write the limits refused and describes it.
     fn out_of_memory(
         &self,
@@ -600,6 +659,17 @@ impl Service {
             ForwardedWrite::Del { key } => {
                 let (existed, revision) = self.del(&caller, key).await?;
                 ForwardedResult::Del { existed, revision }
+            }
+            ForwardedWrite::Batch { batch } => {
+                let b: Batch = decode_base64(&batch, "batch")?;
+                for w in b.then.iter().chain(&b.otherwise) {
+                    if let KeyOp::Set { value, .. } = &w.op {
+                        StoredValue::decode(value.clone())
+                            .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+                    }
+                }
+                let outcome = self.batch(&caller, b).await?;
+                ForwardedResult::Batch { outcome: encode_base64(&outcome) }
             }
             ForwardedWrite::Key { write } => {
                 let w: KeyWrite = decode_base64(&write, "write")?;
@@ -787,6 +857,7 @@ impl Service {
             WriteOp::Expire { key } => ForwardedWrite::Expire { key },
             WriteOp::Reset => ForwardedWrite::Reset,
             WriteOp::Key(w) => ForwardedWrite::Key { write: encode_base64(&w) },
+            WriteOp::Batch(b) => ForwardedWrite::Batch { batch: encode_base64(&b) },
         };
         let mut req = self
             .client
@@ -846,6 +917,11 @@ impl Service {
                     let outcome: KeyOutcome = decode_base64(&outcome, "outcome")
                         .map_err(|e| ForwardFailure::Fail(failed(e.message)))?;
                     (outcome.revision, ApplyResult::Key(outcome))
+                }
+                ForwardedResult::Batch { outcome } => {
+                    let outcome: BatchOutcome = decode_base64(&outcome, "outcome")
+                        .map_err(|e| ForwardFailure::Fail(failed(e.message)))?;
+                    (outcome.revision, ApplyResult::Batch(outcome))
                 }
             };
             return Ok(Written { revision, result });

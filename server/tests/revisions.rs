@@ -218,6 +218,37 @@ async fn grpc_conditional_and_atomic() {
     let d = c.del(del).await.unwrap().into_inner();
     let previous = d.previous.unwrap();
     assert_eq!(previous.data, Some(pb::previous_value::Data::RawValue(b"abcd".to_vec())));
+
+    // A batch: the compare holds, both operations apply at one revision.
+    use pb::batch_op::Op;
+    let compare =
+        pb::Compare { key: "n".into(), target: Some(pb::compare::Target::JsonValue("5".into())) };
+    let op = |op| pb::BatchOp { op: Some(op) };
+    let req = pb::BatchRequest {
+        compare: vec![compare],
+        then: vec![
+            op(Op::Incr(pb::IncrRequest { key: "n".into(), delta: 2 })),
+            op(Op::Append(pb::AppendRequest { key: "r2".into(), data: b"x".to_vec() })),
+        ],
+        r#else: vec![],
+    };
+    let b = c.batch(req.clone()).await.unwrap().into_inner();
+    assert!(b.succeeded, "{b:?}");
+    assert_eq!(b.results.iter().map(|r| r.number).collect::<Vec<_>>(), vec![7, 1]);
+    assert!(b.results.iter().all(|r| r.current.unwrap().mod_revision == b.revision));
+    let again = c.batch(req).await.unwrap().into_inner();
+    assert!(!again.succeeded && again.results.is_empty(), "n is 7 now: the empty else ran");
+    let conditioned = pb::BatchRequest {
+        then: vec![op(Op::Set(pb::SetRequest {
+            key: "x".into(),
+            data: Some(pb::set_request::Data::JsonValue("1".into())),
+            if_absent: true,
+            ..Default::default()
+        }))],
+        ..Default::default()
+    };
+    let e = c.batch(conditioned).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
 }
 
 // A contended counter through every node (followers forward to the leader), with the leader
@@ -283,4 +314,123 @@ async fn contended_counter_survives_a_leader_kill() {
         "counter {value}: {ok} increments answered, {unknown} unknown"
     );
     assert!(ok > 0, "some increments went through");
+}
+
+// Batches: one revision for all of a branch; the else branch when a compare fails; nothing at
+// all when an operation is refused (409 naming it); limits; POST /v1/batch is the batch API
+// while the key named `batch` stays reachable.
+#[tokio::test]
+async fn batches_apply_all_or_nothing() {
+    let (_d, n) = single().await;
+    let url = n.url("/v1/batch");
+    let (_, a) = call_raw("PUT", &n.url("/v1/a"), Some(r#"{"value": 1}"#)).await;
+    let ra = rev(&a, "revision");
+    let body = format!(
+        r#"{{"compare": [{{"key": "a", "revision": {ra}}}, {{"key": "b", "absent": true}}],
+            "then": [{{"op": "set", "key": "b", "value": "x"}}, {{"op": "incr", "key": "a"}},
+                     {{"op": "delete", "key": "a"}}, {{"op": "incr", "key": "a", "delta": 5}}],
+            "else": [{{"op": "set", "key": "lost", "value": true}}]}}"#
+    );
+    let (s, r) = call_raw("POST", &url, Some(&body)).await;
+    assert_eq!((s, &r["succeeded"]), (200, &json!(true)), "{r}");
+    let revision = rev(&r, "revision");
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert_eq!(results[3]["mod_revision"], json!(revision), "every operation at one revision");
+    let b = call_raw("GET", &n.url("/v1/b"), None).await.1;
+    assert_eq!((b["value"].clone(), rev(&b, "mod_revision")), (json!("x"), revision));
+    assert_eq!(call_raw("GET", &n.url("/v1/a"), None).await.1["value"], json!(5), "ops in order");
+    // The same batch again: the compares fail, the else branch runs.
+    let (_, r) = call_raw("POST", &url, Some(&body)).await;
+    assert_eq!(r["succeeded"], json!(false), "{r}");
+    assert_eq!(call_raw("GET", &n.url("/v1/lost"), None).await.1["value"], json!(true));
+    // A refused operation: nothing of the batch applies.
+    let refused =
+        r#"{"then": [{"op": "set", "key": "c", "value": 1}, {"op": "incr", "key": "b"}]}"#;
+    let (s, e) = call_raw("POST", &url, Some(refused)).await;
+    assert_eq!((s, e["code"].as_str()), (409, Some("not_an_integer")), "{e}");
+    assert!(e["error"].as_str().unwrap().contains("operation 1"), "{e}");
+    assert_eq!(call_raw("GET", &n.url("/v1/c"), None).await.1["found"], json!(false));
+    // Bounds and malformed compares.
+    let many: Vec<String> =
+        (0..129).map(|i| format!(r#"{{"op": "delete", "key": "k{i}"}}"#)).collect();
+    let (s, e) =
+        call_raw("POST", &url, Some(&format!(r#"{{"then": [{}]}}"#, many.join(",")))).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("batch_too_large")), "{e}");
+    let two = r#"{"compare": [{"key": "a", "absent": true, "present": true}]}"#;
+    assert_eq!(call_raw("POST", &url, Some(two)).await.1["code"], json!("bad_compare"));
+    let (s, e) = call_raw("POST", &url, Some(r#"{"value": 1}"#)).await;
+    assert_eq!((s, e["code"].as_str()), (400, Some("bad_body")), "{e}");
+    // The key named `batch`: PUT and GET on /v1/batch, every method on /v1/keys/batch.
+    assert_eq!(call_raw("PUT", &url, Some(r#"{"value": 7}"#)).await.0, 200);
+    assert_eq!(call_raw("GET", &n.url("/v1/keys/batch"), None).await.1["value"], json!(7));
+    assert_eq!(call_raw("GET", &url, None).await.1["value"], json!(7));
+}
+
+// The fencing recipe of the README with real processes: a holder acquires a lock with a TTL
+// and gets a token; it stalls past the TTL; a second holder acquires it with a larger token
+// and writes the protected resource; the first holder's late write, fenced by its older token,
+// is refused. The protected resource is a key written only by a batch that compares the
+// token it last saw.
+#[tokio::test]
+async fn a_stale_lock_holder_is_fenced_off() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let follower = (leader + 1) % 3;
+    let n = &cluster.nodes[follower];
+    let acquire = |who: &str| {
+        let body = format!(r#"{{"value": "{who}", "expire": "300ms", "if_absent": true}}"#);
+        let url = n.url("/v1/lock");
+        async move { call_raw("PUT", &url, Some(&body)).await.1 }
+    };
+    let first = acquire("first").await;
+    assert_eq!(first["applied"], json!(true), "{first}");
+    let old_token = rev(&first, "mod_revision");
+    // Nobody else gets it while it is held.
+    assert_eq!(acquire("second").await["applied"], json!(false));
+    // The first holder stalls; its lock expires.
+    common::eventually("the lock's TTL to pass", Duration::from_secs(10), || async {
+        (call_raw("GET", &n.url("/v1/lock"), None).await.1["found"] == json!(false)).then_some(())
+    })
+    .await;
+    let second = acquire("second").await;
+    assert_eq!(second["applied"], json!(true), "{second}");
+    let new_token = rev(&second, "mod_revision");
+    assert!(new_token > old_token, "tokens grow: {old_token} then {new_token}");
+    // The resource remembers the highest token that wrote it; a write must carry a token at
+    // least as high: read the resource, compare its revision and token in one batch.
+    let write_resource = |token: u64, data: &'static str| {
+        let url = n.url("/v1/resource");
+        let batch = n.url("/v1/batch");
+        async move {
+            let (_, cur) = call_raw("GET", &url, None).await;
+            let seen = cur["value"]["token"].as_u64().unwrap_or(0);
+            if token < seen {
+                return false;
+            }
+            let compare = match cur["found"].as_bool() {
+                Some(true) => {
+                    format!(r#"{{"key": "resource", "revision": {}}}"#, rev(&cur, "mod_revision"))
+                }
+                _ => r#"{"key": "resource", "absent": true}"#.to_string(),
+            };
+            let body = format!(
+                r#"{{"compare": [{compare}], "then": [{{"op": "set", "key": "resource",
+                    "value": {{"token": {token}, "data": "{data}"}}}}]}}"#
+            );
+            call_raw("POST", &batch, Some(&body)).await.1["succeeded"] == json!(true)
+        }
+    };
+    assert!(write_resource(new_token, "from second").await);
+    // The first holder wakes up and writes with its old token: refused.
+    assert!(!write_resource(old_token, "from first, late").await);
+    let got = call_raw("GET", &n.url("/v1/resource"), None).await.1;
+    assert_eq!(got["value"]["data"], json!("from second"), "{got}");
+    // Releasing with the old token does not free the second holder's lock.
+    let (_, r) =
+        call_raw("DELETE", &n.url(&format!("/v1/lock?if_revision={old_token}")), None).await;
+    assert_eq!(r["applied"], json!(false));
+    let (_, r) =
+        call_raw("DELETE", &n.url(&format!("/v1/lock?if_revision={new_token}")), None).await;
+    assert_eq!(r["applied"], json!(true));
 }

@@ -208,3 +208,20 @@ fn mutation_eviction_diverges_is_caught() {
     );
     assert_caught(Mutation::EvictionDiverges, found, budget);
 }
+
+// A compare-and-set decided when it is proposed, against the proposer's applied state (which
+// lags its own log), and proposed without its condition: a compare-and-set that overlaps
+// another write succeeds against a revision that write already replaced, and a later read
+// shows it. The linearizability model of compare-and-set must catch it.
+#[test]
+fn mutation_cas_before_apply_is_caught() {
+    let budget = 40;
+    let cfg = SimConfig { clients: 6, keys: 2, ..SimConfig::default() };
+    let found = first_failure(
+        Mutation::CasBeforeApply,
+        budget,
+        cfg,
+        nemesis::message_loss_duplication_reordering,
+    );
+    assert_caught(Mutation::CasBeforeApply, found, budget);
+}

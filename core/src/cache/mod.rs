@@ -29,8 +29,8 @@ mod tests;
 
 pub use evict::{EvictionPolicy, LFU_DECAY_WRITES, Limits};
 pub use ops::{
-    Condition, ExpireWhen, KeyOp, KeyOutcome, KeyRefusal, KeyWrite, Revisions, Ttl, Versioned,
-    value_form,
+    BATCH_OPS_MAX, Batch, BatchOutcome, Compare, Condition, ExpireWhen, KeyCompare, KeyOp,
+    KeyOutcome, KeyRefusal, KeyWrite, Revisions, Ttl, Versioned, value_form,
 };
 pub use pattern::{
     PATTERN_BYTES_MAX, Pattern, PatternError, REGEX_DFA_SIZE_BYTES_MAX, REGEX_SIZE_BYTES_MAX,
@@ -80,6 +80,8 @@ pub enum Command {
     /// A conditional or atomic write of one key (see `ops`). Plain sets and deletes stay
     /// [`Command::Set`] and [`Command::Del`], which every earlier version decodes.
     Key(KeyWrite),
+    /// An atomic batch of compares and writes (see `ops`).
+    Batch(Batch),
 }
 
 /// What goes into a Raft log entry: the leader's cluster time at proposal plus the command.
@@ -127,6 +129,11 @@ pub enum ApplyResult {
     Key(KeyOutcome),
     /// A [`Command::Key`] was refused: nothing changed.
     KeyRefused(KeyRefusal),
+    /// A [`Command::Batch`] ran one of its branches.
+    Batch(BatchOutcome),
+    /// An operation of a [`Command::Batch`] was refused (`refusal` is its own result): nothing
+    /// of the batch changed.
+    BatchRefused { position: u64, refusal: Box<ApplyResult> },
 }
 
 /// The remaining lifetime of a key, as seen by a read.
@@ -189,6 +196,9 @@ pub struct Cache {
     digest: u64,
     /// A planted bug (simulator mutation tests): evict the second candidate, not the first.
     pub(crate) diverge: bool,
+    /// While a batch applies: the keys evicted so far, with their items, to put back if an
+    /// operation of the batch is refused. `None` otherwise.
+    evicted_items: Option<Vec<(String, Item)>>,
 }
 
 impl Cache {
@@ -291,6 +301,7 @@ impl Cache {
                 ApplyResult::Limits { evicted: self.set_limits(*limits, evicted) }
             }
             Command::Key(w) => self.apply_key(seq, proposal.time, w, evicted),
+            Command::Batch(b) => self.apply_batch(seq, proposal.time, b, evicted),
         };
         debug_assert!(
             self.expirations.len() <= self.items.len(),
@@ -471,7 +482,10 @@ impl Cache {
             Some(victims) => {
                 self.evicted_total += victims.len() as u64;
                 for victim in victims {
-                    self.remove(&victim);
+                    let item = self.remove(&victim);
+                    if let (Some(items), Some(item)) = (self.evicted_items.as_mut(), item) {
+                        items.push((victim.clone(), item));
+                    }
                     evicted.push(victim);
                 }
                 None
@@ -603,6 +617,7 @@ fn digest_step(
             fnv1a(l.policy.name().as_bytes(), d)
         }
         Command::Key(w) => ops::digest_key(d, w),
+        Command::Batch(b) => ops::digest_batch(d, b),
     };
     let outcome: u64 = match result {
         ApplyResult::Set => 1,
@@ -613,6 +628,12 @@ fn digest_step(
         ApplyResult::OutOfMemory { .. } => 7,
         ApplyResult::Key(o) => ops::outcome_code(o),
         ApplyResult::KeyRefused(r) => 9 + ((*r as u64) << 8),
+        ApplyResult::Batch(b) => {
+            b.results.iter().fold(10 + (u64::from(b.succeeded) << 8), |d, o| {
+                d.rotate_left(7) ^ ops::outcome_code(o)
+            })
+        }
+        ApplyResult::BatchRefused { position, .. } => 11 + (position << 8),
     };
     d = fnv1a(&outcome.to_le_bytes(), d);
     evicted.iter().fold(d, |d, k| fnv1a(k.as_bytes(), fnv1a(&[0xff], d)))

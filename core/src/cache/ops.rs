@@ -197,7 +197,113 @@ pub mod value_form {
     }
 }
 
+/// The most compares, and the most operations in each branch, of one [`Batch`].
+pub const BATCH_OPS_MAX: usize = 128;
+
+/// What a [`Batch`] compares a key against.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Compare {
+    /// The key's `modified` revision is exactly this; 0 means absent.
+    Revision(u64),
+    Absent,
+    Present,
+    /// The key is live and holds exactly these stored bytes.
+    Value(Bytes),
+}
+
+/// One compare of a [`Batch`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyCompare {
+    pub key: String,
+    pub compare: Compare,
+}
+
+/// An atomic batch (etcd's `Txn`): if every compare holds, all of `then` applies, else all of
+/// `otherwise`, at one revision; or, if any operation is refused, none. Operations run in
+/// order, each seeing the ones before it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    pub compares: Vec<KeyCompare>,
+    pub then: Vec<KeyWrite>,
+    pub otherwise: Vec<KeyWrite>,
+}
+
+/// The outcome of a [`Batch`] that was not refused.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    /// Every compare held: `then` ran (else `otherwise`).
+    pub succeeded: bool,
+    /// The revision the batch applied at.
+    pub revision: u64,
+    /// One outcome per operation of the branch that ran.
+    pub results: Vec<KeyOutcome>,
+}
+
 impl Cache {
+    /// Applies a [`Command::Batch`] at `seq`: all of one branch, or nothing if an operation
+    /// is refused (its refusal, with the operation's position, is the result).
+    pub(super) fn apply_batch(
+        &mut self,
+        seq: u64,
+        time: Instant,
+        b: &Batch,
+        evicted: &mut Vec<String>,
+    ) -> ApplyResult {
+        let succeeded = b.compares.iter().all(|c| {
+            let live = self.live(&c.key);
+            match &c.compare {
+                Compare::Revision(0) | Compare::Absent => live.is_none(),
+                Compare::Present => live.is_some(),
+                Compare::Revision(r) => live.is_some_and(|i| i.revisions.modified == *r),
+                Compare::Value(v) => live.is_some_and(|i| i.value == *v),
+            }
+        });
+        let ops = if succeeded { &b.then } else { &b.otherwise };
+        // What to put back if an operation is refused: every touched key as it was, and
+        // every key evicted on the way.
+        let mut touched: Vec<(String, Option<Item>)> = Vec::with_capacity(ops.len());
+        let (evicted_before, evicted_total_before) = (evicted.len(), self.evicted_total);
+        self.evicted_items = Some(Vec::new());
+        let mut results = Vec::with_capacity(ops.len());
+        let mut refused = None;
+        for (position, w) in ops.iter().enumerate() {
+            touched.push((w.key.clone(), self.items.get(&w.key).cloned()));
+            match self.apply_key(seq, time, w, evicted) {
+                ApplyResult::Key(outcome) => results.push(outcome),
+                other => {
+                    refused = Some((position, other));
+                    break;
+                }
+            }
+        }
+        let evicted_items = self.evicted_items.take().unwrap_or_default();
+        let Some((position, refusal)) = refused else {
+            return ApplyResult::Batch(BatchOutcome { succeeded, revision: seq, results });
+        };
+        for (key, item) in evicted_items.into_iter().rev() {
+            self.put_back(key, item);
+        }
+        for (key, before) in touched.into_iter().rev() {
+            self.remove(&key);
+            if let Some(item) = before {
+                self.put_back(key, item);
+            }
+        }
+        evicted.truncate(evicted_before);
+        self.evicted_total = evicted_total_before;
+        ApplyResult::BatchRefused { position: position as u64, refusal: Box::new(refusal) }
+    }
+
+    /// Stores an item exactly as it was (revisions, recency and all), keeping the indexes.
+    fn put_back(&mut self, key: String, item: Item) {
+        if let Some(deadline) = item.expires_at {
+            self.expirations.insert((deadline, key.clone()));
+        }
+        self.approx_bytes += super::item_bytes(&key, item.value.len(), item.expires_at.is_some());
+        self.order_insert(&key, &item);
+        self.items.insert(key, item);
+    }
+
     /// The live item under `key` at the cache clock.
     fn live(&self, key: &str) -> Option<&Item> {
         self.items.get(key).filter(|item| is_live(item, self.clock))
@@ -321,12 +427,7 @@ impl Cache {
     fn retime(&mut self, key: &str, expires_at: Option<Instant>) {
         let Some((owned_key, mut item)) = self.remove_entry(key) else { return };
         item.expires_at = expires_at;
-        if let Some(deadline) = expires_at {
-            self.expirations.insert((deadline, owned_key.clone()));
-        }
-        self.approx_bytes += super::item_bytes(key, item.value.len(), expires_at.is_some());
-        self.order_insert(key, &item);
-        self.items.insert(owned_key, item);
+        self.put_back(owned_key, item);
     }
 }
 
@@ -364,6 +465,26 @@ pub(super) fn digest_key(d: u64, w: &KeyWrite) -> u64 {
     let d = fnv1a(&a.to_le_bytes(), d);
     let d = fnv1a(&b.to_le_bytes(), d);
     fnv1a(&cond.to_le_bytes(), d)
+}
+
+/// Folds a [`Command::Batch`] into the rolling digest.
+pub(super) fn digest_batch(d: u64, b: &Batch) -> u64 {
+    use crate::codec::fnv1a;
+    let mut d = fnv1a(&[8], d);
+    for c in &b.compares {
+        d = fnv1a(c.key.as_bytes(), d);
+        d = match &c.compare {
+            Compare::Revision(r) => fnv1a(&r.to_le_bytes(), fnv1a(&[1], d)),
+            Compare::Absent => fnv1a(&[2], d),
+            Compare::Present => fnv1a(&[3], d),
+            Compare::Value(v) => fnv1a(v, fnv1a(&[4], d)),
+        };
+    }
+    for (branch, ops) in [(5u8, &b.then), (6, &b.otherwise)] {
+        d = fnv1a(&[branch], d);
+        d = ops.iter().fold(d, digest_key);
+    }
+    d
 }
 
 /// The outcome's share of the digest.

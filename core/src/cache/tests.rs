@@ -644,6 +644,33 @@ impl Model {
             }
             Command::SetLimits(_) => unreachable!("eviction has its own model (evict_model)"),
             Command::Key(w) => self.apply_key(time, w),
+            Command::Batch(b) => {
+                let holds = b.compares.iter().all(|c| {
+                    let live = self.live(&c.key);
+                    match &c.compare {
+                        Compare::Revision(0) | Compare::Absent => live.is_none(),
+                        Compare::Present => live.is_some(),
+                        Compare::Revision(r) => live.is_some_and(|i| i.revs.modified == *r),
+                        Compare::Value(v) => live.is_some_and(|i| i.value == v.as_ref()),
+                    }
+                });
+                let mut trial = self.clone();
+                let mut results = Vec::new();
+                for (position, w) in if holds { &b.then } else { &b.otherwise }.iter().enumerate() {
+                    match trial.apply_key(time, w) {
+                        ApplyResult::Key(o) => results.push(o),
+                        refusal => {
+                            let position = position as u64;
+                            return ApplyResult::BatchRefused {
+                                position,
+                                refusal: Box::new(refusal),
+                            };
+                        }
+                    }
+                }
+                *self = trial;
+                ApplyResult::Batch(BatchOutcome { succeeded: holds, revision: self.seq, results })
+            }
         }
     }
 
@@ -834,7 +861,32 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         1 => Just(Command::Reset),
         2 => prop::collection::vec(key_strategy(), 0..5).prop_map(|keys| Command::RemoveExpired { keys }),
         8 => key_write_strategy().prop_map(Command::Key),
+        3 => batch_strategy().prop_map(Command::Batch),
     ]
+}
+
+/// Whether a write stores a value (sets the key again, if its condition holds).
+fn writes_value(w: &KeyWrite) -> bool {
+    matches!(w.op, KeyOp::Set { .. } | KeyOp::Incr { .. } | KeyOp::Append { .. })
+}
+
+fn batch_strategy() -> impl Strategy<Value = Batch> {
+    let compare = prop_oneof![
+        (0u64..40).prop_map(Compare::Revision),
+        Just(Compare::Absent),
+        Just(Compare::Present),
+        prop::sample::select(KEY_VALUES).prop_map(|v| Compare::Value(Bytes::from_static(v))),
+    ];
+    let compares = prop::collection::vec(
+        (key_strategy(), compare).prop_map(|(key, compare)| KeyCompare { key, compare }),
+        0..3,
+    );
+    let ops = || prop::collection::vec(key_write_strategy(), 0..4);
+    (compares, ops(), ops()).prop_map(|(compares, then, otherwise)| Batch {
+        compares,
+        then,
+        otherwise,
+    })
 }
 
 /// Values that exercise the integer and raw forms: JSON integers (canonical or not, at the
@@ -1002,10 +1054,13 @@ proptest! {
                     hidden.remove(key);
                 }
                 // Writes of a value set the key again (if their condition held).
-                Op::Apply { command: Command::Key(w), .. }
-                    if matches!(w.op, KeyOp::Set { .. } | KeyOp::Incr { .. } | KeyOp::Append { .. }) =>
-                {
+                Op::Apply { command: Command::Key(w), .. } if writes_value(w) => {
                     hidden.remove(&w.key);
+                }
+                Op::Apply { command: Command::Batch(b), .. } => {
+                    for w in b.then.iter().chain(&b.otherwise).filter(|w| writes_value(w)) {
+                        hidden.remove(&w.key);
+                    }
                 }
                 _ => {}
             }
@@ -1261,4 +1316,64 @@ fn eviction_edges() {
     assert_eq!(c.len(), 100);
     assert!(old_left < 90, "random eviction reaches the keys from before the change: {old_left}");
     c.check_invariants();
+}
+
+// A batch whose later operation is refused changes nothing, not even the keys an earlier
+// operation evicted to make room: everything is put back as it was, revisions and recency
+// included, and the refusal names the operation.
+#[test]
+fn a_refused_batch_puts_back_what_it_evicted() {
+    let mut cache = Cache::new();
+    let limits = Limits { max_memory_bytes: 0, max_keys: 2, policy: EvictionPolicy::AllKeysLru };
+    apply(&mut cache, 1, Command::SetLimits(limits));
+    apply(&mut cache, 1, set("old", "1", None));
+    apply(&mut cache, 1, set("text", "\"s\"", None));
+    let before = cache.clone();
+    let batch = Batch {
+        compares: vec![],
+        then: vec![
+            // Evicts "old" (the least recently written) to make room.
+            Command::key_write(
+                "new",
+                KeyOp::Set { value: Bytes::from_static(b"2"), ttl: Ttl::Never },
+            ),
+            // Refused: "text" is not an integer.
+            Command::key_write("text", KeyOp::Incr { delta: 1 }),
+        ],
+        otherwise: vec![],
+    };
+    let mut evicted = Vec::new();
+    let r = cache.apply_reporting(
+        4,
+        &Proposal { time: Instant(1), command: Command::Batch(batch) },
+        &mut evicted,
+    );
+    assert_eq!(
+        r,
+        ApplyResult::BatchRefused {
+            position: 1,
+            refusal: Box::new(ApplyResult::KeyRefused(KeyRefusal::NotAnInteger))
+        }
+    );
+    assert!(evicted.is_empty(), "no eviction is reported for a batch that did not apply");
+    cache.check_invariants();
+    let same = |c: &Cache| (c.items.clone(), c.approx_bytes, c.evicted_total, c.order.clone());
+    assert_eq!(same(&cache), same(&before), "everything put back");
+    // Without the refused operation, the batch applies at one revision and evicts "old".
+    let ok = Batch {
+        compares: vec![KeyCompare { key: "text".into(), compare: Compare::Present }],
+        then: vec![Command::key_write(
+            "new",
+            KeyOp::Set { value: Bytes::from_static(b"2"), ttl: Ttl::Never },
+        )],
+        otherwise: vec![],
+    };
+    let r = cache.apply_reporting(
+        5,
+        &Proposal { time: Instant(1), command: Command::Batch(ok) },
+        &mut evicted,
+    );
+    let ApplyResult::Batch(outcome) = r else { panic!("{r:?}") };
+    assert!(outcome.succeeded && outcome.revision == 5 && outcome.results[0].applied);
+    assert_eq!(evicted, vec!["old".to_string()]);
 }

@@ -186,6 +186,11 @@ pub enum Mutation {
     /// replicas then hold different keys at the same index (what eviction decided per node,
     /// as RedisRaft and the Go system do, would cause).
     EvictionDiverges,
+    /// A driver bug (core's executor reads it): a compare-and-set is decided when it is
+    /// proposed, against the proposing node's applied state, and proposed without its condition
+    /// (a read-modify-write in front of the log). That state lags the log, so two concurrent
+    /// compare-and-sets with the same expectation can both succeed.
+    CasBeforeApply,
 }
 
 /// Who is waiting for a read index.
@@ -466,6 +471,16 @@ impl RaftNode {
     }
     #[cfg(not(feature = "mutations"))]
     pub(crate) fn eviction_diverges(&self) -> bool {
+        false
+    }
+
+    /// Whether the executor's planted bug is on (see [`Mutation::CasBeforeApply`]).
+    #[cfg(feature = "mutations")]
+    pub(crate) fn cas_before_apply(&self) -> bool {
+        self.mutated(Mutation::CasBeforeApply)
+    }
+    #[cfg(not(feature = "mutations"))]
+    pub(crate) fn cas_before_apply(&self) -> bool {
         false
     }
 

@@ -1,18 +1,20 @@
-//! Simulated clients: random Set/Get/Del/Expire over a few keys against random nodes, with timeouts and
-//! retries, recording what they saw. An operation whose outcome the client cannot know (a timeout,
+//! Simulated clients: random Get/Set/Del/Expire, increments and compare-and-sets over a few keys
+//! against random nodes, with timeouts and retries, recording what they saw. An operation whose outcome the client cannot know (a timeout,
 //! a crashed node, a write a snapshot covered) is recorded as unknown, never guessed.
 
 use super::Sim;
 use super::service::{ServiceRead, ServiceWrite};
 use crate::lincheck::{CacheInput, CacheOp, CacheOutput};
 use bytes::Bytes;
-use simple_cache_core::cache::ApplyResult;
+use simple_cache_core::cache::{ApplyResult, Command, Condition, KeyOp, KeyOutcome, KeyWrite, Ttl};
 use simple_cache_core::exec::WriteOp;
+use simple_cache_core::node::Written;
 use simple_cache_core::types::NodeId;
 
 /// How a write ended.
 enum WriteEnd {
-    Done(CacheOutput),
+    /// Its answer, and the revision it applied at.
+    Done(CacheOutput, u64),
     /// It may or may not have taken effect.
     Unknown,
     /// It certainly did not take effect and the client ran out of time.
@@ -22,6 +24,9 @@ enum WriteEnd {
 pub(super) async fn run(sim: Sim, client: u64) {
     let mut n = 0u64;
     let mut target: Option<NodeId> = None;
+    // Per key, the revision and value of this client's last answered write of a value no other
+    // write stores: what its compare-and-sets compare on.
+    let mut known: std::collections::BTreeMap<String, (u64, Vec<u8>)> = Default::default();
     loop {
         if sim.lock().stop_clients {
             return;
@@ -63,25 +68,53 @@ pub(super) async fn run(sim: Sim, client: u64) {
             // A failed read had no effect: it is simply left out of the history.
         } else {
             n += 1;
-            let (op, command) = if pick < 85 {
-                let value = format!("c{client}-{n}");
-                let command = WriteOp::Set {
-                    key: key.clone(),
-                    value: Bytes::from(value.clone()),
-                    ttl_ms: None,
-                };
-                (CacheOp::Set(value.into_bytes()), command)
-            } else if pick < 93 {
+            let value = format!("c{client}-{n}");
+            let set = || WriteOp::Set {
+                key: key.clone(),
+                value: Bytes::from(value.clone()),
+                ttl_ms: None,
+            };
+            let (op, command) = if pick < 72 {
+                (CacheOp::Set(value.clone().into_bytes()), set())
+            } else if pick < 79 {
                 (CacheOp::Del, WriteOp::Del { key: key.clone() })
-            } else {
+            } else if pick < 82 {
                 // The model treats Expire exactly as Del (both report whether the key was live).
                 (CacheOp::Expire, WriteOp::Expire { key: key.clone() })
+            } else if pick < 91 {
+                let delta = [1, 1, 2, -1][sim.rand(4) as usize];
+                let w = Command::key_write(key.clone(), KeyOp::Incr { delta });
+                (CacheOp::Incr(delta), WriteOp::Key(w))
+            } else {
+                // Compare-and-set on the revision of this client's last write of the key, or
+                // set-if-absent when it knows none.
+                let (condition, expect) = match known.get(&key) {
+                    Some((revision, v)) => (Condition::Revision(*revision), Some(v.clone())),
+                    None => (Condition::Absent, None),
+                };
+                let w = KeyWrite {
+                    key: key.clone(),
+                    op: KeyOp::Set { value: Bytes::from(value.clone()), ttl: Ttl::Never },
+                    condition,
+                    return_previous: false,
+                };
+                (CacheOp::Cas { expect, value: value.clone().into_bytes() }, WriteOp::Key(w))
             };
             let call = sim.call_time();
-            let input = CacheInput { key: key.into_bytes(), op };
+            let stores_value = matches!(op, CacheOp::Set(_) | CacheOp::Cas { .. });
+            let input = CacheInput { key: key.clone().into_bytes(), op };
             match write(&sim, node, command, &mut target).await {
-                WriteEnd::Done(out) => sim.record(client, input, call, Some(out)),
-                WriteEnd::Unknown => sim.record(client, input, call, None),
+                WriteEnd::Done(out, revision) => {
+                    let applied = matches!(out, CacheOutput::Ok | CacheOutput::Applied(true));
+                    if stores_value && applied {
+                        known.insert(key, (revision, value.into_bytes()));
+                    }
+                    sim.record(client, input, call, Some(out))
+                }
+                WriteEnd::Unknown => {
+                    known.remove(&key);
+                    sim.record(client, input, call, None)
+                }
                 WriteEnd::NotDone => {}
             }
         }
@@ -132,7 +165,7 @@ async fn ttl_op(
         WriteOp::Expire { key: key.clone() }
     };
     match write(sim, node, command, target).await {
-        WriteEnd::Done(_) => sim.record_ttl(op, false),
+        WriteEnd::Done(..) => sim.record_ttl(op, false),
         WriteEnd::Unknown => sim.record_ttl(op, true),
         WriteEnd::NotDone => {}
     }
@@ -157,15 +190,21 @@ async fn write(sim: &Sim, first: NodeId, op: WriteOp, target: &mut Option<NodeId
             .await
         {
             // Refused by the memory bound: certainly not applied (nothing changed).
-            ServiceWrite::Done(ApplyResult::OutOfMemory { .. }) => return WriteEnd::NotDone,
-            ServiceWrite::Done(result) => {
+            ServiceWrite::Done(Written { result: ApplyResult::OutOfMemory { .. }, .. }) => {
+                return WriteEnd::NotDone;
+            }
+            ServiceWrite::Done(Written { revision, result }) => {
                 *target = Some(node);
-                return WriteEnd::Done(match result {
+                let out = match result {
                     ApplyResult::Del { existed } | ApplyResult::Expire { existed } => {
                         CacheOutput::Existed(existed)
                     }
+                    ApplyResult::Key(KeyOutcome { number: Some(n), .. }) => CacheOutput::Number(n),
+                    ApplyResult::Key(o) => CacheOutput::Applied(o.applied),
+                    ApplyResult::KeyRefused(_) => CacheOutput::Refused,
                     _ => CacheOutput::Ok,
-                });
+                };
+                return WriteEnd::Done(out, revision);
             }
             ServiceWrite::Unknown => return WriteEnd::Unknown,
             ServiceWrite::NotDone => {
@@ -234,7 +273,7 @@ pub(super) async fn probe(sim: &Sim, bound_ms: u64) -> bool {
         let input =
             CacheInput { key: b"k0".to_vec(), op: CacheOp::Set(value.clone().into_bytes()) };
         match write(sim, node, command, &mut target).await {
-            WriteEnd::Done(out) => {
+            WriteEnd::Done(out, _) => {
                 sim.record(PROBE_CLIENT, input, call, Some(out));
                 break;
             }

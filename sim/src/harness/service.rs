@@ -15,7 +15,6 @@
 use super::{Input, Sim};
 use bytes::Bytes;
 use madsim::time::{Duration, timeout};
-use simple_cache_core::cache::ApplyResult;
 use simple_cache_core::exec::{AfterWriteError, WriteOp};
 use simple_cache_core::node::{WriteError, Written};
 use simple_cache_core::raft::ReadError;
@@ -27,7 +26,7 @@ pub const STATUS_POLL_MS: u64 = 2;
 /// How a write through the service ended.
 #[derive(Debug)]
 pub enum ServiceWrite {
-    Done(ApplyResult),
+    Done(Written),
     /// It may or may not have taken effect (a timeout, a node that stopped with it in flight, a
     /// forward whose answer was lost, a write a snapshot covered).
     Unknown,
@@ -65,14 +64,14 @@ impl Sim {
                 return ServiceWrite::NotDone;
             }
             let e = match self.await_reply(rx, deadline).await {
-                Some(Ok(w)) => return ServiceWrite::Done(w.result),
+                Some(Ok(w)) => return ServiceWrite::Done(w),
                 Some(Err(e)) => e,
                 None => return ServiceWrite::Unknown,
             };
             match AfterWriteError::of(&e, node, false) {
                 AfterWriteError::Forward(leader) => {
                     match self.forward_write(node, leader, &op, deadline).await {
-                        Ok(w) => return ServiceWrite::Done(w.result),
+                        Ok(w) => return ServiceWrite::Done(w),
                         Err(ForwardFailure::Unknown) => return ServiceWrite::Unknown,
                         Err(ForwardFailure::Refused) => return ServiceWrite::NotDone,
                         Err(ForwardFailure::Retry) => {

@@ -17,6 +17,17 @@ pub enum CacheOp {
     /// Expire the key now. TTLs in the future are not modelled yet: the model treats this exactly
     /// as [`CacheOp::Del`].
     Expire,
+    /// A compare-and-set: store `value` if the key holds `expect` (`None`: is absent). The
+    /// simulator's clients compare on a revision they learnt from their own write of a value no
+    /// other write stores, so "the key's `mod_revision` is r" is "the key holds the value written
+    /// at r", which is what the model checks.
+    Cas {
+        expect: Option<Vec<u8>>,
+        value: Vec<u8>,
+    },
+    /// Add `delta` to an integer value (absent counts as 0), refused on a non-integer or an
+    /// overflow.
+    Incr(i64),
 }
 
 /// What the cache answered.
@@ -28,6 +39,20 @@ pub enum CacheOutput {
     Ok,
     /// A del or expire took effect; whether the key existed just before.
     Existed(bool),
+    /// Whether a compare-and-set's condition held (and it stored its value).
+    Applied(bool),
+    /// An increment's new value.
+    Number(i64),
+    /// An increment was refused (not an integer, or an overflow): nothing changed.
+    Refused,
+}
+
+/// The integer a stored value holds, as the state machine reads it (`value_form::integer`).
+fn integer(value: Option<&[u8]>) -> Option<i64> {
+    match value {
+        None => Some(0),
+        Some(v) => simple_cache_core::cache::value_form::integer(v),
+    }
 }
 
 /// The value of a single key, initially absent.
@@ -63,6 +88,24 @@ impl Model for CacheModel {
             (CacheOp::Del | CacheOp::Expire, None) => Some(None),
             (CacheOp::Del | CacheOp::Expire, Some(CacheOutput::Existed(existed))) => {
                 (*existed == state.is_some()).then_some(None)
+            }
+            (CacheOp::Cas { expect, value }, output) => {
+                let holds = state == expect;
+                if output.is_some_and(|o| *o != CacheOutput::Applied(holds)) {
+                    return None;
+                }
+                Some(if holds { Some(value.clone()) } else { state.clone() })
+            }
+            (CacheOp::Incr(delta), output) => {
+                let next = integer(state.as_deref()).and_then(|n| n.checked_add(*delta));
+                match (next, output) {
+                    (Some(n), None) => Some(Some(n.to_string().into_bytes())),
+                    (Some(n), Some(CacheOutput::Number(k))) => {
+                        (n == *k).then(|| Some(n.to_string().into_bytes()))
+                    }
+                    (None, None | Some(CacheOutput::Refused)) => Some(state.clone()),
+                    _ => None,
+                }
             }
             (op, Some(output)) => {
                 panic!(

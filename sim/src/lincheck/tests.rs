@@ -310,6 +310,79 @@ fn cache_model_unknown_set_may_or_may_not_take_effect() {
     }
 }
 
+/// A history of `(client, input, call, return, output)` on one key.
+fn cache_history(
+    ops: Vec<(u64, CacheOp, u64, u64, CacheOutput)>,
+) -> History<CacheInput, CacheOutput> {
+    let mut history = History::new();
+    for (client, op, call, ret, output) in ops {
+        let input = CacheInput { key: b"k".to_vec(), op };
+        history.push(Operation::completed(client, input, call, ret, output)).unwrap();
+    }
+    history
+}
+
+#[test]
+fn cache_model_counters_lose_no_increment() {
+    use CacheOp::{Get, Incr};
+    use CacheOutput::{Number, Value};
+    // Two concurrent increments, then a read: both must be counted.
+    let good = cache_history(vec![
+        (0, Incr(1), 0, 10, Number(2)),
+        (1, Incr(1), 1, 9, Number(1)),
+        (2, Get, 11, 12, Value(Some(b"2".to_vec()))),
+    ]);
+    assert_eq!(check(&CacheModel, &good, Budget::UNLIMITED).verdict, Verdict::Linearizable);
+    // Both answered 1: one increment was lost.
+    let lost = cache_history(vec![(0, Incr(1), 0, 10, Number(1)), (1, Incr(1), 1, 9, Number(1))]);
+    assert_eq!(check(&CacheModel, &lost, Budget::UNLIMITED).verdict, Verdict::NotLinearizable);
+    // An increment of a non-integer is refused and changes nothing; one that was refused
+    // while the value was an integer is a violation.
+    let refused = cache_history(vec![
+        (0, CacheOp::Set(b"x".to_vec()), 0, 1, CacheOutput::Ok),
+        (0, Incr(1), 2, 3, CacheOutput::Refused),
+        (0, Get, 4, 5, Value(Some(b"x".to_vec()))),
+    ]);
+    assert_eq!(check(&CacheModel, &refused, Budget::UNLIMITED).verdict, Verdict::Linearizable);
+    let wrongly = cache_history(vec![(0, Incr(1), 0, 1, CacheOutput::Refused)]);
+    assert_eq!(check(&CacheModel, &wrongly, Budget::UNLIMITED).verdict, Verdict::NotLinearizable);
+}
+
+#[test]
+fn cache_model_compare_and_set_sees_the_latest_write() {
+    use CacheOutput::Applied;
+    let cas = |expect: &[u8], value: &[u8]| CacheOp::Cas {
+        expect: Some(expect.to_vec()),
+        value: value.to_vec(),
+    };
+    // A CAS after another write replaced the expected value must fail.
+    let stale = cache_history(vec![
+        (0, CacheOp::Set(b"a".to_vec()), 0, 1, CacheOutput::Ok),
+        (1, CacheOp::Set(b"b".to_vec()), 2, 3, CacheOutput::Ok),
+        (0, cas(b"a", b"c"), 4, 5, Applied(true)),
+    ]);
+    assert_eq!(check(&CacheModel, &stale, Budget::UNLIMITED).verdict, Verdict::NotLinearizable);
+    // Overlapping the other write, it may have come first, but then a later read sees "b".
+    let overlapping = |seen: &[u8]| {
+        cache_history(vec![
+            (0, CacheOp::Set(b"a".to_vec()), 0, 1, CacheOutput::Ok),
+            (1, CacheOp::Set(b"b".to_vec()), 2, 6, CacheOutput::Ok),
+            (0, cas(b"a", b"c"), 3, 5, Applied(true)),
+            (2, CacheOp::Get, 7, 8, CacheOutput::Value(Some(seen.to_vec()))),
+        ])
+    };
+    let verdict = |h| check(&CacheModel, &h, Budget::UNLIMITED).verdict;
+    assert_eq!(verdict(overlapping(b"b")), Verdict::Linearizable);
+    assert_eq!(verdict(overlapping(b"c")), Verdict::NotLinearizable, "CAS won after b");
+    // If-absent: holds only on an absent key.
+    let absent = CacheOp::Cas { expect: None, value: b"x".to_vec() };
+    let h = cache_history(vec![
+        (0, absent.clone(), 0, 1, Applied(true)),
+        (1, absent, 2, 3, Applied(true)),
+    ]);
+    assert_eq!(verdict(h), Verdict::NotLinearizable, "two set-if-absent both won");
+}
+
 const ETCD_SAMPLE: &str = "\
 2016-01-01 noise that is not an event
 INFO  jepsen.util - 0\t:invoke\t:write\t1
