@@ -16,6 +16,7 @@ pub mod node;
 pub mod snapshot;
 pub mod types;
 pub mod wal;
+pub mod watch;
 
 pub use message::*;
 pub use types::{Instant, LogIndex, NodeId, Term};

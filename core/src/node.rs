@@ -26,6 +26,7 @@ use crate::meter::{CacheOp, NoMeter, OpMeter, metered};
 use crate::raft::{Persisted, ProposeError, RaftNode, ReadError, Ready, Role, StepError};
 use crate::snapshot::{EncodedSnapshot, SnapshotJob, Snapshots, Thresholds};
 use crate::types::{Instant, LogIndex, NodeId, Term};
+use crate::watch::{Event, History};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Identifies a client request of the driver's.
@@ -189,6 +190,19 @@ pub struct CacheNode {
     /// Measures the cache operations (see [`crate::meter`]); measures nothing unless the driver
     /// sets one.
     meter: Box<dyn OpMeter>,
+    /// The change feed, while the driver serves watches (see [`CacheNode::serve_watches`]).
+    watch: Option<WatchFeed>,
+}
+
+/// The change feed of a node that serves watches: its history, and the events applied since
+/// the driver last took them (to hand to the watchers it serves).
+#[derive(Debug)]
+struct WatchFeed {
+    history: History,
+    fresh: Vec<Event>,
+    /// A snapshot from the leader was installed since the driver last took the events: the
+    /// feed has a gap there (see [`CacheNode::take_watch_events`]).
+    gap_at: Option<u64>,
 }
 
 impl CacheNode {
@@ -232,6 +246,7 @@ impl CacheNode {
             last_promote_check: Instant(0),
             time_floor: Instant(0),
             meter: Box::new(NoMeter),
+            watch: None,
         })
     }
 
@@ -394,6 +409,15 @@ impl CacheNode {
             Err(e) => panic!("a snapshot that passed the check does not decode: {e}"),
         }
         self.snapshots.installed(s);
+        if let Some(w) = self.watch.as_mut() {
+            // The restored cache records nothing yet; the feed starts over after the snapshot,
+            // and events not yet handed out that it covers are dropped with the gap.
+            self.cache.record_events(true);
+            let index = s.meta.last_index.0;
+            w.history.snapshot_installed(index);
+            w.fresh.retain(|e| e.revision > index);
+            w.gap_at = Some(w.gap_at.map_or(index, |g| g.max(index)));
+        }
         // Writes inside the snapshot may or may not have been committed: say so.
         let covered: Vec<LogIndex> =
             self.writes.range(..=s.meta.last_index).map(|(i, _)| *i).collect();
@@ -443,6 +467,7 @@ impl CacheNode {
             if self.limits_in_flight.is_some_and(|i| i <= e.index) {
                 self.limits_in_flight = None;
             }
+            self.feed_watches(e.index.0);
         }
     }
 
@@ -480,7 +505,39 @@ impl CacheNode {
         }
     }
 
-    /// On the leader: propose removing expired keys, one batch at a time.
+    /// Starts recording the change feed (`crate::watch`), keeping a history of at most
+    /// `history_events` events: it starts after what is applied now.
+    pub fn serve_watches(&mut self, history_events: usize) {
+        self.cache.record_events(true);
+        let applied = self.raft.last_applied().0;
+        let history = History::new(applied, history_events);
+        self.watch = Some(WatchFeed { history, fresh: Vec::new(), gap_at: None });
+    }
+
+    /// The change feed's history (`None` unless serving watches): a new watch replays from it.
+    pub fn watch_history(&self) -> Option<&History> {
+        self.watch.as_ref().map(|w| &w.history)
+    }
+
+    /// The events applied since the last call, in order, and the index of a snapshot from the
+    /// leader installed meanwhile, if any: its changes are not in the feed, so a watcher that
+    /// was following must be told it missed them.
+    pub fn take_watch_events(&mut self) -> (Vec<Event>, Option<u64>) {
+        match self.watch.as_mut() {
+            Some(w) => (std::mem::take(&mut w.fresh), w.gap_at.take()),
+            None => (Vec::new(), None),
+        }
+    }
+
+    /// Moves what the cache recorded into the feed, up to `applied`.
+    fn feed_watches(&mut self, applied: u64) {
+        if let Some(w) = self.watch.as_mut() {
+            let events = self.cache.take_events();
+            w.history.applied(applied, events.iter().cloned());
+            w.fresh.extend(events);
+        }
+    }
+
     /// Collect the keys each applied entry evicts, for [`CacheNode::take_evictions`] (the
     /// simulator's checkers; a driver that asks must drain them).
     pub fn report_evictions(&mut self) {
@@ -636,6 +693,31 @@ mod tests {
         n.tick(Instant(400));
         drive(&mut n, &mut Vec::new());
         assert_eq!(n.raft().log().last_index(), last);
+    }
+
+    // A node serving watches hands out the events of what it applied, at their revisions,
+    // and keeps them in its history for watches that start from a revision.
+    #[test]
+    fn applied_writes_feed_the_watch_history() {
+        use crate::watch::{EventKind, Filter};
+        let mut n = leader();
+        n.serve_watches(100);
+        let start = n.watch_history().unwrap().first();
+        n.write(Instant(300), RequestId(1), set("k", "v", None)).unwrap();
+        n.write(Instant(300), RequestId(2), Command::Del { key: "k".into() }).unwrap();
+        drive(&mut n, &mut Vec::new());
+        let (events, gap) = n.take_watch_events();
+        assert_eq!(gap, None);
+        let kinds: Vec<_> = events.iter().map(|e| (e.revision, &e.kind)).collect();
+        assert!(
+            matches!(kinds[..], [(a, EventKind::Put { .. }), (b, EventKind::Delete { .. })] if b == a + 1 && a >= start),
+            "{events:?}"
+        );
+        let (replayed, next) =
+            n.watch_history().unwrap().replay(&Filter::Key("k".into()), Some(start)).unwrap();
+        assert_eq!(replayed, events);
+        assert_eq!(next, n.raft().last_applied().0 + 1);
+        assert!(n.take_watch_events().0.is_empty(), "handed out once");
     }
 
     // A write resolves with the cache's answer once applied; a read then sees it.

@@ -176,6 +176,12 @@ pub struct Cli {
     /// Most keys the cache may hold; 0 means no limit [default: 0].
     #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_KEYS")]
     pub max_keys: Option<u64>,
+    /// Change events a node keeps for watches that resume from a revision [default: 10000].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_WATCH_HISTORY_EVENTS")]
+    pub watch_history_events: Option<usize>,
+    /// Most watches open on one node at a time [default: 1000].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_MAX_WATCHERS")]
+    pub max_watchers: Option<usize>,
     /// What happens when a write would pass a limit: noeviction, allkeys-lru, volatile-lru,
     /// allkeys-lfu, volatile-lfu, allkeys-random, volatile-random, volatile-ttl
     /// [default: allkeys-lru].
@@ -278,6 +284,8 @@ struct FileConfig {
     max_memory_bytes: Option<u64>,
     max_keys: Option<u64>,
     eviction_policy: Option<String>,
+    watch_history_events: Option<usize>,
+    max_watchers: Option<usize>,
 }
 
 /// The validated configuration the server runs with.
@@ -314,6 +322,10 @@ pub struct Config {
     pub max_memory_bytes: u64,
     pub max_keys: u64,
     pub eviction_policy: EvictionPolicy,
+    /// Change events kept for watches that resume (see `core::watch::History`).
+    pub watch_history_events: usize,
+    /// Most watches open at a time.
+    pub max_watchers: usize,
     /// The file the configuration was read from, for hot reload.
     pub source: Option<PathBuf>,
 }
@@ -348,8 +360,14 @@ pub const SEARCH_PAGE_KEYS_DEFAULT: usize = 10_000;
 /// a share of the machine's memory: the cluster applies its leader's limits, and a default that
 /// differed between machines would change the limit (and evict) at every change of leader. Size
 /// it to about a quarter of the memory the process may use: the estimate leaves out the Raft log,
-/// snapshots being written and allocator overhead (README, "Memory").
+/// the Raft log and allocator overhead (README, "Memory").
 pub const MAX_MEMORY_BYTES_DEFAULT: u64 = 1 << 30;
+
+/// Change events a node keeps for watches that resume from a revision.
+pub const WATCH_HISTORY_EVENTS_DEFAULT: usize = 10_000;
+
+/// Most watches open on one node at a time.
+pub const MAX_WATCHERS_DEFAULT: usize = 1_000;
 
 /// The largest `max_value_bytes` for a given `max_key_bytes`: a key and value of the largest
 /// sizes, as one proposal, must fit in one log entry (and so in one WAL record).
@@ -433,6 +451,11 @@ impl Config {
                 .or(file.max_memory_bytes)
                 .unwrap_or(MAX_MEMORY_BYTES_DEFAULT),
             max_keys: cli.max_keys.or(file.max_keys).unwrap_or(0),
+            watch_history_events: cli
+                .watch_history_events
+                .or(file.watch_history_events)
+                .unwrap_or(WATCH_HISTORY_EVENTS_DEFAULT),
+            max_watchers: cli.max_watchers.or(file.max_watchers).unwrap_or(MAX_WATCHERS_DEFAULT),
             eviction_policy: match cli.eviction_policy.or(file.eviction_policy) {
                 None => EvictionPolicy::AllKeysLru,
                 Some(name) => EvictionPolicy::parse(&name).ok_or_else(|| {
@@ -475,6 +498,8 @@ impl Config {
             ("snapshot_threshold", self.snapshot_threshold),
             ("clock_skew_max_ms", self.clock_skew_max_ms),
             ("search_page_keys", self.search_page_keys as u64),
+            ("watch_history_events", self.watch_history_events as u64),
+            ("max_watchers", self.max_watchers as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -622,6 +647,8 @@ const FILE_KEYS: &[&str] = &[
     "max_memory_bytes",
     "max_keys",
     "eviction_policy",
+    "watch_history_events",
+    "max_watchers",
 ];
 
 /// Parses the YAML text key by key, so that an error names the key it is about (serde's error

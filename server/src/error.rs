@@ -64,6 +64,7 @@ impl From<ApiError> for tonic::Status {
             (405, _) => Code::Unimplemented,
             (408, _) => Code::DeadlineExceeded,
             (409, _) => Code::FailedPrecondition,
+            (410, _) => Code::OutOfRange,
             (429 | 507, _) => Code::ResourceExhausted,
             (502..=504, _) => Code::Unavailable,
             (500, _) => Code::Internal,

@@ -239,8 +239,81 @@ fn get_data(v: StoredValue) -> Result<pb::get_response::Data, ApiError> {
     })
 }
 
+/// A change event as gRPC sends it.
+fn watch_event(e: simple_cache_core::watch::Event) -> pb::WatchEvent {
+    use pb::watch_event::{Data, Type};
+    use simple_cache_core::watch::EventKind;
+    let mut out = pb::WatchEvent { key: e.key, revision: e.revision, ..Default::default() };
+    match e.kind {
+        EventKind::Put { value, revisions: r, expires_at } => {
+            out.r#type = Type::Put as i32;
+            out.data =
+                StoredValue::decode(value).ok().and_then(|v| get_data(v).ok()).map(|d| match d {
+                    pb::get_response::Data::Value(a) => Data::Value(a),
+                    pb::get_response::Data::RawValue(b) => Data::RawValue(b),
+                    pb::get_response::Data::JsonValue(j) => Data::JsonValue(j),
+                });
+            out.revisions = Some(revisions(r));
+            out.expires_at_ms = expires_at.map_or(0, |t| t.as_millis());
+        }
+        EventKind::Delete { cause } => {
+            out.r#type = Type::Delete as i32;
+            out.cause = cause.name().to_string();
+        }
+        EventKind::Reset => out.r#type = Type::Reset as i32,
+    }
+    out
+}
+
+type WatchStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<pb::WatchResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl CacheService for CacheGrpc {
+    type WatchStream = WatchStream;
+
+    async fn watch(
+        &self,
+        req: Request<pb::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        use pb::watch_request::Target;
+        use simple_cache_core::watch::Filter;
+        use tokio_stream::StreamExt as _;
+        let r = req.into_inner();
+        run(&self.svc, "watch", async {
+            let filter = match r.target {
+                Some(Target::Key(k)) => Filter::Key(k),
+                Some(Target::Prefix(p)) => Filter::Prefix(p),
+                None => {
+                    return Err(ApiError::bad_request("bad_watch", "give a `key` or a `prefix`"));
+                }
+            };
+            let opened = self.svc.watch(filter, r.start_revision).await?;
+            let created = pb::WatchResponse {
+                created: true,
+                start_revision: opened.start_revision,
+                ..Default::default()
+            };
+            let messages =
+                tokio_stream::wrappers::ReceiverStream::new(opened.rx).map(|m| match m {
+                    crate::watch::WatchMsg::Event(e) => {
+                        pb::WatchResponse { event: Some(watch_event(e)), ..Default::default() }
+                    }
+                    crate::watch::WatchMsg::Cancelled { reason, resume_from } => {
+                        pb::WatchResponse {
+                            cancelled: true,
+                            cancel_reason: reason,
+                            resume_from,
+                            ..Default::default()
+                        }
+                    }
+                });
+            let stream = tokio_stream::once(created).chain(messages).map(Ok);
+            Ok(Box::pin(stream) as WatchStream)
+        })
+        .await
+    }
+
     async fn get(&self, req: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
         let r = req.into_inner();
         run(&self.svc, "get", async {

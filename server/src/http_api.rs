@@ -59,6 +59,7 @@ pub fn router(svc: Service) -> Router {
     let forward_body_max = (cfg.max_value_bytes + cfg.max_key_bytes) / 3 * 4 + 4096;
     Router::new()
         .route("/v1", delete(reset))
+        .route("/v1/watch", get(watch).post(set_watch_key).put(set_watch_key).delete(del_watch_key))
         .route("/v1/batch", post(batch).get(get_batch_key).put(set_batch_key).delete(del_batch_key))
         .route("/v1/search", get(search_query))
         .route("/v1/search/{pattern}", get(search_path))
@@ -145,6 +146,9 @@ fn op_name(method: &Method, path: Option<&str>) -> &'static str {
         ("POST", "/v1/{key}/persist" | "/v1/keys/{key}/persist") => "persist",
         ("POST", FORWARD_PATH) => "forward",
         ("POST", "/v1/batch") => "batch",
+        ("GET", "/v1/watch") => "watch",
+        ("PUT" | "POST", "/v1/watch") => "set",
+        ("DELETE", "/v1/watch") => "delete",
         ("GET", "/v1/batch") => "get",
         ("PUT", "/v1/batch") => "set",
         ("DELETE", "/v1/batch") => "delete",
@@ -749,6 +753,148 @@ async fn del_batch_key(
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     del_key(svc, headers, Ok(Path("batch".to_string())), q).await
+}
+
+/// A change event as JSON: `type` (`put`, `delete`, `reset`), `key`, `revision`; a put also has
+/// the value (in its stored form, as a read shows it), the key's revisions and its deadline
+/// (`expires_at_ms`, cluster time); a delete its `cause` (`deleted`, `expired`, `evicted`).
+fn event_json(e: &simple_cache_core::watch::Event) -> Value {
+    use simple_cache_core::watch::EventKind;
+    match &e.kind {
+        EventKind::Put { value, revisions, expires_at } => {
+            let mut out = StoredValue::decode(value.clone())
+                .ok()
+                .and_then(|v| found_json(v).ok())
+                .unwrap_or_else(|| json!({}));
+            if let Value::Object(o) = &mut out {
+                o.remove("found");
+            }
+            out["type"] = json!("put");
+            out["key"] = json!(e.key);
+            out["revision"] = json!(e.revision);
+            revision_fields(&mut out, Some(*revisions));
+            if let Some(at) = expires_at {
+                out["expires_at_ms"] = json!(at.as_millis());
+            }
+            out
+        }
+        EventKind::Delete { cause } => json!({
+            "type": "delete", "key": e.key, "revision": e.revision, "cause": cause.name(),
+        }),
+        EventKind::Reset => json!({ "type": "reset", "revision": e.revision }),
+    }
+}
+
+/// `GET /v1/watch?key=K` (or `?prefix=P`), with `start_revision=N` (or SSE's `Last-Event-ID`:
+/// resume after it) and `format=ndjson` (or `Accept: application/x-ndjson`): a stream of the
+/// changes, as Server-Sent Events by default. The first message, `created`, gives the first
+/// revision the stream can deliver; a `cancelled` message ends it with the reason and the
+/// revision to resume from.
+async fn watch(
+    State(svc): State<Service>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    use simple_cache_core::watch::Filter;
+    use tokio_stream::StreamExt as _;
+    let mut q = query(q)?;
+    if !q.contains_key("key") && !q.contains_key("prefix") {
+        // No watch asked for: a read of the key named `watch`, as before watches existed.
+        return get_key(State(svc), Ok(Path("watch".to_string())), Ok(Query(q)))
+            .await
+            .map(IntoResponse::into_response);
+    }
+    let filter = match (q.remove("key"), q.remove("prefix")) {
+        (Some(k), None) => Filter::Key(k),
+        (None, Some(p)) => Filter::Prefix(p),
+        _ => {
+            return Err(ApiError::bad_request(
+                "bad_watch",
+                "give exactly one of `key` and `prefix` (an empty prefix watches every key)",
+            ));
+        }
+    };
+    let parse = |name: &str, v: &str| {
+        v.trim().parse::<u64>().map_err(|_| {
+            ApiError::bad_request("bad_revision", format!("`{name}` must be a revision, not `{v}`"))
+        })
+    };
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let start = match (q.remove("start_revision"), last_event_id) {
+        (Some(s), _) => Some(parse("start_revision", &s)?),
+        (None, Some(id)) => Some(parse("Last-Event-ID", id)?.saturating_add(1)),
+        (None, None) => None,
+    };
+    let accept_ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/x-ndjson"));
+    let ndjson = match q.remove("format").as_deref() {
+        None => accept_ndjson,
+        Some("ndjson") => true,
+        Some("sse") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "bad_format",
+                format!("`format` is `sse` or `ndjson`, not `{other}`"),
+            ));
+        }
+    };
+    if let Some(k) = q.keys().next() {
+        return Err(ApiError::bad_request(
+            "unknown_field",
+            format!(
+                "unknown query parameter `{k}` (expected `key` or `prefix`, `start_revision`, `format`)"
+            ),
+        ));
+    }
+    let opened = svc.watch(filter, start).await?;
+    let created = json!({ "type": "created", "start_revision": opened.start_revision });
+    let messages = tokio_stream::wrappers::ReceiverStream::new(opened.rx).map(|m| match m {
+        crate::watch::WatchMsg::Event(e) => (Some(e.revision), event_json(&e)),
+        crate::watch::WatchMsg::Cancelled { reason, resume_from } => {
+            (None, json!({ "type": "cancelled", "reason": reason, "resume_from": resume_from }))
+        }
+    });
+    let all = tokio_stream::once((None, created)).chain(messages);
+    if ndjson {
+        let lines = all.map(|(_, v)| {
+            let mut line = serde_json::to_vec(&v).unwrap_or_default();
+            line.push(b'\n');
+            Ok::<_, std::convert::Infallible>(Bytes::from(line))
+        });
+        let mut resp = axum::body::Body::from_stream(lines).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/x-ndjson"));
+        return Ok(resp);
+    }
+    use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+    let events = all.map(|(id, v)| {
+        let kind = v["type"].as_str().unwrap_or("message").to_string();
+        let mut e = SseEvent::default().event(kind).data(v.to_string());
+        if let Some(id) = id {
+            e = e.id(id.to_string());
+        }
+        Ok::<_, std::convert::Infallible>(e)
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
+}
+
+/// The key named `watch` on `/v1/watch` (a GET with `key` or `prefix` is a watch).
+async fn set_watch_key(
+    svc: State<Service>,
+    headers: HeaderMap,
+    b: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    set_key(svc, headers, Ok(Path("watch".to_string())), b).await
+}
+
+async fn del_watch_key(
+    svc: State<Service>,
+    headers: HeaderMap,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    del_key(svc, headers, Ok(Path("watch".to_string())), q).await
 }
 
 /// `POST /v1/{key}/persist`: drops the key's deadline.

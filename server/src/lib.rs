@@ -22,3 +22,4 @@ pub mod transport;
 pub mod value;
 pub mod version;
 pub mod wal_store;
+pub mod watch;

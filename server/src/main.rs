@@ -316,6 +316,7 @@ async fn run(
     let (mut node_loop, status) =
         NodeLoop::new(node, wal, transport, clock, metrics.clone(), rx, ids);
     node_loop.set_clock_skew_max_ms(cfg.clock_skew_max_ms);
+    node_loop.serve_watches(cfg.watch_history_events, cfg.max_watchers);
     let limits = simple_cache_server::reload::Limits::new(&cfg);
     node_loop.set_memory_limits(limits.clone());
     let loop_thread = node_loop.spawn();

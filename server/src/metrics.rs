@@ -161,6 +161,8 @@ pub struct Metrics {
     pub evicted_keys: Family<PolicyLabel, Counter>,
     pub cache_evictions: Counter,
     pub writes_refused: Family<Reason, Counter>,
+    /// Watches open on this node.
+    pub watchers: Gauge,
 }
 
 /// The eviction policy in force when keys were evicted.
@@ -396,6 +398,8 @@ impl Metrics {
             "Client writes the cache refused, by reason (out_of_memory: the limits and the policy left no room)",
             writes_refused.clone(),
         );
+        let watchers = Gauge::default();
+        r.register("simple_cache_watchers", "Watches open on this node", watchers.clone());
 
         Metrics {
             registry: r,
@@ -405,6 +409,7 @@ impl Metrics {
             evicted_keys,
             cache_evictions,
             writes_refused,
+            watchers,
             requests,
             request_duration,
             api_requests,

@@ -113,6 +113,12 @@ pub enum Input {
         id: NodeId,
         addr: String,
     },
+    /// Open a watch (see `crate::watch`).
+    Watch {
+        filter: simple_cache_core::watch::Filter,
+        start: Option<u64>,
+        reply: oneshot::Sender<Result<crate::watch::Opened, crate::watch::OpenError>>,
+    },
     /// Hand leadership over if leader, flush the WAL, stop.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -202,6 +208,8 @@ pub struct NodeLoop {
     clock_skew_max_ms: u64,
     clock_checked_at: Instant,
     clock_warned: bool,
+    /// The open watches (see `crate::watch`).
+    watchers: crate::watch::Watchers,
 }
 
 impl NodeLoop {
@@ -253,6 +261,7 @@ impl NodeLoop {
             clock_skew_max_ms: 500,
             clock_checked_at: Instant(0),
             clock_warned: false,
+            watchers: crate::watch::Watchers::new(0),
         };
         l.update_addresses();
         (l, status_rx)
@@ -266,6 +275,12 @@ impl NodeLoop {
 
     /// Where the configured memory limits are read (hot reload updates them): the node proposes
     /// them through the log while it leads.
+    /// Serves watches: keeps `history_events` change events and at most `max_watchers` open.
+    pub fn serve_watches(&mut self, history_events: usize, max_watchers: usize) {
+        self.node.serve_watches(history_events);
+        self.watchers = crate::watch::Watchers::new(max_watchers);
+    }
+
     pub fn set_memory_limits(&mut self, limits: Arc<crate::reload::Limits>) {
         self.node.set_desired_limits(limits.memory());
         self.memory_limits = Some(limits);
@@ -377,6 +392,14 @@ impl NodeLoop {
                 let r = self.exec.read(&mut self.node, &mut self.wal, now, query, stale, reply);
                 r.unwrap_or_else(fatal_exec);
             }
+            Input::Watch { filter, start, reply } => {
+                // Everything applied so far goes to the open watchers first, so the new one's
+                // replay and what it is fed next neither overlap nor leave a gap.
+                self.deliver_watch_events();
+                let opened = self.watchers.open(self.node.watch_history(), filter, start);
+                let _ = reply.send(opened);
+                self.metrics.watchers.set(self.watchers.len() as i64);
+            }
             Input::Raft(messages) => {
                 for m in messages {
                     if let Err(e) = self.node.step(now, m) {
@@ -443,6 +466,16 @@ impl NodeLoop {
             self.metrics.wal_fsync_duration.observe(d.as_secs_f64());
         }
         self.answer();
+        self.deliver_watch_events();
+    }
+
+    /// Hands the change events applied since the last call to the open watches.
+    fn deliver_watch_events(&mut self) {
+        let (events, gap) = self.node.take_watch_events();
+        if !events.is_empty() || gap.is_some() {
+            self.watchers.deliver(&events, gap);
+            self.metrics.watchers.set(self.watchers.len() as i64);
+        }
     }
 
     /// Sends the answers the executor resolved.
@@ -608,6 +641,8 @@ impl NodeLoop {
             Err(e) => tracing::warn!(error = %e, "could not hand leadership over"),
         }
         self.answer();
+        self.deliver_watch_events();
+        self.watchers.close_all("resume on another node from the revision given");
         if let Err(e) = self.wal.sync() {
             fatal("flushing the WAL failed", &e);
         }

@@ -36,6 +36,7 @@ use simple_cache_core::codec;
 use simple_cache_core::exec::AfterWriteError;
 use simple_cache_core::node::{WriteError, Written};
 use simple_cache_core::raft::{ProposeError, ReadError};
+use simple_cache_core::watch::Filter;
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
@@ -605,6 +606,49 @@ impl Service {
             ));
         }
         Ok(())
+    }
+
+    /// Opens a watch of `filter` from revision `start`, or, without one, from after a
+    /// linearizable read point: every write acknowledged before the call is older than what the
+    /// watch delivers, so it misses nothing committed before it opened.
+    pub async fn watch(
+        &self,
+        filter: Filter,
+        start: Option<u64>,
+    ) -> Result<crate::watch::Opened, ApiError> {
+        match &filter {
+            Filter::Key(k) => self.check_key(k)?,
+            Filter::Prefix(p) if p.len() > self.limits.max_key_bytes() => self.check_key(p)?,
+            Filter::Prefix(_) => {}
+        }
+        if start.is_none() {
+            // The ReadIndex barrier: once it returns, this node applied every write
+            // acknowledged before the watch was asked for.
+            self.read(Query::Get(String::new()), Consistency::Linearizable).await?;
+        }
+        let deadline = self.deadline();
+        let (reply, rx) = oneshot::channel();
+        self.send_input(Input::Watch { filter, start, reply }, deadline).await?;
+        use crate::watch::OpenError;
+        match self.await_reply(rx, deadline).await? {
+            Ok(opened) => Ok(opened),
+            Err(OpenError::Compacted { asked, oldest }) => Err(ApiError::new(
+                StatusCode::GONE,
+                "compacted",
+                format!(
+                    "revision {asked} is no longer in this node's history; the oldest revision \
+                     it can replay from is {oldest} (read the keys again, then watch from there)"
+                ),
+            )),
+            Err(OpenError::TooMany { max }) => Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_watchers",
+                format!("this node has {max} watches open, its limit (max_watchers)"),
+            )),
+            Err(OpenError::Disabled) => {
+                Err(ApiError::unavailable("watch_disabled", "this node does not serve watches"))
+            }
+        }
     }
 
     /// Counts a write the limits refused and describes it.

@@ -249,7 +249,7 @@ impl Cache {
         while over(self) {
             let victims = self.victims(None, 1);
             let Some(victim) = victims.into_iter().next() else { break };
-            self.remove(&victim);
+            self.remove_as(&victim, crate::watch::DeleteCause::Evicted);
             out.push(victim);
             evicted += 1;
         }

@@ -40,6 +40,7 @@ pub use snapshot::{SNAPSHOT_BYTES_MAX, SnapshotSource};
 
 use crate::codec::{self, DecodeError};
 use crate::types::Instant;
+use crate::watch::{DeleteCause, Event, EventKind};
 use bytes::Bytes;
 use pattern::Plan;
 use serde::{Deserialize, Serialize};
@@ -199,7 +200,22 @@ pub struct Cache {
     /// While a batch applies: the keys evicted so far, with their items, to put back if an
     /// operation of the batch is refused. `None` otherwise.
     evicted_items: Option<Vec<(String, Item)>>,
+    /// The change events of what was applied, while recording (see [`Cache::record_events`]).
+    events: Recorder,
 }
+
+/// The events being recorded: not part of the state, so two caches with the same state are
+/// equal whether or not either records.
+#[derive(Default, Clone, Debug)]
+struct Recorder(Option<Vec<Event>>);
+
+impl PartialEq for Recorder {
+    fn eq(&self, _: &Recorder) -> bool {
+        true
+    }
+}
+
+impl Eq for Recorder {}
 
 impl Cache {
     /// An empty cache whose clock is at the origin.
@@ -240,6 +256,46 @@ impl Cache {
         self.digest
     }
 
+    /// Starts (or stops) recording the change events of what is applied (`crate::watch`); a
+    /// node records them while it serves watches. Not part of the state.
+    pub fn record_events(&mut self, on: bool) {
+        self.events = Recorder(on.then(Vec::new));
+    }
+
+    /// The events recorded since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        self.events.0.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    fn emit(&mut self, key: &str, kind: EventKind) {
+        if let Some(events) = self.events.0.as_mut() {
+            events.push(Event { revision: self.last_seq, key: key.to_owned(), kind });
+        }
+    }
+
+    /// Emits the key's current value as a put.
+    fn emit_put(&mut self, key: &str) {
+        if self.events.0.is_some()
+            && let Some(item) = self.items.get(key)
+        {
+            let kind = EventKind::Put {
+                value: item.value.clone(),
+                revisions: item.revisions,
+                expires_at: item.expires_at,
+            };
+            self.emit(key, kind);
+        }
+    }
+
+    /// [`Cache::remove`], emitting a delete for a stored key.
+    fn remove_as(&mut self, key: &str, cause: DeleteCause) -> Option<Item> {
+        let item = self.remove(key);
+        if item.is_some() {
+            self.emit(key, EventKind::Delete { cause });
+        }
+        item
+    }
+
     fn apply_inner(
         &mut self,
         seq: u64,
@@ -255,7 +311,7 @@ impl Cache {
                 if expires_at.is_some_and(|deadline| deadline <= self.clock) {
                     // A write that is already expired must not make a key visible, even to a
                     // read whose `now` lags behind the clock; it just ends the old value.
-                    self.remove(key);
+                    self.remove_as(key, DeleteCause::Expired);
                 } else if let Some(refused) = self.make_room(key, value.len(), *expires_at, evicted)
                 {
                     return refused;
@@ -266,12 +322,16 @@ impl Cache {
                 ApplyResult::Set
             }
             Command::Del { key } => {
-                let existed = self.remove(key).is_some_and(|item| is_live(&item, self.clock));
+                let existed = self
+                    .remove_as(key, DeleteCause::Deleted)
+                    .is_some_and(|item| is_live(&item, self.clock));
                 self.debug_check_key(key);
                 ApplyResult::Del { existed }
             }
             Command::Expire { key } => {
-                let existed = self.remove(key).is_some_and(|item| is_live(&item, self.clock));
+                let existed = self
+                    .remove_as(key, DeleteCause::Expired)
+                    .is_some_and(|item| is_live(&item, self.clock));
                 self.debug_check_key(key);
                 ApplyResult::Expire { existed }
             }
@@ -281,6 +341,7 @@ impl Cache {
                 self.expirations.clear();
                 self.order.clear();
                 self.approx_bytes = 0;
+                self.emit("", EventKind::Reset);
                 ApplyResult::Reset { cleared }
             }
             Command::RemoveExpired { keys } => {
@@ -290,7 +351,7 @@ impl Cache {
                         item.expires_at.is_some_and(|deadline| deadline <= self.clock)
                     });
                     if expired {
-                        self.remove(key);
+                        self.remove_as(key, DeleteCause::Expired);
                         removed += 1;
                     }
                     self.debug_check_key(key);
@@ -482,7 +543,7 @@ impl Cache {
             Some(victims) => {
                 self.evicted_total += victims.len() as u64;
                 for victim in victims {
-                    let item = self.remove(&victim);
+                    let item = self.remove_as(&victim, DeleteCause::Evicted);
                     if let (Some(items), Some(item)) = (self.evicted_items.as_mut(), item) {
                         items.push((victim.clone(), item));
                     }
@@ -523,6 +584,7 @@ impl Cache {
         self.approx_bytes += item_bytes(key, item.value.len(), expires_at.is_some());
         self.order_insert(key, &item);
         self.items.insert(owned_key, item);
+        self.emit_put(key);
     }
 
     /// Removes `key` and its index entry, returning the item if it was stored.

@@ -23,6 +23,7 @@
 
 use super::{ApplyResult, Cache, Command, Item, is_live};
 use crate::types::Instant;
+use crate::watch::DeleteCause;
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -263,6 +264,7 @@ impl Cache {
         // every key evicted on the way.
         let mut touched: Vec<(String, Option<Item>)> = Vec::with_capacity(ops.len());
         let (evicted_before, evicted_total_before) = (evicted.len(), self.evicted_total);
+        let events_before = self.events.0.as_ref().map_or(0, Vec::len);
         self.evicted_items = Some(Vec::new());
         let mut results = Vec::with_capacity(ops.len());
         let mut refused = None;
@@ -291,6 +293,9 @@ impl Cache {
         }
         evicted.truncate(evicted_before);
         self.evicted_total = evicted_total_before;
+        if let Some(events) = self.events.0.as_mut() {
+            events.truncate(events_before);
+        }
         ApplyResult::BatchRefused { position: position as u64, refusal: Box::new(refusal) }
     }
 
@@ -348,7 +353,7 @@ impl Cache {
                     Ttl::Keep => deadline,
                 };
                 if expires_at.is_some_and(|d| d <= self.clock) {
-                    self.remove(key);
+                    self.remove_as(key, DeleteCause::Expired);
                 } else if let Some(refused) = self.make_room(key, value.len(), expires_at, evicted)
                 {
                     return refused;
@@ -357,7 +362,7 @@ impl Cache {
                 }
             }
             KeyOp::Del => {
-                self.remove(key);
+                self.remove_as(key, DeleteCause::Deleted);
             }
             KeyOp::Incr { delta } => {
                 let stored = old_value.as_deref();
@@ -411,7 +416,7 @@ impl Cache {
                     return ApplyResult::Key(outcome);
                 }
                 if new <= self.clock {
-                    self.remove(key);
+                    self.remove_as(key, DeleteCause::Expired);
                 } else {
                     self.retime(key, Some(new));
                 }
@@ -428,6 +433,7 @@ impl Cache {
         let Some((owned_key, mut item)) = self.remove_entry(key) else { return };
         item.expires_at = expires_at;
         self.put_back(owned_key, item);
+        self.emit_put(key);
     }
 }
 
