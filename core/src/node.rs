@@ -413,12 +413,19 @@ impl CacheNode {
             // The restored cache records nothing yet; the feed starts over after the snapshot,
             // and events not yet handed out that it covers are dropped with the gap.
             self.cache.record_events(true);
+            if self.raft.watch_gap_hidden() {
+                return self.writes_covered(s, out);
+            }
             let index = s.meta.last_index.0;
             w.history.snapshot_installed(index);
             w.fresh.retain(|e| e.revision > index);
             w.gap_at = Some(w.gap_at.map_or(index, |g| g.max(index)));
         }
-        // Writes inside the snapshot may or may not have been committed: say so.
+        self.writes_covered(s, out);
+    }
+
+    /// Writes inside a snapshot from the leader may or may not have been committed: say so.
+    fn writes_covered(&mut self, s: &Snapshot, out: &mut Applied) {
         let covered: Vec<LogIndex> =
             self.writes.range(..=s.meta.last_index).map(|(i, _)| *i).collect();
         for i in covered {

@@ -225,3 +225,18 @@ fn mutation_cas_before_apply_is_caught() {
     );
     assert_caught(Mutation::CasBeforeApply, found, budget);
 }
+
+// A snapshot installed from the leader that does not reset the change feed: the node's watch
+// history and watchers go on as if they had seen the changes the snapshot covers, so a watcher
+// of that node silently misses them. The watch-feed check must catch it.
+#[test]
+fn mutation_watch_gap_hidden_is_caught() {
+    let budget = 20;
+    let found = first_failure(
+        Mutation::WatchGapHidden,
+        budget,
+        SimConfig::default(),
+        nemesis::snapshot_install_far_behind,
+    );
+    assert_caught(Mutation::WatchGapHidden, found, budget);
+}

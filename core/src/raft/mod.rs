@@ -191,6 +191,9 @@ pub enum Mutation {
     /// (a read-modify-write in front of the log). That state lags the log, so two concurrent
     /// compare-and-sets with the same expectation can both succeed.
     CasBeforeApply,
+    /// A snapshot installed from the leader does not reset the change feed: the watch history
+    /// and the node's watchers go on as if they had seen the changes the snapshot covers.
+    WatchGapHidden,
 }
 
 /// Who is waiting for a read index.
@@ -471,6 +474,16 @@ impl RaftNode {
     }
     #[cfg(not(feature = "mutations"))]
     pub(crate) fn eviction_diverges(&self) -> bool {
+        false
+    }
+
+    /// Whether the change feed's planted bug is on (see [`Mutation::WatchGapHidden`]).
+    #[cfg(feature = "mutations")]
+    pub(crate) fn watch_gap_hidden(&self) -> bool {
+        self.mutated(Mutation::WatchGapHidden)
+    }
+    #[cfg(not(feature = "mutations"))]
+    pub(crate) fn watch_gap_hidden(&self) -> bool {
         false
     }
 

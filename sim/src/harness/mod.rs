@@ -329,6 +329,11 @@ pub struct World {
     /// With `limits`: the keys the entry at each index evicted, as the first node to apply it
     /// reported them; every other node must report the same.
     pub evictions_at: BTreeMap<LogIndex, Vec<String>>,
+    /// The change events of each revision, as the first node to apply it produced them (see
+    /// [`World::check_watch`]).
+    events_at: BTreeMap<u64, Vec<simple_cache_core::watch::Event>>,
+    /// Per node, the revision its change feed has accounted for.
+    watch_applied: BTreeMap<NodeId, u64>,
     /// Keys evicted (for the run's report).
     pub evicted: u64,
     /// The cache digest at each applied index, as the first node there computed it, and which
@@ -366,12 +371,62 @@ fn raft_config(id: NodeId, sim: &SimConfig) -> Config {
     c
 }
 
+/// Change events each simulated node keeps for watches (the server's default).
+const WATCH_HISTORY_EVENTS: usize = 10_000;
+
 impl World {
     /// After node `id` applied entries: the keys they evicted must be exactly those the first
     /// node to apply each index reported, and its cache digest the one every other replica had
     /// at the same applied index. The first report of an index enters the history as a delete
     /// of each evicted key, between the moment its entry was first persisted (it cannot take
     /// effect earlier) and now (a node has applied it).
+    /// After node `id` applied up to `applied`: the change events its feed handed out (since
+    /// the revision it had reached, or since a snapshot gap it announced) must be, revision by
+    /// revision, those the first node to apply each revision produced; nothing repeated,
+    /// nothing left out.
+    fn check_watch(
+        &mut self,
+        id: NodeId,
+        events: Vec<simple_cache_core::watch::Event>,
+        gap: Option<u64>,
+        applied: u64,
+    ) {
+        let mut from = self.watch_applied.get(&id).copied().unwrap_or(0);
+        if let Some(g) = gap {
+            from = from.max(g);
+        }
+        let mut by_revision: BTreeMap<u64, Vec<simple_cache_core::watch::Event>> = BTreeMap::new();
+        for e in events {
+            by_revision.entry(e.revision).or_default().push(e);
+        }
+        if let Some((r, _)) = by_revision.range(..=from).next() {
+            self.checker.violations.push(format!(
+                "watch feed: node {id} handed out revision {r} again (it had reached {from})"
+            ));
+        }
+        for r in from + 1..=applied {
+            let got = by_revision.remove(&r).unwrap_or_default();
+            match self.events_at.get(&r) {
+                Some(first) if *first != got => {
+                    self.checker.violations.push(format!(
+                        "watch feed: node {id}'s events at revision {r} are {got:?}, the first \
+                         node to apply it had {first:?}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.events_at.insert(r, got);
+                }
+            }
+        }
+        if let Some((r, _)) = by_revision.range(applied + 1..).next() {
+            self.checker.violations.push(format!(
+                "watch feed: node {id} handed out revision {r} beyond what it applied ({applied})"
+            ));
+        }
+        self.watch_applied.insert(id, applied);
+    }
+
     fn check_evictions(
         &mut self,
         id: NodeId,
@@ -560,6 +615,8 @@ impl Sim {
             handovers: (0, 0),
             entry_seen: BTreeMap::new(),
             evictions_at: BTreeMap::new(),
+            events_at: BTreeMap::new(),
+            watch_applied: BTreeMap::new(),
             evicted: 0,
             cache_digests: BTreeMap::new(),
         };
@@ -853,6 +910,9 @@ impl Sim {
             }
         };
         node.raft_mut().set_mutation(w.cfg.mutation);
+        // Every node serves watches, as the server's do; `check_watch` follows each feed.
+        node.serve_watches(WATCH_HISTORY_EVENTS);
+        w.watch_applied.insert(id, node.raft().last_applied().0);
         if let Some(limits) = w.cfg.limits {
             node.set_desired_limits(limits);
             node.report_evictions();
@@ -1089,6 +1149,7 @@ impl Sim {
                 persisting.ready().committed_entries.iter().map(|e| (e.index, e.term)).collect();
             let Ok(_) = exec.finish_ready(node, &mut slot.disk, persisting);
             let evictions = node.take_evictions();
+            let (events, gap) = node.take_watch_events();
             let cache_digest = (node.raft().last_applied(), node.cache().digest());
             let messages = exec.take_messages();
             let Answers { writes, reads } = exec.take_answers();
@@ -1134,6 +1195,7 @@ impl Sim {
             if w.cfg.limits.is_some() {
                 w.check_evictions(id, evictions, &applied_terms, cache_digest);
             }
+            w.check_watch(id, events, gap, cache_digest.0.0);
             w.checker.observe(id, state);
         }
     }
