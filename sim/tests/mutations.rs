@@ -122,7 +122,7 @@ fn mutation_forget_term_on_restart_is_caught() {
 // third of the crash and loss scenarios' seeds are.
 #[test]
 fn mutation_vote_ignores_log_is_caught_without_pre_vote() {
-    let budget = 150;
+    let budget = 160;
     let cfg = SimConfig { pre_vote: false, ..SimConfig::default() };
     let found = first_failure(
         Mutation::VoteIgnoresLog,
