@@ -20,7 +20,7 @@ use crate::pb::cache_service_server::{CacheService, CacheServiceServer};
 use crate::service::{Caller, Consistency, Item, Service, WriteOptions};
 use crate::value::StoredValue;
 use simple_cache_core::cache::{
-    Batch, Compare, ExpireWhen, KeyCompare, KeyOp, KeyWrite, Revisions, SearchMode, Ttl, TtlStatus,
+    Batch, Compare, ExpireWhen, KeyCompare, KeyOp, KeyWrite, Revisions, SearchMode, TtlStatus,
     Versioned,
 };
 use std::future::Future;
@@ -176,17 +176,7 @@ fn batch_op(svc: &Service, o: pb::BatchOp) -> Result<KeyWrite, ApiError> {
             }
             let value = stored_value(r.data)?;
             svc.check_value(&value)?;
-            let ttl = match (Service::ttl_ms_from_expire(&r.expire)?, r.keep_ttl) {
-                (Some(_), true) => {
-                    return Err(ApiError::bad_request(
-                        "bad_options",
-                        "`keep_ttl` and an expiry exclude each other",
-                    ));
-                }
-                (_, true) => Ttl::Keep,
-                (Some(ms), false) => Ttl::Ms(ms),
-                (None, false) => Ttl::Never,
-            };
+            let ttl = Service::set_ttl(Service::ttl_ms_from_expire(&r.expire)?, r.keep_ttl)?;
             write(r.key, KeyOp::Set { value: value.encode(), ttl })
         }
         Some(Op::Del(r)) => {

@@ -43,7 +43,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Value, json};
 use simple_cache_core::cache::{
     Batch, Command, Compare, ExpireWhen, KeyCompare, KeyOp, KeyOutcome, KeyWrite, Revisions,
-    SearchMode, Ttl, TtlStatus,
+    SearchMode, TtlStatus,
 };
 use simple_cache_core::raft::Role;
 use simple_cache_core::{MembershipChange, NodeId};
@@ -59,8 +59,12 @@ pub fn router(svc: Service) -> Router {
     let forward_body_max = (cfg.max_value_bytes + cfg.max_key_bytes) / 3 * 4 + 4096;
     Router::new()
         .route("/v1", delete(reset))
-        .route("/v1/watch", get(watch).post(set_watch_key).put(set_watch_key).delete(del_watch_key))
-        .route("/v1/batch", post(batch).get(get_batch_key).put(set_batch_key).delete(del_batch_key))
+        // `/v1/watch` and `/v1/batch` also name the keys `watch` and `batch` (see `named_key`).
+        .route("/v1/watch", get(watch).merge(named_key::set_del("watch")))
+        .route(
+            "/v1/batch",
+            post(batch).merge(named_key::get("batch")).merge(named_key::set_del("batch")),
+        )
         .route("/v1/search", get(search_query))
         .route("/v1/search/{pattern}", get(search_path))
         .route("/v1/search/{pattern}/{mode}", get(search_path_mode))
@@ -679,17 +683,7 @@ fn batch_op(o: BatchOpBody) -> Result<KeyWrite, ApiError> {
                 None => None,
                 Some(e) => Service::ttl_ms_from_expire(&e)?,
             };
-            let ttl = match (ttl_ms, keep_ttl) {
-                (Some(_), true) => {
-                    return Err(ApiError::bad_request(
-                        "bad_options",
-                        "`keep_ttl` and an expiry exclude each other",
-                    ));
-                }
-                (_, true) => Ttl::Keep,
-                (Some(ms), false) => Ttl::Ms(ms),
-                (None, false) => Ttl::Never,
-            };
+            let ttl = Service::set_ttl(ttl_ms, keep_ttl)?;
             write(key, KeyOp::Set { value: StoredValue::json(&value).encode(), ttl })
         }
         BatchOpBody::Delete { key } => write(key, KeyOp::Del),
@@ -728,31 +722,6 @@ async fn batch(
         "revision": o.revision,
         "results": results,
     })))
-}
-
-/// The key named `batch` on `/v1/batch` (POST there is the batch API; PUT sets the key, and
-/// `/v1/keys/batch` takes every method).
-async fn get_batch_key(
-    svc: State<Service>,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    get_key(svc, Ok(Path("batch".to_string())), q).await
-}
-
-async fn set_batch_key(
-    svc: State<Service>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    set_key(svc, headers, Ok(Path("batch".to_string())), b).await
-}
-
-async fn del_batch_key(
-    svc: State<Service>,
-    headers: HeaderMap,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    del_key(svc, headers, Ok(Path("batch".to_string())), q).await
 }
 
 /// A change event as JSON: `type` (`put`, `delete`, `reset`), `key`, `revision`; a put also has
@@ -878,23 +847,6 @@ async fn watch(
         Ok::<_, std::convert::Infallible>(e)
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()).into_response())
-}
-
-/// The key named `watch` on `/v1/watch` (a GET with `key` or `prefix` is a watch).
-async fn set_watch_key(
-    svc: State<Service>,
-    headers: HeaderMap,
-    b: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, ApiError> {
-    set_key(svc, headers, Ok(Path("watch".to_string())), b).await
-}
-
-async fn del_watch_key(
-    svc: State<Service>,
-    headers: HeaderMap,
-    q: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    del_key(svc, headers, Ok(Path("watch".to_string())), q).await
 }
 
 /// `POST /v1/{key}/persist`: drops the key's deadline.
@@ -1578,5 +1530,33 @@ mod tests {
         assert!(node_id_of(Some(&json!(0))).is_err());
         assert!(node_id_of(Some(&json!("x"))).is_err());
         assert!(node_id_of(Some(&json!(-1))).is_err());
+    }
+}
+
+/// Handlers for a key whose name is also a route (`watch`, `batch`): its own read, set and
+/// delete, so clients of the seed that used those names keep working.
+mod named_key {
+    use super::*;
+    use axum::routing::MethodRouter;
+
+    type Q = Result<Query<HashMap<String, String>>, QueryRejection>;
+    type B = Result<Bytes, BytesRejection>;
+
+    pub fn get(name: &'static str) -> MethodRouter<Service> {
+        axum::routing::get(move |svc: State<Service>, q: Q| async move {
+            get_key(svc, Ok(Path(name.to_string())), q).await
+        })
+    }
+
+    /// `PUT` (and, where POST is not the route's own, `POST`) sets the key; `DELETE` deletes it.
+    pub fn set_del(name: &'static str) -> MethodRouter<Service> {
+        let set = move |svc: State<Service>, headers: HeaderMap, b: B| async move {
+            set_key(svc, headers, Ok(Path(name.to_string())), b).await
+        };
+        let del = move |svc: State<Service>, headers: HeaderMap, q: Q| async move {
+            del_key(svc, headers, Ok(Path(name.to_string())), q).await
+        };
+        let router = axum::routing::put(set).delete(del);
+        if name == "batch" { router } else { router.post(set) }
     }
 }

@@ -316,6 +316,19 @@ impl Service {
         if s.is_empty() { Ok(None) } else { Service::ttl_ms_from_duration(s) }
     }
 
+    /// The deadline a set gives its key: a TTL, or (`keep_ttl`) the one it has, or none.
+    pub fn set_ttl(ttl_ms: Option<u64>, keep_ttl: bool) -> Result<Ttl, ApiError> {
+        match (ttl_ms, keep_ttl) {
+            (Some(_), true) => Err(ApiError::bad_request(
+                "bad_options",
+                "`keep_ttl` and an expiry exclude each other",
+            )),
+            (_, true) => Ok(Ttl::Keep),
+            (Some(ms), false) => Ok(Ttl::Ms(ms)),
+            (None, false) => Ok(Ttl::Never),
+        }
+    }
+
     /// The duration of an `expire` with options: milliseconds from now, rounded up; zero (or
     /// empty) removes the key, as Redis's `EXPIRE key 0` does.
     pub fn expire_ms(s: &str) -> Result<u64, ApiError> {
@@ -478,18 +491,8 @@ impl Service {
         opts: &WriteOptions,
     ) -> Result<KeyOutcome, ApiError> {
         self.check_value(value)?;
-        let ttl = match (ttl_ms, opts.keep_ttl) {
-            (Some(_), true) => {
-                return Err(ApiError::bad_request(
-                    "bad_options",
-                    "`keep_ttl` and an expiry exclude each other",
-                ));
-            }
-            (_, true) => Ttl::Keep,
-            (Some(ms), false) => Ttl::Ms(ms),
-            (None, false) => Ttl::Never,
-        };
-        let op = KeyOp::Set { value: value.encode(), ttl };
+        let op =
+            KeyOp::Set { value: value.encode(), ttl: Service::set_ttl(ttl_ms, opts.keep_ttl)? };
         self.key_write(caller, opts.write(key, op)?).await
     }
 
