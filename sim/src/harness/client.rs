@@ -6,7 +6,9 @@ use super::Sim;
 use super::service::{ServiceRead, ServiceWrite};
 use crate::lincheck::{CacheInput, CacheOp, CacheOutput};
 use bytes::Bytes;
-use simple_cache_core::cache::{ApplyResult, Command, Condition, KeyOp, KeyOutcome, KeyWrite, Ttl};
+use simple_cache_core::cache::{
+    ApplyResult, Batch, Command, Compare, Condition, KeyCompare, KeyOp, KeyOutcome, KeyWrite, Ttl,
+};
 use simple_cache_core::exec::WriteOp;
 use simple_cache_core::node::Written;
 use simple_cache_core::types::NodeId;
@@ -87,21 +89,34 @@ pub(super) async fn run(sim: Sim, client: u64) {
                 (CacheOp::Incr(delta), WriteOp::Key(w))
             } else {
                 // Compare-and-set on the revision of this client's last write of the key, or
-                // set-if-absent when it knows none.
-                let (condition, expect) = match known.get(&key) {
-                    Some((revision, v)) => (Condition::Revision(*revision), Some(v.clone())),
-                    None => (Condition::Absent, None),
+                // set-if-absent when it knows none; half of them as a batch whose else branch
+                // deletes the key.
+                let (condition, compare, expect) = match known.get(&key) {
+                    Some((revision, v)) => (
+                        Condition::Revision(*revision),
+                        Compare::Revision(*revision),
+                        Some(v.clone()),
+                    ),
+                    None => (Condition::Absent, Compare::Absent, None),
                 };
-                let w = KeyWrite {
-                    key: key.clone(),
-                    op: KeyOp::Set { value: Bytes::from(value.clone()), ttl: Ttl::Never },
-                    condition,
-                    return_previous: false,
-                };
-                (CacheOp::Cas { expect, value: value.clone().into_bytes() }, WriteOp::Key(w))
+                let set = KeyOp::Set { value: Bytes::from(value.clone()), ttl: Ttl::Never };
+                let value = value.clone().into_bytes();
+                if sim.rand(2) == 0 {
+                    let w =
+                        KeyWrite { key: key.clone(), op: set, condition, return_previous: false };
+                    (CacheOp::Cas { expect, value }, WriteOp::Key(w))
+                } else {
+                    let batch = Batch {
+                        compares: vec![KeyCompare { key: key.clone(), compare }],
+                        then: vec![Command::key_write(key.clone(), set)],
+                        otherwise: vec![Command::key_write(key.clone(), KeyOp::Del)],
+                    };
+                    (CacheOp::Txn { expect, value }, WriteOp::Batch(batch))
+                }
             };
             let call = sim.call_time();
-            let stores_value = matches!(op, CacheOp::Set(_) | CacheOp::Cas { .. });
+            let stores_value =
+                matches!(op, CacheOp::Set(_) | CacheOp::Cas { .. } | CacheOp::Txn { .. });
             let input = CacheInput { key: key.clone().into_bytes(), op };
             match write(&sim, node, command, &mut target).await {
                 WriteEnd::Done(out, revision) => {
@@ -202,6 +217,7 @@ async fn write(sim: &Sim, first: NodeId, op: WriteOp, target: &mut Option<NodeId
                     ApplyResult::Key(KeyOutcome { number: Some(n), .. }) => CacheOutput::Number(n),
                     ApplyResult::Key(o) => CacheOutput::Applied(o.applied),
                     ApplyResult::KeyRefused(_) => CacheOutput::Refused,
+                    ApplyResult::Batch(b) => CacheOutput::Applied(b.succeeded),
                     _ => CacheOutput::Ok,
                 };
                 return WriteEnd::Done(out, revision);

@@ -28,6 +28,12 @@ pub enum CacheOp {
     /// Add `delta` to an integer value (absent counts as 0), refused on a non-integer or an
     /// overflow.
     Incr(i64),
+    /// An atomic batch on this key: if it holds `expect` (as [`CacheOp::Cas`]), store `value`,
+    /// else delete the key. Answers [`CacheOutput::Applied`] with whether the compare held.
+    Txn {
+        expect: Option<Vec<u8>>,
+        value: Vec<u8>,
+    },
 }
 
 /// What the cache answered.
@@ -95,6 +101,13 @@ impl Model for CacheModel {
                     return None;
                 }
                 Some(if holds { Some(value.clone()) } else { state.clone() })
+            }
+            (CacheOp::Txn { expect, value }, output) => {
+                let holds = state == expect;
+                if output.is_some_and(|o| *o != CacheOutput::Applied(holds)) {
+                    return None;
+                }
+                Some(holds.then(|| value.clone()))
             }
             (CacheOp::Incr(delta), output) => {
                 let next = integer(state.as_deref()).and_then(|n| n.checked_add(*delta));

@@ -381,6 +381,17 @@ fn cache_model_compare_and_set_sees_the_latest_write() {
         (1, absent, 2, 3, Applied(true)),
     ]);
     assert_eq!(verdict(h), Verdict::NotLinearizable, "two set-if-absent both won");
+    // A batch: the compare failed, so its else branch deleted the key.
+    let txn = CacheOp::Txn { expect: Some(b"a".to_vec()), value: b"t".to_vec() };
+    let h = |seen: Option<&[u8]>| {
+        cache_history(vec![
+            (0, CacheOp::Set(b"b".to_vec()), 0, 1, CacheOutput::Ok),
+            (0, txn.clone(), 2, 3, Applied(false)),
+            (1, CacheOp::Get, 4, 5, CacheOutput::Value(seen.map(<[u8]>::to_vec))),
+        ])
+    };
+    assert_eq!(verdict(h(None)), Verdict::Linearizable);
+    assert_eq!(verdict(h(Some(b"b"))), Verdict::NotLinearizable, "the else branch did not run");
 }
 
 const ETCD_SAMPLE: &str = "\
