@@ -81,11 +81,25 @@ pub enum WatchError {
     Compacted { asked: u64, oldest: u64 },
 }
 
-/// The bounded history of one node's events.
+/// The most value bytes a [`History`] holds, whatever its event bound: old events go first.
+pub const HISTORY_BYTES_MAX: usize = 64 << 20;
+
+/// The value bytes an event holds.
+fn event_bytes(e: &Event) -> usize {
+    match &e.kind {
+        EventKind::Put { value, .. } => value.len() + e.key.len(),
+        _ => e.key.len(),
+    }
+}
+
+/// The bounded history of one node's events: at most `max_events` of them and
+/// [`HISTORY_BYTES_MAX`] bytes of keys and values.
 #[derive(Debug)]
 pub struct History {
     events: VecDeque<Event>,
     max_events: usize,
+    /// Bytes of keys and values the events hold.
+    bytes: usize,
     /// The history holds every event with a revision >= `first`.
     first: u64,
     /// The last revision applied (with or without events).
@@ -99,6 +113,7 @@ impl History {
         History {
             events: VecDeque::new(),
             max_events: max_events.max(1),
+            bytes: 0,
             first: applied + 1,
             last: applied,
         }
@@ -119,17 +134,24 @@ impl History {
     pub fn applied(&mut self, revision: u64, events: impl IntoIterator<Item = Event>) {
         for e in events {
             debug_assert!(e.revision > self.last && e.revision <= revision, "events in order");
+            self.bytes += event_bytes(&e);
             self.events.push_back(e);
         }
         self.last = self.last.max(revision);
-        while self.events.len() > self.max_events {
-            let dropped = self.events.pop_front().expect("longer than the bound");
+        while self.events.len() > self.max_events || self.bytes > HISTORY_BYTES_MAX {
+            let dropped = self.pop();
             // Events of one revision go together: a watcher resumes after a whole revision.
             self.first = dropped.revision + 1;
         }
         while self.events.front().is_some_and(|e| e.revision < self.first) {
-            self.events.pop_front();
+            self.pop();
         }
+    }
+
+    fn pop(&mut self) -> Event {
+        let e = self.events.pop_front().expect("not empty");
+        self.bytes -= event_bytes(&e);
+        e
     }
 
     /// A snapshot from the leader replaced the state at `index`: the changes before it are not
@@ -137,6 +159,7 @@ impl History {
     pub fn snapshot_installed(&mut self, index: u64) {
         if index >= self.last {
             self.events.clear();
+            self.bytes = 0;
             self.first = index + 1;
             self.last = index;
         }
@@ -198,6 +221,14 @@ mod tests {
         h.snapshot_installed(40);
         assert_eq!(h.replay(&a, Some(14)), Err(WatchError::Compacted { asked: 14, oldest: 41 }));
         assert_eq!(h.replay(&a, None).unwrap(), (vec![], 41));
+        // Large values: the byte bound drops old events before the count bound does.
+        let mut big = History::new(0, 1000);
+        let value = Bytes::from(vec![0u8; HISTORY_BYTES_MAX / 3]);
+        let kind = EventKind::Put { value, revisions: Revisions::default(), expires_at: None };
+        for r in 1..=4 {
+            big.applied(r, [Event { revision: r, key: "v".into(), kind: kind.clone() }]);
+        }
+        assert_eq!(big.first(), 3, "two values of a third of the bound fit with the next");
         let reset = Event { revision: 41, key: String::new(), kind: EventKind::Reset };
         assert!(Filter::Key("zz".into()).matches(&reset), "a reset concerns every watcher");
     }

@@ -286,7 +286,7 @@ impl CacheService for CacheGrpc {
             };
             let messages =
                 tokio_stream::wrappers::ReceiverStream::new(opened.rx).map(|m| match m {
-                    crate::watch::WatchMsg::Event(e) => {
+                    crate::watch::WatchMsg::Event(e, _charge) => {
                         pb::WatchResponse { event: Some(watch_event(e)), ..Default::default() }
                     }
                     crate::watch::WatchMsg::Cancelled { reason, resume_from } => {

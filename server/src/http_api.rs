@@ -820,7 +820,7 @@ async fn watch(
     let opened = svc.watch(filter, start).await?;
     let created = json!({ "type": "created", "start_revision": opened.start_revision });
     let messages = tokio_stream::wrappers::ReceiverStream::new(opened.rx).map(|m| match m {
-        crate::watch::WatchMsg::Event(e) => (Some(e.revision), event_json(&e)),
+        crate::watch::WatchMsg::Event(e, _charge) => (Some(e.revision), event_json(&e)),
         crate::watch::WatchMsg::Cancelled { reason, resume_from } => {
             (None, json!({ "type": "cancelled", "reason": reason, "resume_from": resume_from }))
         }

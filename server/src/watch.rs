@@ -8,20 +8,23 @@
 //! it covers are not known here). Nothing is ever buffered without bound.
 
 use simple_cache_core::watch::{Event, Filter, History, WatchError};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::mpsc;
 
 /// Events a watcher may have queued before it is cut off as too slow.
 pub const QUEUE_EVENTS: usize = 1024;
 
+/// Bytes of keys and values a watcher may have queued before it is cut off as too slow.
+pub const QUEUE_BYTES: usize = 16 << 20;
+
 /// What a watcher receives.
 #[derive(Debug)]
 pub enum WatchMsg {
-    Event(Event),
+    /// An event, and its share of the watcher's queued bytes (given back when dropped).
+    Event(Event, Charge),
     /// The last message: the watch ends; resume with `start_revision` = `resume_from`.
-    Cancelled {
-        reason: String,
-        resume_from: u64,
-    },
+    Cancelled { reason: String, resume_from: u64 },
 }
 
 /// An open watch, as the front end gets it.
@@ -45,9 +48,35 @@ pub enum OpenError {
     Disabled,
 }
 
+/// Bytes an event holds in a watcher's queue, counted until the front end drops it.
+#[derive(Debug)]
+pub struct Charge {
+    bytes: usize,
+    queued: Arc<AtomicUsize>,
+}
+
+impl Charge {
+    fn new(e: &Event, queued: &Arc<AtomicUsize>) -> Charge {
+        let bytes = match &e.kind {
+            simple_cache_core::watch::EventKind::Put { value, .. } => value.len() + e.key.len(),
+            _ => e.key.len(),
+        };
+        queued.fetch_add(bytes, Ordering::Relaxed);
+        Charge { bytes, queued: queued.clone() }
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.queued.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
 struct Watcher {
     filter: Filter,
     tx: mpsc::Sender<WatchMsg>,
+    /// Bytes of the events queued for it and not yet dropped by its front end.
+    queued: Arc<AtomicUsize>,
     /// The next revision it has not been sent.
     next: u64,
 }
@@ -90,10 +119,12 @@ impl Watchers {
         let start_revision = start.unwrap_or(next);
         // Room for the backlog, a full queue, and the last message.
         let (tx, rx) = mpsc::channel(backlog.len() + QUEUE_EVENTS + 1);
+        let queued = Arc::new(AtomicUsize::new(0));
         for e in backlog {
-            tx.try_send(WatchMsg::Event(e)).expect("the channel has room for the backlog");
+            let charge = Charge::new(&e, &queued);
+            tx.try_send(WatchMsg::Event(e, charge)).expect("the channel has room for the backlog");
         }
-        self.list.push(Watcher { filter, tx, next });
+        self.list.push(Watcher { filter, tx, queued, next });
         Ok(Opened { start_revision, rx })
     }
 
@@ -127,16 +158,18 @@ impl Watchers {
                         batch.push(e.clone());
                     }
                 }
-                if w.tx.capacity() <= batch.len() {
+                if w.tx.capacity() <= batch.len() || w.queued.load(Ordering::Relaxed) > QUEUE_BYTES
+                {
                     let reason = format!(
-                        "the watcher fell {QUEUE_EVENTS} events behind; resume from revision \
-                         {revision}"
+                        "the watcher fell too far behind ({QUEUE_EVENTS} events or {QUEUE_BYTES} \
+                         bytes queued); resume from revision {revision}"
                     );
                     let _ = w.tx.try_send(WatchMsg::Cancelled { reason, resume_from: revision });
                     return false;
                 }
                 for e in batch {
-                    let _ = w.tx.try_send(WatchMsg::Event(e));
+                    let charge = Charge::new(&e, &w.queued);
+                    let _ = w.tx.try_send(WatchMsg::Event(e, charge));
                 }
                 w.next = revision + 1;
             }
@@ -185,7 +218,7 @@ mod tests {
         }
         let Some(WatchMsg::Cancelled { resume_from, .. }) = got.pop() else { panic!("cut off") };
         assert_eq!(got.len(), QUEUE_EVENTS, "a full queue, then the last message");
-        let WatchMsg::Event(last) = got.last().unwrap() else { panic!() };
+        let WatchMsg::Event(last, _) = got.last().unwrap() else { panic!() };
         assert_eq!(resume_from, last.revision + 1, "resumes after the last whole revision sent");
         assert!(other.rx.try_recv().is_err(), "no event for x");
         assert_eq!(watchers.len(), 1);
@@ -197,6 +230,22 @@ mod tests {
             "it had seen everything before the gap"
         );
         assert!(watchers.is_empty());
+        // Large values: the byte bound cuts a watcher that does not read, long before the count.
+        let mut big = Watchers::new(10);
+        let mut reader = big.open(Some(&history), Filter::Key("v".into()), None).unwrap();
+        let value = bytes::Bytes::from(vec![0u8; QUEUE_BYTES / 4]);
+        let kind = EventKind::Put { value, revisions: Default::default(), expires_at: None };
+        let start = history.last() + 1;
+        let puts: Vec<Event> = (start..start + 8)
+            .map(|revision| Event { revision, key: "v".into(), kind: kind.clone() })
+            .collect();
+        big.deliver(&puts, None);
+        let mut n = 0;
+        while let Ok(WatchMsg::Event(..)) = reader.rx.try_recv() {
+            n += 1;
+        }
+        assert_eq!(n, 4, "four quarters fit; the fifth finds the queue over its bytes");
+        assert!(big.is_empty());
         // A full node refuses more watches.
         let mut one = Watchers::new(1);
         let _kept = one.open(Some(&history), Filter::Key("a".into()), None).unwrap();
