@@ -624,6 +624,8 @@ impl Service {
             Filter::Prefix(p) if p.len() > self.limits.max_key_bytes() => self.check_key(p)?,
             Filter::Prefix(_) => {}
         }
+        // Revision 0 means "from now", as in etcd.
+        let start = start.filter(|&r| r > 0);
         if start.is_none() {
             // The ReadIndex barrier: once it returns, this node applied every write
             // acknowledged before the watch was asked for.

@@ -130,6 +130,7 @@ async fn compacted_revisions_and_full_nodes_are_refused() {
     }
     let (s, e) = call_raw("GET", &n.url("/v1/watch?prefix=k&start_revision=1"), None).await;
     assert_eq!((s, e["code"].as_str()), (410, Some("compacted")), "{e}");
+
     assert!(e["error"].as_str().unwrap().contains("oldest revision"), "{e}");
     let resp = common::client().get(n.url("/v1/watch?prefix=")).send().await.unwrap();
     assert_eq!(resp.status().as_u16(), 200);
@@ -140,6 +141,19 @@ async fn compacted_revisions_and_full_nodes_are_refused() {
     drop(resp);
     let (s, e) = call_raw("GET", &n.url("/v1/watch?key=a&prefix=b"), None).await;
     assert_eq!((s, e["code"].as_str()), (400, Some("bad_watch")), "{e}");
+    // Revision 0 is "from now", as in etcd, not a compacted revision (once the node has let
+    // go of the watch dropped above: max_watchers is 1).
+    let url = n.url("/v1/watch?prefix=k&start_revision=0&format=ndjson");
+    let mut from_now = common::eventually("a free watch slot", Duration::from_secs(10), || {
+        let url = url.clone();
+        async move {
+            let (status, s) = Stream::open(&url).await;
+            (status == 200).then_some(s)
+        }
+    })
+    .await;
+    assert!(from_now.next().await["start_revision"].as_u64().unwrap() > 5);
+    drop(from_now);
     // Without key or prefix, /v1/watch is still the key named `watch`.
     assert_eq!(call_raw("PUT", &n.url("/v1/watch"), Some(r#"{"value": 3}"#)).await.0, 200);
     assert_eq!(call_raw("GET", &n.url("/v1/watch"), None).await.1["value"], json!(3));
