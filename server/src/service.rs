@@ -281,7 +281,12 @@ impl Service {
     }
 
     pub fn check_value(&self, value: &StoredValue) -> Result<(), ApiError> {
-        let len = value.payload_len();
+        self.check_value_len(value.payload_len())
+    }
+
+    /// A value of `len` bytes (the JSON text, raw bytes or encoded `Any`) is within
+    /// `max_value_bytes`.
+    fn check_value_len(&self, len: usize) -> Result<(), ApiError> {
         if len > self.limits.max_value_bytes() {
             return Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -601,14 +606,7 @@ impl Service {
                 .payload_len(),
             _ => 0,
         };
-        if len > self.limits.max_value_bytes() {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "value_too_large",
-                format!("the value is {len} bytes; the limit is {}", self.limits.max_value_bytes()),
-            ));
-        }
-        Ok(())
+        self.check_value_len(len)
     }
 
     /// Opens a watch of `filter` from revision `start`, or, without one, from after a
