@@ -114,6 +114,11 @@ pub enum Query {
     /// A key with its revisions and deadline.
     Item(String),
     Ttl(String),
+    /// The values of several keys, at one point (Redis `MGET`).
+    Values(Vec<String>),
+    /// How many keys are stored (Redis `DBSIZE`: keys past their deadline that expiry has not
+    /// removed yet count too).
+    Count,
     /// One page of a search: at most `limit` matches after `after`, examining at most
     /// `examine_max` keys (see `Cache::search_page`).
     Search {
@@ -130,6 +135,8 @@ pub enum QueryResult {
     Item(Option<Versioned>),
     Ttl(TtlStatus),
     Keys(SearchPage),
+    Values(Vec<Option<Bytes>>),
+    Count(u64),
 }
 
 /// Replies ready to be sent, polled with [`Executor::take_answers`]. `W` and `R` are whatever
@@ -434,6 +441,7 @@ fn cas_before_apply(
             current: current.map(|v| v.revisions),
             previous: None,
             number: None,
+            text: None,
         };
         return Err(Box::new(crate::node::Written { revision, result: ApplyResult::Key(outcome) }));
     }
@@ -446,7 +454,7 @@ fn cas_before_apply(
 pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
     let cache = node.cache();
     let op = match query {
-        Query::Get(_) | Query::Item(_) => CacheOp::Get,
+        Query::Get(_) | Query::Item(_) | Query::Values(_) | Query::Count => CacheOp::Get,
         Query::Ttl(_) => CacheOp::Ttl,
         Query::Search { .. } => CacheOp::Search,
     };
@@ -454,6 +462,10 @@ pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
         Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
         Query::Item(key) => QueryResult::Item(cache.get_versioned(key, at)),
         Query::Ttl(key) => QueryResult::Ttl(cache.ttl(key, at)),
+        Query::Values(keys) => {
+            QueryResult::Values(keys.iter().map(|k| cache.get(k, at).cloned()).collect())
+        }
+        Query::Count => QueryResult::Count(cache.len() as u64),
         Query::Search { pattern, limit, after, examine_max } => QueryResult::Keys(
             cache.search_page(pattern, at, *limit, after.as_deref(), *examine_max),
         ),

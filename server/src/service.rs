@@ -231,6 +231,16 @@ fn refused(r: KeyRefusal) -> ApiError {
             ("integer_overflow", "the result would leave the range of a signed 64-bit integer")
         }
         KeyRefusal::NotRaw => ("not_raw", "append works on raw byte values only"),
+        KeyRefusal::WrongType => {
+            ("wrong_type", "the value is a protobuf Any, not text (raw bytes or JSON)")
+        }
+        KeyRefusal::NotAFloat => ("not_a_float", "the value or the increment is not a valid float"),
+        KeyRefusal::NotFinite => ("not_finite", "the increment would produce NaN or Infinity"),
+        KeyRefusal::TooLarge => (
+            "value_too_large",
+            "the value would pass the longest a value may grow to (VALUE_BYTES_MAX, 63 MiB)",
+        ),
+        KeyRefusal::NoSuchKey => ("no_such_key", "the key to rename from does not exist"),
     };
     ApiError::new(StatusCode::CONFLICT, code, message)
 }

@@ -30,7 +30,7 @@ mod tests;
 pub use evict::{EvictionPolicy, LFU_DECAY_WRITES, Limits};
 pub use ops::{
     BATCH_OPS_MAX, Batch, BatchOutcome, Compare, Condition, ExpireWhen, KeyCompare, KeyOp,
-    KeyOutcome, KeyRefusal, KeyWrite, Revisions, Ttl, Versioned, value_form,
+    KeyOutcome, KeyRefusal, KeyWrite, Revisions, Ttl, VALUE_BYTES_MAX, Versioned, value_form,
 };
 pub use pattern::{
     PATTERN_BYTES_MAX, Pattern, PatternError, REGEX_DFA_SIZE_BYTES_MAX, REGEX_SIZE_BYTES_MAX,

@@ -23,7 +23,7 @@
 
 use super::{ApplyResult, Cache, Command, Item, is_live};
 use crate::types::Instant;
-use crate::watch::DeleteCause;
+use crate::watch::{DeleteCause, EventKind};
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
@@ -113,6 +113,19 @@ pub enum KeyOp {
     /// Give the key a deadline `ttl_ms` after the proposal's time, if `when` allows; a
     /// deadline already passed removes the key.
     Expire { ttl_ms: u64, when: ExpireWhen },
+    /// Redis string editing (`APPEND`, `SETRANGE`) on the value's text ([`value_form::text`]:
+    /// raw bytes, or a JSON value's text): write `bytes` at `offset` (past the end pads with
+    /// zero bytes), or after the end if `offset` is `None`. The result is raw; absent counts as
+    /// empty; keeps the deadline. A `SETRANGE` of nothing changes nothing (and creates nothing).
+    Splice { offset: Option<u64>, bytes: Bytes },
+    /// Add a float (Redis `INCRBYFLOAT`; `f64::to_bits` of the increment) to a number value
+    /// (absent counts as 0); the result is stored as its shortest decimal text, in the form of
+    /// the value it replaces (raw if raw, else JSON); keeps the deadline.
+    IncrFloat { delta_bits: u64 },
+    /// Move the value, deadline and all, of the live key `from` to this key (Redis `RENAME`);
+    /// `from` is then absent. Refused if `from` is absent. Renaming a key to itself changes
+    /// nothing.
+    Rename { from: String },
 }
 
 /// A conditional, atomic write of one key: [`Command::Key`].
@@ -139,8 +152,10 @@ pub struct KeyOutcome {
     pub current: Option<Revisions>,
     /// The key before, if asked for and it was live.
     pub previous: Option<Versioned>,
-    /// `incr`: the new value; `append`: the new length in bytes.
+    /// `incr`: the new value; `append` and `splice`: the new length in bytes.
     pub number: Option<i64>,
+    /// `incr_float`: the new value's text.
+    pub text: Option<Bytes>,
 }
 
 /// Why a [`KeyWrite`] was refused (nothing changed).
@@ -152,7 +167,21 @@ pub enum KeyRefusal {
     Overflow,
     /// `append` on a value that is not raw bytes.
     NotRaw,
+    /// `splice` or `incr_float` on a value that is not text (a protobuf `Any`).
+    WrongType,
+    /// `incr_float` on a value that is not a number, or by a delta that is not finite.
+    NotAFloat,
+    /// `incr_float` would make the value infinite or NaN.
+    NotFinite,
+    /// `append` or `splice` would make the value longer than [`VALUE_BYTES_MAX`].
+    TooLarge,
+    /// `rename` from a key that is absent.
+    NoSuchKey,
 }
+
+/// The longest value `append` and `splice` may build (the front ends limit what a client sends
+/// in one request; these operations grow a value over many). A log entry must hold it.
+pub const VALUE_BYTES_MAX: usize = super::PROPOSAL_BYTES_MAX - (1 << 20);
 
 /// The forms of stored values (the front ends' encoding, see the server's `value` module):
 /// JSON text (never starts with 0x00 or 0x01), [`value_form::RAW`] then bytes, or
@@ -183,9 +212,46 @@ pub mod value_form {
         std::str::from_utf8(text).ok()?.parse().ok()
     }
 
+    /// The text of a stored value as Redis sees a string: raw bytes, or a JSON value's text;
+    /// `None` for a protobuf `Any`.
+    pub fn text(stored: &[u8]) -> Option<&[u8]> {
+        match stored.first() {
+            Some(&RAW) => Some(&stored[1..]),
+            Some(&ANY) => None,
+            _ => Some(stored),
+        }
+    }
+
+    /// The number a stored value holds for `incr_float`: its text ([`text`]) parsed as a
+    /// decimal float (`1`, `-2.5`, `1e3`), finite. Redis's words for infinity and NaN, spaces
+    /// and an empty text are not numbers.
+    pub fn float(stored: &[u8]) -> Option<f64> {
+        parse_float(text(stored)?)
+    }
+
+    /// A decimal float as `incr_float` reads it (see [`float`]).
+    pub fn parse_float(text: &[u8]) -> Option<f64> {
+        let text = std::str::from_utf8(text).ok()?;
+        let plain = text.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+        if !plain || text.is_empty() {
+            return None;
+        }
+        text.parse::<f64>().ok().filter(|f| f.is_finite())
+    }
+
+    /// The shortest decimal text that reads back as `f` (no exponent, as Redis writes floats).
+    pub fn float_text(f: f64) -> String {
+        if f == 0.0 { "0".to_owned() } else { format!("{f}") }
+    }
+
     /// `n` stored in the form of `like` (raw if it was raw, else JSON).
     pub fn integer_like(like: Option<&[u8]>, n: i64) -> bytes::Bytes {
-        let text = n.to_string();
+        text_like(like, &n.to_string())
+    }
+
+    /// Number text stored in the form of `like` (raw if it was raw, else JSON: a number's
+    /// text is JSON).
+    pub fn text_like(like: Option<&[u8]>, text: &str) -> bytes::Bytes {
         match like.and_then(|b| b.first()) {
             Some(&RAW) => {
                 let mut out = Vec::with_capacity(1 + text.len());
@@ -193,7 +259,7 @@ pub mod value_form {
                 out.extend_from_slice(text.as_bytes());
                 out.into()
             }
-            _ => text.into(),
+            _ => bytes::Bytes::copy_from_slice(text.as_bytes()),
         }
     }
 }
@@ -270,6 +336,9 @@ impl Cache {
         let mut refused = None;
         for (position, w) in ops.iter().enumerate() {
             touched.push((w.key.clone(), self.items.get(&w.key).cloned()));
+            if let KeyOp::Rename { from } = &w.op {
+                touched.push((from.clone(), self.items.get(from).cloned()));
+            }
             match self.apply_key(seq, time, w, evicted) {
                 ApplyResult::Key(outcome) => results.push(outcome),
                 other => {
@@ -339,7 +408,15 @@ impl Cache {
             current: before.map(|i| i.revisions),
             previous,
             number: None,
+            text: None,
         };
+        // A rename from nothing is refused whatever the condition (Redis checks the source
+        // first).
+        if let KeyOp::Rename { from } = &w.op
+            && self.live(from).is_none()
+        {
+            return ApplyResult::KeyRefused(KeyRefusal::NoSuchKey);
+        }
         if !w.condition.holds(before) {
             return ApplyResult::Key(outcome);
         }
@@ -389,6 +466,9 @@ impl Cache {
                     Some(v) if v.first() == Some(&value_form::RAW) => BytesMut::from(&v[..]),
                     Some(_) => return ApplyResult::KeyRefused(KeyRefusal::NotRaw),
                 };
+                if value.len() - 1 + bytes.len() > VALUE_BYTES_MAX {
+                    return ApplyResult::KeyRefused(KeyRefusal::TooLarge);
+                }
                 value.put_slice(bytes);
                 if let Some(refused) = self.make_room(key, value.len(), deadline, evicted) {
                     return refused;
@@ -401,6 +481,78 @@ impl Cache {
                     return ApplyResult::Key(outcome);
                 }
                 self.retime(key, None);
+            }
+            KeyOp::Splice { offset, bytes } => {
+                let text = match old_value.as_deref() {
+                    None => &[][..],
+                    Some(v) => match value_form::text(v) {
+                        Some(t) => t,
+                        None => return ApplyResult::KeyRefused(KeyRefusal::WrongType),
+                    },
+                };
+                let at = offset.unwrap_or(text.len() as u64);
+                if offset.is_some() && bytes.is_empty() {
+                    outcome.number = Some(text.len() as i64);
+                    return ApplyResult::Key(outcome);
+                }
+                let end = at.saturating_add(bytes.len() as u64);
+                if end > VALUE_BYTES_MAX as u64 {
+                    return ApplyResult::KeyRefused(KeyRefusal::TooLarge);
+                }
+                let (at, end) = (at as usize, end as usize);
+                let mut value = BytesMut::with_capacity(1 + end.max(text.len()));
+                value.put_u8(value_form::RAW);
+                value.put_slice(text);
+                if value.len() < 1 + end {
+                    value.resize(1 + end, 0);
+                }
+                value[1 + at..1 + end].copy_from_slice(bytes);
+                if let Some(refused) = self.make_room(key, value.len(), deadline, evicted) {
+                    return refused;
+                }
+                outcome.number = Some((value.len() - 1) as i64);
+                self.insert(key, value.freeze(), deadline, seq);
+            }
+            KeyOp::IncrFloat { delta_bits } => {
+                let delta = f64::from_bits(*delta_bits);
+                let stored = old_value.as_deref();
+                let n = match stored {
+                    None => 0.0,
+                    Some(b) if value_form::text(b).is_none() => {
+                        return ApplyResult::KeyRefused(KeyRefusal::WrongType);
+                    }
+                    Some(b) => match value_form::float(b) {
+                        Some(n) => n,
+                        None => return ApplyResult::KeyRefused(KeyRefusal::NotAFloat),
+                    },
+                };
+                if !delta.is_finite() {
+                    return ApplyResult::KeyRefused(KeyRefusal::NotAFloat);
+                }
+                let n = n + delta;
+                if !n.is_finite() {
+                    return ApplyResult::KeyRefused(KeyRefusal::NotFinite);
+                }
+                let text = value_form::float_text(n);
+                let value = value_form::text_like(stored, &text);
+                if let Some(refused) = self.make_room(key, value.len(), deadline, evicted) {
+                    return refused;
+                }
+                self.insert(key, value, deadline, seq);
+                outcome.text = Some(Bytes::from(text));
+            }
+            KeyOp::Rename { from } => {
+                if from != key {
+                    let (from_key, source) =
+                        self.remove_entry(from).expect("the source was checked to be live");
+                    let (value, expires_at) = (source.value.clone(), source.expires_at);
+                    if let Some(refused) = self.make_room(key, value.len(), expires_at, evicted) {
+                        self.put_back(from_key, source);
+                        return refused;
+                    }
+                    self.emit(from, EventKind::Delete { cause: DeleteCause::Deleted });
+                    self.insert(key, value, expires_at, seq);
+                }
             }
             KeyOp::Expire { ttl_ms, when } => {
                 let new = time.saturating_add_ms(*ttl_ms);
@@ -460,6 +612,11 @@ pub(super) fn digest_key(d: u64, w: &KeyWrite) -> u64 {
         KeyOp::Append { bytes } => (4, bytes.len() as u64, 0),
         KeyOp::Persist => (5, 0, 0),
         KeyOp::Expire { ttl_ms, when } => (6, *ttl_ms, *when as u64),
+        KeyOp::Splice { offset, bytes } => {
+            (7, offset.unwrap_or(u64::MAX), fnv1a(bytes, bytes.len() as u64))
+        }
+        KeyOp::IncrFloat { delta_bits } => (8, *delta_bits, 0),
+        KeyOp::Rename { from } => (9, fnv1a(from.as_bytes(), 0), 0),
     };
     let cond = match w.condition {
         Condition::Always => 0,

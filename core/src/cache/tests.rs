@@ -688,7 +688,13 @@ impl Model {
                 revisions: i.revs,
             }),
             number: None,
+            text: None,
         };
+        if let KeyOp::Rename { from } = &w.op
+            && self.live(from).is_none()
+        {
+            return ApplyResult::KeyRefused(KeyRefusal::NoSuchKey);
+        }
         let holds = match w.condition {
             Condition::Always => true,
             Condition::Absent | Condition::Revision(0) => cur.is_none(),
@@ -746,6 +752,71 @@ impl Model {
                     return ApplyResult::Key(out);
                 }
                 self.items.get_mut(key).unwrap().deadline = None;
+            }
+            KeyOp::Splice { offset, bytes } => {
+                // The text: raw bytes, or JSON text; an Any is refused.
+                let text = match cur.as_ref().map(|i| i.value.clone()) {
+                    None => Vec::new(),
+                    Some(v) if v.first() == Some(&1) => {
+                        return ApplyResult::KeyRefused(KeyRefusal::WrongType);
+                    }
+                    Some(v) if v.first() == Some(&0) => v[1..].to_vec(),
+                    Some(v) => v,
+                };
+                if offset.is_some() && bytes.is_empty() {
+                    out.number = Some(text.len() as i64);
+                    return ApplyResult::Key(out);
+                }
+                let at = offset.map_or(text.len(), |o| o as usize);
+                let mut new = text;
+                while new.len() < at + bytes.len() {
+                    new.push(0);
+                }
+                new[at..at + bytes.len()].copy_from_slice(bytes);
+                out.number = Some(new.len() as i64);
+                new.insert(0, 0);
+                self.write(key, new, deadline);
+            }
+            KeyOp::IncrFloat { delta_bits } => {
+                let old = cur.as_ref().map(|i| i.value.clone());
+                let n = match &old {
+                    None => 0.0,
+                    Some(v) if v.first() == Some(&1) => {
+                        return ApplyResult::KeyRefused(KeyRefusal::WrongType);
+                    }
+                    Some(v) => {
+                        let text = if v.first() == Some(&0) { &v[1..] } else { &v[..] };
+                        match std::str::from_utf8(text).ok().and_then(|t| {
+                            let plain = !t.is_empty()
+                                && t.bytes().all(|b| b.is_ascii_digit() || b"+-.eE".contains(&b));
+                            t.parse::<f64>().ok().filter(|f| plain && f.is_finite())
+                        }) {
+                            Some(n) => n,
+                            None => return ApplyResult::KeyRefused(KeyRefusal::NotAFloat),
+                        }
+                    }
+                };
+                let delta = f64::from_bits(*delta_bits);
+                if !delta.is_finite() {
+                    return ApplyResult::KeyRefused(KeyRefusal::NotAFloat);
+                }
+                let n = n + delta;
+                if !n.is_finite() {
+                    return ApplyResult::KeyRefused(KeyRefusal::NotFinite);
+                }
+                let text = if n == 0.0 { "0".to_string() } else { n.to_string() };
+                let mut value = text.clone().into_bytes();
+                if old.as_ref().is_some_and(|v| v.first() == Some(&0)) {
+                    value.insert(0, 0);
+                }
+                self.write(key, value, deadline);
+                out.text = Some(Bytes::from(text));
+            }
+            KeyOp::Rename { from } => {
+                if from != key {
+                    let source = self.items.remove(from).unwrap();
+                    self.write(key, source.value, source.deadline);
+                }
             }
             KeyOp::Expire { ttl_ms, when } => {
                 let new = after(*ttl_ms);
@@ -867,7 +938,15 @@ fn command_strategy() -> impl Strategy<Value = Command> {
 
 /// Whether a write stores a value (sets the key again, if its condition holds).
 fn writes_value(w: &KeyWrite) -> bool {
-    matches!(w.op, KeyOp::Set { .. } | KeyOp::Incr { .. } | KeyOp::Append { .. })
+    matches!(
+        w.op,
+        KeyOp::Set { .. }
+            | KeyOp::Incr { .. }
+            | KeyOp::Append { .. }
+            | KeyOp::Splice { .. }
+            | KeyOp::IncrFloat { .. }
+            | KeyOp::Rename { .. }
+    )
 }
 
 fn batch_strategy() -> impl Strategy<Value = Batch> {
@@ -904,6 +983,8 @@ const KEY_VALUES: &[&[u8]] = &[
     b"\x00",
     b"\"s\"",
     b"1.5",
+    b"\x00-2.5e1",
+    b"\x01\x0a\x00",
 ];
 
 fn key_write_strategy() -> impl Strategy<Value = KeyWrite> {
@@ -923,9 +1004,14 @@ fn key_write_strategy() -> impl Strategy<Value = KeyWrite> {
         3 => (value.clone(), ttl).prop_map(|(value, ttl)| KeyOp::Set { value, ttl }),
         1 => Just(KeyOp::Del),
         3 => delta.prop_map(|delta| KeyOp::Incr { delta }),
-        2 => value.prop_map(|bytes| KeyOp::Append { bytes }),
+        2 => value.clone().prop_map(|bytes| KeyOp::Append { bytes }),
         1 => Just(KeyOp::Persist),
         2 => (0u64..200, when).prop_map(|(ttl_ms, when)| KeyOp::Expire { ttl_ms, when }),
+        2 => (prop::option::of(0u64..12), value)
+            .prop_map(|(offset, bytes)| KeyOp::Splice { offset, bytes }),
+        2 => prop::sample::select(&[0.5f64, -1.25, 1e308, f64::INFINITY, 3.0][..])
+            .prop_map(|d| KeyOp::IncrFloat { delta_bits: d.to_bits() }),
+        2 => key_strategy().prop_map(|from| KeyOp::Rename { from }),
     ];
     let condition = prop_oneof![
         3 => Just(Condition::Always),
