@@ -22,7 +22,7 @@ cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-pa
 
 # --- ours ---
 "$ROOT/target/release/simple-cache" --mode single --http-addr 127.0.0.1:18180 \
-  --raft-http-addr 127.0.0.1:19180 --metrics-addr 127.0.0.1:12180 --grpc-addr "" \
+  --raft-http-addr 127.0.0.1:19180 --metrics-addr 127.0.0.1:12180 --grpc-addr "" --redis-addr "" \
   --data-dir "$BASE/data" --log-level warn >"$BASE/ours.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do curl -sf 127.0.0.1:18180/readyz >/dev/null && break; sleep 0.1; done

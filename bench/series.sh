@@ -41,6 +41,7 @@ http_addr: "127.0.0.1:$((18080 + i))"
 raft_http_addr: "127.0.0.1:$((19090 + i))"
 metrics_addr: "127.0.0.1:$((12110 + i))"
 grpc_addr: ""
+redis_addr: ""
 data_dir: "$BASE/n$i"
 log_level: warn
 EOF

@@ -105,6 +105,8 @@ pub enum WriteOp {
     Key(KeyWrite),
     /// An atomic batch of compares and writes.
     Batch(Batch),
+    /// A Redis transaction: a batch whose refused operations are reported in place.
+    Exec(Batch),
 }
 
 /// A read of the cache state.
@@ -259,6 +261,7 @@ impl<W, R> Executor<W, R> {
             WriteOp::Expire { key } => Command::Expire { key },
             WriteOp::Reset => Command::Reset,
             WriteOp::Batch(b) => Command::Batch(b),
+            WriteOp::Exec(b) => Command::Exec(b),
             WriteOp::Key(w) => match cas_before_apply(node, now, w) {
                 Ok(w) => Command::Key(w),
                 Err(refused) => {
@@ -442,6 +445,7 @@ fn cas_before_apply(
             previous: None,
             number: None,
             text: None,
+            refusal: None,
         };
         return Err(Box::new(crate::node::Written { revision, result: ApplyResult::Key(outcome) }));
     }

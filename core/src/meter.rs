@@ -66,7 +66,7 @@ impl CacheOp {
             Command::Reset => CacheOp::Reset,
             Command::RemoveExpired { .. } => CacheOp::RemoveExpired,
             Command::SetLimits(_) => CacheOp::SetLimits,
-            Command::Key(_) | Command::Batch(_) => CacheOp::Key,
+            Command::Key(_) | Command::Batch(_) | Command::Exec(_) => CacheOp::Key,
         }
     }
 

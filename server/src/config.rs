@@ -187,6 +187,15 @@ pub struct Cli {
     /// [default: allkeys-lru].
     #[arg(long, global = true, env = "SIMPLE_CACHE_EVICTION_POLICY")]
     pub eviction_policy: Option<String>,
+    /// Redis protocol (RESP) listen address; empty disables it [default: 127.0.0.1:6379].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_REDIS_ADDR")]
+    pub redis_addr: Option<String>,
+    /// The password RESP clients give with `AUTH` [default: admin_token, if set; else none].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_RESP_PASSWORD")]
+    pub resp_password: Option<String>,
+    /// Most RESP connections open at a time (Redis `maxclients`) [default: 10000].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_RESP_MAX_CLIENTS")]
+    pub resp_max_clients: Option<usize>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -286,6 +295,9 @@ struct FileConfig {
     eviction_policy: Option<String>,
     watch_history_events: Option<usize>,
     max_watchers: Option<usize>,
+    redis_addr: Option<String>,
+    resp_password: Option<String>,
+    resp_max_clients: Option<usize>,
 }
 
 /// The validated configuration the server runs with.
@@ -326,6 +338,11 @@ pub struct Config {
     pub watch_history_events: usize,
     /// Most watches open at a time.
     pub max_watchers: usize,
+    /// The RESP listener (`None`: disabled by `redis_addr: ""`).
+    pub redis_addr: Option<SocketAddr>,
+    /// The password of RESP's `AUTH`, if any.
+    pub resp_password: Option<String>,
+    pub resp_max_clients: usize,
     /// The file the configuration was read from, for hot reload.
     pub source: Option<PathBuf>,
 }
@@ -341,6 +358,11 @@ pub struct ConfigError {
 fn err(key: &str, problem: impl Into<String>) -> ConfigError {
     ConfigError { key: key.to_string(), problem: problem.into() }
 }
+
+/// Redis's port, on loopback like the other listeners.
+pub const REDIS_ADDR_DEFAULT: &str = "127.0.0.1:6379";
+/// Redis's default `maxclients`.
+pub const RESP_MAX_CLIENTS_DEFAULT: usize = 10_000;
 
 /// The seed's gRPC port, on loopback like the other listeners.
 pub const GRPC_ADDR_DEFAULT: &str = "127.0.0.1:5051";
@@ -393,6 +415,7 @@ impl Config {
 
     fn merge(cli: Cli, file: FileConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
         let grpc_addr = cli.grpc_addr.or(file.grpc_addr);
+        let redis_addr = cli.redis_addr.or(file.redis_addr);
         let peers = match cli.peers {
             Some(s) => parse_peers(&s)?,
             None => file.peers.unwrap_or_default(),
@@ -456,6 +479,16 @@ impl Config {
                 .or(file.watch_history_events)
                 .unwrap_or(WATCH_HISTORY_EVENTS_DEFAULT),
             max_watchers: cli.max_watchers.or(file.max_watchers).unwrap_or(MAX_WATCHERS_DEFAULT),
+            redis_addr: match redis_addr.as_deref() {
+                None => Some(parse_socket_addr("redis_addr", REDIS_ADDR_DEFAULT)?),
+                Some("") => None,
+                Some(s) => Some(parse_socket_addr("redis_addr", s)?),
+            },
+            resp_password: cli.resp_password.or(file.resp_password).filter(|s| !s.is_empty()),
+            resp_max_clients: cli
+                .resp_max_clients
+                .or(file.resp_max_clients)
+                .unwrap_or(RESP_MAX_CLIENTS_DEFAULT),
             eviction_policy: match cli.eviction_policy.or(file.eviction_policy) {
                 None => EvictionPolicy::AllKeysLru,
                 Some(name) => EvictionPolicy::parse(&name).ok_or_else(|| {
@@ -500,6 +533,7 @@ impl Config {
             ("search_page_keys", self.search_page_keys as u64),
             ("watch_history_events", self.watch_history_events as u64),
             ("max_watchers", self.max_watchers as u64),
+            ("resp_max_clients", self.resp_max_clients as u64),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -600,6 +634,7 @@ impl Config {
         [self.http_addr, self.raft_http_addr, self.metrics_addr]
             .iter()
             .chain(self.grpc_addr.iter())
+            .chain(self.redis_addr.iter())
             .any(|a| !a.ip().is_loopback())
     }
 }
@@ -649,6 +684,9 @@ const FILE_KEYS: &[&str] = &[
     "eviction_policy",
     "watch_history_events",
     "max_watchers",
+    "redis_addr",
+    "resp_password",
+    "resp_max_clients",
 ];
 
 /// Parses the YAML text key by key, so that an error names the key it is about (serde's error

@@ -17,6 +17,8 @@ pub mod process;
 pub mod raft_http;
 pub mod recover;
 pub mod reload;
+pub mod resp;
+pub mod resp_server;
 pub mod service;
 pub mod transport;
 pub mod value;

@@ -17,7 +17,7 @@ use simple_cache_server::raft_http;
 use simple_cache_server::service::Service;
 use simple_cache_server::transport::{MemberAddr, Transport};
 use simple_cache_server::wal_store::{DataDirLock, WalStore, describe_io};
-use simple_cache_server::{grpc, http_api};
+use simple_cache_server::{grpc, http_api, resp_server};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -187,6 +187,11 @@ async fn run(
     let grpc_listener = match cfg.grpc_addr {
         None => None,
         Some(addr) => Some(bind("grpc_addr", addr).await.exit_with(EXIT_STARTUP)?),
+    };
+    // The Redis protocol likewise (`redis_addr: ""` turns it off).
+    let redis_listener = match cfg.redis_addr {
+        None => None,
+        Some(addr) => Some(bind("redis_addr", addr).await.exit_with(EXIT_STARTUP)?),
     };
 
     let lock = DataDirLock::acquire(&cfg.data_dir).exit_with(EXIT_STARTUP)?;
@@ -381,9 +386,13 @@ async fn run(
     let grpc_addr = grpc_listener.as_ref().and_then(|l| l.local_addr().ok());
     let grpc_server =
         grpc_listener.map(|l| tokio::spawn(grpc::serve(l, state.clone(), stop_client_rx.clone())));
+    let redis_addr = redis_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let redis_server = redis_listener
+        .map(|l| tokio::spawn(resp_server::serve(l, state.clone(), stop_client_rx.clone())));
     tracing::info!(
         http_addr = %cfg.http_addr, raft_http_addr = %cfg.raft_http_addr, metrics_addr = %cfg.metrics_addr,
         grpc_addr = %grpc_addr.map_or("disabled".to_string(), |a| a.to_string()),
+        redis_addr = %redis_addr.map_or("disabled".to_string(), |a| a.to_string()),
         "listening"
     );
 
@@ -409,6 +418,11 @@ async fn run(
         && tokio::time::timeout(DRAIN_TIMEOUT, g).await.is_err()
     {
         tracing::warn!("some gRPC calls were still busy when the drain timeout passed");
+    }
+    if let Some(r) = redis_server
+        && tokio::time::timeout(DRAIN_TIMEOUT, r).await.is_err()
+    {
+        tracing::warn!("some RESP connections were still busy when the drain timeout passed");
     }
     let (reply, done) = oneshot::channel();
     if tx.send(Input::Shutdown { reply }).await.is_ok() {
@@ -440,10 +454,13 @@ fn bind_error(key: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyho
         }
         _ => e.to_string(),
     };
-    let hint = if key == "grpc_addr" {
-        " (set grpc_addr to a free address, or to \"\" to run without gRPC)"
-    } else {
-        ""
+    let hint = match key {
+        "grpc_addr" => " (set grpc_addr to a free address, or to \"\" to run without gRPC)",
+        "redis_addr" => {
+            " (a Redis server may be running there: set redis_addr to a free address, or to \"\" \
+             to run without the Redis protocol)"
+        }
+        _ => "",
     };
     anyhow::anyhow!("cannot listen on {key} {addr}: {why}{hint}; nothing was written")
 }

@@ -116,6 +116,10 @@ pub enum ForwardedWrite {
     Batch {
         batch: String,
     },
+    /// A Redis transaction (`core::cache::Command::Exec`): a `Batch` as above.
+    Exec {
+        batch: String,
+    },
 }
 
 /// The leader's answer to a forwarded write that succeeded.
@@ -222,7 +226,7 @@ fn decode_base64<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Resu
 
 /// A conditional or atomic write refused for the kind of value the key holds: 409, nothing
 /// changed.
-fn refused(r: KeyRefusal) -> ApiError {
+pub fn refused(r: KeyRefusal) -> ApiError {
     let (code, message) = match r {
         KeyRefusal::NotAnInteger => {
             ("not_an_integer", "the value is not an integer (JSON integer text or raw decimal)")
@@ -243,6 +247,24 @@ fn refused(r: KeyRefusal) -> ApiError {
         KeyRefusal::NoSuchKey => ("no_such_key", "the key to rename from does not exist"),
     };
     ApiError::new(StatusCode::CONFLICT, code, message)
+}
+
+/// A write the node loop has and has not answered yet (see [`Service::submit`]).
+pub struct Submitted {
+    op: WriteOp,
+    rx: oneshot::Receiver<simple_cache_core::node::WriteResult>,
+    deadline: TokioInstant,
+}
+
+/// A write that failed for good, as the client sees it.
+fn failed_write(caller: &Caller, e: WriteError) -> ApiError {
+    match e {
+        // The sender thought we lead; we do not: it retries, we do not bounce.
+        WriteError::Propose(ProposeError::NotLeader { .. }) if caller.forwarded => {
+            ApiError::unavailable("not_leader", "forwarded to a node that is not the leader")
+        }
+        e => e.into(),
+    }
 }
 
 /// Why forwarding a write did not produce an answer.
@@ -459,6 +481,11 @@ impl Service {
         self.check_key(&key)?;
         self.check_value(value)?;
         let w = self.write(caller, WriteOp::Set { key, value: value.encode(), ttl_ms }).await?;
+        self.set_result(w)
+    }
+
+    /// The revision of a plain set, or why it was refused.
+    pub fn set_result(&self, w: Written) -> Result<u64, ApiError> {
         match w.result {
             ApplyResult::Set => Ok(w.revision),
             ApplyResult::OutOfMemory { used_bytes, keys, limits } => {
@@ -472,6 +499,11 @@ impl Service {
     pub async fn del(&self, caller: &Caller, key: String) -> Result<(bool, u64), ApiError> {
         self.check_key(&key)?;
         let w = self.write(caller, WriteOp::Del { key }).await?;
+        Service::del_result(w)
+    }
+
+    /// Whether a plain delete found the key, and its revision.
+    pub fn del_result(w: Written) -> Result<(bool, u64), ApiError> {
         match w.result {
             ApplyResult::Del { existed } => Ok((existed, w.revision)),
             other => Err(unexpected(other)),
@@ -485,6 +517,11 @@ impl Service {
     pub async fn key_write(&self, caller: &Caller, w: KeyWrite) -> Result<KeyOutcome, ApiError> {
         self.check_key_write(&w)?;
         let written = self.write(caller, WriteOp::Key(w)).await?;
+        self.key_result(written)
+    }
+
+    /// The outcome of a [`WriteOp::Key`], or why it was refused.
+    pub fn key_result(&self, written: Written) -> Result<KeyOutcome, ApiError> {
         match written.result {
             ApplyResult::Key(outcome) => Ok(outcome),
             ApplyResult::KeyRefused(r) => Err(refused(r)),
@@ -567,6 +604,21 @@ impl Service {
     /// operations per branch, every key and value checked as for single writes. If an
     /// operation is refused, nothing of the batch applies and the error names its position.
     pub async fn batch(&self, caller: &Caller, b: Batch) -> Result<BatchOutcome, ApiError> {
+        self.check_batch(&b)?;
+        let written = self.write(caller, WriteOp::Batch(b)).await?;
+        self.batch_result(written)
+    }
+
+    /// A Redis transaction (`core::cache::Command::Exec`): as [`Service::batch`], but an
+    /// operation refused for its value is reported in its outcome and the others apply.
+    pub async fn exec(&self, caller: &Caller, b: Batch) -> Result<BatchOutcome, ApiError> {
+        self.check_batch(&b)?;
+        let written = self.write(caller, WriteOp::Exec(b)).await?;
+        self.batch_result(written)
+    }
+
+    /// The checks of a batch that do not depend on the cache: sizes, keys, values.
+    pub fn check_batch(&self, b: &Batch) -> Result<(), ApiError> {
         for (what, n) in
             [("compares", b.compares.len()), ("then", b.then.len()), ("else", b.otherwise.len())]
         {
@@ -583,7 +635,11 @@ impl Service {
         for w in b.then.iter().chain(&b.otherwise) {
             self.check_key_write(w)?;
         }
-        let written = self.write(caller, WriteOp::Batch(b)).await?;
+        Ok(())
+    }
+
+    /// The outcome of a batch, or why it was refused (naming the operation).
+    pub fn batch_result(&self, written: Written) -> Result<BatchOutcome, ApiError> {
         match written.result {
             ApplyResult::Batch(outcome) => Ok(outcome),
             ApplyResult::BatchRefused { position, refusal } => {
@@ -607,10 +663,17 @@ impl Service {
     }
 
     /// The checks of a write of one key that do not depend on the cache: key, value size.
-    fn check_key_write(&self, w: &KeyWrite) -> Result<(), ApiError> {
+    pub fn check_key_write(&self, w: &KeyWrite) -> Result<(), ApiError> {
         self.check_key(&w.key)?;
         let len = match &w.op {
-            KeyOp::Append { bytes } => bytes.len(),
+            KeyOp::Append { bytes } | KeyOp::Splice { offset: None, bytes } => bytes.len(),
+            KeyOp::Splice { offset: Some(o), bytes } => {
+                usize::try_from(*o).unwrap_or(usize::MAX).saturating_add(bytes.len())
+            }
+            KeyOp::Rename { from } => {
+                self.check_key(from)?;
+                0
+            }
             KeyOp::Set { value, .. } => StoredValue::decode(value.clone())
                 .map_err(|e| ApiError::bad_request("bad_value", e.to_string()))?
                 .payload_len(),
@@ -704,6 +767,7 @@ impl Service {
         w: ForwardedWrite,
     ) -> Result<ForwardedResult, ApiError> {
         let caller = Caller { authorization, forwarded: true };
+        let exec = matches!(w, ForwardedWrite::Exec { .. });
         Ok(match w {
             ForwardedWrite::Set { key, value, ttl_ms } => {
                 let bytes = BASE64.decode(value.as_bytes()).map_err(|e| {
@@ -717,7 +781,7 @@ impl Service {
                 let (existed, revision) = self.del(&caller, key).await?;
                 ForwardedResult::Del { existed, revision }
             }
-            ForwardedWrite::Batch { batch } => {
+            ForwardedWrite::Batch { batch } | ForwardedWrite::Exec { batch } => {
                 let b: Batch = decode_base64(&batch, "batch")?;
                 for w in b.then.iter().chain(&b.otherwise) {
                     if let KeyOp::Set { value, .. } = &w.op {
@@ -725,7 +789,11 @@ impl Service {
                             .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
                     }
                 }
-                let outcome = self.batch(&caller, b).await?;
+                let outcome = if exec {
+                    self.exec(&caller, b).await?
+                } else {
+                    self.batch(&caller, b).await?
+                };
                 ForwardedResult::Batch { outcome: encode_base64(&outcome) }
             }
             ForwardedWrite::Key { write } => {
@@ -874,16 +942,33 @@ impl Service {
                 AfterWriteError::WaitForLeader => {
                     self.wait_for_leader(deadline, &mut attempt).await?
                 }
-                AfterWriteError::Fail => match e {
-                    // The sender thought we lead; we do not: it retries, we do not bounce.
-                    WriteError::Propose(ProposeError::NotLeader { .. }) if caller.forwarded => {
-                        return Err(ApiError::unavailable(
-                            "not_leader",
-                            "forwarded to a node that is not the leader",
-                        ));
-                    }
-                    e => return Err(e.into()),
-                },
+                AfterWriteError::Fail => return Err(failed_write(caller, e)),
+            }
+        }
+    }
+
+    /// Hands a write to the node loop without waiting for its answer: writes a client
+    /// pipelines reach the node loop together and share one log append and fsync.
+    /// [`Service::finish`] waits for the answer.
+    pub async fn submit(&self, op: WriteOp) -> Result<Submitted, ApiError> {
+        let deadline = self.deadline();
+        let (reply, rx) = oneshot::channel();
+        self.send_input(Input::Write { op: op.clone(), reply }, deadline).await?;
+        Ok(Submitted { op, rx, deadline })
+    }
+
+    /// The answer to a [`Service::submit`]ted write. If the node could not propose it (not the
+    /// leader, no leader), nothing took effect and it goes the way of [`Service::write`]:
+    /// forwarded, or retried once a leader is known.
+    pub async fn finish(&self, caller: &Caller, s: Submitted) -> Result<Written, ApiError> {
+        let e = match self.await_reply(s.rx, s.deadline).await? {
+            Ok(r) => return Ok(r),
+            Err(e) => e,
+        };
+        match AfterWriteError::of(&e, self.me(), caller.forwarded) {
+            AfterWriteError::Fail => Err(failed_write(caller, e)),
+            AfterWriteError::Forward(_) | AfterWriteError::WaitForLeader => {
+                self.write(caller, s.op).await
             }
         }
     }
@@ -915,6 +1000,7 @@ impl Service {
             WriteOp::Reset => ForwardedWrite::Reset,
             WriteOp::Key(w) => ForwardedWrite::Key { write: encode_base64(&w) },
             WriteOp::Batch(b) => ForwardedWrite::Batch { batch: encode_base64(&b) },
+            WriteOp::Exec(b) => ForwardedWrite::Exec { batch: encode_base64(&b) },
         };
         let mut req = self
             .client

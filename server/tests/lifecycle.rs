@@ -45,7 +45,7 @@ fn server(
 ) -> std::process::Command {
     let port = || format!("127.0.0.1:{}", free_port());
     let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["--data-dir", &data.display().to_string(), "--grpc-addr", ""])
+    cmd.args(["--data-dir", &data.display().to_string(), "--grpc-addr", "", "--redis-addr", ""])
         .args(["--http-addr", &http.unwrap_or_else(port)])
         .args(["--raft-http-addr", &port(), "--metrics-addr", &port()])
         .current_dir(cwd);

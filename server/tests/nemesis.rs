@@ -277,6 +277,8 @@ async fn run(plan: Plan) -> Outcome {
             &a(metrics),
             "--grpc-addr",
             &a(grpc),
+            "--redis-addr",
+            "",
             "--data-dir",
             &dir.join("data").display().to_string(),
             "--heartbeat-ms",

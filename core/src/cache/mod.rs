@@ -83,6 +83,11 @@ pub enum Command {
     Key(KeyWrite),
     /// An atomic batch of compares and writes (see `ops`).
     Batch(Batch),
+    /// A Redis transaction (`MULTI`/`EXEC`): a [`Command::Batch`] whose refused operations
+    /// (an `incr` of text, a rename from nothing) are reported in their place
+    /// ([`KeyOutcome::refusal`]) while the others apply, as Redis runs `EXEC`. A write the
+    /// memory limits refuse still undoes the whole transaction.
+    Exec(Batch),
 }
 
 /// What goes into a Raft log entry: the leader's cluster time at proposal plus the command.
@@ -362,7 +367,8 @@ impl Cache {
                 ApplyResult::Limits { evicted: self.set_limits(*limits, evicted) }
             }
             Command::Key(w) => self.apply_key(seq, proposal.time, w, evicted),
-            Command::Batch(b) => self.apply_batch(seq, proposal.time, b, evicted),
+            Command::Batch(b) => self.apply_batch(seq, proposal.time, b, false, evicted),
+            Command::Exec(b) => self.apply_batch(seq, proposal.time, b, true, evicted),
         };
         debug_assert!(
             self.expirations.len() <= self.items.len(),
@@ -680,6 +686,7 @@ fn digest_step(
         }
         Command::Key(w) => ops::digest_key(d, w),
         Command::Batch(b) => ops::digest_batch(d, b),
+        Command::Exec(b) => ops::digest_batch(fnv1a(&[9], d), b),
     };
     let outcome: u64 = match result {
         ApplyResult::Set => 1,
@@ -689,7 +696,7 @@ fn digest_step(
         ApplyResult::Limits { evicted } => 6 + (evicted << 8),
         ApplyResult::OutOfMemory { .. } => 7,
         ApplyResult::Key(o) => ops::outcome_code(o),
-        ApplyResult::KeyRefused(r) => 9 + ((*r as u64) << 8),
+        ApplyResult::KeyRefused(r) => 9 + ((r.code() as u64) << 8),
         ApplyResult::Batch(b) => {
             b.results.iter().fold(10 + (u64::from(b.succeeded) << 8), |d, o| {
                 d.rotate_left(7) ^ ops::outcome_code(o)

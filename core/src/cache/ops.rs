@@ -122,6 +122,9 @@ pub enum KeyOp {
     /// (absent counts as 0); the result is stored as its shortest decimal text, in the form of
     /// the value it replaces (raw if raw, else JSON); keeps the deadline.
     IncrFloat { delta_bits: u64 },
+    /// Change nothing: with `return_previous`, a read of the key at the write's point (a `GET`
+    /// inside a Redis transaction). Always applies.
+    Read,
     /// Move the value, deadline and all, of the live key `from` to this key (Redis `RENAME`);
     /// `from` is then absent. Refused if `from` is absent. Renaming a key to itself changes
     /// nothing.
@@ -156,10 +159,13 @@ pub struct KeyOutcome {
     pub number: Option<i64>,
     /// `incr_float`: the new value's text.
     pub text: Option<Bytes>,
+    /// In a [`Command::Exec`](super::Command::Exec): why this operation was refused (it
+    /// changed nothing; the others ran).
+    pub refusal: Option<KeyRefusal>,
 }
 
 /// Why a [`KeyWrite`] was refused (nothing changed).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KeyRefusal {
     /// `incr` on a value that is not an integer.
     NotAnInteger,
@@ -177,6 +183,22 @@ pub enum KeyRefusal {
     TooLarge,
     /// `rename` from a key that is absent.
     NoSuchKey,
+}
+
+impl KeyRefusal {
+    /// A number for the digest.
+    pub fn code(self) -> u8 {
+        match self {
+            KeyRefusal::NotAnInteger => 0,
+            KeyRefusal::Overflow => 1,
+            KeyRefusal::NotRaw => 2,
+            KeyRefusal::WrongType => 3,
+            KeyRefusal::NotAFloat => 4,
+            KeyRefusal::NotFinite => 5,
+            KeyRefusal::TooLarge => 6,
+            KeyRefusal::NoSuchKey => 7,
+        }
+    }
 }
 
 /// The longest value `append` and `splice` may build (the front ends limit what a client sends
@@ -308,12 +330,15 @@ pub struct BatchOutcome {
 
 impl Cache {
     /// Applies a [`Command::Batch`] at `seq`: all of one branch, or nothing if an operation
-    /// is refused (its refusal, with the operation's position, is the result).
+    /// is refused (its refusal, with the operation's position, is the result). With `partial`
+    /// ([`Command::Exec`]), a [`KeyRefusal`] is reported in the operation's place instead and
+    /// the others apply; out of memory still undoes everything.
     pub(super) fn apply_batch(
         &mut self,
         seq: u64,
         time: Instant,
         b: &Batch,
+        partial: bool,
         evicted: &mut Vec<String>,
     ) -> ApplyResult {
         let succeeded = b.compares.iter().all(|c| {
@@ -341,6 +366,19 @@ impl Cache {
             }
             match self.apply_key(seq, time, w, evicted) {
                 ApplyResult::Key(outcome) => results.push(outcome),
+                ApplyResult::KeyRefused(r) if partial => {
+                    let live = self.live(&w.key);
+                    results.push(KeyOutcome {
+                        applied: false,
+                        revision: seq,
+                        existed: live.is_some(),
+                        current: live.map(|i| i.revisions),
+                        previous: None,
+                        number: None,
+                        text: None,
+                        refusal: Some(r),
+                    });
+                }
                 other => {
                     refused = Some((position, other));
                     break;
@@ -409,6 +447,7 @@ impl Cache {
             previous,
             number: None,
             text: None,
+            refusal: None,
         };
         // A rename from nothing is refused whatever the condition (Redis checks the source
         // first).
@@ -541,6 +580,7 @@ impl Cache {
                 self.insert(key, value, deadline, seq);
                 outcome.text = Some(Bytes::from(text));
             }
+            KeyOp::Read => {}
             KeyOp::Rename { from } => {
                 if from != key {
                     let (from_key, source) =
@@ -617,6 +657,7 @@ pub(super) fn digest_key(d: u64, w: &KeyWrite) -> u64 {
         }
         KeyOp::IncrFloat { delta_bits } => (8, *delta_bits, 0),
         KeyOp::Rename { from } => (9, fnv1a(from.as_bytes(), 0), 0),
+        KeyOp::Read => (10, 0, 0),
     };
     let cond = match w.condition {
         Condition::Always => 0,

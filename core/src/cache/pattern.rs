@@ -114,6 +114,16 @@ impl Pattern {
     pub(super) fn plan(&self) -> &Plan {
         &self.plan
     }
+
+    /// Whether `key` matches, as a search would decide.
+    pub fn matches(&self, key: &str) -> bool {
+        match &self.plan {
+            Plan::Exact(k) => k == key,
+            Plan::Scan { prefix, filter } => {
+                key.starts_with(prefix.as_str()) && filter.as_ref().is_none_or(|f| f.is_match(key))
+            }
+        }
+    }
 }
 
 fn compile_glob(pattern: &str) -> Result<Plan, PatternError> {

@@ -644,7 +644,8 @@ impl Model {
             }
             Command::SetLimits(_) => unreachable!("eviction has its own model (evict_model)"),
             Command::Key(w) => self.apply_key(time, w),
-            Command::Batch(b) => {
+            Command::Batch(b) | Command::Exec(b) => {
+                let partial = matches!(command, Command::Exec(_));
                 let holds = b.compares.iter().all(|c| {
                     let live = self.live(&c.key);
                     match &c.compare {
@@ -659,6 +660,19 @@ impl Model {
                 for (position, w) in if holds { &b.then } else { &b.otherwise }.iter().enumerate() {
                     match trial.apply_key(time, w) {
                         ApplyResult::Key(o) => results.push(o),
+                        ApplyResult::KeyRefused(r) if partial => {
+                            let live = trial.live(&w.key);
+                            results.push(KeyOutcome {
+                                applied: false,
+                                revision: trial.seq,
+                                existed: live.is_some(),
+                                current: live.map(|i| i.revs),
+                                previous: None,
+                                number: None,
+                                text: None,
+                                refusal: Some(r),
+                            });
+                        }
                         refusal => {
                             let position = position as u64;
                             return ApplyResult::BatchRefused {
@@ -689,6 +703,7 @@ impl Model {
             }),
             number: None,
             text: None,
+            refusal: None,
         };
         if let KeyOp::Rename { from } = &w.op
             && self.live(from).is_none()
@@ -812,6 +827,7 @@ impl Model {
                 self.write(key, value, deadline);
                 out.text = Some(Bytes::from(text));
             }
+            KeyOp::Read => {}
             KeyOp::Rename { from } => {
                 if from != key {
                     let source = self.items.remove(from).unwrap();
@@ -933,6 +949,7 @@ fn command_strategy() -> impl Strategy<Value = Command> {
         2 => prop::collection::vec(key_strategy(), 0..5).prop_map(|keys| Command::RemoveExpired { keys }),
         8 => key_write_strategy().prop_map(Command::Key),
         3 => batch_strategy().prop_map(Command::Batch),
+        2 => batch_strategy().prop_map(Command::Exec),
     ]
 }
 
@@ -1012,6 +1029,7 @@ fn key_write_strategy() -> impl Strategy<Value = KeyWrite> {
         2 => prop::sample::select(&[0.5f64, -1.25, 1e308, f64::INFINITY, 3.0][..])
             .prop_map(|d| KeyOp::IncrFloat { delta_bits: d.to_bits() }),
         2 => key_strategy().prop_map(|from| KeyOp::Rename { from }),
+        1 => Just(KeyOp::Read),
     ];
     let condition = prop_oneof![
         3 => Just(Condition::Always),
@@ -1143,7 +1161,7 @@ proptest! {
                 Op::Apply { command: Command::Key(w), .. } if writes_value(w) => {
                     hidden.remove(&w.key);
                 }
-                Op::Apply { command: Command::Batch(b), .. } => {
+                Op::Apply { command: Command::Batch(b) | Command::Exec(b), .. } => {
                     for w in b.then.iter().chain(&b.otherwise).filter(|w| writes_value(w)) {
                         hidden.remove(&w.key);
                     }

@@ -52,6 +52,9 @@ pub struct Node {
     pub raft: String,
     pub metrics: String,
     pub grpc: String,
+    /// The RESP listener (`SIMPLE_CACHE_REDIS_ADDR`, which a `--redis-addr` in `args`
+    /// overrides).
+    pub redis: String,
     pub dir: PathBuf,
     pub args: Vec<String>,
     child: Option<Child>,
@@ -114,6 +117,7 @@ impl Node {
             raft,
             metrics,
             grpc,
+            redis: format!("127.0.0.1:{}", free_port()),
             dir: dir.to_path_buf(),
             args,
             child: None,
@@ -133,6 +137,7 @@ impl Node {
             .current_dir(&self.dir)
             .env_remove("CONFIG_PATH")
             .env_remove("RUST_LOG")
+            .env("SIMPLE_CACHE_REDIS_ADDR", &self.redis)
             .env("SIMPLE_CACHE_LOG_LEVEL", "info,simple_cache_core=info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
