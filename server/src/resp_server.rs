@@ -21,7 +21,7 @@
 use crate::error::ApiError;
 use crate::node_loop::{Query, QueryResult, Status};
 use crate::resp::{self, ProtocolError, Reply, RequestLimits};
-use crate::service::{Caller, Consistency, Service, Submitted};
+use crate::service::{Caller, Consistency, Service};
 use bytes::{Bytes, BytesMut};
 use simple_cache_core::cache::{
     ApplyResult, BATCH_OPS_MAX, Batch, BatchOutcome, Compare, Condition, ExpireWhen, KeyCompare,
@@ -177,6 +177,14 @@ pub async fn serve(listener: TcpListener, svc: Service, mut stop: watch::Receive
     while tasks.join_next().await.is_some() {}
 }
 
+/// Pipelined key writes waiting to go as one log entry.
+#[derive(Default)]
+struct Run {
+    cmds: Vec<(Started, Result<(Vec<KeyWrite>, Render), RespError>)>,
+    /// Key operations in `cmds`.
+    ops: usize,
+}
+
 /// A transaction being queued (`MULTI`).
 #[derive(Default)]
 struct Multi {
@@ -235,12 +243,11 @@ impl Conn {
     }
 
     fn limits(&self) -> RequestLimits {
-        let l = &self.svc.limits;
-        RequestLimits {
-            max_args: ARGS_MAX,
-            max_bulk: l.max_value_bytes().max(l.max_key_bytes()),
-            max_frame: self.svc.cfg.max_body_bytes,
-        }
+        // A bulk over max_value_bytes but within the frame is answered with a precise error
+        // about the value (and the connection goes on); past the frame bound it cannot be
+        // read at all.
+        let frame = self.svc.cfg.max_body_bytes;
+        RequestLimits { max_args: ARGS_MAX, max_bulk: frame, max_frame: frame }
     }
 
     fn caller(&self) -> Caller {
@@ -314,27 +321,25 @@ impl Conn {
         out: &mut BytesMut,
         sock: &mut TcpStream,
     ) -> Flow {
-        let mut pending: Vec<(Result<Submitted, RespError>, Render, Started)> = Vec::new();
+        let mut run = Run::default();
         for args in cmds {
             let started = Started::new(&args);
             self.shared.commands.fetch_add(1, Ordering::Relaxed);
             self.note_command(started.name);
-            // A run of plain writes goes to the node loop together.
+            // A run of key writes becomes one log entry.
             if self.multi.is_none()
                 && self.authenticated
                 && let Some(plan) = self.plan_pipelined(&started, &args)
             {
-                let (submitted, render) = match plan {
-                    Ok((op, render)) => match self.svc.submit(op).await {
-                        Ok(s) => (Ok(s), render),
-                        Err(e) => (Err(api_error(&e)), render),
-                    },
-                    Err(e) => (Err(e), Render::Ok),
-                };
-                pending.push((submitted, render, started));
+                let ops = plan.as_ref().map_or(0, |(w, _)| w.len());
+                if run.ops + ops > BATCH_OPS_MAX {
+                    self.finish_run(&mut run, out).await;
+                }
+                run.ops += ops;
+                run.cmds.push((started, plan));
                 continue;
             }
-            self.finish_pending(&mut pending, out).await;
+            self.finish_run(&mut run, out).await;
             let flow = {
                 let result = self.command(&started, args, out).await;
                 match result {
@@ -356,27 +361,72 @@ impl Conn {
                 return Flow::Close;
             }
         }
-        self.finish_pending(&mut pending, out).await;
+        self.finish_run(&mut run, out).await;
         Flow::Continue
     }
 
-    /// Waits for the submitted writes in order and writes their replies.
-    async fn finish_pending(
-        &mut self,
-        pending: &mut Vec<(Result<Submitted, RespError>, Render, Started)>,
-        out: &mut BytesMut,
-    ) {
+    /// Writes a run of pipelined key writes: one command as itself; several as one
+    /// `Command::Exec` entry (one proposal, one fsync, one forward from a follower), each
+    /// command answered from its own operations. If the memory limits refuse the entry,
+    /// nothing of it applied and the commands run one by one, so each gets its own answer.
+    async fn finish_run(&mut self, run: &mut Run, out: &mut BytesMut) {
+        let cmds = std::mem::take(&mut run.cmds);
+        run.ops = 0;
+        let valid = cmds.iter().filter(|(_, p)| p.is_ok()).count();
         let caller = self.caller();
-        for (submitted, render, started) in pending.drain(..) {
-            let result = match submitted {
-                Ok(s) => match self.svc.finish(&caller, s).await {
-                    Ok(w) => outcomes(&self.svc, w).map_err(|e| api_error(&e)),
-                    Err(e) => Err(api_error(&e)),
-                },
-                Err(e) => Err(e),
-            };
+        let mut results: Vec<Result<(bool, Vec<KeyOutcome>), RespError>> = Vec::new();
+        if valid > 1 {
+            let then: Vec<KeyWrite> = cmds
+                .iter()
+                .filter_map(|(_, p)| p.as_ref().ok())
+                .flat_map(|(w, _)| w.clone())
+                .collect();
+            let b = Batch { compares: Vec::new(), then, otherwise: Vec::new() };
+            match self.svc.exec(&caller, b).await {
+                Ok(outcome) => {
+                    let mut outs = outcome.results.into_iter();
+                    for (_, plan) in &cmds {
+                        results.push(match plan {
+                            Ok((writes, _)) => {
+                                let mine: Vec<KeyOutcome> =
+                                    outs.by_ref().take(writes.len()).collect();
+                                match mine.iter().find_map(|o| o.refusal) {
+                                    Some(r) => Err(api_error(&crate::service::refused(r))),
+                                    None => Ok((true, mine)),
+                                }
+                            }
+                            Err(e) => Err(e.clone()),
+                        });
+                    }
+                }
+                Err(e) if e.code == "out_of_memory" => {
+                    for (_, plan) in &cmds {
+                        results.push(self.write_one(&caller, plan).await);
+                    }
+                }
+                Err(e) => {
+                    let e = api_error(&e);
+                    for (_, plan) in &cmds {
+                        results.push(Err(plan
+                            .as_ref()
+                            .err()
+                            .cloned()
+                            .unwrap_or_else(|| e.clone())));
+                    }
+                }
+            }
+        } else {
+            for (_, plan) in &cmds {
+                results.push(self.write_one(&caller, plan).await);
+            }
+        }
+        for ((started, plan), result) in cmds.into_iter().zip(results) {
             let mut r = Reply { out, resp3: self.resp3 };
-            match result.and_then(|(succeeded, outs)| render.write(succeeded, &outs, &mut r)) {
+            let rendered = result.and_then(|(succeeded, outs)| match plan {
+                Ok((_, render)) => render.write(succeeded, &outs, &mut r),
+                Err(e) => Err(e),
+            });
+            match rendered {
                 Ok(()) => started.observe(&self.svc, 200),
                 Err(e) => {
                     started.observe(&self.svc, status_of(&e));
@@ -386,6 +436,18 @@ impl Conn {
         }
     }
 
+    /// One pipelined write on its own.
+    async fn write_one(
+        &self,
+        caller: &Caller,
+        plan: &Result<(Vec<KeyWrite>, Render), RespError>,
+    ) -> Result<(bool, Vec<KeyOutcome>), RespError> {
+        let (writes, _) = plan.as_ref().map_err(Clone::clone)?;
+        let op = self.write_op(Vec::new(), writes.clone())?;
+        let w = self.svc.write(caller, op).await.map_err(|e| api_error(&e))?;
+        outcomes(&self.svc, w).map_err(|e| api_error(&e))
+    }
+
     fn note_command(&self, name: &'static str) {
         if let Some(c) = self.shared.clients.lock().expect("not poisoned").get_mut(&self.id) {
             c.last = std::time::Instant::now();
@@ -393,23 +455,33 @@ impl Conn {
         }
     }
 
-    /// The write this command is, if it is one that may be pipelined with others: a key write
-    /// outside a transaction.
+    /// The writes this command is, if it may join a run of pipelined writes: key writes
+    /// without compares, outside a transaction. A command whose arguments are wrong is in the
+    /// run as its error, so that replies stay in order.
     fn plan_pipelined(
         &self,
         started: &Started,
         args: &[Bytes],
-    ) -> Option<Result<(WriteOp, Render), RespError>> {
+    ) -> Option<Result<(Vec<KeyWrite>, Render), RespError>> {
         let spec = started.spec?;
         if !spec.write || !spec.key_plan || check_arity(spec, args).is_err() {
             return None;
         }
-        Some(self.plan_keys(spec.name, args).and_then(|plan| {
-            let Plan::Keys { compares, writes, render } = plan else {
-                return Err(err("ERR internal: not a key write"));
-            };
-            Ok((self.write_op(compares, writes)?, render))
-        }))
+        match self.plan_keys(spec.name, args) {
+            Err(e) => Some(Err(e)),
+            Ok(Plan::Keys { compares, writes, render }) if compares.is_empty() => {
+                if writes.len() > BATCH_OPS_MAX {
+                    return Some(Err(too_many_keys()));
+                }
+                for w in &writes {
+                    if let Err(e) = self.svc.check_key_write(w) {
+                        return Some(Err(api_error(&e)));
+                    }
+                }
+                Some(Ok((writes, render)))
+            }
+            Ok(_) => None,
+        }
     }
 
     /// The log write for key operations: plain sets and deletes as the commands every
@@ -436,9 +508,7 @@ impl Conn {
         }
         let b = Batch { compares, then: writes, otherwise: Vec::new() };
         if b.then.len() > BATCH_OPS_MAX {
-            return Err(err(format!(
-                "ERR at most {BATCH_OPS_MAX} keys per command in simple-cache (one atomic batch)"
-            )));
+            return Err(too_many_keys());
         }
         self.svc.check_batch(&b).map_err(|e| api_error(&e))?;
         Ok(WriteOp::Batch(b))
@@ -1686,6 +1756,10 @@ fn unknown_command(args: &[Bytes]) -> RespError {
         text += &format!("'{}' ", String::from_utf8_lossy(&a[..a.len().min(128)]));
     }
     text
+}
+
+fn too_many_keys() -> RespError {
+    err(format!("ERR at most {BATCH_OPS_MAX} keys per command in simple-cache (one atomic batch)"))
 }
 
 fn arity_error(name: &str) -> RespError {

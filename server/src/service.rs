@@ -249,13 +249,6 @@ pub fn refused(r: KeyRefusal) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, code, message)
 }
 
-/// A write the node loop has and has not answered yet (see [`Service::submit`]).
-pub struct Submitted {
-    op: WriteOp,
-    rx: oneshot::Receiver<simple_cache_core::node::WriteResult>,
-    deadline: TokioInstant,
-}
-
 /// A write that failed for good, as the client sees it.
 fn failed_write(caller: &Caller, e: WriteError) -> ApiError {
     match e {
@@ -943,32 +936,6 @@ impl Service {
                     self.wait_for_leader(deadline, &mut attempt).await?
                 }
                 AfterWriteError::Fail => return Err(failed_write(caller, e)),
-            }
-        }
-    }
-
-    /// Hands a write to the node loop without waiting for its answer: writes a client
-    /// pipelines reach the node loop together and share one log append and fsync.
-    /// [`Service::finish`] waits for the answer.
-    pub async fn submit(&self, op: WriteOp) -> Result<Submitted, ApiError> {
-        let deadline = self.deadline();
-        let (reply, rx) = oneshot::channel();
-        self.send_input(Input::Write { op: op.clone(), reply }, deadline).await?;
-        Ok(Submitted { op, rx, deadline })
-    }
-
-    /// The answer to a [`Service::submit`]ted write. If the node could not propose it (not the
-    /// leader, no leader), nothing took effect and it goes the way of [`Service::write`]:
-    /// forwarded, or retried once a leader is known.
-    pub async fn finish(&self, caller: &Caller, s: Submitted) -> Result<Written, ApiError> {
-        let e = match self.await_reply(s.rx, s.deadline).await? {
-            Ok(r) => return Ok(r),
-            Err(e) => e,
-        };
-        match AfterWriteError::of(&e, self.me(), caller.forwarded) {
-            AfterWriteError::Fail => Err(failed_write(caller, e)),
-            AfterWriteError::Forward(_) | AfterWriteError::WaitForLeader => {
-                self.write(caller, s.op).await
             }
         }
     }
