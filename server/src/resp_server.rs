@@ -177,10 +177,13 @@ pub async fn serve(listener: TcpListener, svc: Service, mut stop: watch::Receive
     while tasks.join_next().await.is_some() {}
 }
 
+/// A pipelined write command: its key writes and how to answer, or its error.
+type Planned = Result<(Vec<KeyWrite>, Render), RespError>;
+
 /// Pipelined key writes waiting to go as one log entry.
 #[derive(Default)]
 struct Run {
-    cmds: Vec<(Started, Result<(Vec<KeyWrite>, Render), RespError>)>,
+    cmds: Vec<(Started, Planned)>,
     /// Key operations in `cmds`.
     ops: usize,
 }
@@ -440,7 +443,7 @@ impl Conn {
     async fn write_one(
         &self,
         caller: &Caller,
-        plan: &Result<(Vec<KeyWrite>, Render), RespError>,
+        plan: &Planned,
     ) -> Result<(bool, Vec<KeyOutcome>), RespError> {
         let (writes, _) = plan.as_ref().map_err(Clone::clone)?;
         let op = self.write_op(Vec::new(), writes.clone())?;
@@ -458,11 +461,7 @@ impl Conn {
     /// The writes this command is, if it may join a run of pipelined writes: key writes
     /// without compares, outside a transaction. A command whose arguments are wrong is in the
     /// run as its error, so that replies stay in order.
-    fn plan_pipelined(
-        &self,
-        started: &Started,
-        args: &[Bytes],
-    ) -> Option<Result<(Vec<KeyWrite>, Render), RespError>> {
+    fn plan_pipelined(&self, started: &Started, args: &[Bytes]) -> Option<Planned> {
         let spec = started.spec?;
         if !spec.write || !spec.key_plan || check_arity(spec, args).is_err() {
             return None;
