@@ -796,6 +796,7 @@ impl Conn {
             "expiretime" | "pexpiretime" => {
                 read(vec![k(1)?], ReadKind::ExpireTime { ms: name == "pexpiretime" })
             }
+            "ttl" | "pttl" => read(vec![k(1)?], ReadKind::Ttl { ms: name == "pttl" }),
             "mget" => read(keys_of(&args[1..])?, ReadKind::Mget),
             "exists" | "touch" => read(keys_of(&args[1..])?, ReadKind::Exists),
             "set" => {
@@ -836,6 +837,11 @@ impl Conn {
                     let op = KeyOp::Expire { ttl_ms, when: ExpireWhen::Always };
                     one(k(1)?, op, Condition::Always, true, Render::Previous)
                 }
+                Some(GetExOption::At(at_ms)) => {
+                    let op = KeyOp::ExpireAt { at_ms, when: ExpireWhen::Always };
+                    one(k(1)?, op, Condition::Always, true, Render::Previous)
+                }
+                Some(GetExOption::Invalid(e)) => read(vec![k(1)?], ReadKind::FailIfPresent(e)),
             },
             "mset" | "msetnx" => {
                 if args.len().is_multiple_of(2) {
@@ -863,20 +869,20 @@ impl Conn {
                 Plan::Keys { compares: Vec::new(), writes, render: Render::CountExisted }
             }
             "expire" | "pexpire" | "expireat" | "pexpireat" => {
+                // Redis reads the options before the time.
+                let when = expire_when(&args[3..])?;
                 let n = parse_i64(&args[2]).ok_or_else(|| err(NOT_INTEGER))?;
                 let invalid = || err(format!("ERR invalid expire time in '{name}' command"));
                 let ms = match name {
                     "expire" | "expireat" => n.checked_mul(1000).ok_or_else(invalid)?,
                     _ => n,
                 };
-                let ttl_ms = if name.ends_with("at") {
-                    ms.saturating_sub(now_ms() as i64)
+                let op = if name.ends_with("at") {
+                    KeyOp::ExpireAt { at_ms: ms.max(0) as u64, when }
                 } else {
                     ms.checked_add(now_ms() as i64).ok_or_else(invalid)?;
-                    ms
+                    KeyOp::Expire { ttl_ms: ms.max(0) as u64, when }
                 };
-                let when = expire_when(&args[3..])?;
-                let op = KeyOp::Expire { ttl_ms: ttl_ms.max(0) as u64, when };
                 one(k(1)?, op, Condition::Always, false, Render::Applied)
             }
             "persist" => one(k(1)?, KeyOp::Persist, Condition::Always, false, Render::Applied),
@@ -1610,7 +1616,16 @@ enum ReadKind {
     Strlen,
     Type,
     GetRange(i64, i64),
-    ExpireTime { ms: bool },
+    ExpireTime {
+        ms: bool,
+    },
+    /// Nil if the key is absent, else this error (Redis validates some arguments only after
+    /// it found the key).
+    FailIfPresent(RespError),
+    /// `TTL` in a transaction (outside one it is a query of its own).
+    Ttl {
+        ms: bool,
+    },
     Mget,
     Exists,
 }
@@ -1638,6 +1653,20 @@ impl ReadKind {
                     None => -1,
                     Some(at) if *ms => at.as_millis() as i64,
                     Some(at) => (at.as_millis() / 1000) as i64,
+                },
+            }),
+            ReadKind::FailIfPresent(e) => match first {
+                None => r.null(),
+                Some(_) => return Err(e.clone()),
+            },
+            ReadKind::Ttl { ms } => r.int(match first {
+                None => -2,
+                Some(v) => match v.expires_at {
+                    None => -1,
+                    Some(at) => {
+                        let left = at.as_millis().saturating_sub(now_ms());
+                        ttl_reply(TtlStatus::Remaining { ms: left }, *ms)
+                    }
                 },
             }),
             ReadKind::Mget => {
@@ -1880,45 +1909,59 @@ struct SetOptions {
 }
 
 impl SetOptions {
+    /// Redis's rules: `NX` and `XX` exclude each other, `KEEPTTL` and the expiry options
+    /// exclude each other, and one expiry option may be repeated (the last one wins); the
+    /// time is checked after every option parsed.
     fn parse(args: &[Bytes], cmd: &str) -> Result<SetOptions, RespError> {
-        let mut o = SetOptions { condition: Condition::Always, get: false, ttl: Ttl::Never };
-        let mut expiry_given = false;
+        let (mut nx, mut xx, mut get, mut keep) = (false, false, false, false);
+        let mut expiry: Option<(Vec<u8>, &Bytes)> = None;
         let mut i = 0;
         while i < args.len() {
             let opt = args[i].to_ascii_uppercase();
+            let same_expiry =
+                |e: &Option<(Vec<u8>, &Bytes)>| e.as_ref().is_none_or(|(o, _)| *o == opt);
             match &opt[..] {
-                b"NX" if o.condition == Condition::Always => o.condition = Condition::Absent,
-                b"XX" if o.condition == Condition::Always => o.condition = Condition::Present,
-                b"GET" if !o.get => o.get = true,
-                b"KEEPTTL" if !expiry_given => {
-                    expiry_given = true;
-                    o.ttl = Ttl::Keep;
-                }
-                b"EX" | b"PX" | b"EXAT" | b"PXAT" if !expiry_given && i + 1 < args.len() => {
-                    expiry_given = true;
-                    let n = parse_i64(&args[i + 1]).ok_or_else(|| err(NOT_INTEGER))?;
-                    let invalid = || err(format!("ERR invalid expire time in '{cmd}' command"));
-                    if n <= 0 {
-                        return Err(invalid());
-                    }
-                    let ms = match &opt[..] {
-                        b"EX" | b"EXAT" => n.checked_mul(1000).ok_or_else(invalid)?,
-                        _ => n,
-                    };
-                    let ms = if opt.ends_with(b"AT") {
-                        (ms - now_ms() as i64).max(0)
-                    } else {
-                        ms.checked_add(now_ms() as i64).ok_or_else(invalid)?;
-                        ms
-                    };
-                    o.ttl = Ttl::Ms(ms as u64);
+                b"NX" if !xx => nx = true,
+                b"XX" if !nx => xx = true,
+                b"GET" => get = true,
+                b"KEEPTTL" if expiry.is_none() => keep = true,
+                b"EX" | b"PX" | b"EXAT" | b"PXAT"
+                    if !keep && same_expiry(&expiry) && i + 1 < args.len() =>
+                {
+                    expiry = Some((opt.clone(), &args[i + 1]));
                     i += 1;
                 }
                 _ => return Err(err(SYNTAX)),
             }
             i += 1;
         }
-        Ok(o)
+        let condition = match (nx, xx) {
+            (true, _) => Condition::Absent,
+            (_, true) => Condition::Present,
+            _ => Condition::Always,
+        };
+        let ttl = match expiry {
+            None if keep => Ttl::Keep,
+            None => Ttl::Never,
+            Some((opt, n)) => {
+                let n = parse_i64(n).ok_or_else(|| err(NOT_INTEGER))?;
+                let invalid = || err(format!("ERR invalid expire time in '{cmd}' command"));
+                if n <= 0 {
+                    return Err(invalid());
+                }
+                let ms = match &opt[..] {
+                    b"EX" | b"EXAT" => n.checked_mul(1000).ok_or_else(invalid)?,
+                    _ => n,
+                };
+                if opt.ends_with(b"AT") {
+                    Ttl::At(ms as u64)
+                } else {
+                    ms.checked_add(now_ms() as i64).ok_or_else(invalid)?;
+                    Ttl::Ms(ms as u64)
+                }
+            }
+        };
+        Ok(SetOptions { condition, get, ttl })
     }
 }
 
@@ -1927,6 +1970,11 @@ enum GetExOption {
     Persist,
     /// Expire this many milliseconds from now (0: now).
     In(u64),
+    /// Expire at this absolute time (milliseconds of cluster time).
+    At(u64),
+    /// The time is not a valid one: Redis says so only if the key exists (it looks the key up
+    /// first, and answers nil for a missing one).
+    Invalid(RespError),
 }
 
 impl GetExOption {
@@ -1936,23 +1984,31 @@ impl GetExOption {
             [p] if p.eq_ignore_ascii_case(b"PERSIST") => Ok(Some(GetExOption::Persist)),
             [opt, n] => {
                 let opt = opt.to_ascii_uppercase();
-                let n = parse_i64(n).ok_or_else(|| err(NOT_INTEGER))?;
-                let invalid = || err("ERR invalid expire time in 'getex' command");
+                if !matches!(&opt[..], b"EX" | b"EXAT" | b"PX" | b"PXAT") {
+                    return Err(err(SYNTAX));
+                }
+                let invalid =
+                    || GetExOption::Invalid(err("ERR invalid expire time in 'getex' command"));
+                let Some(n) = parse_i64(n) else {
+                    return Ok(Some(GetExOption::Invalid(err(NOT_INTEGER))));
+                };
                 if n <= 0 {
-                    return Err(invalid());
+                    return Ok(Some(invalid()));
                 }
                 let ms = match &opt[..] {
-                    b"EX" | b"EXAT" => n.checked_mul(1000).ok_or_else(invalid)?,
-                    b"PX" | b"PXAT" => n,
-                    _ => return Err(err(SYNTAX)),
+                    b"EX" | b"EXAT" => match n.checked_mul(1000) {
+                        Some(ms) => ms,
+                        None => return Ok(Some(invalid())),
+                    },
+                    _ => n,
                 };
-                let ms = if opt.ends_with(b"AT") {
-                    (ms - now_ms() as i64).max(0)
+                if opt.ends_with(b"AT") {
+                    Ok(Some(GetExOption::At(ms as u64)))
+                } else if ms.checked_add(now_ms() as i64).is_none() {
+                    Ok(Some(invalid()))
                 } else {
-                    ms.checked_add(now_ms() as i64).ok_or_else(invalid)?;
-                    ms
-                };
-                Ok(Some(GetExOption::In(ms as u64)))
+                    Ok(Some(GetExOption::In(ms as u64)))
+                }
             }
             _ => Err(err(SYNTAX)),
         }
@@ -2027,512 +2083,72 @@ const ALL: (i64, i64, i64) = (1, -1, 1);
 const NONE: (i64, i64, i64) = (0, 0, 0);
 
 /// Every command this front end answers.
+#[rustfmt::skip]
 pub static COMMANDS: &[Spec] = &[
     spec!("get", 2, false, true, true, ONE, "string", "Returns the string value of a key."),
-    spec!(
-        "set",
-        -3,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Sets the string value of a key, ignoring its type."
-    ),
-    spec!(
-        "setnx",
-        3,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Set the string value of a key only when the key doesn't exist."
-    ),
-    spec!(
-        "setex",
-        4,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Sets the string value and expiration time of a key."
-    ),
-    spec!(
-        "psetex",
-        4,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Sets both string value and expiration time in milliseconds of a key."
-    ),
-    spec!(
-        "getset",
-        3,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Returns the previous string value of a key after setting it to a new value."
-    ),
-    spec!(
-        "getdel",
-        2,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Returns the string value of a key after deleting the key."
-    ),
-    spec!(
-        "getex",
-        -2,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Returns the string value of a key after setting its expiration time."
-    ),
-    spec!(
-        "mget",
-        -2,
-        false,
-        true,
-        true,
-        ALL,
-        "string",
-        "Atomically returns the string values of one or more keys."
-    ),
-    spec!(
-        "mset",
-        -3,
-        true,
-        true,
-        true,
-        (1, -1, 2),
-        "string",
-        "Atomically creates or modifies the string values of one or more keys."
-    ),
-    spec!(
-        "msetnx",
-        -3,
-        true,
-        true,
-        true,
-        (1, -1, 2),
-        "string",
-        "Atomically modifies the string values of one or more keys only when all keys don't exist."
-    ),
+    spec!("set", -3, true, true, true, ONE, "string", "Sets the string value of a key, ignoring its type."),
+    spec!("setnx", 3, true, true, true, ONE, "string", "Set the string value of a key only when the key doesn't exist."),
+    spec!("setex", 4, true, true, true, ONE, "string", "Sets the string value and expiration time of a key."),
+    spec!("psetex", 4, true, true, true, ONE, "string", "Sets both string value and expiration time in milliseconds of a key."),
+    spec!("getset", 3, true, true, true, ONE, "string", "Returns the previous string value of a key after setting it to a new value."),
+    spec!("getdel", 2, true, true, true, ONE, "string", "Returns the string value of a key after deleting the key."),
+    spec!("getex", -2, true, true, true, ONE, "string", "Returns the string value of a key after setting its expiration time."),
+    spec!("mget", -2, false, true, true, ALL, "string", "Atomically returns the string values of one or more keys."),
+    spec!("mset", -3, true, true, true, (1, -1, 2), "string", "Atomically creates or modifies the string values of one or more keys."),
+    spec!("msetnx", -3, true, true, true, (1, -1, 2), "string", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
     spec!("del", -2, true, true, true, ALL, "generic", "Deletes one or more keys."),
     spec!("unlink", -2, true, true, true, ALL, "generic", "Deletes one or more keys."),
-    spec!(
-        "exists",
-        -2,
-        false,
-        true,
-        true,
-        ALL,
-        "generic",
-        "Determines whether one or more keys exist."
-    ),
-    spec!(
-        "touch",
-        -2,
-        false,
-        true,
-        true,
-        ALL,
-        "generic",
-        "Returns the number of existing keys out of those specified."
-    ),
-    spec!(
-        "expire",
-        -3,
-        true,
-        true,
-        true,
-        ONE,
-        "generic",
-        "Sets the expiration time of a key in seconds."
-    ),
-    spec!(
-        "pexpire",
-        -3,
-        true,
-        true,
-        true,
-        ONE,
-        "generic",
-        "Sets the expiration time of a key in milliseconds."
-    ),
-    spec!(
-        "expireat",
-        -3,
-        true,
-        true,
-        true,
-        ONE,
-        "generic",
-        "Sets the expiration time of a key to a Unix timestamp."
-    ),
-    spec!(
-        "pexpireat",
-        -3,
-        true,
-        true,
-        true,
-        ONE,
-        "generic",
-        "Sets the expiration time of a key to a Unix milliseconds timestamp."
-    ),
-    spec!(
-        "ttl",
-        2,
-        false,
-        false,
-        false,
-        ONE,
-        "generic",
-        "Returns the expiration time in seconds of a key."
-    ),
-    spec!(
-        "pttl",
-        2,
-        false,
-        false,
-        false,
-        ONE,
-        "generic",
-        "Returns the expiration time in milliseconds of a key."
-    ),
-    spec!(
-        "expiretime",
-        2,
-        false,
-        true,
-        true,
-        ONE,
-        "generic",
-        "Returns the expiration time of a key as a Unix timestamp."
-    ),
-    spec!(
-        "pexpiretime",
-        2,
-        false,
-        true,
-        true,
-        ONE,
-        "generic",
-        "Returns the expiration time of a key as a Unix milliseconds timestamp."
-    ),
+    spec!("exists", -2, false, true, true, ALL, "generic", "Determines whether one or more keys exist."),
+    spec!("touch", -2, false, true, true, ALL, "generic", "Returns the number of existing keys out of those specified."),
+    spec!("expire", -3, true, true, true, ONE, "generic", "Sets the expiration time of a key in seconds."),
+    spec!("pexpire", -3, true, true, true, ONE, "generic", "Sets the expiration time of a key in milliseconds."),
+    spec!("expireat", -3, true, true, true, ONE, "generic", "Sets the expiration time of a key to a Unix timestamp."),
+    spec!("pexpireat", -3, true, true, true, ONE, "generic", "Sets the expiration time of a key to a Unix milliseconds timestamp."),
+    spec!("ttl", 2, false, true, true, ONE, "generic", "Returns the expiration time in seconds of a key."),
+    spec!("pttl", 2, false, true, true, ONE, "generic", "Returns the expiration time in milliseconds of a key."),
+    spec!("expiretime", 2, false, true, true, ONE, "generic", "Returns the expiration time of a key as a Unix timestamp."),
+    spec!("pexpiretime", 2, false, true, true, ONE, "generic", "Returns the expiration time of a key as a Unix milliseconds timestamp."),
     spec!("persist", 2, true, true, true, ONE, "generic", "Removes the expiration time of a key."),
-    spec!(
-        "type",
-        2,
-        false,
-        true,
-        true,
-        ONE,
-        "generic",
-        "Determines the type of value stored at a key."
-    ),
-    spec!(
-        "incr",
-        2,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Increments the integer value of a key by one."
-    ),
-    spec!(
-        "incrby",
-        3,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Increments the integer value of a key by a number."
-    ),
-    spec!(
-        "decr",
-        2,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Decrements the integer value of a key by one."
-    ),
-    spec!(
-        "decrby",
-        3,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Decrements a number from the integer value of a key."
-    ),
-    spec!(
-        "incrbyfloat",
-        3,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Increment the floating point value of a key by a number."
-    ),
+    spec!("type", 2, false, true, true, ONE, "generic", "Determines the type of value stored at a key."),
+    spec!("incr", 2, true, true, true, ONE, "string", "Increments the integer value of a key by one."),
+    spec!("incrby", 3, true, true, true, ONE, "string", "Increments the integer value of a key by a number."),
+    spec!("decr", 2, true, true, true, ONE, "string", "Decrements the integer value of a key by one."),
+    spec!("decrby", 3, true, true, true, ONE, "string", "Decrements a number from the integer value of a key."),
+    spec!("incrbyfloat", 3, true, true, true, ONE, "string", "Increment the floating point value of a key by a number."),
     spec!("append", 3, true, true, true, ONE, "string", "Appends a string to the value of a key."),
     spec!("strlen", 2, false, true, true, ONE, "string", "Returns the length of a string value."),
-    spec!(
-        "getrange",
-        4,
-        false,
-        true,
-        true,
-        ONE,
-        "string",
-        "Returns a substring of the string stored at a key."
-    ),
-    spec!(
-        "substr",
-        4,
-        false,
-        true,
-        true,
-        ONE,
-        "string",
-        "Returns a substring from a string value."
-    ),
-    spec!(
-        "setrange",
-        4,
-        true,
-        true,
-        true,
-        ONE,
-        "string",
-        "Overwrites a part of a string value with another by an offset."
-    ),
-    spec!(
-        "rename",
-        3,
-        true,
-        true,
-        true,
-        (1, 2, 1),
-        "generic",
-        "Renames a key and overwrites the destination."
-    ),
-    spec!(
-        "renamenx",
-        3,
-        true,
-        true,
-        true,
-        (1, 2, 1),
-        "generic",
-        "Renames a key only when the target key name doesn't exist."
-    ),
-    spec!(
-        "keys",
-        2,
-        false,
-        false,
-        false,
-        NONE,
-        "generic",
-        "Returns all key names that match a pattern."
-    ),
-    spec!(
-        "scan",
-        -2,
-        false,
-        false,
-        false,
-        NONE,
-        "generic",
-        "Iterates over the key names in the database."
-    ),
-    spec!(
-        "dbsize",
-        1,
-        false,
-        false,
-        false,
-        NONE,
-        "server",
-        "Returns the number of keys in the database."
-    ),
-    spec!(
-        "randomkey",
-        1,
-        false,
-        false,
-        false,
-        NONE,
-        "generic",
-        "Returns a random key name from the database."
-    ),
-    spec!(
-        "flushdb",
-        -1,
-        true,
-        false,
-        false,
-        NONE,
-        "server",
-        "Remove all keys from the current database."
-    ),
-    spec!(
-        "flushall",
-        -1,
-        true,
-        false,
-        false,
-        NONE,
-        "server",
-        "Removes all keys from all databases."
-    ),
-    spec!(
-        "ping",
-        -1,
-        false,
-        false,
-        true,
-        NONE,
-        "connection",
-        "Returns the server's liveliness response."
-    ),
+    spec!("getrange", 4, false, true, true, ONE, "string", "Returns a substring of the string stored at a key."),
+    spec!("substr", 4, false, true, true, ONE, "string", "Returns a substring from a string value."),
+    spec!("setrange", 4, true, true, true, ONE, "string", "Overwrites a part of a string value with another by an offset."),
+    spec!("rename", 3, true, true, true, (1, 2, 1), "generic", "Renames a key and overwrites the destination."),
+    spec!("renamenx", 3, true, true, true, (1, 2, 1), "generic", "Renames a key only when the target key name doesn't exist."),
+    spec!("keys", 2, false, false, false, NONE, "generic", "Returns all key names that match a pattern."),
+    spec!("scan", -2, false, false, false, NONE, "generic", "Iterates over the key names in the database."),
+    spec!("dbsize", 1, false, false, false, NONE, "server", "Returns the number of keys in the database."),
+    spec!("randomkey", 1, false, false, false, NONE, "generic", "Returns a random key name from the database."),
+    spec!("flushdb", -1, true, false, false, NONE, "server", "Remove all keys from the current database."),
+    spec!("flushall", -1, true, false, false, NONE, "server", "Removes all keys from all databases."),
+    spec!("ping", -1, false, false, true, NONE, "connection", "Returns the server's liveliness response."),
     spec!("echo", 2, false, false, true, NONE, "connection", "Returns the given string."),
-    spec!(
-        "hello",
-        -1,
-        false,
-        false,
-        false,
-        NONE,
-        "connection",
-        "Handshakes with the Redis server."
-    ),
+    spec!("hello", -1, false, false, false, NONE, "connection", "Handshakes with the Redis server."),
     spec!("auth", -2, false, false, false, NONE, "connection", "Authenticates the connection."),
     spec!("select", 2, false, false, true, NONE, "connection", "Changes the selected database."),
     spec!("quit", -1, false, false, false, NONE, "connection", "Closes the connection."),
     spec!("reset", 1, false, false, false, NONE, "connection", "Resets the connection."),
-    spec!(
-        "client",
-        -2,
-        false,
-        false,
-        false,
-        NONE,
-        "connection",
-        "A container for client connection commands."
-    ),
-    spec!(
-        "command",
-        -1,
-        false,
-        false,
-        false,
-        NONE,
-        "server",
-        "Returns detailed information about all commands."
-    ),
-    spec!(
-        "info",
-        -1,
-        false,
-        false,
-        false,
-        NONE,
-        "server",
-        "Returns information and statistics about the server."
-    ),
-    spec!(
-        "config",
-        -2,
-        false,
-        false,
-        false,
-        NONE,
-        "server",
-        "A container for server configuration commands."
-    ),
+    spec!("client", -2, false, false, false, NONE, "connection", "A container for client connection commands."),
+    spec!("command", -1, false, false, false, NONE, "server", "Returns detailed information about all commands."),
+    spec!("info", -1, false, false, false, NONE, "server", "Returns information and statistics about the server."),
+    spec!("config", -2, false, false, false, NONE, "server", "A container for server configuration commands."),
     spec!("time", 1, false, false, true, NONE, "server", "Returns the server time."),
-    spec!(
-        "wait",
-        3,
-        false,
-        false,
-        false,
-        NONE,
-        "generic",
-        "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."
-    ),
+    spec!("wait", 3, false, false, false, NONE, "generic", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed."),
     spec!("role", 1, false, false, false, NONE, "server", "Returns the replication role."),
-    spec!(
-        "readonly",
-        1,
-        false,
-        false,
-        false,
-        NONE,
-        "cluster",
-        "Enables read-only queries for a connection to a Redis Cluster replica node."
-    ),
-    spec!(
-        "readwrite",
-        1,
-        false,
-        false,
-        false,
-        NONE,
-        "cluster",
-        "Enables read-write queries for a connection to a Reids Cluster replica node."
-    ),
+    spec!("readonly", 1, false, false, false, NONE, "cluster", "Enables read-only queries for a connection to a Redis Cluster replica node."),
+    spec!("readwrite", 1, false, false, false, NONE, "cluster", "Enables read-write queries for a connection to a Redis Cluster replica node."),
     spec!("multi", 1, false, false, false, NONE, "transactions", "Starts a transaction."),
-    spec!(
-        "exec",
-        1,
-        false,
-        false,
-        false,
-        NONE,
-        "transactions",
-        "Executes all commands in a transaction."
-    ),
+    spec!("exec", 1, false, false, false, NONE, "transactions", "Executes all commands in a transaction."),
     spec!("discard", 1, false, false, false, NONE, "transactions", "Discards a transaction."),
-    spec!(
-        "watch",
-        -2,
-        false,
-        false,
-        false,
-        ALL,
-        "transactions",
-        "Monitors changes to keys to determine the execution of a transaction."
-    ),
-    spec!(
-        "unwatch",
-        1,
-        false,
-        false,
-        false,
-        NONE,
-        "transactions",
-        "Forgets about watched keys of a transaction."
-    ),
+    spec!("watch", -2, false, false, false, ALL, "transactions", "Monitors changes to keys to determine the execution of a transaction."),
+    spec!("unwatch", 1, false, false, false, NONE, "transactions", "Forgets about watched keys of a transaction."),
 ];
 
 /// The command named `name` (any case).

@@ -95,6 +95,9 @@ pub enum Ttl {
     Ms(u64),
     /// The deadline the key has now, if it is live (Redis `KEEPTTL`).
     Keep,
+    /// This absolute deadline, in milliseconds of cluster time (Redis `EXAT`/`PXAT`); one
+    /// already passed removes the key.
+    At(u64),
 }
 
 /// An operation on one key.
@@ -113,6 +116,9 @@ pub enum KeyOp {
     /// Give the key a deadline `ttl_ms` after the proposal's time, if `when` allows; a
     /// deadline already passed removes the key.
     Expire { ttl_ms: u64, when: ExpireWhen },
+    /// Give the key the absolute deadline `at_ms` (cluster time, Redis `EXPIREAT`) if `when`
+    /// allows; a deadline already passed removes the key.
+    ExpireAt { at_ms: u64, when: ExpireWhen },
     /// Redis string editing (`APPEND`, `SETRANGE`) on the value's text ([`value_form::text`]:
     /// raw bytes, or a JSON value's text): write `bytes` at `offset` (past the end pads with
     /// zero bytes), or after the end if `offset` is `None`. The result is raw; absent counts as
@@ -467,6 +473,7 @@ impl Cache {
                     Ttl::Never => None,
                     Ttl::Ms(ms) => Some(time.saturating_add_ms(*ms)),
                     Ttl::Keep => deadline,
+                    Ttl::At(ms) => Some(Instant(*ms)),
                 };
                 if expires_at.is_some_and(|d| d <= self.clock) {
                     self.remove_as(key, DeleteCause::Expired);
@@ -594,8 +601,12 @@ impl Cache {
                     self.insert(key, value, expires_at, seq);
                 }
             }
-            KeyOp::Expire { ttl_ms, when } => {
-                let new = time.saturating_add_ms(*ttl_ms);
+            KeyOp::Expire { when, .. } | KeyOp::ExpireAt { when, .. } => {
+                let new = match &w.op {
+                    KeyOp::ExpireAt { at_ms, .. } => Instant(*at_ms),
+                    KeyOp::Expire { ttl_ms, .. } => time.saturating_add_ms(*ttl_ms),
+                    _ => unreachable!("matched above"),
+                };
                 let allowed = existed
                     && match when {
                         ExpireWhen::Always => true,
@@ -644,6 +655,7 @@ pub(super) fn digest_key(d: u64, w: &KeyWrite) -> u64 {
                 Ttl::Never => 0,
                 Ttl::Ms(ms) => ms.saturating_add(2),
                 Ttl::Keep => 1,
+                Ttl::At(ms) => fnv1a(&ms.to_le_bytes(), 0x5eed),
             };
             (1, value.len() as u64, t)
         }
@@ -658,6 +670,7 @@ pub(super) fn digest_key(d: u64, w: &KeyWrite) -> u64 {
         KeyOp::IncrFloat { delta_bits } => (8, *delta_bits, 0),
         KeyOp::Rename { from } => (9, fnv1a(from.as_bytes(), 0), 0),
         KeyOp::Read => (10, 0, 0),
+        KeyOp::ExpireAt { at_ms, when } => (11, *at_ms, *when as u64),
     };
     let cond = match w.condition {
         Condition::Always => 0,

@@ -727,6 +727,7 @@ impl Model {
                     Ttl::Never => None,
                     Ttl::Ms(ms) => Some(after(*ms)),
                     Ttl::Keep => deadline,
+                    Ttl::At(ms) => Some(*ms),
                 };
                 self.write(key, value.to_vec(), d);
             }
@@ -834,8 +835,12 @@ impl Model {
                     self.write(key, source.value, source.deadline);
                 }
             }
-            KeyOp::Expire { ttl_ms, when } => {
-                let new = after(*ttl_ms);
+            KeyOp::Expire { when, .. } | KeyOp::ExpireAt { when, .. } => {
+                let new = match &w.op {
+                    KeyOp::ExpireAt { at_ms, .. } => *at_ms,
+                    KeyOp::Expire { ttl_ms, .. } => after(*ttl_ms),
+                    _ => unreachable!(),
+                };
                 let ok = cur.is_some()
                     && match when {
                         ExpireWhen::Always => true,
@@ -1006,7 +1011,12 @@ const KEY_VALUES: &[&[u8]] = &[
 
 fn key_write_strategy() -> impl Strategy<Value = KeyWrite> {
     let value = prop::sample::select(KEY_VALUES).prop_map(Bytes::from_static);
-    let ttl = prop_oneof![Just(Ttl::Never), Just(Ttl::Keep), (0u64..200).prop_map(Ttl::Ms)];
+    let ttl = prop_oneof![
+        Just(Ttl::Never),
+        Just(Ttl::Keep),
+        (0u64..200).prop_map(Ttl::Ms),
+        (0u64..400).prop_map(Ttl::At),
+    ];
     let when = prop::sample::select(
         &[
             ExpireWhen::Always,
@@ -1023,7 +1033,8 @@ fn key_write_strategy() -> impl Strategy<Value = KeyWrite> {
         3 => delta.prop_map(|delta| KeyOp::Incr { delta }),
         2 => value.clone().prop_map(|bytes| KeyOp::Append { bytes }),
         1 => Just(KeyOp::Persist),
-        2 => (0u64..200, when).prop_map(|(ttl_ms, when)| KeyOp::Expire { ttl_ms, when }),
+        2 => (0u64..200, when.clone()).prop_map(|(ttl_ms, when)| KeyOp::Expire { ttl_ms, when }),
+        1 => (0u64..400, when).prop_map(|(at_ms, when)| KeyOp::ExpireAt { at_ms, when }),
         2 => (prop::option::of(0u64..12), value)
             .prop_map(|(offset, bytes)| KeyOp::Splice { offset, bytes }),
         2 => prop::sample::select(&[0.5f64, -1.25, 1e308, f64::INFINITY, 3.0][..])
