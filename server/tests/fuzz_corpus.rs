@@ -21,3 +21,49 @@ fn client_request_corpus_and_regressions_replay() {
     }
     assert!(count > 0, "the client_request seed corpus is committed");
 }
+
+// The `resp_request` target's corpus and regressions, then generated inputs: pipelines of
+// valid frames and inline commands cut at random places and with random bytes flipped.
+#[test]
+fn resp_request_corpus_regressions_and_mutations_replay() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    let mut seeds = Vec::new();
+    for dir in ["corpus/resp_request", "regressions/resp_request"] {
+        let Ok(rd) = std::fs::read_dir(fuzz.join(dir)) else { continue };
+        let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
+        files.sort();
+        for f in files {
+            if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                continue;
+            }
+            let data = std::fs::read(&f).unwrap();
+            simple_cache_server::fuzz::resp_request(&data);
+            seeds.push(data);
+        }
+    }
+    assert!(seeds.len() >= 5, "the resp_request seed corpus is committed");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..20_000 {
+        let mut data = seeds[(next() % seeds.len() as u64) as usize].clone();
+        for _ in 0..next() % 4 {
+            let i = (next() % data.len() as u64) as usize;
+            data[i] = match next() % 4 {
+                0 => b'\r',
+                1 => b'\n',
+                2 => b'*',
+                _ => next() as u8,
+            };
+        }
+        if next() % 3 == 0 {
+            let other = &seeds[(next() % seeds.len() as u64) as usize];
+            data.extend_from_slice(&other[1..]);
+        }
+        simple_cache_server::fuzz::resp_request(&data);
+    }
+}
