@@ -237,6 +237,15 @@ async fn hostile_input_is_refused_and_the_node_keeps_serving() {
     assert_eq!(pong, "PONG", "the node keeps serving");
 }
 
+/// A missing tool skips the test with a note, unless `.ci/run` said the tools are required.
+fn skip_or_fail(tool: &str) {
+    assert!(
+        std::env::var_os("SIMPLE_CACHE_REDIS_TOOLS_REQUIRED").is_none(),
+        "{tool} is required here (.ci/run installs redis-tools) but is not installed"
+    );
+    eprintln!("note: {tool} is not installed; skipping (CI installs redis-tools)");
+}
+
 /// Runs a program with `args` and `input` on stdin; `None` if it is not installed.
 fn run_tool(program: &str, args: &[&str], input: &str) -> Option<std::process::Output> {
     use std::io::Write;
@@ -261,7 +270,7 @@ async fn a_redis_cli_session() {
                   MSET a 1 b 2\nMGET a b nope\nDEL a b nope\nEXISTS a greeting\nTYPE greeting\n\
                   RENAME greeting hi\nGETRANGE hi 0 4\nDBSIZE\nNOSUCH cmd\n";
     let Some(out) = run_tool("redis-cli", &["-p", &port], script) else {
-        eprintln!("note: redis-cli is not installed; skipping (CI installs redis-tools)");
+        skip_or_fail("redis-cli");
         return;
     };
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -301,7 +310,7 @@ async fn redis_benchmark_runs() {
     let port = n.redis.rsplit(':').next().unwrap().to_string();
     let args = ["-p", &port, "-t", "set,get,incr,mset", "-P", "16", "-n", "2000", "-c", "8", "-q"];
     let Some(out) = run_tool("redis-benchmark", &args, "") else {
-        eprintln!("note: redis-benchmark is not installed; skipping (CI installs redis-tools)");
+        skip_or_fail("redis-benchmark");
         return;
     };
     let text = String::from_utf8_lossy(&out.stdout);
@@ -313,4 +322,18 @@ async fn redis_benchmark_runs() {
     let mut con = connect(&n.redis).await;
     let counter: i64 = con.get("counter:__rand_int__").await.unwrap();
     assert_eq!(counter, 2000, "every INCR counted");
+    // The requests are in the metrics, under api="resp".
+    let url = format!("http://{}/metrics", n.metrics);
+    let text = common::client().get(url).send().await.unwrap().text().await.unwrap();
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with("simple_cache_api_requests_total{")
+                && l.contains(r#"api="resp""#)
+                && l.contains(r#"op="incr""#)
+                && l.contains(r#"code="200""#)
+        })
+        .unwrap_or_else(|| panic!("no resp incr counter in\n{text}"));
+    let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 2000.0, "{line}");
 }
