@@ -43,6 +43,8 @@ use tokio::time::Instant as TokioInstant;
 pub const PIPELINE_COMMANDS_MAX: usize = 1024;
 /// Replies are written out once this many bytes are waiting.
 pub const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+/// Reads of one pipeline handed to the node loop before the first answer is awaited.
+pub const PIPELINE_READS_MAX: usize = 256;
 /// Arguments in one command (Redis accepts more; `MSET` and `DEL` batches are bounded by
 /// `BATCH_OPS_MAX` anyway, and `MGET` and `EXISTS` by this).
 pub const ARGS_MAX: usize = 4096;
@@ -188,6 +190,15 @@ struct Run {
     ops: usize,
 }
 
+/// A pipelined read command: its query and how to answer, or its error.
+type PlannedRead = Result<(Query, ReadKind), RespError>;
+
+/// Pipelined reads waiting to go to the node loop together.
+#[derive(Default)]
+struct Reads {
+    cmds: Vec<(Started, PlannedRead)>,
+}
+
 /// A transaction being queued (`MULTI`).
 #[derive(Default)]
 struct Multi {
@@ -325,6 +336,7 @@ impl Conn {
         sock: &mut TcpStream,
     ) -> Flow {
         let mut run = Run::default();
+        let mut reads = Reads::default();
         for args in cmds {
             let started = Started::new(&args);
             self.shared.commands.fetch_add(1, Ordering::Relaxed);
@@ -334,6 +346,7 @@ impl Conn {
                 && self.authenticated
                 && let Some(plan) = self.plan_pipelined(&started, &args)
             {
+                self.finish_reads(&mut reads, out).await;
                 let ops = plan.as_ref().map_or(0, |(w, _)| w.len());
                 if run.ops + ops > BATCH_OPS_MAX {
                     self.finish_run(&mut run, out).await;
@@ -342,7 +355,20 @@ impl Conn {
                 run.cmds.push((started, plan));
                 continue;
             }
+            // A run of reads goes to the node loop together, after the writes before it.
+            if self.multi.is_none()
+                && self.authenticated
+                && let Some(read) = self.plan_read(&started, &args)
+            {
+                self.finish_run(&mut run, out).await;
+                reads.cmds.push((started, read));
+                if reads.cmds.len() >= PIPELINE_READS_MAX {
+                    self.finish_reads(&mut reads, out).await;
+                }
+                continue;
+            }
             self.finish_run(&mut run, out).await;
+            self.finish_reads(&mut reads, out).await;
             let flow = {
                 let result = self.command(&started, args, out).await;
                 match result {
@@ -365,7 +391,59 @@ impl Conn {
             }
         }
         self.finish_run(&mut run, out).await;
+        self.finish_reads(&mut reads, out).await;
         Flow::Continue
+    }
+
+    /// The query a read command is, if it may join a run of pipelined reads.
+    fn plan_read(&self, started: &Started, args: &[Bytes]) -> Option<PlannedRead> {
+        let spec = started.spec?;
+        if spec.write || !spec.key_plan || check_arity(spec, args).is_err() {
+            return None;
+        }
+        match self.plan_keys(spec.name, args) {
+            Err(e) => Some(Err(e)),
+            Ok(Plan::Read { keys, kind }) => {
+                if let ReadKind::Ttl { ms } = kind {
+                    // Outside a transaction TTL is a query of its own.
+                    let key = keys.into_iter().next()?;
+                    return Some(Ok((Query::Ttl(key), ReadKind::TtlQuery { ms })));
+                }
+                for k in &keys {
+                    if let Err(e) = self.svc.check_key(k) {
+                        return Some(Err(api_error(&e)));
+                    }
+                }
+                Some(Ok((read_query(keys, &kind), kind)))
+            }
+            Ok(Plan::Keys { .. }) => None,
+        }
+    }
+
+    /// Answers a run of pipelined reads, in order.
+    async fn finish_reads(&mut self, reads: &mut Reads, out: &mut BytesMut) {
+        if reads.cmds.is_empty() {
+            return;
+        }
+        let cmds = std::mem::take(&mut reads.cmds);
+        let queries: Vec<Query> =
+            cmds.iter().filter_map(|(_, p)| p.as_ref().ok().map(|(q, _)| q.clone())).collect();
+        let mut answers = self.svc.read_many(queries, self.consistency()).await.into_iter();
+        for (started, plan) in cmds {
+            let mut r = Reply { out, resp3: self.resp3 };
+            let rendered = plan.and_then(|(_, kind)| {
+                let answer = answers.next().expect("one answer per query");
+                let answer = answer.map_err(|e| api_error(&e))?;
+                kind.write_answer(answer, &mut r)
+            });
+            match rendered {
+                Ok(()) => started.observe(&self.svc, 200),
+                Err(e) => {
+                    started.observe(&self.svc, status_of(&e));
+                    r.error(&e);
+                }
+            }
+        }
     }
 
     /// Writes a run of pipelined key writes: one command as itself; several as one
@@ -721,8 +799,7 @@ impl Conn {
                         render.write(succeeded, &outs, &mut Reply { out, resp3 })?;
                     }
                     Plan::Read { keys, kind } => {
-                        let items = self.read_items(&keys, &kind, c).await?;
-                        kind.write(&items, &mut Reply { out, resp3 })?;
+                        self.read(keys, &kind, c, &mut Reply { out, resp3 }).await?;
                     }
                 }
             }
@@ -731,31 +808,19 @@ impl Conn {
         Ok(Flow::Continue)
     }
 
-    /// The keys a read needs, with what the read needs of them (values; or deadlines too).
-    async fn read_items(
+    /// Runs a read command and renders it.
+    async fn read(
         &self,
-        keys: &[String],
+        keys: Vec<String>,
         kind: &ReadKind,
         c: Consistency,
-    ) -> Result<Vec<Option<Versioned>>, RespError> {
-        for k in keys {
+        r: &mut Reply<'_>,
+    ) -> Result<(), RespError> {
+        for k in &keys {
             self.svc.check_key(k).map_err(|e| api_error(&e))?;
         }
-        let result = if matches!(kind, ReadKind::ExpireTime { .. }) {
-            self.svc.read(Query::Item(keys[0].clone()), c).await
-        } else if keys.len() == 1 {
-            self.svc.read(Query::Get(keys[0].clone()), c).await
-        } else {
-            self.svc.read(Query::Values(keys.to_vec()), c).await
-        };
-        let value_only =
-            |value: Bytes| Versioned { value, expires_at: None, revisions: Default::default() };
-        Ok(match result.map_err(|e| api_error(&e))? {
-            QueryResult::Item(v) => vec![v],
-            QueryResult::Value(v) => vec![v.map(value_only)],
-            QueryResult::Values(vs) => vs.into_iter().map(|v| v.map(value_only)).collect(),
-            _ => return Err(err("ERR internal: unexpected query result")),
-        })
+        let answer = self.svc.read(read_query(keys, kind), c).await;
+        kind.write_answer(answer.map_err(|e| api_error(&e))?, r)
     }
 
     /// The key operations (or reads) of a key command, from its arguments.
@@ -1626,11 +1691,35 @@ enum ReadKind {
     Ttl {
         ms: bool,
     },
+    /// `TTL` outside a transaction: answered from a `Query::Ttl`.
+    TtlQuery {
+        ms: bool,
+    },
     Mget,
     Exists,
 }
 
 impl ReadKind {
+    /// Renders the answer to the query [`read_query`] made for this read.
+    fn write_answer(&self, answer: QueryResult, r: &mut Reply<'_>) -> Result<(), RespError> {
+        let value_only =
+            |value: Bytes| Versioned { value, expires_at: None, revisions: Default::default() };
+        let items = match answer {
+            QueryResult::Ttl(t) => {
+                let ReadKind::TtlQuery { ms } = self else {
+                    return Err(err("ERR internal: unexpected query result"));
+                };
+                r.int(ttl_reply(t, *ms));
+                return Ok(());
+            }
+            QueryResult::Item(v) => vec![v],
+            QueryResult::Value(v) => vec![v.map(value_only)],
+            QueryResult::Values(vs) => vs.into_iter().map(|v| v.map(value_only)).collect(),
+            _ => return Err(err("ERR internal: unexpected query result")),
+        };
+        self.write(&items, r)
+    }
+
     fn write(&self, items: &[Option<Versioned>], r: &mut Reply<'_>) -> Result<(), RespError> {
         let first = items.first().and_then(Option::as_ref);
         match self {
@@ -1659,6 +1748,9 @@ impl ReadKind {
                 None => r.null(),
                 Some(_) => return Err(e.clone()),
             },
+            ReadKind::TtlQuery { .. } => {
+                return Err(err("ERR internal: TTL is a query of its own"));
+            }
             ReadKind::Ttl { ms } => r.int(match first {
                 None => -2,
                 Some(v) => match v.expires_at {
@@ -1682,6 +1774,18 @@ impl ReadKind {
             ReadKind::Exists => r.int(items.iter().filter(|i| i.is_some()).count() as i64),
         }
         Ok(())
+    }
+}
+
+/// The query that reads what `kind` needs of `keys`: the deadline too for `EXPIRETIME`, one
+/// value for one key, else several values at one point.
+fn read_query(mut keys: Vec<String>, kind: &ReadKind) -> Query {
+    if matches!(kind, ReadKind::ExpireTime { .. }) {
+        Query::Item(keys.swap_remove(0))
+    } else if keys.len() == 1 {
+        Query::Get(keys.swap_remove(0))
+    } else {
+        Query::Values(keys)
     }
 }
 

@@ -78,6 +78,34 @@ async fn a_taken_default_grpc_port_refuses_to_start() {
     assert!(!data.join("wal").exists(), "nothing was written");
 }
 
+// The default RESP port is Redis's: on a machine that runs Redis it is taken. The node refuses
+// to start with one line naming the key, the address, the likely culprit and the way out,
+// before anything is written.
+#[tokio::test]
+async fn a_taken_redis_port_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken = held.local_addr().unwrap().to_string();
+    let port = || format!("127.0.0.1:{}", free_port());
+    let mut cmd = std::process::Command::new(common::BIN);
+    cmd.args(["--data-dir", &data.display().to_string(), "--http-addr", &port()])
+        .args(["--raft-http-addr", &port(), "--metrics-addr", &port(), "--grpc-addr", ""])
+        .args(["--redis-addr", &taken])
+        .current_dir(dir.path());
+    let out = output_within(&mut cmd, Duration::from_secs(20)).await;
+    assert_eq!(out.status.code(), Some(1), "startup refused (EXIT_STARTUP)");
+    let lines = stderr_lines(&out);
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains(&format!("redis_addr {taken}"))
+            && lines[0].contains("a Redis server may be running there")
+            && lines[0].contains("to \"\" to run without the Redis protocol"),
+        "{lines:?}"
+    );
+    assert!(!data.join("wal").exists(), "nothing was written");
+}
+
 /// Posts a body to a node's Raft port and returns the status.
 async fn post_raft(n: &Node, body: Vec<u8>) -> u16 {
     let url = format!("http://{}/raft", n.raft);
