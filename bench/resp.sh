@@ -127,15 +127,15 @@ for round in $(seq 1 "$REPEATS"); do
         c50p16) args=(-c 50 -n "$NP" -P 16) ;;
       esac
       redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -r "$KEYSPACE" -d "$VALUE_BYTES" \
-        "${args[@]}" -q --csv 2>/dev/null \
+        "${args[@]}" -q --csv 2>>"$RESULTS_DIR/redis-benchmark.err" \
         | python3 -c '
 import csv, sys
 rows = list(csv.reader(sys.stdin))
 head = rows[0]
 for r in rows[1:]:
     d = dict(zip(head, r))
-    print(f"'"$round,$target,$case"',{d[\"test\"]},{float(d[\"rps\"]):.0f},{d.get(\"p50_latency_ms\", \"\")}")
-' >> "$CSV"
+    print(",".join(sys.argv[1:] + [d["test"], "%.0f" % float(d["rps"]), d.get("p50_latency_ms", "")]))
+' "$round" "$target" "$case" >> "$CSV"
       echo "round $round $target $case done" >&2
     done
   done

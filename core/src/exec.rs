@@ -121,6 +121,9 @@ pub enum Query {
     /// How many keys are stored (Redis `DBSIZE`: keys past their deadline that expiry has not
     /// removed yet count too).
     Count,
+    /// Several queries answered at one point (a client's pipelined reads): one ReadIndex
+    /// round, one message to the node loop. Searches in it are not paged by the caller.
+    Batch(Vec<Query>),
     /// One page of a search: at most `limit` matches after `after`, examining at most
     /// `examine_max` keys (see `Cache::search_page`).
     Search {
@@ -139,6 +142,8 @@ pub enum QueryResult {
     Keys(SearchPage),
     Values(Vec<Option<Bytes>>),
     Count(u64),
+    /// The answers of a [`Query::Batch`], in order.
+    Batch(Vec<QueryResult>),
 }
 
 /// Replies ready to be sent, polled with [`Executor::take_answers`]. `W` and `R` are whatever
@@ -461,6 +466,9 @@ pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
         Query::Get(_) | Query::Item(_) | Query::Values(_) | Query::Count => CacheOp::Get,
         Query::Ttl(_) => CacheOp::Ttl,
         Query::Search { .. } => CacheOp::Search,
+        Query::Batch(queries) => {
+            return QueryResult::Batch(queries.iter().map(|q| run_query(node, q, at)).collect());
+        }
     };
     metered(node.meter(), op, || match query {
         Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
@@ -473,6 +481,7 @@ pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
         Query::Search { pattern, limit, after, examine_max } => QueryResult::Keys(
             cache.search_page(pattern, at, *limit, after.as_deref(), *examine_max),
         ),
+        Query::Batch(_) => unreachable!("answered above"),
     })
 }
 

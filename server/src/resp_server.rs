@@ -428,12 +428,23 @@ impl Conn {
         let cmds = std::mem::take(&mut reads.cmds);
         let queries: Vec<Query> =
             cmds.iter().filter_map(|(_, p)| p.as_ref().ok().map(|(q, _)| q.clone())).collect();
-        let mut answers = self.svc.read_many(queries, self.consistency()).await.into_iter();
+        let answers = match queries.len() {
+            0 => Ok(Vec::new()),
+            1 => self
+                .svc
+                .read(queries.into_iter().next().expect("one"), self.consistency())
+                .await
+                .map(|a| vec![a]),
+            _ => self.svc.read_many(queries, self.consistency()).await,
+        };
+        let mut answers = match answers {
+            Ok(a) => a.into_iter().map(Ok).collect::<Vec<_>>().into_iter(),
+            Err(e) => vec![Err(api_error(&e)); cmds.len()].into_iter(),
+        };
         for (started, plan) in cmds {
             let mut r = Reply { out, resp3: self.resp3 };
             let rendered = plan.and_then(|(_, kind)| {
-                let answer = answers.next().expect("one answer per query");
-                let answer = answer.map_err(|e| api_error(&e))?;
+                let answer = answers.next().expect("one answer per query")?;
                 kind.write_answer(answer, &mut r)
             });
             match rendered {

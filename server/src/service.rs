@@ -1057,37 +1057,18 @@ impl Service {
         }
     }
 
-    /// Runs queries a client pipelined: all handed to the node loop before the first answer is
-    /// awaited (so they share ReadIndex rounds), in order (so a later one never sees an older
-    /// state than an earlier one). One that found no leader is run again on its own.
+    /// Runs queries a client pipelined, all at one point: one message to the node loop and
+    /// one ReadIndex round for all of them.
     pub async fn read_many(
         &self,
         queries: Vec<Query>,
         c: Consistency,
-    ) -> Vec<Result<QueryResult, ApiError>> {
-        let deadline = self.deadline();
-        let stale = c == Consistency::Stale;
-        let mut sent = Vec::with_capacity(queries.len());
-        for query in queries {
-            let (reply, rx) = oneshot::channel();
-            let input = Input::Read { query: query.clone(), stale, reply };
-            let r = self.send_input(input, deadline).await.map(|()| rx);
-            sent.push((query, r));
+    ) -> Result<Vec<QueryResult>, ApiError> {
+        let n = queries.len();
+        match self.read(Query::Batch(queries), c).await? {
+            QueryResult::Batch(answers) if answers.len() == n => Ok(answers),
+            other => Err(ApiError::internal(format!("unexpected answer to a batch: {other:?}"))),
         }
-        let mut out = Vec::with_capacity(sent.len());
-        for (query, rx) in sent {
-            let answer = match rx {
-                Err(e) => Err(e),
-                Ok(rx) => match self.await_reply(rx, deadline).await {
-                    Ok(Ok(r)) => Ok(r),
-                    Ok(Err(ReadError::NoLeader | ReadError::Aborted)) => self.read(query, c).await,
-                    Ok(Err(e)) => Err(e.into()),
-                    Err(e) => Err(e),
-                },
-            };
-            out.push(answer);
-        }
-        out
     }
 
     /// Runs a query: linearizable through ReadIndex (waiting for a leader if needed), or stale.

@@ -80,6 +80,35 @@ async fn the_redis_crate_works_against_every_node() {
     assert_eq!(replies.len(), 51);
     assert_eq!(replies[49], redis::Value::Int(50));
     assert_eq!(replies[50], redis::Value::BulkString(b"50".to_vec()));
+    // Reads and writes interleaved in one pipeline: each read sees the writes before it.
+    let replies: Vec<redis::Value> = redis::pipe()
+        .set("x", "1")
+        .get("x")
+        .get("nope")
+        .mget(&["x", "nope"])
+        .exists(&["x", "nope", "x"])
+        .strlen("x")
+        .ttl("x")
+        .incr("x", 41)
+        .get("x")
+        .query_async(con)
+        .await
+        .unwrap();
+    use redis::Value::{Array, BulkString, Int, Nil, Okay};
+    assert_eq!(
+        replies,
+        vec![
+            Okay,
+            BulkString(b"1".to_vec()),
+            Nil,
+            Array(vec![BulkString(b"1".to_vec()), Nil]),
+            Int(2),
+            Int(1),
+            Int(-1),
+            Int(42),
+            BulkString(b"42".to_vec()),
+        ]
+    );
     // Atomic commands decide in the state machine.
     let set: bool =
         redis::cmd("SET").arg("once").arg("a").arg("NX").query_async(con).await.unwrap();
