@@ -3,43 +3,39 @@
 
 use std::path::Path;
 
-#[test]
-fn client_request_corpus_and_regressions_replay() {
+/// The committed corpus and regressions of fuzz target `target`, in file name order.
+fn corpus(target: &str) -> Vec<Vec<u8>> {
     let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut count = 0;
-    for dir in ["corpus/client_request", "regressions/client_request"] {
-        let Ok(rd) = std::fs::read_dir(fuzz.join(dir)) else { continue };
+    let mut inputs = Vec::new();
+    for dir in ["corpus", "regressions"] {
+        let Ok(rd) = std::fs::read_dir(fuzz.join(dir).join(target)) else { continue };
         let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
         files.sort();
         for f in files {
-            if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-                continue;
+            if !f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+                inputs.push(std::fs::read(&f).unwrap());
             }
-            simple_cache_server::fuzz::client_request(&std::fs::read(&f).unwrap());
-            count += 1;
         }
     }
-    assert!(count > 0, "the client_request seed corpus is committed");
+    inputs
+}
+
+#[test]
+fn client_request_corpus_and_regressions_replay() {
+    let inputs = corpus("client_request");
+    assert!(!inputs.is_empty(), "the client_request seed corpus is committed");
+    for data in inputs {
+        simple_cache_server::fuzz::client_request(&data);
+    }
 }
 
 // The `resp_request` target's corpus and regressions, then generated inputs: pipelines of
 // valid frames and inline commands cut at random places and with random bytes flipped.
 #[test]
 fn resp_request_corpus_regressions_and_mutations_replay() {
-    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
-    let mut seeds = Vec::new();
-    for dir in ["corpus/resp_request", "regressions/resp_request"] {
-        let Ok(rd) = std::fs::read_dir(fuzz.join(dir)) else { continue };
-        let mut files: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
-        files.sort();
-        for f in files {
-            if f.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
-                continue;
-            }
-            let data = std::fs::read(&f).unwrap();
-            simple_cache_server::fuzz::resp_request(&data);
-            seeds.push(data);
-        }
+    let seeds = corpus("resp_request");
+    for data in &seeds {
+        simple_cache_server::fuzz::resp_request(data);
     }
     assert!(seeds.len() >= 5, "the resp_request seed corpus is committed");
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;

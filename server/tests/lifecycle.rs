@@ -57,25 +57,33 @@ fn server(
 // out; the default gRPC address is no exception.
 #[tokio::test]
 async fn a_taken_default_grpc_port_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     // Hold the default port (if another program holds it already, the node must fail the same).
     let _held = std::net::TcpListener::bind("127.0.0.1:5051");
+    let line = refused_startup(&[]).await;
+    assert!(
+        line.contains("grpc_addr 127.0.0.1:5051") && line.contains("to \"\" to run without"),
+        "{line}"
+    );
+}
+
+/// Starts a node with fresh ports for HTTP, Raft and metrics plus `extra`, and requires it to
+/// refuse to start (EXIT_STARTUP) with exactly one line, which it returns, having written
+/// nothing.
+async fn refused_startup(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
     let port = || format!("127.0.0.1:{}", free_port());
     let mut cmd = std::process::Command::new(common::BIN);
     cmd.args(["--data-dir", &data.display().to_string(), "--http-addr", &port()])
         .args(["--raft-http-addr", &port(), "--metrics-addr", &port()])
+        .args(extra)
         .current_dir(dir.path());
     let out = output_within(&mut cmd, Duration::from_secs(20)).await;
     assert_eq!(out.status.code(), Some(1), "startup refused (EXIT_STARTUP)");
     let lines = stderr_lines(&out);
     assert_eq!(lines.len(), 1, "{lines:?}");
-    assert!(
-        lines[0].contains("grpc_addr 127.0.0.1:5051")
-            && lines[0].contains("to \"\" to run without"),
-        "{lines:?}"
-    );
     assert!(!data.join("wal").exists(), "nothing was written");
+    lines.into_iter().next().unwrap()
 }
 
 // The default RESP port is Redis's: on a machine that runs Redis it is taken. The node refuses
@@ -83,27 +91,15 @@ async fn a_taken_default_grpc_port_refuses_to_start() {
 // before anything is written.
 #[tokio::test]
 async fn a_taken_redis_port_refuses_to_start() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
     let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let taken = held.local_addr().unwrap().to_string();
-    let port = || format!("127.0.0.1:{}", free_port());
-    let mut cmd = std::process::Command::new(common::BIN);
-    cmd.args(["--data-dir", &data.display().to_string(), "--http-addr", &port()])
-        .args(["--raft-http-addr", &port(), "--metrics-addr", &port(), "--grpc-addr", ""])
-        .args(["--redis-addr", &taken])
-        .current_dir(dir.path());
-    let out = output_within(&mut cmd, Duration::from_secs(20)).await;
-    assert_eq!(out.status.code(), Some(1), "startup refused (EXIT_STARTUP)");
-    let lines = stderr_lines(&out);
-    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line = refused_startup(&["--grpc-addr", "", "--redis-addr", &taken]).await;
     assert!(
-        lines[0].contains(&format!("redis_addr {taken}"))
-            && lines[0].contains("a Redis server may be running there")
-            && lines[0].contains("to \"\" to run without the Redis protocol"),
-        "{lines:?}"
+        line.contains(&format!("redis_addr {taken}"))
+            && line.contains("a Redis server may be running there")
+            && line.contains("to \"\" to run without the Redis protocol"),
+        "{line}"
     );
-    assert!(!data.join("wal").exists(), "nothing was written");
 }
 
 /// Posts a body to a node's Raft port and returns the status.
