@@ -366,3 +366,31 @@ async fn redis_benchmark_runs() {
     let n: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(n >= 2000.0, "{line}");
 }
+
+// READONLY makes a connection's reads local: with the quorum gone, a linearizable GET on the
+// survivor cannot answer, while after READONLY it answers from the node's own state; READWRITE
+// turns linearizable reads back on.
+#[tokio::test]
+async fn readonly_reads_are_local() {
+    let mut cluster = Cluster::start_with(3, &["--request-timeout-ms", "1500"]).await;
+    let leader = cluster.leader().await;
+    let survivor = (leader + 1) % 3;
+    let mut con = connect(&cluster.nodes[leader].redis).await;
+    let _: () = con.set("k", "v").await.unwrap();
+    let mut s = connect(&cluster.nodes[survivor].redis).await;
+    let got: String = s.get("k").await.unwrap();
+    assert_eq!(got, "v", "the survivor has the write");
+    for i in 0..3 {
+        if i != survivor {
+            cluster.nodes[i].kill();
+        }
+    }
+    let r: redis::RedisResult<Option<String>> = s.get("k").await;
+    assert!(r.is_err(), "no quorum, no linearizable read: {r:?}");
+    let _: () = redis::cmd("READONLY").query_async(&mut s).await.unwrap();
+    let got: Option<String> = s.get("k").await.unwrap();
+    assert_eq!(got.as_deref(), Some("v"), "a local read");
+    let _: () = redis::cmd("READWRITE").query_async(&mut s).await.unwrap();
+    let r: redis::RedisResult<Option<String>> = s.get("k").await;
+    assert!(r.is_err(), "linearizable again: {r:?}");
+}

@@ -10,7 +10,8 @@
 //! - which key `RANDOMKEY` picks (whether it finds one is compared).
 //!
 //! Not generated, because they differ on purpose (README's compatibility table): `HELLO`,
-//! `INFO`, `CONFIG`, `CLIENT`, `ROLE`, `WAIT`, `TIME`, `SELECT` of another database, empty or
+//! `INFO`, `CONFIG`, `CLIENT ID`/`INFO`/`LIST`, `COMMAND`, `ROLE`, `READONLY`, `TIME`, `SELECT` of
+//! another database, empty or
 //! non-UTF-8 keys, `INCRBYFLOAT` results that need more than a double's precision, `MSETNX`,
 //! `KEYS`, `SCAN`, `DBSIZE` and `FLUSHALL` inside `MULTI`, and deadline changes on watched
 //! keys.
@@ -191,7 +192,7 @@ impl Gen {
     fn command(&mut self, in_multi: bool) -> Vec<String> {
         let k = self.key();
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        let mut c = match self.below(44) {
+        let mut c = match self.below(50) {
             0..=2 => s(&["GET", &k]),
             3..=6 => {
                 let mut c = s(&["SET", &k, &self.value()]);
@@ -313,6 +314,12 @@ impl Gen {
             40 => s(&[self.pick(&["INCR", "INCRBY"]), "big"]),
             41 => s(&[self.pick(&["GET", "SET", "DEL", "EXPIRE", "MSET", "INCRBY"])]),
             42 => s(&[self.pick(&["NOSUCH", "foobar", "XyZzY"]), &k]),
+            43 if !in_multi => s(&["AUTH", "guess"]),
+            44 if !in_multi => s(&["CLIENT", "SETNAME", self.pick(&["app", "worker-1"])]),
+            45 if !in_multi => s(&["CLIENT", "GETNAME"]),
+            46 if !in_multi => s(&["WAIT", "0", "0"]),
+            47 if !in_multi => s(&[self.pick(&["UNWATCH", "FLUSHDB"])]),
+            48 if !in_multi => s(&["RESET"]),
             _ => s(&["SELECT", "0"]),
         };
         // INCRBY needs its argument for the `big` key.
