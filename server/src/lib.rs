@@ -18,6 +18,7 @@ pub mod raft_http;
 pub mod recover;
 pub mod reload;
 pub mod resp;
+pub mod resp_commands;
 pub mod resp_server;
 pub mod service;
 pub mod transport;
