@@ -116,7 +116,11 @@ pub(super) async fn run(sim: Sim, client: u64) {
                     // are never refused it answers as the batch does. Chosen by the value's
                     // text (the operation counter), so the random draws stay those of the
                     // mutation table.
-                    let op = if n % 2 == 0 { WriteOp::Exec(batch) } else { WriteOp::Batch(batch) };
+                    let op = if n.is_multiple_of(2) {
+                        WriteOp::Exec(batch)
+                    } else {
+                        WriteOp::Batch(batch)
+                    };
                     (CacheOp::Txn { expect, value }, op)
                 }
             };
