@@ -222,6 +222,8 @@ struct Conn {
     watched: Vec<(String, u64)>,
     /// `WATCH` failed to read a key: `EXEC` must fail.
     watch_failed: bool,
+    /// The revision of this connection's latest write, for `WAIT`.
+    last_revision: u64,
 }
 
 /// What the connection does after a command.
@@ -254,6 +256,45 @@ impl Conn {
             multi: None,
             watched: Vec::new(),
             watch_failed: false,
+            last_revision: 0,
+        }
+    }
+
+    /// `WAIT`: how many other members have this connection's writes. The leader counts the
+    /// members whose log matches past the latest one, waiting (at most `timeout_ms`, 0 meaning
+    /// as long as a request may take) until `want` do. Only the leader knows the others'
+    /// progress; elsewhere the answer is what every acknowledged write guarantees: a majority
+    /// of the voters have it, so that many others.
+    async fn wait_replicas(&self, want: usize, timeout_ms: u64) -> usize {
+        let st = self.svc.status.borrow().clone();
+        let guaranteed = st.membership.voters.len() / 2;
+        if st.role != simple_cache_core::Role::Leader {
+            return guaranteed;
+        }
+        let limit = self.svc.limits.request_timeout_ms();
+        let limit = if timeout_ms == 0 { limit } else { timeout_ms.min(limit) };
+        let deadline = TokioInstant::now() + Duration::from_millis(limit);
+        let mut status = self.svc.status.clone();
+        loop {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            let input = crate::node_loop::Input::Peers { reply };
+            if self.svc.send_input(input, deadline).await.is_err() {
+                return guaranteed;
+            }
+            let Ok((_, peers)) = self.svc.await_reply(rx, deadline).await else {
+                return guaranteed;
+            };
+            let have = peers
+                .iter()
+                .filter(|p| p.id != st.id && p.match_index.0 >= self.last_revision)
+                .count();
+            if have >= want || TokioInstant::now() >= deadline {
+                return have;
+            }
+            // Replication progresses with the node loop's turns: look again after the next
+            // status change, or a little later (a follower catching up moves no commit index).
+            let next = (TokioInstant::now() + Duration::from_millis(10)).min(deadline);
+            let _ = tokio::time::timeout_at(next, status.changed()).await;
         }
     }
 
@@ -515,6 +556,10 @@ impl Conn {
         }
         for ((started, plan), result) in cmds.into_iter().zip(results) {
             let mut r = Reply { out, resp3: self.resp3 };
+            if let Ok((_, outs)) = &result {
+                self.last_revision =
+                    outs.iter().map(|o| o.revision).fold(self.last_revision, u64::max);
+            }
             let rendered = result.and_then(|(succeeded, outs)| match plan {
                 Ok((_, render)) => render.write(succeeded, &outs, &mut r),
                 Err(e) => Err(e),
@@ -789,14 +834,13 @@ impl Conn {
                 r.bulk(now.subsec_micros().to_string().as_bytes());
             }
             "wait" => {
-                parse_i64(&args[1]).filter(|n| *n >= 0).ok_or_else(|| err(NOT_INTEGER))?;
-                parse_i64(&args[2])
+                let want =
+                    parse_i64(&args[1]).filter(|n| *n >= 0).ok_or_else(|| err(NOT_INTEGER))?;
+                let timeout_ms = parse_i64(&args[2])
                     .filter(|n| *n >= 0)
                     .ok_or_else(|| err("ERR timeout is negative"))?;
-                // Every acknowledged write is on a majority of the voters: this many other
-                // nodes have it, at least.
-                let voters = self.svc.status.borrow().membership.voters.len();
-                Reply { out, resp3 }.int((voters / 2) as i64);
+                let n = self.wait_replicas(want as usize, timeout_ms as u64).await;
+                Reply { out, resp3 }.int(n as i64);
             }
             "role" => self.role(out),
             _ if spec.key_plan => {
@@ -1543,6 +1587,7 @@ impl Conn {
             let b = Batch { compares, then, otherwise: Vec::new() };
             self.svc.exec(&self.caller(), b).await.map_err(|e| api_error(&e))?
         };
+        self.last_revision = self.last_revision.max(outcome.revision);
         let mut r = Reply { out, resp3: self.resp3 };
         if !outcome.succeeded {
             r.null_array();

@@ -394,3 +394,26 @@ async fn readonly_reads_are_local() {
     let r: redis::RedisResult<Option<String>> = s.get("k").await;
     assert!(r.is_err(), "linearizable again: {r:?}");
 }
+
+// WAIT on the leader counts the other members that have the connection's writes: both
+// followers, then, with one of them killed, one (after waiting out the timeout for a second).
+// A follower knows no progress and answers what every acknowledged write guarantees.
+#[tokio::test]
+async fn wait_counts_the_replicas_that_have_the_write() {
+    let mut cluster = Cluster::start(3).await;
+    let leader = cluster.leader().await;
+    let mut con = connect(&cluster.nodes[leader].redis).await;
+    let _: () = con.set("w", "1").await.unwrap();
+    let n: i64 = redis::cmd("WAIT").arg(2).arg(5000).query_async(&mut con).await.unwrap();
+    assert_eq!(n, 2, "both followers have the write");
+    let follower = (leader + 1) % 3;
+    let mut f = connect(&cluster.nodes[follower].redis).await;
+    let n: i64 = redis::cmd("WAIT").arg(0).arg(0).query_async(&mut f).await.unwrap();
+    assert_eq!(n, 1, "a follower answers the majority's guarantee");
+    cluster.nodes[(leader + 2) % 3].kill();
+    let _: () = con.set("w", "2").await.unwrap();
+    let n: i64 = redis::cmd("WAIT").arg(2).arg(300).query_async(&mut con).await.unwrap();
+    assert_eq!(n, 1, "one follower is gone");
+    let n: i64 = redis::cmd("WAIT").arg(1).arg(0).query_async(&mut con).await.unwrap();
+    assert_eq!(n, 1);
+}
