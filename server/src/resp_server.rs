@@ -49,6 +49,10 @@ pub const PIPELINE_READS_MAX: usize = 256;
 /// Arguments in one command (Redis accepts more; `MSET` and `DEL` batches are bounded by
 /// `BATCH_OPS_MAX` anyway, and `MGET` and `EXISTS` by this).
 pub const ARGS_MAX: usize = 4096;
+/// Commands one `MULTI` may queue, and their bytes (a transaction is one log entry, at most
+/// `PROPOSAL_BYTES_MAX`); past either, the command is refused and `EXEC` answers `EXECABORT`.
+pub const MULTI_COMMANDS_MAX: usize = 2 * BATCH_OPS_MAX;
+pub const MULTI_BYTES_MAX: usize = simple_cache_core::cache::PROPOSAL_BYTES_MAX;
 /// Keys one connection may `WATCH` (each is a compare of the `EXEC` batch).
 pub const WATCHED_KEYS_MAX: usize = BATCH_OPS_MAX;
 /// `SCAN` cursors remembered per node; an older cursor is `invalid cursor`.
@@ -204,6 +208,8 @@ struct Reads {
 #[derive(Default)]
 struct Multi {
     queued: Vec<Vec<Bytes>>,
+    /// Bytes of the arguments in `queued`.
+    bytes: usize,
     /// A command was refused while queuing: `EXEC` answers `EXECABORT`.
     failed: bool,
 }
@@ -679,6 +685,15 @@ impl Conn {
                 m.failed = true;
                 return Err(err("ERR Command not allowed inside a transaction"));
             }
+            let bytes: usize = args.iter().map(Bytes::len).sum();
+            if m.queued.len() >= MULTI_COMMANDS_MAX || m.bytes + bytes > MULTI_BYTES_MAX {
+                m.failed = true;
+                return Err(err(format!(
+                    "ERR a transaction holds at most {MULTI_COMMANDS_MAX} commands and \
+                     {MULTI_BYTES_MAX} bytes in simple-cache (one log entry)"
+                )));
+            }
+            m.bytes += bytes;
             m.queued.push(args);
             Reply { out, resp3: self.resp3 }.simple("QUEUED");
             return Ok(Flow::Continue);

@@ -257,8 +257,40 @@ async fn hostile_input_is_refused_and_the_node_keeps_serving() {
         text.contains("\r\n$-1\r\n-ERR unknown command 'NOPE', with args beginning with: '1' \r\n"),
         "{text}"
     );
-    // The client limit: two open connections, the third is turned away.
-    let mut a = connect(&n.redis).await;
+    // A transaction is bounded (one log entry): past 256 queued commands each is refused and
+    // EXEC discards it.
+    let mut input = b"MULTI\r\n".to_vec();
+    for _ in 0..300 {
+        input.extend_from_slice(b"PING\r\n");
+    }
+    input.extend_from_slice(b"EXEC\r\n");
+    let end = b"-EXECABORT Transaction discarded because of previous errors.\r\n";
+    let want = 5 + 256 * 9 + end.len();
+    let out = raw(&n.redis, &input, want + 44 * 60).await;
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(text.matches("+QUEUED").count(), 256, "{text}");
+    assert_eq!(text.matches("-ERR a transaction holds at most 256 commands").count(), 44);
+    assert!(text.ends_with(std::str::from_utf8(end).unwrap()), "{text}");
+    // The client limit: two open connections, the third is turned away. The connections above
+    // close asynchronously on the node's side: first wait until it counts only `a`.
+    let client = redis::Client::open(format!("redis://{}/", n.redis)).unwrap();
+    let mut a = None;
+    for _ in 0..500 {
+        if let Ok(c) = client.get_multiplexed_async_connection().await {
+            a = Some(c);
+            break;
+        }
+    }
+    let mut a = a.expect("a connection slot frees up");
+    let mut alone = false;
+    for _ in 0..500 {
+        let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut a).await.unwrap();
+        if list.lines().count() == 1 {
+            alone = true;
+            break;
+        }
+    }
+    assert!(alone, "the closed connections leave the node's client list");
     let _b = connect(&n.redis).await;
     let out = raw(&n.redis, b"PING\r\n", usize::MAX).await;
     assert_eq!(String::from_utf8_lossy(&out), "-ERR max number of clients reached\r\n");
