@@ -6,10 +6,11 @@
 #   ours-leader     our 3-node durable cluster (fsync on every node), through the leader's RESP
 #   ours-follower   the same cluster, through a follower (writes forwarded, reads by ReadIndex)
 #
-# SET and GET (`redis-benchmark -t set,get`, random keys out of KEYSPACE) at c=1, at c=50, and at
-# c=50 pipelined 16 deep; REPEATS rounds, the targets in a rotating order each round; the medians
-# of requests per second and of p50 latency are printed as a markdown table, every run is kept in
-# $RESULTS_DIR/resp.csv. 127.0.0.1 only; stops its processes and removes its temporary data
+# SET, then GET (`redis-benchmark -t set` and `-t get`, random keys out of KEYSPACE) at c=1, at
+# c=50, and at c=50 pipelined 16 deep; REPEATS rounds, the targets in a rotating order each round;
+# the medians of requests per second, of p50 latency and of the servers' CPU time per operation
+# (user + system from /proc/PID/stat, all three nodes for ours, the load generator excluded) are
+# printed as markdown tables, every run is kept in $RESULTS_DIR/resp.csv. 127.0.0.1 only; stops its processes and removes its temporary data
 # directories on exit.
 #
 # Usage: BIN_DIR=/path/to/release bench/resp.sh
@@ -37,6 +38,7 @@ done
 
 WORK=$(mktemp -d)
 PIDS=()
+declare -A NODE_PID
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
@@ -57,10 +59,10 @@ wait_port() {
 mkdir -p "$WORK/redis-always" "$WORK/redis-none"
 redis-server --port 16390 --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always \
   --dir "$WORK/redis-always" >/dev/null 2>&1 &
-PIDS+=($!)
+PIDS+=($!); REDIS_ALWAYS_PID=$!
 redis-server --port 16391 --bind 127.0.0.1 --save "" --appendonly no \
   --dir "$WORK/redis-none" >/dev/null 2>&1 &
-PIDS+=($!)
+PIDS+=($!); REDIS_NONE_PID=$!
 
 # Our 3-node cluster, fsync on (the default).
 PEERS=""
@@ -79,8 +81,8 @@ data_dir: "$WORK/n$i/data"
 peers:
 $PEERS
 EOF
-  (cd "$WORK/n$i" && CONFIG_PATH="$WORK/n$i/config.yaml" "$BIN_DIR/simple-cache" >"$WORK/n$i/log" 2>&1) &
-  PIDS+=($!)
+  (cd "$WORK/n$i" && CONFIG_PATH="$WORK/n$i/config.yaml" exec "$BIN_DIR/simple-cache" >"$WORK/n$i/log" 2>&1) &
+  PIDS+=($!); NODE_PID[$i]=$!
 done
 wait_port 16390; wait_port 16391
 for i in 1 2 3; do wait_port "1638$i"; done
@@ -112,30 +114,55 @@ port_of() {
   esac
 }
 
+# CPU time (user + system, in clock ticks) the server processes of a target have used: Redis's
+# one process; all three of our nodes (a write costs CPU on every replica).
+pids_of() {
+  case $1 in
+    redis-always) echo "$REDIS_ALWAYS_PID" ;;
+    redis-none) echo "$REDIS_NONE_PID" ;;
+    ours-*) echo "${NODE_PID[1]} ${NODE_PID[2]} ${NODE_PID[3]}" ;;
+  esac
+}
+cpu_ticks() {
+  local total=0 p
+  for p in "$@"; do
+    # Fields 14 and 15 of /proc/PID/stat, counted after the command name's closing parenthesis.
+    total=$(( total + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13}') ))
+  done
+  echo "$total"
+}
+TICK=$(getconf CLK_TCK)
+
 CSV="$RESULTS_DIR/resp.csv"
-echo "round,target,case,test,rps,p50_ms" > "$CSV"
+echo "round,target,case,test,rps,p50_ms,cpu_us_per_op" > "$CSV"
 read -r -a T <<< "$TARGETS"
 for round in $(seq 1 "$REPEATS"); do
   # Rotate the order so no target always runs first (the machine is shared and noisy).
   order=("${T[@]:$(( (round - 1) % ${#T[@]} ))}" "${T[@]:0:$(( (round - 1) % ${#T[@]} ))}")
   for target in "${order[@]}"; do
     port=$(port_of "$target")
+    read -r -a pids <<< "$(pids_of "$target")"
     for case in c1 c50 c50p16; do
       case $case in
-        c1) args=(-c 1 -n "$N1") ;;
-        c50) args=(-c 50 -n "$N50") ;;
-        c50p16) args=(-c 50 -n "$NP" -P 16) ;;
+        c1) n=$N1; args=(-c 1) ;;
+        c50) n=$N50; args=(-c 50) ;;
+        c50p16) n=$NP; args=(-c 50 -P 16) ;;
       esac
-      redis-benchmark -h 127.0.0.1 -p "$port" -t set,get -r "$KEYSPACE" -d "$VALUE_BYTES" \
-        "${args[@]}" -q --csv 2>>"$RESULTS_DIR/redis-benchmark.err" \
-        | python3 -c '
+      # SET, then GET of the same key space, each with its own CPU count.
+      for test in set get; do
+        before=$(cpu_ticks "${pids[@]}")
+        line=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$test" -r "$KEYSPACE" -d "$VALUE_BYTES" \
+          -n "$n" "${args[@]}" -q --csv 2>>"$RESULTS_DIR/redis-benchmark.err" | tail -1)
+        after=$(cpu_ticks "${pids[@]}")
+        python3 -c '
 import csv, sys
-rows = list(csv.reader(sys.stdin))
-head = rows[0]
-for r in rows[1:]:
-    d = dict(zip(head, r))
-    print(",".join(sys.argv[1:] + [d["test"], "%.0f" % float(d["rps"]), d.get("p50_latency_ms", "")]))
-' "$round" "$target" "$case" >> "$CSV"
+round_, target, case, line, ticks, tick, n = sys.argv[1:]
+head = ["test", "rps", "avg", "min", "p50", "p95", "p99", "max"]
+d = dict(zip(head, next(csv.reader([line]))))
+cpu = int(ticks) / int(tick) * 1e6 / int(n)
+print(",".join([round_, target, case, d["test"], "%.0f" % float(d["rps"]), d["p50"], "%.1f" % cpu]))
+' "$round" "$target" "$case" "$line" "$(( after - before ))" "$TICK" "$n" >> "$CSV"
+      done
       echo "round $round $target $case done" >&2
     done
   done
@@ -157,6 +184,14 @@ for target in targets:
     for test in ("SET", "GET"):
         for case, _ in cases:
             cells.append(f"{med(target, case, test, 'rps'):,.0f} ({med(target, case, test, 'p50_ms'):.2f} ms)")
+    print(f"| {target} | " + " | ".join(cells) + " |")
+print()
+print("CPU µs per operation, the target's server processes together (all three nodes for ours):")
+print()
+print("| target | " + " | ".join(f"{t} {c}" for t in ("SET", "GET") for _, c in cases) + " |")
+print("|---|" + "---|" * 6)
+for target in targets:
+    cells = [f"{med(target, case, test, 'cpu_us_per_op'):.1f}" for test in ("SET", "GET") for case, _ in cases]
     print(f"| {target} | " + " | ".join(cells) + " |")
 print()
 print("Ratios of medians, ours to Redis:")
