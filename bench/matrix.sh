@@ -23,6 +23,8 @@ cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-pa
 
 if [[ " $SYSTEMS " == *" ours "* ]]; then
   start_ours
+  # The three nodes' CPU per request (a write costs CPU on every replica).
+  export CPU_PIDS="${PIDS[*]}"
   URL=$(leader_url)
   echo "== simple-cache 3 nodes, leader $URL"
   KV_PUT_METHOD=PUT KV_PUT_PATH='/v1/{{key_url}}' KV_PUT_BODY='{"value":"{{value}}"}' \
@@ -41,10 +43,13 @@ fi
 
 if [[ " $SYSTEMS " == *" etcd "* ]]; then
   "$ANCHORS/etcd3.sh" start
+  CPU_PIDS=$(cat "${ETCD_BASE:-/tmp/anchors-etcd}"/m*.pid | tr '\n' ' ')
+  export CPU_PIDS
   URL=$("$ANCHORS/etcd3.sh" leader)
   echo "== etcd 3 members, leader $URL"
   LABEL=etcd3 "$ANCHORS/bench_http.sh" "$URL"
   "$ANCHORS/etcd3.sh" stop
+  unset CPU_PIDS
 fi
 
 if [[ " $SYSTEMS " == *" redis "* ]]; then
