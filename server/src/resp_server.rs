@@ -3,13 +3,14 @@
 //! metrics with `api="resp"`).
 //!
 //! **Connections.** Each connection reads what the client sent, takes every whole command off
-//! the buffer (at most [`PIPELINE_COMMANDS_MAX`] per turn) and answers them in order. Writes
-//! that follow each other in a pipeline are handed to the node loop together
-//! ([`Service::submit`]), so they share one log append and one fsync; a command that is not
-//! such a write first waits for the writes before it, so a read after a write in the same
-//! pipeline sees it. Replies go out in pieces of at most [`OUTPUT_FLUSH_BYTES`], so a
-//! connection's output buffer stays bounded whatever it asked for. At most `resp_max_clients`
-//! connections are open; the next is told `-ERR max number of clients reached` and closed.
+//! the buffer (at most [`PIPELINE_COMMANDS_MAX`] per turn) and answers them in order. A run of
+//! key writes that follow each other in a pipeline is one `Command::Exec` log entry (one
+//! proposal, one fsync, one forward from a follower); a run of reads is one `Query::Batch`
+//! (one ReadIndex round); a read after a write in the same pipeline waits for it. Replies go
+//! out once [`OUTPUT_FLUSH_BYTES`] of them wait, so a connection's output buffer holds at most
+//! that plus one reply, and no reply carries more than [`REPLY_VALUE_BYTES_MAX`] of values. At
+//! most `resp_max_clients` connections are open; the next is told `-ERR max number of clients
+//! reached` and closed.
 //!
 //! **Semantics.** Every write is one log entry decided by the state machine: `INCR`,
 //! `SET NX`, `GETSET`, `MSETNX`, `RENAME` are `core::cache::KeyOp`s or batches, never a read
@@ -44,6 +45,8 @@ use tokio::time::Instant as TokioInstant;
 pub const PIPELINE_COMMANDS_MAX: usize = 1024;
 /// Replies are written out once this many bytes are waiting.
 pub const OUTPUT_FLUSH_BYTES: usize = 64 * 1024;
+/// Bytes of values one `MGET` may answer: a reply is built in memory before it is written.
+pub const REPLY_VALUE_BYTES_MAX: usize = 64 << 20;
 /// Reads of one pipeline handed to the node loop before the first answer is awaited.
 pub const PIPELINE_READS_MAX: usize = 256;
 /// Arguments in one command (Redis accepts more; `MSET` and `DEL` batches are bounded by
@@ -394,10 +397,10 @@ impl Conn {
                 && self.authenticated
                 && let Some(plan) = self.plan_pipelined(&started, &args)
             {
-                self.finish_reads(&mut reads, out).await;
+                self.finish_reads(&mut reads, out, sock).await;
                 let ops = plan.as_ref().map_or(0, |(w, _)| w.len());
                 if run.ops + ops > BATCH_OPS_MAX {
-                    self.finish_run(&mut run, out).await;
+                    self.finish_run(&mut run, out, sock).await;
                 }
                 run.ops += ops;
                 run.cmds.push((started, plan));
@@ -408,15 +411,15 @@ impl Conn {
                 && self.authenticated
                 && let Some(read) = self.plan_read(&started, &args)
             {
-                self.finish_run(&mut run, out).await;
+                self.finish_run(&mut run, out, sock).await;
                 reads.cmds.push((started, read));
                 if reads.cmds.len() >= PIPELINE_READS_MAX {
-                    self.finish_reads(&mut reads, out).await;
+                    self.finish_reads(&mut reads, out, sock).await;
                 }
                 continue;
             }
-            self.finish_run(&mut run, out).await;
-            self.finish_reads(&mut reads, out).await;
+            self.finish_run(&mut run, out, sock).await;
+            self.finish_reads(&mut reads, out, sock).await;
             let flow = {
                 let result = self.command(&started, args, out).await;
                 match result {
@@ -431,15 +434,13 @@ impl Conn {
                     }
                 }
             };
-            if out.len() >= OUTPUT_FLUSH_BYTES && sock.write_all(out).await.is_ok() {
-                out.clear();
-            }
+            flush_if_full(out, sock).await;
             if flow == Flow::Close {
                 return Flow::Close;
             }
         }
-        self.finish_run(&mut run, out).await;
-        self.finish_reads(&mut reads, out).await;
+        self.finish_run(&mut run, out, sock).await;
+        self.finish_reads(&mut reads, out, sock).await;
         Flow::Continue
     }
 
@@ -469,7 +470,7 @@ impl Conn {
     }
 
     /// Answers a run of pipelined reads, in order.
-    async fn finish_reads(&mut self, reads: &mut Reads, out: &mut BytesMut) {
+    async fn finish_reads(&mut self, reads: &mut Reads, out: &mut BytesMut, sock: &mut TcpStream) {
         if reads.cmds.is_empty() {
             return;
         }
@@ -502,6 +503,7 @@ impl Conn {
                     r.error(&e);
                 }
             }
+            flush_if_full(out, sock).await;
         }
     }
 
@@ -509,7 +511,7 @@ impl Conn {
     /// `Command::Exec` entry (one proposal, one fsync, one forward from a follower), each
     /// command answered from its own operations. If the memory limits refuse the entry,
     /// nothing of it applied and the commands run one by one, so each gets its own answer.
-    async fn finish_run(&mut self, run: &mut Run, out: &mut BytesMut) {
+    async fn finish_run(&mut self, run: &mut Run, out: &mut BytesMut, sock: &mut TcpStream) {
         let cmds = std::mem::take(&mut run.cmds);
         run.ops = 0;
         let valid = cmds.iter().filter(|(_, p)| p.is_ok()).count();
@@ -577,6 +579,7 @@ impl Conn {
                     r.error(&e);
                 }
             }
+            flush_if_full(out, sock).await;
         }
     }
 
@@ -1834,6 +1837,13 @@ impl ReadKind {
                 },
             }),
             ReadKind::Mget => {
+                let total: usize = items.iter().flatten().map(|v| v.value.len()).sum();
+                if total > REPLY_VALUE_BYTES_MAX {
+                    return Err(err(format!(
+                        "ERR the values are {total} bytes together; simple-cache answers at most \
+                         {REPLY_VALUE_BYTES_MAX} bytes of values per command (ask for fewer keys)"
+                    )));
+                }
                 r.array(items.len());
                 for item in items {
                     match item.as_ref().map(|v| text_of(&v.value)) {
@@ -1846,6 +1856,14 @@ impl ReadKind {
             ReadKind::Exists => r.int(items.iter().filter(|i| i.is_some()).count() as i64),
         }
         Ok(())
+    }
+}
+
+/// Writes the waiting replies out once they pass [`OUTPUT_FLUSH_BYTES`]. A failed write is
+/// left to the connection loop, whose next write fails the same way and closes.
+async fn flush_if_full(out: &mut BytesMut, sock: &mut TcpStream) {
+    if out.len() >= OUTPUT_FLUSH_BYTES && sock.write_all(out).await.is_ok() {
+        out.clear();
     }
 }
 
@@ -2298,6 +2316,23 @@ mod tests {
         assert!(expire_when(&a(&["nx", "gt"])).is_err());
         assert!(expire_when(&a(&["gt", "lt"])).is_err());
         assert!(expire_when(&a(&["zz"])).is_err());
+    }
+
+    // An MGET whose values pass REPLY_VALUE_BYTES_MAX is refused before anything is copied
+    // into the reply; one within it is answered.
+    #[test]
+    fn mget_replies_are_bounded() {
+        let mib = Bytes::from(vec![b'x'; 1 << 20]);
+        let item = Some(Versioned { value: mib, expires_at: None, revisions: Default::default() });
+        let n = REPLY_VALUE_BYTES_MAX / (1 << 20);
+        let mut out = BytesMut::new();
+        let e = ReadKind::Mget
+            .write(&vec![item.clone(); n + 1], &mut Reply { out: &mut out, resp3: false })
+            .unwrap_err();
+        assert!(e.starts_with("ERR the values are"), "{e}");
+        assert!(out.is_empty(), "nothing was rendered");
+        ReadKind::Mget.write(&vec![item; n], &mut Reply { out: &mut out, resp3: false }).unwrap();
+        assert!(out.len() > REPLY_VALUE_BYTES_MAX - 1);
     }
 
     #[test]
