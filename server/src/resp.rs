@@ -111,12 +111,13 @@ fn line(buf: &[u8], at: usize) -> Result<Option<(&[u8], usize)>, ProtocolError> 
     }
 }
 
-/// A decimal as Redis's `string2ll` reads it: optional `-`, digits, no leading zeros or `+`.
-fn number(text: &[u8]) -> Option<i64> {
+/// A decimal as Redis's `string2ll` reads it: optional `-`, digits, no leading zeros, no `+`,
+/// no `-0`. Lengths in frames and integer arguments of commands are read with it.
+pub fn number(text: &[u8]) -> Option<i64> {
     let digits = text.strip_prefix(b"-").unwrap_or(text);
     let ok = match digits {
         [] => false,
-        [b'0'] => true,
+        [b'0'] => text.len() == 1,
         [first, rest @ ..] => (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit),
     };
     if !ok {
@@ -431,6 +432,7 @@ mod tests {
         assert_eq!(all(b"*9\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(all(b"*x\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(all(b"*+1\r\n"), Err(ProtocolError::MultibulkLength));
+        assert_eq!(all(b"*-0\r\n"), Err(ProtocolError::MultibulkLength));
         assert_eq!(all(b"*1\r\n$17\r\n"), Err(ProtocolError::BulkLength));
         assert_eq!(all(b"*1\r\n$-1\r\n"), Err(ProtocolError::BulkLength));
         assert_eq!(all(b"*1\r\n:1\r\n"), Err(ProtocolError::ExpectedDollar(':')));

@@ -236,7 +236,7 @@ struct Conn {
 }
 
 /// What the connection does after a command.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Flow {
     Continue,
     Close,
@@ -420,20 +420,9 @@ impl Conn {
             }
             self.finish_run(&mut run, out, sock).await;
             self.finish_reads(&mut reads, out, sock).await;
-            let flow = {
-                let result = self.command(&started, args, out).await;
-                match result {
-                    Ok(flow) => {
-                        started.observe(&self.svc, 200);
-                        flow
-                    }
-                    Err(e) => {
-                        started.observe(&self.svc, status_of(&e));
-                        Reply { out, resp3: self.resp3 }.error(&e);
-                        Flow::Continue
-                    }
-                }
-            };
+            let result = self.command(&started, args, out).await;
+            let flow = result.as_ref().map_or(Flow::Continue, |f| *f);
+            started.answer(&self.svc, result.map(drop), &mut Reply { out, resp3: self.resp3 });
             flush_if_full(out, sock).await;
             if flow == Flow::Close {
                 return Flow::Close;
@@ -496,13 +485,7 @@ impl Conn {
                 let answer = answers.next().expect("one answer per query")?;
                 kind.write_answer(answer, &mut r)
             });
-            match rendered {
-                Ok(()) => started.observe(&self.svc, 200),
-                Err(e) => {
-                    started.observe(&self.svc, status_of(&e));
-                    r.error(&e);
-                }
-            }
+            started.answer(&self.svc, rendered, &mut r);
             flush_if_full(out, sock).await;
         }
     }
@@ -572,13 +555,7 @@ impl Conn {
                 Ok((_, render)) => render.write(succeeded, &outs, &mut r),
                 Err(e) => Err(e),
             });
-            match rendered {
-                Ok(()) => started.observe(&self.svc, 200),
-                Err(e) => {
-                    started.observe(&self.svc, status_of(&e));
-                    r.error(&e);
-                }
-            }
+            started.answer(&self.svc, rendered, &mut r);
             flush_if_full(out, sock).await;
         }
     }
@@ -2014,16 +1991,7 @@ fn client_name(b: &Bytes) -> Result<String, RespError> {
 
 /// A decimal as Redis reads integers (`string2ll`).
 fn parse_i64(b: &[u8]) -> Option<i64> {
-    let digits = b.strip_prefix(b"-").unwrap_or(b);
-    let ok = match digits {
-        [] => false,
-        [b'0'] => b.len() == 1,
-        [first, rest @ ..] => (b'1'..=b'9').contains(first) && rest.iter().all(u8::is_ascii_digit),
-    };
-    if !ok {
-        return None;
-    }
-    std::str::from_utf8(b).ok()?.parse().ok()
+    resp::number(b)
 }
 
 fn now_ms() -> u64 {
@@ -2251,6 +2219,16 @@ impl Started {
     }
     fn observe(&self, svc: &Service, status: u16) {
         svc.observe("resp", self.name, status, self.at);
+    }
+    /// Counts the command in the metrics and, if it failed, answers its error.
+    fn answer(&self, svc: &Service, result: Result<(), RespError>, r: &mut Reply<'_>) {
+        match result {
+            Ok(()) => self.observe(svc, 200),
+            Err(e) => {
+                self.observe(svc, status_of(&e));
+                r.error(&e);
+            }
+        }
     }
 }
 
