@@ -95,9 +95,50 @@ fn main() {
         },
         MessageBody::TimeoutNow,
     ];
+    let mut batch = Vec::new();
     for (i, body) in bodies.into_iter().enumerate() {
         let m = Message { from: NodeId(1), to: NodeId(2), term: Term(2), body };
         write(&root, "raft_message", &format!("msg-{i:02}"), &encode(&m));
+        batch.push(m);
+    }
+
+    // Peer connection streams after the preamble: the first byte says where to cut the rest.
+    {
+        use simple_cache_core::peer_wire::{Answer, Frame, Hello, Refusal, encode_frame};
+        let hello = Hello {
+            from: NodeId(2),
+            cluster_id: 0xabcdef,
+            token: Some("s3cret".into()),
+            raft_addr: "127.0.0.1:9002".into(),
+            client_addr: "127.0.0.1:8082".into(),
+        };
+        let stream = |cut: u8, frames: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = vec![cut];
+            frames(&mut v);
+            v
+        };
+        let refused = Answer::Refused { reason: Refusal::WrongCluster, message: "other".into() };
+        let mut truncated = stream(5, &|v| encode_frame(&Frame::Raft(batch[..1].to_vec()), v));
+        truncated.truncate(truncated.len() - 3);
+        let streams: [(&str, Vec<u8>); 6] = [
+            ("hello", stream(1, &|v| encode_frame(&hello, v))),
+            ("every_message", stream(7, &|v| encode_frame(&Frame::Raft(batch.clone()), v))),
+            (
+                "hello_then_frames",
+                stream(3, &|v| {
+                    encode_frame(&hello, v);
+                    encode_frame(&Frame::Raft(batch[2..4].to_vec()), v);
+                    encode_frame(&Frame::Raft(vec![]), v);
+                }),
+            ),
+            ("answer_refused", stream(2, &|v| encode_frame(&refused, v))),
+            ("oversized_length", [&[1u8][..], &u32::MAX.to_le_bytes(), b"xxxx"].concat()),
+            ("truncated", truncated),
+        ];
+        for (name, bytes) in streams {
+            write(&root, "peer_frames", name, &bytes);
+        }
+        write(&root, "peer_frames", "zero_length", &[1, 0, 0, 0, 0]);
     }
 
     // WAL segments: a plain one, one with a torn tail, and a compacted one.

@@ -155,3 +155,48 @@ pub fn cluster_steps(data: &[u8]) {
         }
     }
 }
+
+/// A peer connection's bytes after the preamble, as the Raft listener reads them: fed in pieces
+/// (cut where the input's first byte says), the decoder returns the same frames as fed whole,
+/// never a frame over its limit, and every frame that decodes re-encodes to the same bytes.
+pub fn peer_frames(data: &[u8]) {
+    use crate::peer_wire::{Frame, FrameDecoder, Hello, decode_frame, encode_frame};
+    const LIMIT: usize = 1 << 20;
+    let Some((&step, stream)) = data.split_first() else { return };
+    let frames = |pieces: &mut dyn Iterator<Item = &[u8]>| {
+        let mut d = FrameDecoder::new(LIMIT);
+        let mut out = Vec::new();
+        for piece in pieces {
+            d.push(piece);
+            loop {
+                match d.next_frame() {
+                    Ok(Some(p)) => {
+                        assert!(p.len() <= LIMIT, "a frame within the limit");
+                        out.push(Ok(p));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        out.push(Err(e));
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    };
+    let whole = frames(&mut std::iter::once(stream));
+    let pieces = frames(&mut stream.chunks(usize::from(step).max(1)));
+    assert_eq!(whole, pieces, "frames do not depend on how the bytes arrive");
+    for payload in whole.into_iter().flatten() {
+        if let Ok(f) = decode_frame::<Frame>(&payload) {
+            let mut again = Vec::new();
+            encode_frame(&f, &mut again);
+            assert_eq!(decode_frame::<Frame>(&again[4..]).expect("re-encoding decodes"), f);
+        }
+        if let Ok(h) = decode_frame::<Hello>(&payload) {
+            let mut again = Vec::new();
+            encode_frame(&h, &mut again);
+            assert_eq!(decode_frame::<Hello>(&again[4..]).expect("re-encoding decodes"), h);
+        }
+    }
+}

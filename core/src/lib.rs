@@ -13,6 +13,7 @@ pub mod exec;
 pub mod message;
 pub mod meter;
 pub mod node;
+pub mod peer_wire;
 pub mod snapshot;
 pub mod types;
 pub mod wal;

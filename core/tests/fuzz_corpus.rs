@@ -12,6 +12,7 @@ const TARGETS: &[(&str, Body)] = &[
     ("proposal", simple_cache_core::fuzz::proposal),
     ("search_pattern", simple_cache_core::fuzz::search_pattern),
     ("cluster_steps", simple_cache_core::fuzz::cluster_steps),
+    ("peer_frames", simple_cache_core::fuzz::peer_frames),
 ];
 
 fn files(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -36,5 +37,42 @@ fn corpus_and_regressions_replay_without_failure() {
             let data = std::fs::read(file).expect("readable corpus file");
             body(&data);
         }
+    }
+}
+
+// Generated peer streams: the `peer_frames` seeds with bytes flipped, lengths rewritten, cut
+// short and glued to one another, so the frame decoder sees lengths that lie.
+#[test]
+fn peer_frames_mutations_replay() {
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/peer_frames");
+    let seeds: Vec<Vec<u8>> =
+        files(&fuzz).iter().map(|f| std::fs::read(f).expect("readable corpus file")).collect();
+    assert!(seeds.len() >= 5, "the peer_frames seed corpus is committed");
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for _ in 0..20_000 {
+        let mut data = seeds[(next() % seeds.len() as u64) as usize].clone();
+        for _ in 0..next() % 4 {
+            let i = (next() % data.len() as u64) as usize;
+            data[i] = match next() % 3 {
+                0 => 0,
+                1 => 0xff,
+                _ => next() as u8,
+            };
+        }
+        if next() % 4 == 0 && data.len() > 1 {
+            let keep = 1 + (next() % (data.len() as u64 - 1)) as usize;
+            data.truncate(keep);
+        }
+        if next() % 3 == 0 {
+            let other = &seeds[(next() % seeds.len() as u64) as usize];
+            data.extend_from_slice(&other[1..]);
+        }
+        simple_cache_core::fuzz::peer_frames(&data);
     }
 }

@@ -1,5 +1,5 @@
 //! The deployable simple-cache server: tokio drives a `core` `CacheNode`; clients talk HTTP/JSON;
-//! nodes talk Raft over HTTP; state lives in a write-ahead log. The server makes no Raft
+//! nodes talk Raft over framed TCP connections (`transport`, `raft_http`); state lives in a write-ahead log. The server makes no Raft
 //! decisions: it executes the `Ready`s the node hands it (see `node_loop`).
 
 pub mod config;
@@ -9,6 +9,7 @@ pub mod fuzz;
 pub mod grpc;
 pub mod grpc_seed;
 pub mod http_api;
+pub mod http_serve;
 pub mod metrics;
 pub mod node_loop;
 pub mod pb;

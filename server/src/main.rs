@@ -10,6 +10,7 @@ use simple_cache_core::node::{CacheNode, NodeConfig};
 use simple_cache_core::raft::Persisted;
 use simple_cache_core::{NodeId, SnapshotMeta};
 use simple_cache_server::config::{Cli, Command, Config, Mode};
+use simple_cache_server::http_serve::DRAIN_TIMEOUT;
 use simple_cache_server::metrics::{Format, Metrics};
 use simple_cache_server::node_loop::{self, Clock, INPUT_QUEUE_MAX, Input, NodeLoop, Status};
 use simple_cache_server::peer_auth::{self, ClusterId};
@@ -17,7 +18,7 @@ use simple_cache_server::raft_http;
 use simple_cache_server::service::Service;
 use simple_cache_server::transport::{MemberAddr, Transport};
 use simple_cache_server::wal_store::{DataDirLock, WalStore, describe_io};
-use simple_cache_server::{grpc, http_api, resp_server};
+use simple_cache_server::{grpc, http_api, http_serve, resp_server};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
@@ -359,10 +360,13 @@ async fn run(
 
     let (stop_client_tx, stop_client_rx) = watch::channel(false);
     let (stop_raft_tx, stop_raft_rx) = watch::channel(false);
-    let client_server =
-        tokio::spawn(serve(http_listener, http_api::router(state.clone()), stop_client_rx.clone()));
+    let client_server = tokio::spawn(http_serve::serve(
+        http_listener,
+        http_api::router(state.clone()),
+        stop_client_rx.clone(),
+    ));
     let raft_server =
-        tokio::spawn(serve(raft_listener, raft_http::router(state.clone()), stop_raft_rx.clone()));
+        tokio::spawn(raft_http::serve(raft_listener, state.clone(), stop_raft_rx.clone()));
     let metrics_router = axum::Router::new().route(
         "/metrics",
         axum::routing::get(move |headers: axum::http::HeaderMap| {
@@ -382,7 +386,7 @@ async fn run(
         }),
     );
     let metrics_server =
-        tokio::spawn(serve(metrics_listener, metrics_router, stop_raft_rx.clone()));
+        tokio::spawn(http_serve::serve(metrics_listener, metrics_router, stop_raft_rx.clone()));
     let grpc_addr = grpc_listener.as_ref().and_then(|l| l.local_addr().ok());
     let grpc_server =
         grpc_listener.map(|l| tokio::spawn(grpc::serve(l, state.clone(), stop_client_rx.clone())));
@@ -468,49 +472,6 @@ fn bind_error(key: &str, addr: std::net::SocketAddr, e: std::io::Error) -> anyho
 /// Resolves once the node learns it is no longer a member.
 async fn removal(mut status: watch::Receiver<Status>) {
     let _ = status.wait_for(|s| s.removed).await;
-}
-
-/// A client that has not sent a request's headers within this time is disconnected, so slow
-/// or idle connections cannot pile up.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a graceful stop waits for in-flight requests.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Serves `router` on `listener` until `stop` turns true, then stops accepting and lets the
-/// in-flight requests finish (bounded). Uses hyper directly rather than `axum::serve` to set a
-/// header read timeout, which `axum::serve` does not expose.
-async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    loop {
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // Typically out of file descriptors: back off briefly instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            // The guard `wait_for` returns is not Send: drop it inside the branch future.
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
-        let mut builder = hyper::server::conn::http1::Builder::new();
-        builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-        let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
-        tracing::warn!("some connections were still busy when the drain timeout passed");
-    }
 }
 
 async fn shutdown_signal() {

@@ -291,7 +291,7 @@ impl Metrics {
         let append_entries_latency = Histogram::new(exponential_buckets(0.0001, 2.0, 15));
         r.register(
             "raft_append_entries_latency_seconds",
-            "Round trip of a Raft message batch carrying AppendEntries to a peer",
+            "From an AppendEntries leaving for a peer to the peer's answer arriving (one round per peer at a time)",
             append_entries_latency.clone(),
         );
         let proposals_committed = Counter::default();

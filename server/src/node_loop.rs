@@ -203,6 +203,8 @@ pub struct NodeLoop {
     /// `cache_size_bytes`'s series: `memory`, `item_count`.
     cache_size_gauges: [Gauge; 2],
     last_membership: Membership,
+    /// Samples `raft_append_entries_latency_seconds`.
+    append_timer: crate::transport::AppendTimer,
     /// See `Config::clock_skew_max_ms`; when this node last compared its clock with the
     /// cluster's, and whether it was off then.
     clock_skew_max_ms: u64,
@@ -258,6 +260,7 @@ impl NodeLoop {
             role_gauges,
             cache_size_gauges,
             last_membership: Membership::default(),
+            append_timer: Default::default(),
             clock_skew_max_ms: 500,
             clock_checked_at: Instant(0),
             clock_warned: false,
@@ -402,6 +405,9 @@ impl NodeLoop {
             }
             Input::Raft(messages) => {
                 for m in messages {
+                    if let Some(d) = self.append_timer.answered(&m) {
+                        self.metrics.append_entries_latency.observe(d.as_secs_f64());
+                    }
                     if let Err(e) = self.node.step(now, m) {
                         tracing::debug!(error = %e, "raft message refused");
                     }
@@ -447,11 +453,15 @@ impl NodeLoop {
     /// the answers.
     fn drain_ready(&mut self) {
         let (transport, metrics) = (&mut self.transport, &self.metrics);
+        let timer = &mut self.append_timer;
         let mut installed = false;
         let r = self.exec.drain_ready(
             &mut self.node,
             &mut self.wal,
-            |messages| transport.send(messages),
+            |messages| {
+                timer.sent(&messages);
+                transport.send(messages)
+            },
             |stats| {
                 metrics.proposals_applied.inc_by(stats.applied);
                 if stats.snapshot_installed {

@@ -109,7 +109,11 @@ pub fn derive(members: &[(u64, String)]) -> u64 {
 
 /// Constant-time check of `Authorization: Bearer <token>` against `expected`.
 pub fn bearer_matches(authorization: Option<&str>, expected: &str) -> bool {
-    let given = authorization.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+    token_matches(authorization.and_then(|v| v.strip_prefix("Bearer ")).unwrap_or(""), expected)
+}
+
+/// Constant-time comparison of a token a peer or client gave with `expected`.
+pub fn token_matches(given: &str, expected: &str) -> bool {
     given.len() == expected.len()
         && given.bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }

@@ -1,25 +1,283 @@
-//! The Raft listener (`raft_http_addr`): `POST /raft` takes a batch of messages encoded by
-//! `core::codec` (see `transport`). A body that does not decode gets a 400 and reaches nothing;
-//! a decoded batch is handed to the node loop without waiting for it to be processed (Raft
-//! replies travel as separate requests, like etcd's transport).
+//! The Raft listener (`raft_http_addr`). One port, told apart by a connection's first byte:
 //!
-//! The listener also serves `POST /cluster/join`, so a new node can be pointed at either address
-//! of a member.
+//! - **Peer connections** (`core::peer_wire`): a node's transport opens one to each peer and
+//!   writes frames of Raft messages on it. The hello is checked (`peer_token`, cluster id, not
+//!   our own id) before anything else is read; then every batch goes to the node loop without
+//!   waiting for it to be processed (Raft replies travel on the connection the other node opened,
+//!   like etcd's stream transport). A frame that does not decode, or a message from another node
+//!   than the hello named, closes the connection and reaches nothing.
+//! - **HTTP**: `GET /raft/node` (who answers here, for join probes), `POST /cluster/join` (so a
+//!   new node can be pointed at either address of a member), and `POST /raft`, the transport of
+//!   0.1 (a batch of messages encoded by `core::codec` per request). `POST /raft` stays for one
+//!   release so a cluster can be upgraded one node at a time: an upgraded node falls back to it
+//!   for a peer that does not speak the peer protocol (see `transport`). It goes in the release
+//!   after this one.
 
 use crate::error::ApiError;
 use crate::http_api::cluster_join;
+use crate::http_serve::HEADER_READ_TIMEOUT;
 use crate::metrics::PeerLabel;
 use crate::node_loop::Input;
 use crate::peer_auth;
 use crate::service::Service;
-use crate::transport::RAFT_BODY_BYTES_MAX;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
-use simple_cache_core::{Message, codec};
+use simple_cache_core::peer_wire::{
+    self, Answer, FRAME_BYTES_MAX, Frame, FrameDecoder, HELLO_BYTES_MAX, Hello, Refusal,
+};
+use simple_cache_core::{Message, NodeId, codec};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+
+/// Peer connections held at once, in their hello or past it. A node keeps one per peer (a
+/// newer connection from the same node replaces the older), so this only bounds what strangers
+/// and half-open connections can hold.
+pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// Bytes of encoded messages `POST /raft` accepts in one request.
+pub const RAFT_BODY_BYTES_MAX: usize = FRAME_BYTES_MAX;
+
+/// Serves the Raft listener until `stop` turns true.
+pub async fn serve(listener: TcpListener, st: Service, mut stop: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let router = router(st.clone());
+    let peers = Arc::new(PeerConnections::default());
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    crate::http_serve::accept_failed(e).await;
+                    continue;
+                }
+            },
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let (st, router, peers, watcher) =
+            (st.clone(), router.clone(), peers.clone(), graceful.watcher());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] == peer_wire::PREAMBLE[0] => {
+                    drop(watcher);
+                    peer_connection(stream, st, &peers, stop).await;
+                }
+                Ok(Ok(1)) => crate::http_serve::serve_connection(stream, router, watcher),
+                // Closed, failed, or silent: nothing to serve.
+                _ => {}
+            }
+        });
+    }
+    drop(listener);
+    crate::http_serve::drain(graceful).await;
+}
+
+/// The peer connections this listener holds: a count for the bound, and the newest connection
+/// of each node that said hello, so its next connection (after a restart, or a half-open one
+/// its sender gave up on) closes the previous.
+#[derive(Default)]
+struct PeerConnections {
+    active: AtomicUsize,
+    current: Mutex<BTreeMap<NodeId, (u64, Arc<Notify>)>>,
+    next: AtomicU64,
+}
+
+impl PeerConnections {
+    /// Makes this connection `from`'s current one, closing the previous.
+    fn claim(&self, from: NodeId) -> (u64, Arc<Notify>) {
+        let seq = self.next.fetch_add(1, Ordering::Relaxed);
+        let notify = Arc::new(Notify::new());
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, old)) = current.insert(from, (seq, notify.clone())) {
+            // `notify_one` keeps a permit, so the old connection sees it even if it is not
+            // waiting right now.
+            old.notify_one();
+        }
+        (seq, notify)
+    }
+
+    fn release(&self, from: NodeId, seq: u64) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if current.get(&from).is_some_and(|(s, _)| *s == seq) {
+            current.remove(&from);
+        }
+    }
+}
+
+/// Holds one of the `PEER_CONNECTIONS_MAX` places while alive.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Why a peer connection ended, for the log.
+#[derive(Debug, thiserror::Error)]
+enum PeerEnd {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Wire(#[from] peer_wire::WireError),
+    #[error("no hello within {HEADER_READ_TIMEOUT:?}")]
+    HelloTimeout,
+    #[error("closed before its hello")]
+    NoHello,
+    #[error("refused ({code}): {message}", code = .0.code(), message = .1)]
+    Refused(Refusal, String),
+    #[error("a message from node {found} to node {to} on node {said}'s connection")]
+    WrongSender { said: NodeId, found: NodeId, to: NodeId },
+    #[error("replaced by a newer connection from the same node")]
+    Replaced,
+    #[error("the node is stopping")]
+    Stopping,
+}
+
+async fn peer_connection(
+    mut stream: TcpStream,
+    st: Service,
+    peers: &PeerConnections,
+    stop: watch::Receiver<bool>,
+) {
+    let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+    let _slot = Slot(&peers.active);
+    let full = peers.active.fetch_add(1, Ordering::Relaxed) >= PEER_CONNECTIONS_MAX;
+    let end = run_peer_connection(&mut stream, &st, peers, stop, full).await;
+    match end {
+        Err(PeerEnd::Refused(reason, message)) => {
+            tracing::warn!(%remote, code = reason.code(), %message, "refused a peer connection");
+            let mut answer = Vec::new();
+            peer_wire::encode_frame(&Answer::Refused { reason, message }, &mut answer);
+            // Best effort: the refused side learns why; it is closed either way.
+            let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.write_all(&answer)).await;
+        }
+        Err(e @ (PeerEnd::Wire(_) | PeerEnd::WrongSender { .. })) => {
+            tracing::warn!(%remote, error = %e, "closed a peer connection")
+        }
+        Err(e) => tracing::debug!(%remote, error = %e, "peer connection ended"),
+        Ok(()) => tracing::debug!(%remote, "peer connection closed by the peer"),
+    }
+}
+
+async fn run_peer_connection(
+    stream: &mut TcpStream,
+    st: &Service,
+    peers: &PeerConnections,
+    mut stop: watch::Receiver<bool>,
+    full: bool,
+) -> Result<(), PeerEnd> {
+    let mut preamble = [0u8; peer_wire::PREAMBLE.len()];
+    let mut decoder = FrameDecoder::new(HELLO_BYTES_MAX);
+    let hello = tokio::time::timeout(HEADER_READ_TIMEOUT, async {
+        stream.read_exact(&mut preamble).await?;
+        peer_wire::check_preamble(&preamble)?;
+        loop {
+            if let Some(p) = decoder.next_frame()? {
+                return Ok::<Hello, PeerEnd>(peer_wire::decode_frame(&p)?);
+            }
+            if stream.read_buf(decoder.buffer()).await? == 0 {
+                return Err(PeerEnd::NoHello);
+            }
+        }
+    })
+    .await
+    .map_err(|_| PeerEnd::HelloTimeout)??;
+    if full {
+        let why = format!("this node holds {PEER_CONNECTIONS_MAX} peer connections already");
+        return Err(PeerEnd::Refused(Refusal::TooManyConnections, why));
+    }
+    check_hello(st, &hello)?;
+    let mut accepted = Vec::new();
+    peer_wire::encode_frame(&Answer::Accepted { node_id: NodeId(st.cfg.node_id) }, &mut accepted);
+    stream.write_all(&accepted).await?;
+    let from = hello.from;
+    let (seq, replaced) = peers.claim(from);
+    tracing::debug!(peer = %from, "peer connection accepted");
+    decoder.set_limit(FRAME_BYTES_MAX);
+    let label = PeerLabel { peer: from.0 };
+    let received = st.metrics.peer_received_bytes.get_or_create(&label).clone();
+    let me = NodeId(st.cfg.node_id);
+    let r = async {
+        loop {
+            while let Some(p) = decoder.next_frame()? {
+                received.inc_by((p.len() + peer_wire::LEN_BYTES) as u64);
+                let Frame::Raft(messages) = peer_wire::decode_frame(&p)?;
+                if let Some(m) = messages.iter().find(|m| m.from != from || m.to != me) {
+                    return Err(PeerEnd::WrongSender { said: from, found: m.from, to: m.to });
+                }
+                learn_addresses(st, from, Some(&hello.raft_addr), Some(&hello.client_addr));
+                if !messages.is_empty() && st.tx.try_send(Input::Raft(messages)).is_err() {
+                    // The node loop is behind: drop the batch rather than stall every peer's
+                    // reads; Raft's retries recover it.
+                    tracing::debug!(peer = %from, "input queue full; a peer batch was dropped");
+                }
+            }
+            let wanted = decoder.wanted();
+            decoder.buffer().reserve(wanted);
+            tokio::select! {
+                n = stream.read_buf(decoder.buffer()) => {
+                    if n? == 0 {
+                        return Ok(());
+                    }
+                }
+                _ = replaced.notified() => return Err(PeerEnd::Replaced),
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return Err(PeerEnd::Stopping),
+            }
+        }
+    }
+    .await;
+    peers.release(from, seq);
+    r
+}
+
+/// The checks `POST /raft` makes, on a connection's hello.
+fn check_hello(st: &Service, hello: &Hello) -> Result<(), PeerEnd> {
+    if let Some(token) = &st.cfg.peer_token
+        && !peer_auth::token_matches(hello.token.as_deref().unwrap_or(""), token)
+    {
+        let why = "the peer_token does not match this node's".to_string();
+        return Err(PeerEnd::Refused(Refusal::Unauthorized, why));
+    }
+    let sent = (hello.cluster_id != 0).then(|| peer_auth::hex(hello.cluster_id));
+    st.cluster_id
+        .accepts(sent.as_deref())
+        .map_err(|why| PeerEnd::Refused(Refusal::WrongCluster, why))?;
+    if hello.from.0 == st.cfg.node_id {
+        let why = format!("node {} is this node's own id", hello.from);
+        return Err(PeerEnd::Refused(Refusal::SameNodeId, why));
+    }
+    Ok(())
+}
+
+/// What a batch's sender tells about itself: its Raft address when it is not a member (a
+/// removed node that must be told), its client address when that is news about a member.
+/// Only well-formed addresses, only when they are news.
+fn learn_addresses(st: &Service, from: NodeId, raft: Option<&str>, client: Option<&str>) {
+    let s = st.status.borrow();
+    let member = s.membership.contains(from);
+    let news = member && client.is_some() && s.client_addr(from).as_deref() != client;
+    drop(s);
+    if let (false, Some(addr)) = (member, raft)
+        && crate::config::check_host_port("addr", addr).is_ok()
+    {
+        let _ = st.tx.try_send(Input::SenderAddress { id: from, addr: addr.to_string() });
+    }
+    if let (true, Some(addr)) = (news, client)
+        && crate::config::check_host_port("addr", addr).is_ok()
+    {
+        let _ = st.tx.try_send(Input::ClientAddress { id: from, addr: addr.to_string() });
+    }
+}
 
 pub fn router(state: Service) -> Router {
     Router::new()
@@ -45,6 +303,7 @@ fn check_token(st: &Service, headers: &HeaderMap) -> Result<(), ApiError> {
     ))
 }
 
+/// `POST /raft`: the 0.1 transport, kept for one release (see the module documentation).
 async fn raft(
     State(st): State<Service>,
     headers: HeaderMap,
@@ -60,22 +319,10 @@ async fn raft(
     let messages: Vec<Message> = codec::decode(&b, RAFT_BODY_BYTES_MAX).map_err(|e| {
         ApiError::bad_request("bad_raft_message", format!("the body does not decode: {e}"))
     })?;
-    let sender = headers.get(peer_auth::SENDER_HEADER).and_then(|v| v.to_str().ok());
-    if let (Some(from), Some(addr)) = (messages.first().map(|m| m.from), sender) {
-        let known = st.status.borrow().membership.contains(from);
-        if !known && crate::config::check_host_port("addr", addr).is_ok() {
-            let _ = st.tx.try_send(Input::SenderAddress { id: from, addr: addr.to_string() });
-        }
-    }
-    let client = headers.get(peer_auth::CLIENT_HEADER).and_then(|v| v.to_str().ok());
-    if let (Some(from), Some(addr)) = (messages.first().map(|m| m.from), client) {
-        // Only what a member advertises, only when it is news, only a well-formed address.
-        let s = st.status.borrow();
-        let news = s.membership.contains(from) && s.client_addr(from).as_deref() != Some(addr);
-        drop(s);
-        if news && crate::config::check_host_port("addr", addr).is_ok() {
-            let _ = st.tx.try_send(Input::ClientAddress { id: from, addr: addr.to_string() });
-        }
+    if let Some(from) = messages.first().map(|m| m.from) {
+        let header = |name| headers.get(name).and_then(|v: &header::HeaderValue| v.to_str().ok());
+        let (raft, client) = (header(peer_auth::SENDER_HEADER), header(peer_auth::CLIENT_HEADER));
+        learn_addresses(&st, from, raft, client);
     }
     if let Some(from) = messages.first().map(|m| m.from) {
         st.metrics

@@ -1,34 +1,48 @@
-//! Raft messages between nodes over HTTP: `POST http://<raft_http_addr>/raft` with a body of
-//! `codec::encode(&Vec<Message>)` (a batch). Delivery is best effort, as Raft expects: a failed
-//! batch is logged and dropped, and Raft's retries (heartbeats, probes) recover.
+//! Raft messages to peers: one persistent TCP connection to each peer's Raft address, speaking
+//! `core::peer_wire` (preamble, hello, then frames of message batches; `raft_http` is the other
+//! end). Delivery is best effort, as Raft expects: a batch that could not be written is dropped,
+//! and Raft's retries (heartbeats, probes) recover.
 //!
 //! Each peer has a sender task with a bounded queue, so a slow or dead peer never blocks the node
 //! loop (messages to it are dropped when its queue is full) and messages to one peer keep their
-//! order. The task drains everything queued into one request, which batches appends and
-//! responses, over a keep-alive connection of a shared `reqwest::Client`.
+//! order. The task writes everything queued as one frame (so a busy leader sends fewer, larger
+//! writes), reconnects with a doubling backoff (50 ms to 2 s) after a failure, and drops what
+//! was queued while the peer was unreachable rather than replay stale messages.
+//!
+//! A peer that answers the preamble with HTTP runs the 0.1 transport (`POST /raft` per batch):
+//! the task then sends that way, and tries the peer protocol again every minute, so a cluster
+//! can be upgraded one node at a time. This fallback goes with `POST /raft` in the next release.
 
 use crate::metrics::{Metrics, PeerLabel};
 use serde::{Deserialize, Serialize};
+use simple_cache_core::peer_wire::{self, Answer, Frame, FrameDecoder, Hello};
 use simple_cache_core::{Membership, Message, MessageBody, NodeId, codec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE_MAX: usize = 4096;
-/// Messages in one HTTP request.
+/// Messages in one frame.
 const BATCH_MESSAGES_MAX: usize = 512;
 /// A batch stops growing once its messages hold about this many bytes (entries and snapshot
 /// chunks), far below what the receiver accepts.
 const BATCH_BYTES_TARGET: usize = 8 << 20;
-/// Bytes of encoded messages the receiving side accepts in one request: room for one message
-/// carrying the largest entry core allows (`ENTRY_BYTES_LIMIT`) plus its framing.
-pub const RAFT_BODY_BYTES_MAX: usize = 64 << 20;
-const _: () = assert!(
-    simple_cache_core::config::ENTRY_BYTES_LIMIT + 16 * 1024 < RAFT_BODY_BYTES_MAX,
-    "a batch of one message with the largest entry fits the receiver's limit"
-);
+const _: () = assert!(BATCH_BYTES_TARGET * 2 < peer_wire::FRAME_BYTES_MAX);
+/// Connecting, the hello and its answer, and writing one frame each get this long.
+const IO_TIMEOUT: Duration = Duration::from_secs(2);
+/// A frame that takes longer to write than this (the peer stopped reading) closes the
+/// connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// How long a peer that answered with HTTP is sent to over HTTP before the peer protocol is
+/// tried again.
+const HTTP_FALLBACK_FOR: Duration = Duration::from_secs(60);
 
 /// About how many bytes a message adds to a batch.
 fn message_bytes(m: &Message) -> usize {
@@ -124,19 +138,21 @@ impl Transport {
             }
             tracing::info!(peer = %id, %addr, "raft transport: peer address set");
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            self.runtime.spawn(sender(
-                *id,
-                format!("http://{addr}/raft"),
-                rx,
-                self.client.clone(),
-                self.metrics.clone(),
-                Identity {
+            let sender = Sender {
+                peer: *id,
+                addr: addr.clone(),
+                client: self.client.clone(),
+                metrics: self.metrics.clone(),
+                me: Identity {
+                    id: self.self_id,
                     peer_token: self.peer_token.clone(),
                     cluster_id: self.cluster_id.clone(),
                     raft_addr: self.self_addr.clone(),
                     client_addr: self.client_addr.clone(),
                 },
-            ));
+                failing: false,
+            };
+            self.runtime.spawn(sender.run(rx));
             self.peers.insert(*id, Peer { addr: addr.clone(), tx });
         }
     }
@@ -158,92 +174,338 @@ impl Transport {
     }
 }
 
+/// Samples `raft_append_entries_latency_seconds`: from an AppendEntries leaving for a peer to
+/// that peer's answer reaching the node loop, one round at a time per peer (an append sent
+/// while one is outstanding is not timed), so it costs a map lookup per message. A round whose
+/// answer was lost is timed until the next answer, which includes Raft's retry; a round older
+/// than [`APPEND_ROUND_MAX`] (say, from before this node lost and regained leadership) is
+/// dropped instead.
+#[derive(Debug, Default)]
+pub struct AppendTimer {
+    outstanding: BTreeMap<NodeId, StdInstant>,
+}
+
+/// Rounds that took longer are not samples.
+const APPEND_ROUND_MAX: Duration = Duration::from_secs(10);
+
+impl AppendTimer {
+    pub fn sent(&mut self, messages: &[Message]) {
+        for m in messages {
+            if matches!(m.body, MessageBody::AppendEntries { .. }) {
+                self.outstanding.entry(m.to).or_insert_with(StdInstant::now);
+            }
+        }
+    }
+
+    /// The round's duration, when `m` answers an outstanding one.
+    pub fn answered(&mut self, m: &Message) -> Option<Duration> {
+        if !matches!(m.body, MessageBody::AppendEntriesResponse { .. }) {
+            return None;
+        }
+        let took = self.outstanding.remove(&m.from)?.elapsed();
+        (took <= APPEND_ROUND_MAX).then_some(took)
+    }
+}
+
 /// What a sender tells the receiving peer about this node.
 struct Identity {
+    id: NodeId,
     peer_token: Option<String>,
     cluster_id: crate::peer_auth::ClusterId,
     raft_addr: String,
     client_addr: String,
 }
 
-async fn sender(
+/// The way to a peer right now.
+enum Link {
+    None,
+    /// A peer protocol connection.
+    Framed {
+        reader: OwnedReadHalf,
+        writer: OwnedWriteHalf,
+    },
+    /// The peer answered with HTTP (an older version) at `since`.
+    Http {
+        since: StdInstant,
+    },
+}
+
+/// Why a connection attempt failed.
+#[derive(Debug, thiserror::Error)]
+enum ConnectError {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("timed out")]
+    Timeout,
+    #[error("{0}")]
+    Wire(#[from] peer_wire::WireError),
+    #[error("refused ({}): {message}", .reason.code())]
+    Refused { reason: peer_wire::Refusal, message: String },
+    #[error("the node answering at this address is node {found}, not node {expected}")]
+    WrongNode { expected: NodeId, found: NodeId },
+    /// The peer speaks HTTP only.
+    #[error("the peer answered with HTTP")]
+    Http,
+}
+
+struct Sender {
     peer: NodeId,
-    url: String,
-    mut rx: mpsc::Receiver<Message>,
+    addr: String,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
-    Identity { peer_token, cluster_id, raft_addr: self_addr, client_addr }: Identity,
-) {
-    let label = PeerLabel { peer: peer.0 };
-    let mut failing = false;
-    // A message taken off the queue that did not fit the previous batch.
-    let mut carried: Option<Message> = None;
-    loop {
-        let first = match carried.take() {
-            Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                None => return,
-            },
-        };
-        let mut bytes = message_bytes(&first);
-        let mut batch = vec![first];
-        while batch.len() < BATCH_MESSAGES_MAX && bytes < BATCH_BYTES_TARGET {
-            match rx.try_recv() {
-                Ok(m) => {
-                    let size = message_bytes(&m);
-                    if bytes + size > BATCH_BYTES_TARGET {
-                        carried = Some(m);
-                        break;
+    me: Identity,
+    failing: bool,
+}
+
+impl Sender {
+    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+        let label = PeerLabel { peer: self.peer.0 };
+        let failures = self.metrics.peer_send_failures.get_or_create(&label).clone();
+        let sent = self.metrics.peer_sent_bytes.get_or_create(&label).clone();
+        let mut link = Link::None;
+        let mut backoff = BACKOFF_MIN;
+        // A message taken off the queue that did not fit the previous batch.
+        let mut carried: Option<Message> = None;
+        let mut buf = Vec::new();
+        loop {
+            let first = match (carried.take(), &mut link) {
+                (Some(m), _) => m,
+                (None, Link::Framed { reader, .. }) => {
+                    // The receiver never writes after its answer: a readable socket means it
+                    // closed (or broke the protocol), so reconnect before the next batch.
+                    let mut probe = [0u8; 1];
+                    tokio::select! {
+                        m = rx.recv() => match m { Some(m) => m, None => return },
+                        _ = reader.read(&mut probe) => {
+                            self.failed(&"the peer closed the connection");
+                            link = Link::None;
+                            continue;
+                        }
                     }
-                    bytes += size;
-                    batch.push(m);
                 }
-                Err(_) => break,
+                (None, _) => match rx.recv().await {
+                    Some(m) => m,
+                    None => return,
+                },
+            };
+            let batch = gather(first, &mut rx, &mut carried);
+            if let Link::Http { since } = link
+                && since.elapsed() >= HTTP_FALLBACK_FOR
+            {
+                link = Link::None;
+            }
+            if matches!(link, Link::None) {
+                match self.connect().await {
+                    Ok(l) => {
+                        link = l;
+                        backoff = BACKOFF_MIN;
+                    }
+                    Err(e) => {
+                        failures.inc();
+                        self.failed(&e);
+                        // Rather than replay stale messages later, drop what queued up; Raft
+                        // sends what is still needed again.
+                        while rx.try_recv().is_ok() {}
+                        carried = None;
+                        // A retry delay, not synchronization: nothing tells when the peer
+                        // comes back.
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(BACKOFF_MAX);
+                        continue;
+                    }
+                }
+            }
+            let result = match &mut link {
+                Link::Framed { writer, .. } => {
+                    buf.clear();
+                    let frame = Frame::Raft(batch);
+                    peer_wire::encode_frame(&frame, &mut buf);
+                    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await {
+                        Ok(Ok(())) => Ok(buf.len()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!("writing a frame took over {WRITE_TIMEOUT:?}")),
+                    }
+                }
+                Link::Http { .. } => self.send_http(&batch).await,
+                Link::None => unreachable!("connected above"),
+            };
+            // Keep the buffer of a burst, not of the largest batch ever.
+            if buf.capacity() > BATCH_BYTES_TARGET {
+                buf = Vec::new();
+            }
+            match result {
+                Ok(len) => {
+                    sent.inc_by(len as u64);
+                    if self.failing {
+                        tracing::info!(peer = %self.peer, "raft transport: peer reachable again");
+                        self.failing = false;
+                    }
+                }
+                Err(e) => {
+                    failures.inc();
+                    self.failed(&e);
+                    if matches!(link, Link::Framed { .. }) {
+                        link = Link::None;
+                    }
+                }
             }
         }
-        let has_append = batch.iter().any(|m| matches!(m.body, MessageBody::AppendEntries { .. }));
-        let body = codec::encode(&batch);
-        let len = body.len() as u64;
-        let started = StdInstant::now();
-        let mut req = client
-            .post(&url)
-            .header(crate::peer_auth::SENDER_HEADER, &self_addr)
-            .header(crate::peer_auth::CLIENT_HEADER, &client_addr)
+    }
+
+    /// Logs the first failure in a row at warn and the rest at debug: a dead peer would
+    /// otherwise flood the log with a line per heartbeat.
+    fn failed(&mut self, e: &dyn std::fmt::Display) {
+        if !self.failing {
+            tracing::warn!(peer = %self.peer, addr = %self.addr, error = %e, "raft transport: peer unreachable");
+            self.failing = true;
+        } else {
+            tracing::debug!(peer = %self.peer, error = %e, "raft transport: peer unreachable");
+        }
+    }
+
+    /// Opens a peer protocol connection: preamble and hello, then the receiver's answer.
+    async fn connect(&self) -> Result<Link, ConnectError> {
+        let io = async {
+            let stream = TcpStream::connect(&self.addr).await?;
+            let _ = stream.set_nodelay(true);
+            let (mut reader, mut writer) = stream.into_split();
+            let hello = Hello {
+                from: self.me.id,
+                cluster_id: self.me.cluster_id.get().unwrap_or(0),
+                token: self.me.peer_token.clone(),
+                raft_addr: self.me.raft_addr.clone(),
+                client_addr: self.me.client_addr.clone(),
+            };
+            let mut out = peer_wire::PREAMBLE.to_vec();
+            peer_wire::encode_frame(&hello, &mut out);
+            writer.write_all(&out).await?;
+            let mut decoder = FrameDecoder::new(peer_wire::HELLO_BYTES_MAX);
+            let answer = loop {
+                if decoder.buffer().starts_with(b"HTTP") {
+                    return Err(ConnectError::Http);
+                }
+                if let Some(p) = decoder.next_frame()? {
+                    break peer_wire::decode_frame::<Answer>(&p)?;
+                }
+                if reader.read_buf(decoder.buffer()).await? == 0 {
+                    let closed = std::io::ErrorKind::UnexpectedEof;
+                    return Err(std::io::Error::new(closed, "closed before answering").into());
+                }
+            };
+            match answer {
+                Answer::Accepted { node_id } if node_id == self.peer => {
+                    Ok(Link::Framed { reader, writer })
+                }
+                Answer::Accepted { node_id } => {
+                    Err(ConnectError::WrongNode { expected: self.peer, found: node_id })
+                }
+                Answer::Refused { reason, message } => {
+                    Err(ConnectError::Refused { reason, message })
+                }
+            }
+        };
+        match tokio::time::timeout(IO_TIMEOUT, io).await {
+            Ok(Err(ConnectError::Http)) => {
+                tracing::info!(peer = %self.peer, addr = %self.addr, "raft transport: the peer runs an older version; sending over HTTP");
+                Ok(Link::Http { since: StdInstant::now() })
+            }
+            Ok(r) => r,
+            Err(_) => Err(ConnectError::Timeout),
+        }
+    }
+
+    /// One batch as `POST /raft` (the 0.1 transport).
+    async fn send_http(&self, batch: &[Message]) -> Result<usize, String> {
+        let body = codec::encode(batch);
+        let len = body.len();
+        let mut req = self
+            .client
+            .post(format!("http://{}/raft", self.addr))
+            .header(crate::peer_auth::SENDER_HEADER, &self.me.raft_addr)
+            .header(crate::peer_auth::CLIENT_HEADER, &self.me.client_addr)
             .body(body);
-        if let Some(t) = &peer_token {
+        if let Some(t) = &self.me.peer_token {
             req = req.bearer_auth(t);
         }
-        if let Some(id) = cluster_id.get() {
+        if let Some(id) = self.me.cluster_id.get() {
             req = req.header(crate::peer_auth::CLUSTER_HEADER, crate::peer_auth::hex(id));
         }
-        let result = req.send().await;
-        match result {
-            Ok(resp) if resp.status().is_success() => {
-                metrics.peer_sent_bytes.get_or_create(&label).inc_by(len);
-                if has_append {
-                    metrics.append_entries_latency.observe(started.elapsed().as_secs_f64());
-                }
-                if failing {
-                    tracing::info!(%peer, "raft transport: peer reachable again");
-                    failing = false;
-                }
-            }
-            Ok(resp) => {
-                metrics.peer_send_failures.get_or_create(&label).inc();
-                tracing::warn!(%peer, status = %resp.status(), "raft transport: peer refused a batch");
-            }
-            Err(e) => {
-                metrics.peer_send_failures.get_or_create(&label).inc();
-                // Log the first failure at warn and the rest at debug: a dead peer would
-                // otherwise flood the log with a line per heartbeat.
-                if !failing {
-                    tracing::warn!(%peer, error = %e, "raft transport: peer unreachable");
-                    failing = true;
-                } else {
-                    tracing::debug!(%peer, error = %e, "raft transport: peer unreachable");
-                }
-            }
+        match req.send().await {
+            Ok(resp) if resp.status().is_success() => Ok(len),
+            Ok(resp) => Err(format!("the peer refused a batch: {}", resp.status())),
+            Err(e) => Err(e.to_string()),
         }
+    }
+}
+
+/// `first` and what else is queued, up to a batch's bounds.
+fn gather(
+    first: Message,
+    rx: &mut mpsc::Receiver<Message>,
+    carried: &mut Option<Message>,
+) -> Vec<Message> {
+    let mut bytes = message_bytes(&first);
+    let mut batch = vec![first];
+    while batch.len() < BATCH_MESSAGES_MAX && bytes < BATCH_BYTES_TARGET {
+        match rx.try_recv() {
+            Ok(m) => {
+                let size = message_bytes(&m);
+                if bytes + size > BATCH_BYTES_TARGET {
+                    *carried = Some(m);
+                    break;
+                }
+                bytes += size;
+                batch.push(m);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use simple_cache_core::{LogIndex, Term};
+
+    fn msg(to: u64, from: u64, body: MessageBody) -> Message {
+        Message { from: NodeId(from), to: NodeId(to), term: Term(1), body }
+    }
+
+    fn append(to: u64) -> Message {
+        let body = MessageBody::AppendEntries {
+            prev_log_index: LogIndex(0),
+            prev_log_term: Term(0),
+            entries: vec![],
+            leader_commit: LogIndex(0),
+        };
+        msg(to, 1, body)
+    }
+
+    fn answer(from: u64) -> Message {
+        let body = MessageBody::AppendEntriesResponse {
+            index: LogIndex(1),
+            success: true,
+            conflict_term: None,
+            conflict_index: LogIndex(0),
+        };
+        msg(1, from, body)
+    }
+
+    // One round per peer: the answer to an append is timed once, from the first append sent
+    // while none was outstanding; answers nobody waits for and other messages are not samples.
+    #[test]
+    fn append_rounds_are_timed_once_per_answer() {
+        let mut t = AppendTimer::default();
+        assert_eq!(t.answered(&answer(2)), None, "nothing outstanding");
+        t.sent(&[append(2), append(3)]);
+        let first = t.outstanding[&NodeId(2)];
+        t.sent(&[append(2)]);
+        assert_eq!(t.outstanding[&NodeId(2)], first, "a second append does not restart the round");
+        let heartbeat_answer = msg(1, 2, MessageBody::TimeoutNow);
+        assert_eq!(t.answered(&heartbeat_answer), None);
+        assert!(t.answered(&answer(2)).is_some());
+        assert_eq!(t.answered(&answer(2)), None, "the round is over");
+        assert!(t.answered(&answer(3)).is_some(), "peers are timed apart");
     }
 }

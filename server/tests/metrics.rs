@@ -398,4 +398,18 @@ async fn issue_13_each_leader_change_counts_once() {
         })
         .await;
     }
+    // The peer transport's figures: the leader timed append rounds (its answers arrive as
+    // frames on the followers' connections), and bytes flowed both ways with every follower.
+    let leader = scrape(&c.nodes[l], None).await.text;
+    assert!(must(&leader, "raft_append_entries_latency_seconds_count") >= 1.0, "{leader}");
+    for (i, n) in c.nodes.iter().enumerate().filter(|(i, _)| *i != l) {
+        let peer = n.id;
+        for family in ["raft_peer_sent_bytes_total", "raft_peer_received_bytes_total"] {
+            let series = format!(r#"{family}{{peer="{peer}"}}"#);
+            assert!(must(&leader, &series) > 0.0, "leader {series}");
+        }
+        let text = scrape(n, None).await.text;
+        let from_leader = format!(r#"raft_peer_received_bytes_total{{peer="{}"}}"#, c.nodes[l].id);
+        assert!(must(&text, &from_leader) > 0.0, "node {i} {from_leader}");
+    }
 }

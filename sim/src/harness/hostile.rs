@@ -23,10 +23,10 @@
 use super::Sim;
 use bytes::Bytes;
 use rand_core::Rng;
-use simple_cache_core::codec;
 use simple_cache_core::message::{
     Entry, EntryPayload, Membership, Message, MessageBody, ReadId, SnapshotMeta,
 };
+use simple_cache_core::peer_wire;
 use simple_cache_core::raft::Role;
 use simple_cache_core::types::{Instant, LogIndex, NodeId, Term};
 
@@ -70,11 +70,13 @@ pub async fn hostile_peers(sim: Sim) {
     garbage_bytes(&sim);
 }
 
-/// Random bytes, and valid encodings with bytes changed, cut or appended, to the decoder the
-/// server runs on its Raft port (`raft_http.rs`): it must return, never panic. A random string
-/// that happens to decode is a forged message, which is dropped here (see the module comment).
+/// Random bytes, and valid frames with bytes changed, cut or appended, to the decoding the
+/// server runs on a peer connection (`raft_http.rs`: `peer_wire::FrameDecoder`, then the frame):
+/// it must return, never panic. A random string that happens to decode is a forged message,
+/// which is dropped here (see the module comment).
 fn garbage_bytes(sim: &Sim) {
-    let valid = codec::encode(&vec![Message {
+    let mut valid = Vec::new();
+    let frame = peer_wire::Frame::Raft(vec![Message {
         from: NodeId(1),
         to: NodeId(2),
         term: Term(3),
@@ -89,6 +91,7 @@ fn garbage_bytes(sim: &Sim) {
             leader_commit: LogIndex(1),
         },
     }]);
+    peer_wire::encode_frame(&frame, &mut valid);
     let (mut decoded, mut refused) = (0u64, 0u64);
     for _ in 0..2_000 {
         let bytes: Vec<u8> = match sim.rand(3) {
@@ -107,9 +110,20 @@ fn garbage_bytes(sim: &Sim) {
                 b
             }
         };
-        match codec::decode::<Vec<Message>>(&bytes, 1 << 20) {
-            Ok(_) => decoded += 1,
-            Err(_) => refused += 1,
+        let mut decoder = peer_wire::FrameDecoder::new(1 << 20);
+        decoder.push(&bytes);
+        loop {
+            match decoder
+                .next_frame()
+                .map(|f| f.map(|p| peer_wire::decode_frame::<peer_wire::Frame>(&p)))
+            {
+                Ok(Some(Ok(_))) => decoded += 1,
+                Ok(None) => break,
+                Ok(Some(Err(_))) | Err(_) => {
+                    refused += 1;
+                    break;
+                }
+            }
         }
     }
     sim.event(&format!("garbage: {refused} refused, {decoded} decoded and dropped"));

@@ -40,6 +40,7 @@ use simple_cache_core::config::Config;
 use simple_cache_core::exec::{Answers, Executor, Query, QueryResult, WriteOp};
 use simple_cache_core::message::{Entry, Membership, Message, Snapshot};
 use simple_cache_core::node::{CacheNode, NodeConfig, RequestIds, WriteError, WriteResult};
+use simple_cache_core::peer_wire;
 use simple_cache_core::raft::{Mutation, Persisted, ReadError, Role};
 use simple_cache_core::snapshot::EncodedSnapshot;
 use simple_cache_core::types::{Instant, LogIndex, NodeId, Term};
@@ -541,7 +542,8 @@ impl World {
         self.slots.get_mut(&id).and_then(|s| s.node.as_mut())
     }
 
-    /// Hands a message to the network: it may be lost, duplicated, delayed or cut.
+    /// Hands a message to the network: it may be lost, duplicated, delayed or cut. It travels
+    /// as the server's transport sends it, a `peer_wire` frame, and is decoded on delivery.
     fn send(&mut self, sim: &Sim, m: Message) {
         self.messages_sent += 1;
         if self.net.cut.contains(&(m.from, m.to)) {
@@ -566,10 +568,11 @@ impl World {
                 delay += self.rng.next_u64() % (slow + 1);
             }
             let sim = sim.clone();
-            let m = m.clone();
+            let mut wire = Vec::new();
+            peer_wire::encode_frame(&peer_wire::Frame::Raft(vec![m.clone()]), &mut wire);
             madsim::task::spawn(async move {
                 sleep(Duration::from_millis(delay)).await;
-                sim.deliver(m);
+                sim.deliver(&wire);
             });
         }
     }
@@ -722,7 +725,21 @@ impl Sim {
         w.net = Net::default();
     }
 
-    fn deliver(&self, m: Message) {
+    /// Delivers the messages of one frame, decoded as the server's Raft listener decodes them.
+    fn deliver(&self, wire: &[u8]) {
+        let mut decoder = peer_wire::FrameDecoder::new(peer_wire::FRAME_BYTES_MAX);
+        decoder.push(wire);
+        let frame = decoder.next_frame().and_then(|p| {
+            let p = p.expect("a whole frame");
+            peer_wire::decode_frame::<peer_wire::Frame>(&p)
+        });
+        let peer_wire::Frame::Raft(messages) = frame.expect("a frame the transport wrote decodes");
+        for m in messages {
+            self.deliver_message(m);
+        }
+    }
+
+    fn deliver_message(&self, m: Message) {
         let w = self.lock();
         if w.net.cut.contains(&(m.from, m.to)) {
             return;

@@ -1,0 +1,70 @@
+//! Serving an axum router over HTTP/1 on a listener, with a header read timeout and a bounded
+//! graceful drain (hyper directly: `axum::serve` exposes neither).
+
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// A client that has not sent a request's headers within this time is disconnected, so slow
+/// or idle connections cannot pile up.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a graceful stop waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Serves `router` on `listener` until `stop` turns true, then stops accepting and lets the
+/// in-flight requests finish (bounded).
+pub async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    accept_failed(e).await;
+                    continue;
+                }
+            },
+            // The guard `wait_for` returns is not Send: drop it inside the branch future.
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+        };
+        let _ = stream.set_nodelay(true);
+        serve_connection(stream, router.clone(), graceful.watcher());
+    }
+    drop(listener);
+    drain(graceful).await;
+}
+
+/// Logs a failed `accept` and backs off briefly: typically the process is out of file
+/// descriptors, and retrying at once would spin.
+pub async fn accept_failed(e: std::io::Error) {
+    tracing::warn!(error = %e, "accept failed");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+}
+
+/// Serves HTTP/1 requests on one connection in a task a graceful shutdown watches.
+pub fn serve_connection<S>(
+    io: S,
+    router: axum::Router,
+    graceful: hyper_util::server::graceful::Watcher,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    });
+}
+
+/// Waits (bounded) for the connections `graceful` watches to finish their requests.
+pub async fn drain(graceful: hyper_util::server::graceful::GracefulShutdown) {
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::warn!("some connections were still busy when the drain timeout passed");
+    }
+}
