@@ -1,6 +1,7 @@
 # bench/cluster.sh — sourced by the benchmark scripts: start, find the leader of, and stop our
 # 3-node cluster from configs/ (release build, data under $BASE/node1..3, logs beside them).
-# The caller sets ROOT and BASE, and may export SIMPLE_CACHE_* settings before start_ours.
+# The caller sets ROOT and BASE, and may set BIN_DIR (default $ROOT/target/release) and export
+# SIMPLE_CACHE_* settings before start_ours.
 PIDS=()
 
 stop_ours() {
@@ -13,7 +14,7 @@ stop_ours() {
 start_ours() {
   for i in 1 2 3; do
     SIMPLE_CACHE_DATA_DIR="$BASE/node$i" SIMPLE_CACHE_LOG_LEVEL=warn \
-      "$ROOT/target/release/simple-cache" --config "$ROOT/configs/node$i.yaml" \
+      "${BIN_DIR:-$ROOT/target/release}/simple-cache" --config "$ROOT/configs/node$i.yaml" \
       >>"$BASE/node$i.log" 2>&1 &
     PIDS+=($!)
   done

@@ -4,6 +4,9 @@
 # simple-cache-bench for the stale and mixed loads. Every run is bounded and targets 127.0.0.1.
 #
 # Usage: bench/matrix.sh            (env: CONNS="1 16 64" DURATION=10s REPEATS=3 SYSTEMS="ours etcd redis")
+#   BIN_DIR=/path  run prebuilt simple-cache and simple-cache-bench binaries instead of building
+#   LABEL_OURS=simple-cache  the label of our results (to compare two builds in one run)
+#   OWN_OPS="get-stale mixed"  the loads run with simple-cache-bench ("" skips them)
 # Needs: wrk, etcd-server, etcd-client, redis-server, redis-tools (apt-get install ...).
 # Output: $RESULTS_DIR/*.jsonl and a markdown table on stdout (summarize.py).
 set -euo pipefail
@@ -19,7 +22,12 @@ mkdir -p "$RESULTS_DIR"
 source "$ROOT/bench/cluster.sh"
 trap 'stop_ours; "$ANCHORS/etcd3.sh" stop >/dev/null 2>&1 || true; rm -rf "$BASE"' EXIT
 
-cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-path "$ROOT/Cargo.toml"
+if [[ -z "${BIN_DIR:-}" ]]; then
+  cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-path "$ROOT/Cargo.toml"
+fi
+BIN_DIR=${BIN_DIR:-$ROOT/target/release}
+LABEL_OURS=${LABEL_OURS:-simple-cache}
+OWN_OPS=${OWN_OPS-get-stale mixed}
 
 if [[ " $SYSTEMS " == *" ours "* ]]; then
   start_ours
@@ -29,13 +37,13 @@ if [[ " $SYSTEMS " == *" ours "* ]]; then
   echo "== simple-cache 3 nodes, leader $URL"
   KV_PUT_METHOD=PUT KV_PUT_PATH='/v1/{{key_url}}' KV_PUT_BODY='{"value":"{{value}}"}' \
   KV_GET_METHOD=GET KV_GET_PATH='/v1/{{key_url}}' KV_GET_BODY='' \
-  LABEL=simple-cache "$ANCHORS/bench_http.sh" "$URL"
+  LABEL=$LABEL_OURS "$ANCHORS/bench_http.sh" "$URL"
   secs=${DURATION%s}
-  for op in get-stale mixed; do
+  for op in $OWN_OPS; do
     for c in $CONNS; do
-      "$ROOT/target/release/simple-cache-bench" --url "$URL" --op "$op" --connections "$c" \
-        --duration "$secs" --json --label simple-cache >>"$RESULTS_DIR/simple-cache-own-client.jsonl"
-      tail -1 "$RESULTS_DIR/simple-cache-own-client.jsonl"
+      "$BIN_DIR/simple-cache-bench" --url "$URL" --op "$op" --connections "$c" \
+        --duration "$secs" --json --label "$LABEL_OURS" >>"$RESULTS_DIR/$LABEL_OURS-own-client.jsonl"
+      tail -1 "$RESULTS_DIR/$LABEL_OURS-own-client.jsonl"
     done
   done
   stop_ours
@@ -59,7 +67,7 @@ fi
 
 shopt -s nullglob
 wrk_results=()
-for f in "$RESULTS_DIR"/simple-cache.jsonl "$RESULTS_DIR"/etcd3.jsonl "$RESULTS_DIR"/redis.jsonl; do
+for f in "$RESULTS_DIR/$LABEL_OURS.jsonl" "$RESULTS_DIR"/etcd3.jsonl "$RESULTS_DIR"/redis.jsonl; do
   [[ -f "$f" ]] && wrk_results+=("$f")
 done
 python3 "$ANCHORS/summarize.py" "${wrk_results[@]}" --md

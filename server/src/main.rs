@@ -3,6 +3,11 @@
 //! SIGTERM/SIGINT shuts down gracefully (stop accepting, finish in-flight requests, hand
 //! leadership over, flush the WAL, exit 0).
 
+/// mimalloc instead of glibc's allocator: a leader under 64 concurrent PUTs spent 12-15% of its
+/// CPU in glibc malloc and free (issue 17's profiles; BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use simple_cache_core::message::Membership;
 use simple_cache_core::node::RequestIds;
