@@ -104,7 +104,9 @@ fn main() {
 
     // Peer connection streams after the preamble: the first byte says where to cut the rest.
     {
-        use simple_cache_core::peer_wire::{Answer, Frame, Hello, Refusal, encode_frame};
+        use simple_cache_core::peer_wire::{
+            Answer, Forward, ForwardAnswer, Frame, Hello, Refusal, encode_frame,
+        };
         let hello = Hello {
             from: NodeId(2),
             cluster_id: 0xabcdef,
@@ -118,9 +120,40 @@ fn main() {
             v
         };
         let refused = Answer::Refused { reason: Refusal::WrongCluster, message: "other".into() };
+        let forward = Frame::Forward(Forward {
+            id: 7,
+            op: simple_cache_core::exec::WriteOp::Set {
+                key: "user:1".into(),
+                value: Bytes::from_static(b"{\"name\":\"ada\"}"),
+                ttl_ms: Some(60_000),
+            },
+            authorization: Some("Bearer adm".into()),
+            timeout_ms: 5_000,
+        });
+        let answers = [
+            ForwardAnswer::Written(simple_cache_core::node::Written {
+                revision: 9,
+                result: simple_cache_core::cache::ApplyResult::Set,
+            }),
+            ForwardAnswer::Failed(simple_cache_core::node::WriteError::Propose(
+                simple_cache_core::raft::ProposeError::NotLeader { leader_hint: Some(NodeId(3)) },
+            )),
+            ForwardAnswer::Refused {
+                status: 413,
+                code: "value_too_large".into(),
+                message: "big".into(),
+            },
+        ];
         let mut truncated = stream(5, &|v| encode_frame(&Frame::Raft(batch[..1].to_vec()), v));
         truncated.truncate(truncated.len() - 3);
-        let streams: [(&str, Vec<u8>); 6] = [
+        let forwarding = stream(11, &|v| {
+            encode_frame(&forward, v);
+            for (i, answer) in answers.iter().enumerate() {
+                encode_frame(&Frame::ForwardAnswer { id: i as u64, answer: answer.clone() }, v);
+            }
+        });
+        let streams: [(&str, Vec<u8>); 7] = [
+            ("forward_and_answers", forwarding),
             ("hello", stream(1, &|v| encode_frame(&hello, v))),
             ("every_message", stream(7, &|v| encode_frame(&Frame::Raft(batch.clone()), v))),
             (

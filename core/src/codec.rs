@@ -11,7 +11,7 @@ use serde::{Serialize, de::DeserializeOwned};
 /// The version of every encoding produced here. Bumped on any incompatible change.
 pub const WIRE_VERSION: u8 = 1;
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum DecodeError {
     #[error("empty input")]
     Empty,

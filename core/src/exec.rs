@@ -87,7 +87,7 @@ fn fatal<E>(what: &'static str) -> impl FnOnce(E) -> Fatal<E> {
 
 /// A client write, before it is proposed: a relative TTL becomes an absolute deadline in cluster
 /// time on the node that proposes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum WriteOp {
     Set {
         key: String,
@@ -521,13 +521,35 @@ impl AfterWriteError {
     /// leader, or its entry lost to a new leader's. Anything else (an unknown outcome) must not
     /// be retried.
     pub fn proves_not_applied(e: &WriteError) -> bool {
+        ForwardFailure::of(e) == ForwardFailure::Retry
+    }
+}
+
+/// Why a write forwarded to the leader did not produce an answer, as the follower decides it
+/// (the server's `service.rs` and the simulator's service alike).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForwardFailure {
+    /// It certainly did not take effect: wait for another leader and retry.
+    Retry,
+    /// It may or may not have taken effect: report that, never retry.
+    Unknown,
+    /// The leader refused it: report the refusal.
+    Refused,
+}
+
+impl ForwardFailure {
+    /// The decision for the leader's `e`: the receiver was not (or no longer) the leader, or its
+    /// entry lost to a new leader's, proves nothing took effect; an unknown outcome is unknown;
+    /// anything else is a refusal.
+    pub fn of(e: &WriteError) -> ForwardFailure {
         use crate::raft::ProposeError;
-        matches!(
-            e,
+        match e {
             WriteError::Propose(ProposeError::NotLeader { .. })
-                | WriteError::Propose(ProposeError::TransferInProgress)
-                | WriteError::Superseded
-        )
+            | WriteError::Propose(ProposeError::TransferInProgress)
+            | WriteError::Superseded => ForwardFailure::Retry,
+            WriteError::Unknown | WriteError::Undecodable(_) => ForwardFailure::Unknown,
+            WriteError::Propose(_) => ForwardFailure::Refused,
+        }
     }
 }
 

@@ -112,7 +112,7 @@ pub enum NodeError {
     Snapshot(DecodeError),
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum WriteError {
     #[error(transparent)]
     Propose(#[from] ProposeError),
@@ -129,7 +129,7 @@ pub enum WriteError {
 }
 
 /// A write's answer: the state machine's outcome and the revision (log index) it applied at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Written {
     pub revision: u64,
     pub result: ApplyResult,

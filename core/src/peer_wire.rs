@@ -11,15 +11,18 @@
 //!    `peer_token`. Until the hello is accepted a frame may hold at most [`HELLO_BYTES_MAX`].
 //! 3. The receiver answers one frame holding an [`Answer`]: accepted (naming itself, so a sender
 //!    pointed at the wrong node notices) or refused with a typed [`Refusal`], then closes.
-//! 4. From then on the sender writes [`Frame`]s and the receiver writes nothing. Raft replies
-//!    travel on the connection the other node opened, as etcd's stream transport does.
+//! 4. From then on the sender writes [`Frame`]s and the receiver writes nothing. Raft replies,
+//!    and answers to forwarded writes, travel on the connection the other node opened, as
+//!    etcd's stream transport does.
 //!
 //! A frame is a 4-byte little-endian length and that many bytes of `codec` encoding (version
 //! byte, postcard). A frame's length is checked against the limit before any of it is buffered,
 //! so a hostile length costs the receiver nothing.
 
 use crate::codec::{self, DecodeError};
+use crate::exec::WriteOp;
 use crate::message::Message;
+use crate::node::{WriteError, Written};
 use crate::types::NodeId;
 use bytes::{Buf, Bytes, BytesMut};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -99,6 +102,38 @@ impl Refusal {
 pub enum Frame {
     /// A batch of Raft messages, in the order the sender's node produced them.
     Raft(Vec<Message>),
+    /// A client write a follower forwards to the node it believes leads.
+    Forward(Forward),
+    /// The answer to the [`Forward`] with this `id` that the receiver of this frame sent. It
+    /// travels on the answering node's own connection, as Raft replies do.
+    ForwardAnswer { id: u64, answer: ForwardAnswer },
+}
+
+/// A forwarded client write: the leader checks it against its own limits (and the admin token,
+/// for a reset) and proposes it once; it is never forwarded again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Forward {
+    /// Chosen by the follower, unique among its forwards in flight.
+    pub id: u64,
+    pub op: WriteOp,
+    /// The client's `Authorization` (HTTP), `authorization` metadata (gRPC) or RESP `AUTH`, as
+    /// `Bearer <token>`.
+    pub authorization: Option<String>,
+    /// How long the follower waits for the answer; the leader gives up after this.
+    pub timeout_ms: u64,
+}
+
+/// The leader's answer to a [`Forward`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ForwardAnswer {
+    /// It took effect.
+    Written(Written),
+    /// The proposal failed: the follower decides with [`crate::exec::ForwardFailure::of`]
+    /// whether to retry.
+    Failed(WriteError),
+    /// The leader refused the request before proposing it (a limit, the admin token, an
+    /// overload): what the client is told, as the leader's own client would be.
+    Refused { status: u16, code: String, message: String },
 }
 
 /// Why the bytes of a connection are not a peer protocol stream.

@@ -322,6 +322,7 @@ async fn run(
         cfg.peer_token.clone(),
         cluster_id.clone(),
     );
+    let links = transport.links();
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
     let ids = RequestIds::new(incarnation);
     let (mut node_loop, status) =
@@ -361,6 +362,7 @@ async fn run(
         metrics: metrics.clone(),
         client,
         cluster_id: cluster_id.clone(),
+        links,
     };
 
     let (stop_client_tx, stop_client_rx) = watch::channel(false);

@@ -35,12 +35,15 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 /// Peer connections held at once, in their hello or past it. A node keeps one per peer (a
 /// newer connection from the same node replaces the older), so this only bounds what strangers
 /// and half-open connections can hold.
 pub const PEER_CONNECTIONS_MAX: usize = 256;
+/// Forwarded writes one peer connection may have in flight here; past it they are refused as
+/// overloaded (a follower has at most its clients' requests in flight, far fewer).
+pub const FORWARDS_IN_FLIGHT_MAX: usize = 4096;
 /// Bytes of encoded messages `POST /raft` accepts in one request.
 pub const RAFT_BODY_BYTES_MAX: usize = FRAME_BYTES_MAX;
 
@@ -207,11 +210,22 @@ async fn run_peer_connection(
     let label = PeerLabel { peer: from.0 };
     let received = st.metrics.peer_received_bytes.get_or_create(&label).clone();
     let me = NodeId(st.cfg.node_id);
+    let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT_MAX));
     let r = async {
         loop {
             while let Some(p) = decoder.next_frame()? {
                 received.inc_by((p.len() + peer_wire::LEN_BYTES) as u64);
-                let Frame::Raft(messages) = peer_wire::decode_frame(&p)?;
+                let messages = match peer_wire::decode_frame(&p)? {
+                    Frame::Raft(messages) => messages,
+                    Frame::Forward(f) => {
+                        forwarded(st, from, f, &in_flight);
+                        continue;
+                    }
+                    Frame::ForwardAnswer { id, answer } => {
+                        st.links.answered(from, id, answer);
+                        continue;
+                    }
+                };
                 if let Some(m) = messages.iter().find(|m| m.from != from || m.to != me) {
                     return Err(PeerEnd::WrongSender { said: from, found: m.from, to: m.to });
                 }
@@ -238,6 +252,31 @@ async fn run_peer_connection(
     .await;
     peers.release(from, seq);
     r
+}
+
+/// Runs a write `from` forwarded here in its own task, and queues the answer back to it.
+fn forwarded(st: &Service, from: NodeId, f: peer_wire::Forward, in_flight: &Arc<Semaphore>) {
+    let Ok(permit) = in_flight.clone().try_acquire_owned() else {
+        let answer = peer_wire::ForwardAnswer::Refused {
+            status: 503,
+            code: "overloaded".into(),
+            message: format!(
+                "node {} has {FORWARDS_IN_FLIGHT_MAX} forwarded writes in flight from node {from}",
+                st.cfg.node_id
+            ),
+        };
+        st.links.answer(from, f.id, answer);
+        return;
+    };
+    let st = st.clone();
+    tokio::spawn(async move {
+        let id = f.id;
+        let answer = st.serve_forward(f).await;
+        if !st.links.answer(from, id, answer) {
+            tracing::debug!(peer = %from, "the answer to a forwarded write could not be queued");
+        }
+        drop(permit);
+    });
 }
 
 /// The checks `POST /raft` makes, on a connection's hello.

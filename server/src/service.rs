@@ -6,21 +6,29 @@
 //! limits), the admin token check, proposing writes locally or forwarding them to the leader,
 //! linearizable (ReadIndex) vs stale reads, the bounded wait for a leader, and request metrics.
 //!
-//! **Forwarding.** A write that reaches a follower is validated there, then forwarded *typed*
-//! to the leader's client HTTP listener (`POST /internal/v1/write`, JSON with the stored value
-//! in base64, see [`ForwardedWrite`]), whichever front end it came in on. The leader validates
-//! it again against its own limits (and the admin token, for a reset) and proposes it; its
-//! answer or its error (status, code, message) comes back typed, so a gRPC client gets the same
-//! status a client of the leader would. A forwarded write is never forwarded again. If the
-//! forward could not be delivered (connection refused: the leader died) or the receiver was no
-//! longer the leader, the write did not take effect, so it waits for another leader and retries
-//! within the request's deadline.
+//! **Forwarding.** A write that reaches a follower is validated there and, when the follower
+//! knows the leader, forwarded at once (no local proposal first), whichever front end it came
+//! in on: the `WriteOp` itself goes in a `peer_wire::Frame::Forward` on the follower's peer
+//! connection to the leader (`transport::Links::forward`). The leader checks it again against
+//! its own limits (and the admin token, for a reset), proposes it once ([`Service::serve_forward`])
+//! and sends back a `ForwardAnswer` on its own connection to the follower: the `Written`, the
+//! proposal's `WriteError`, or a refusal with the status, code and message its own client would
+//! get, so a gRPC or RESP client of a follower is told what a client of the leader would be. The
+//! follower decides with `core::exec::ForwardFailure` (the simulator's service calls it too): a
+//! write that was never sent, or that the receiver refused as not (or no longer) the leader, did
+//! not take effect, so it waits for another leader and retries within the request's deadline; a
+//! broken connection after sending, or an unknown outcome, is reported as such. A forwarded
+//! write is never forwarded again. A leader of the previous version, which answers the peer
+//! protocol with HTTP, gets the write as in 0.1: `POST /internal/v1/write` on its client port,
+//! JSON with the stored value in base64 ([`ForwardedWrite`]); that route, kept on every node for
+//! the same rolling upgrade, goes in the next release.
 
 use crate::config::Config;
 use crate::duration::parse_go_duration;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::node_loop::{Input, Query, QueryResult, Status, WriteOp};
+use crate::transport::ForwardReply;
 use crate::value::StoredValue;
 use axum::http::{StatusCode, header};
 use base64::Engine;
@@ -35,6 +43,7 @@ use simple_cache_core::cache::{
 use simple_cache_core::codec;
 use simple_cache_core::exec::AfterWriteError;
 use simple_cache_core::node::{WriteError, Written};
+use simple_cache_core::peer_wire::ForwardAnswer;
 use simple_cache_core::raft::{ProposeError, ReadError};
 use simple_cache_core::watch::Filter;
 use std::borrow::Cow;
@@ -71,6 +80,8 @@ pub struct Service {
     pub client: reqwest::Client,
     /// This node's cluster id (see `peer_auth`).
     pub cluster_id: crate::peer_auth::ClusterId,
+    /// The connections to the peers, for forwarding writes (see `transport`).
+    pub links: Arc<crate::transport::Links>,
 }
 
 /// How a read is served.
@@ -752,6 +763,68 @@ impl Service {
         }
     }
 
+    /// The checks of a write that do not depend on the cache, as a front end makes them before
+    /// building `op`: a leader runs them again on a write a follower forwarded, against its own
+    /// limits.
+    pub fn check_write(&self, caller: &Caller, op: &WriteOp) -> Result<(), ApiError> {
+        let stored = |value: &bytes::Bytes| {
+            StoredValue::decode(value.clone())
+                .map_err(|e| ApiError::bad_request("bad_body", e.to_string()))
+        };
+        match op {
+            WriteOp::Set { key, value, .. } => {
+                self.check_key(key)?;
+                self.check_value(&stored(value)?)
+            }
+            WriteOp::Del { key } | WriteOp::Expire { key } => self.check_key(key),
+            WriteOp::Reset => self.check_admin(caller.authorization.as_deref()),
+            WriteOp::Key(w) => self.check_key_write(w),
+            WriteOp::Batch(b) | WriteOp::Exec(b) => self.check_batch(b),
+        }
+    }
+
+    /// Runs a write a follower forwarded over the peer connection (see `transport::Links`):
+    /// the checks a client's write gets here, then one proposal. The follower decides from the
+    /// answer whether to retry elsewhere (`core::exec::ForwardFailure`); this node never
+    /// forwards it again.
+    pub async fn serve_forward(&self, f: simple_cache_core::peer_wire::Forward) -> ForwardAnswer {
+        let started = TokioInstant::now();
+        let caller = Caller { authorization: f.authorization, forwarded: true };
+        let deadline = self.deadline().min(started + Duration::from_millis(f.timeout_ms));
+        let refused = |e: ApiError| ForwardAnswer::Refused {
+            status: e.status.as_u16(),
+            code: e.code.into_owned(),
+            message: e.message,
+        };
+        let answer = match self.check_write(&caller, &f.op) {
+            Err(e) => refused(e),
+            Ok(()) => match self.propose(f.op, deadline).await {
+                Ok(Ok(w)) => ForwardAnswer::Written(w),
+                Ok(Err(e)) => ForwardAnswer::Failed(e),
+                Err(e) => refused(e),
+            },
+        };
+        let status = match &answer {
+            ForwardAnswer::Written(_) => 200,
+            ForwardAnswer::Failed(e) => ApiError::from(e.clone()).status.as_u16(),
+            ForwardAnswer::Refused { status, .. } => *status,
+        };
+        self.observe("peer", "forward", status, started);
+        answer
+    }
+
+    /// Proposes `op` on this node once. The outer error: it could not be queued, or no answer
+    /// came by the deadline (which leaves its outcome unknown).
+    async fn propose(
+        &self,
+        op: WriteOp,
+        deadline: TokioInstant,
+    ) -> Result<Result<Written, WriteError>, ApiError> {
+        let (reply, rx) = oneshot::channel();
+        self.send_input(Input::Write { op, reply }, deadline).await?;
+        self.await_reply(rx, deadline).await
+    }
+
     /// Runs a forwarded write on this node (the leader, as the follower believed): the same
     /// checks as a write from a client, and never forwarded again.
     pub async fn handle_forwarded(
@@ -915,14 +988,18 @@ impl Service {
         let deadline = self.deadline();
         let mut attempt = 0;
         loop {
-            let (reply, rx) = oneshot::channel();
-            self.send_input(Input::Write { op: op.clone(), reply }, deadline).await?;
-            let e = match self.await_reply(rx, deadline).await? {
-                Ok(r) => return Ok(r),
-                Err(e) => e,
+            // A follower that knows the leader forwards at once, rather than propose here to
+            // learn that it does not lead.
+            let leader = self.status.borrow().leader.filter(|&l| l != self.me());
+            let (decision, e) = match leader {
+                Some(l) if !caller.forwarded => (AfterWriteError::Forward(l), None),
+                _ => match self.propose(op.clone(), deadline).await? {
+                    Ok(r) => return Ok(r),
+                    // The same decision the simulator's service makes (`core::exec`).
+                    Err(e) => (AfterWriteError::of(&e, self.me(), caller.forwarded), Some(e)),
+                },
             };
-            // The same decision the simulator's service makes (`core::exec`).
-            match AfterWriteError::of(&e, self.me(), caller.forwarded) {
+            match decision {
                 AfterWriteError::Forward(l) => {
                     match self.forward_write(caller, &op, l, deadline).await {
                         Ok(r) => return Ok(r),
@@ -935,13 +1012,79 @@ impl Service {
                 AfterWriteError::WaitForLeader => {
                     self.wait_for_leader(deadline, &mut attempt).await?
                 }
-                AfterWriteError::Fail => return Err(failed_write(caller, e)),
+                AfterWriteError::Fail => {
+                    let e = e.expect("only a proposal's error fails a write");
+                    return Err(failed_write(caller, e));
+                }
             }
         }
     }
 
-    /// Sends a write to `leader`'s client listener and maps its answer back.
+    /// Sends a write to `leader` over the peer connection, or, if the leader runs a version
+    /// without the peer protocol, to its client listener.
     async fn forward_write(
+        &self,
+        caller: &Caller,
+        op: &WriteOp,
+        leader: NodeId,
+        deadline: TokioInstant,
+    ) -> Result<Written, ForwardFailure> {
+        let timeout = deadline.saturating_duration_since(TokioInstant::now());
+        let mut wait =
+            self.links.forward(leader, op.clone(), caller.authorization.clone(), timeout);
+        let reply = match tokio::time::timeout_at(deadline, wait.reply()).await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Err(ForwardFailure::Fail(ApiError::stopping())),
+            Err(_) => {
+                return Err(ForwardFailure::Fail(ApiError::unavailable(
+                    "timeout",
+                    format!(
+                        "the leader (node {leader}) did not answer in time; the write may still \
+                         take effect"
+                    ),
+                )));
+            }
+        };
+        let failed = |what: String| {
+            ApiError::unavailable(
+                "forward_failed",
+                format!("forwarding the write to the leader (node {leader}) {what}"),
+            )
+        };
+        match reply {
+            ForwardReply::Answer(ForwardAnswer::Written(w)) => Ok(w),
+            ForwardReply::Answer(ForwardAnswer::Failed(e)) => {
+                let why = ApiError::from(e.clone());
+                let why = ApiError {
+                    message: format!("the leader (node {leader}) answered: {}", why.message),
+                    ..why
+                };
+                match simple_cache_core::exec::ForwardFailure::of(&e) {
+                    simple_cache_core::exec::ForwardFailure::Retry => {
+                        Err(ForwardFailure::Retry(why))
+                    }
+                    _ => Err(ForwardFailure::Fail(why)),
+                }
+            }
+            ForwardReply::Answer(ForwardAnswer::Refused { status, code, message }) => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+                let message = format!("the leader (node {leader}) answered: {message}");
+                Err(ForwardFailure::Fail(ApiError { status, code: Cow::Owned(code), message }))
+            }
+            // Never sent: it took no effect.
+            ForwardReply::NotSent(why) => {
+                Err(ForwardFailure::Retry(failed(format!("failed: {why}"))))
+            }
+            ForwardReply::MaybeSent(why) => Err(ForwardFailure::Fail(failed(format!(
+                "failed, and the write may or may not have taken effect: {why}"
+            )))),
+            ForwardReply::Http => self.forward_write_http(caller, op, leader, deadline).await,
+        }
+    }
+
+    /// Sends a write to `leader`'s client listener (`POST /internal/v1/write`, the way of 0.1,
+    /// for a leader of that version) and maps its answer back.
+    async fn forward_write_http(
         &self,
         caller: &Caller,
         op: &WriteOp,

@@ -15,15 +15,19 @@
 
 use crate::metrics::{Metrics, PeerLabel};
 use serde::{Deserialize, Serialize};
-use simple_cache_core::peer_wire::{self, Answer, Frame, FrameDecoder, Hello};
+use simple_cache_core::exec::WriteOp;
+use simple_cache_core::peer_wire::{
+    self, Answer, Forward, ForwardAnswer, Frame, FrameDecoder, Hello,
+};
 use simple_cache_core::{Membership, Message, MessageBody, NodeId, codec};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant as StdInstant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE_MAX: usize = 4096;
@@ -83,7 +87,172 @@ pub fn raft_addresses(m: &Membership) -> BTreeMap<NodeId, MemberAddr> {
 
 struct Peer {
     addr: String,
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Outgoing>,
+}
+
+/// What goes to a peer's sender task.
+#[derive(Debug)]
+enum Outgoing {
+    Raft(Message),
+    Forward(Forward),
+    Answer { id: u64, answer: ForwardAnswer },
+}
+
+impl Outgoing {
+    /// About how many bytes it adds to a write.
+    fn bytes(&self) -> usize {
+        match self {
+            Outgoing::Raft(m) => message_bytes(m),
+            Outgoing::Forward(_) | Outgoing::Answer { .. } => 256,
+        }
+    }
+}
+
+/// How a forwarded write's wait ended, when it did not end with the leader's answer.
+#[derive(Debug)]
+pub enum ForwardReply {
+    Answer(ForwardAnswer),
+    /// It never left this node (no connection, a full queue): it took no effect.
+    NotSent(String),
+    /// The connection broke while it was written: it may have arrived.
+    MaybeSent(String),
+    /// The peer runs a version without the peer protocol: forward over HTTP instead.
+    Http,
+}
+
+/// Why an item was not queued.
+enum Unqueued {
+    NoAddress,
+    Full,
+}
+
+struct Pending {
+    leader: NodeId,
+    reply: oneshot::Sender<ForwardReply>,
+}
+
+/// The ways to the peers, shared by the node loop (Raft messages), the service (forwarded
+/// writes) and the Raft listener (answers to them): one bounded queue per peer, drained by the
+/// peer's sender task.
+pub struct Links {
+    peers: RwLock<BTreeMap<NodeId, Peer>>,
+    /// Forwarded writes waiting for the leader's answer, by id.
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_id: AtomicU64,
+    metrics: Arc<Metrics>,
+}
+
+/// A forwarded write in flight; dropping it forgets the wait (a late answer is ignored).
+pub struct ForwardWait<'a> {
+    links: &'a Links,
+    id: u64,
+    rx: oneshot::Receiver<ForwardReply>,
+}
+
+impl ForwardWait<'_> {
+    /// The answer, or why there is none. `None` if this node is stopping.
+    pub async fn reply(&mut self) -> Option<ForwardReply> {
+        (&mut self.rx).await.ok()
+    }
+}
+
+impl Drop for ForwardWait<'_> {
+    fn drop(&mut self) {
+        self.links.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+impl Links {
+    fn new(metrics: Arc<Metrics>) -> Links {
+        Links {
+            peers: RwLock::new(BTreeMap::new()),
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            metrics,
+        }
+    }
+
+    /// Queues `item` for `to`. Fails if `to` has no sender (no address) or its queue is full.
+    fn push(&self, to: NodeId, item: Outgoing) -> Result<(), Unqueued> {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        let Some(p) = peers.get(&to) else { return Err(Unqueued::NoAddress) };
+        p.tx.try_send(item).map_err(|_| {
+            self.metrics.peer_send_failures.get_or_create(&PeerLabel { peer: to.0 }).inc();
+            Unqueued::Full
+        })
+    }
+
+    /// Queues Raft messages without blocking; a message to an unknown or overloaded peer is
+    /// dropped.
+    pub fn send(&self, messages: Vec<Message>) {
+        for m in messages {
+            let to = m.to;
+            if self.push(to, Outgoing::Raft(m)).is_err() {
+                tracing::debug!(%to, "peer unknown or its queue full; message dropped");
+            }
+        }
+    }
+
+    /// Sends a client write to `leader` over the peer connection; the wait ends with its
+    /// answer, or when it could not be sent.
+    pub fn forward(
+        &self,
+        leader: NodeId,
+        op: WriteOp,
+        authorization: Option<String>,
+        timeout: Duration,
+    ) -> ForwardWait<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (reply, rx) = oneshot::channel();
+        self.pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, Pending { leader, reply });
+        let timeout_ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let forward = Forward { id, op, authorization, timeout_ms };
+        match self.push(leader, Outgoing::Forward(forward)) {
+            Ok(()) => {}
+            Err(Unqueued::NoAddress) => {
+                let why = format!("this node has no address for node {leader}");
+                self.settle(id, ForwardReply::NotSent(why));
+            }
+            // Not sent, but retrying at once would meet the same full queue: the client is
+            // told, as a leader's own client is when its queue is full.
+            Err(Unqueued::Full) => {
+                let answer = ForwardAnswer::Refused {
+                    status: 503,
+                    code: "overloaded".into(),
+                    message: format!("the queue to node {leader} is full"),
+                };
+                self.settle(id, ForwardReply::Answer(answer));
+            }
+        }
+        ForwardWait { links: self, id, rx }
+    }
+
+    /// Sends the answer to a write `to` forwarded here. `false` if it could not be queued.
+    pub fn answer(&self, to: NodeId, id: u64, answer: ForwardAnswer) -> bool {
+        self.push(to, Outgoing::Answer { id, answer }).is_ok()
+    }
+
+    /// The leader `from` answered forward `id`. An answer from another node than the one the
+    /// write went to, or for a wait that ended, is ignored.
+    pub fn answered(&self, from: NodeId, id: u64, answer: ForwardAnswer) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if pending.get(&id).is_some_and(|p| p.leader == from) {
+            let p = pending.remove(&id).expect("present");
+            let _ = p.reply.send(ForwardReply::Answer(answer));
+        } else {
+            tracing::debug!(peer = %from, id, "an answer to no forward of ours; ignored");
+        }
+    }
+
+    fn settle(&self, id: u64, reply: ForwardReply) {
+        let p = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+        if let Some(p) = p {
+            let _ = p.reply.send(reply);
+        }
+    }
 }
 
 pub struct Transport {
@@ -93,7 +262,7 @@ pub struct Transport {
     client_addr: String,
     peer_token: Option<String>,
     cluster_id: crate::peer_auth::ClusterId,
-    peers: BTreeMap<NodeId, Peer>,
+    links: Arc<Links>,
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
@@ -122,18 +291,24 @@ impl Transport {
             client_addr,
             peer_token,
             cluster_id,
-            peers: BTreeMap::new(),
+            links: Arc::new(Links::new(metrics.clone())),
             client,
             runtime,
             metrics,
         }
     }
 
+    /// The queues to the peers, for the service and the Raft listener.
+    pub fn links(&self) -> Arc<Links> {
+        self.links.clone()
+    }
+
     /// Starts, replaces or stops sender tasks so that exactly `addrs` (minus this node) have one.
     pub fn set_addresses(&mut self, addrs: &BTreeMap<NodeId, String>) {
-        self.peers.retain(|id, p| addrs.get(id).is_some_and(|a| *a == p.addr));
+        let mut peers = self.links.peers.write().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|id, p| addrs.get(id).is_some_and(|a| *a == p.addr));
         for (id, addr) in addrs {
-            if *id == self.self_id || self.peers.contains_key(id) {
+            if *id == self.self_id || peers.contains_key(id) {
                 continue;
             }
             tracing::info!(peer = %id, %addr, "raft transport: peer address set");
@@ -143,6 +318,7 @@ impl Transport {
                 addr: addr.clone(),
                 client: self.client.clone(),
                 metrics: self.metrics.clone(),
+                links: Arc::downgrade(&self.links),
                 me: Identity {
                     id: self.self_id,
                     peer_token: self.peer_token.clone(),
@@ -153,24 +329,13 @@ impl Transport {
                 failing: false,
             };
             self.runtime.spawn(sender.run(rx));
-            self.peers.insert(*id, Peer { addr: addr.clone(), tx });
+            peers.insert(*id, Peer { addr: addr.clone(), tx });
         }
     }
 
     /// Queues messages without blocking; a message to an unknown or overloaded peer is dropped.
     pub fn send(&self, messages: Vec<Message>) {
-        for m in messages {
-            match self.peers.get(&m.to) {
-                Some(p) => {
-                    let to = m.to;
-                    if p.tx.try_send(m).is_err() {
-                        let label = PeerLabel { peer: to.0 };
-                        self.metrics.peer_send_failures.get_or_create(&label).inc();
-                    }
-                }
-                None => tracing::debug!(to = %m.to, "no address for peer; message dropped"),
-            }
-        }
+        self.links.send(messages);
     }
 }
 
@@ -253,19 +418,23 @@ struct Sender {
     addr: String,
     client: reqwest::Client,
     metrics: Arc<Metrics>,
+    /// Weak: the task ends when the transport is gone.
+    links: Weak<Links>,
     me: Identity,
     failing: bool,
 }
 
 impl Sender {
-    async fn run(mut self, mut rx: mpsc::Receiver<Message>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<Outgoing>) {
         let label = PeerLabel { peer: self.peer.0 };
         let failures = self.metrics.peer_send_failures.get_or_create(&label).clone();
         let sent = self.metrics.peer_sent_bytes.get_or_create(&label).clone();
-        let mut link = Link::None;
+        // Connect at once, so the first message (or a forwarded write's answer) does not wait
+        // for the connection; a failure here is retried when there is something to send.
+        let mut link = self.connect().await.unwrap_or(Link::None);
         let mut backoff = BACKOFF_MIN;
-        // A message taken off the queue that did not fit the previous batch.
-        let mut carried: Option<Message> = None;
+        // An item taken off the queue that did not fit the previous batch.
+        let mut carried: Option<Outgoing> = None;
         let mut buf = Vec::new();
         loop {
             let first = match (carried.take(), &mut link) {
@@ -304,9 +473,16 @@ impl Sender {
                         failures.inc();
                         self.failed(&e);
                         // Rather than replay stale messages later, drop what queued up; Raft
-                        // sends what is still needed again.
-                        while rx.try_recv().is_ok() {}
-                        carried = None;
+                        // sends what is still needed again, and forwarded writes learn they
+                        // were not sent.
+                        let why = format!("node {} is unreachable: {e}", self.peer);
+                        self.unsent(batch, &why);
+                        while let Ok(m) = rx.try_recv() {
+                            self.unsent(vec![m], &why);
+                        }
+                        if let Some(m) = carried.take() {
+                            self.unsent(vec![m], &why);
+                        }
                         // A retry delay, not synchronization: nothing tells when the peer
                         // comes back.
                         tokio::time::sleep(backoff).await;
@@ -318,15 +494,35 @@ impl Sender {
             let result = match &mut link {
                 Link::Framed { writer, .. } => {
                     buf.clear();
-                    let frame = Frame::Raft(batch);
-                    peer_wire::encode_frame(&frame, &mut buf);
+                    let forwards = encode_batch(batch, &mut buf);
                     match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await {
                         Ok(Ok(())) => Ok(buf.len()),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("writing a frame took over {WRITE_TIMEOUT:?}")),
+                        Ok(Err(e)) => Err((e.to_string(), forwards)),
+                        Err(_) => Err((format!("writing took over {WRITE_TIMEOUT:?}"), forwards)),
                     }
                 }
-                Link::Http { .. } => self.send_http(&batch).await,
+                Link::Http { .. } => {
+                    let (raft, other): (Vec<_>, Vec<_>) =
+                        batch.into_iter().partition(|o| matches!(o, Outgoing::Raft(_)));
+                    // Forwarded writes go to such a peer's client port instead; answers to
+                    // writes it forwarded go back on its HTTP request, never here.
+                    for o in other {
+                        if let Outgoing::Forward(f) = o {
+                            self.settle(f.id, ForwardReply::Http);
+                        }
+                    }
+                    let raft: Vec<Message> = raft
+                        .into_iter()
+                        .filter_map(|o| match o {
+                            Outgoing::Raft(m) => Some(m),
+                            _ => None,
+                        })
+                        .collect();
+                    if raft.is_empty() {
+                        continue;
+                    }
+                    self.send_http(&raft).await.map_err(|e| (e, Vec::new()))
+                }
                 Link::None => unreachable!("connected above"),
             };
             // Keep the buffer of a burst, not of the largest batch ever.
@@ -341,14 +537,33 @@ impl Sender {
                         self.failing = false;
                     }
                 }
-                Err(e) => {
+                Err((e, forwards)) => {
                     failures.inc();
+                    for id in forwards {
+                        let why = format!("the connection to node {} broke: {e}", self.peer);
+                        self.settle(id, ForwardReply::MaybeSent(why));
+                    }
                     self.failed(&e);
                     if matches!(link, Link::Framed { .. }) {
                         link = Link::None;
                     }
                 }
             }
+        }
+    }
+
+    /// Items that will not be sent: forwarded writes among them learn it.
+    fn unsent(&self, items: Vec<Outgoing>, why: &str) {
+        for o in items {
+            if let Outgoing::Forward(f) = o {
+                self.settle(f.id, ForwardReply::NotSent(why.to_string()));
+            }
+        }
+    }
+
+    fn settle(&self, id: u64, reply: ForwardReply) {
+        if let Some(links) = self.links.upgrade() {
+            links.settle(id, reply);
         }
     }
 
@@ -438,18 +653,48 @@ impl Sender {
     }
 }
 
+/// Encodes `batch` into `buf` as frames: each run of Raft messages as one frame, each other item
+/// as its own. Returns the ids of the forwarded writes in it.
+fn encode_batch(batch: Vec<Outgoing>, buf: &mut Vec<u8>) -> Vec<u64> {
+    let mut forwards = Vec::new();
+    let mut run: Vec<Message> = Vec::new();
+    for o in batch {
+        match o {
+            Outgoing::Raft(m) => run.push(m),
+            other => {
+                if !run.is_empty() {
+                    peer_wire::encode_frame(&Frame::Raft(std::mem::take(&mut run)), buf);
+                }
+                let frame = match other {
+                    Outgoing::Forward(f) => {
+                        forwards.push(f.id);
+                        Frame::Forward(f)
+                    }
+                    Outgoing::Answer { id, answer } => Frame::ForwardAnswer { id, answer },
+                    Outgoing::Raft(_) => unreachable!("handled above"),
+                };
+                peer_wire::encode_frame(&frame, buf);
+            }
+        }
+    }
+    if !run.is_empty() {
+        peer_wire::encode_frame(&Frame::Raft(run), buf);
+    }
+    forwards
+}
+
 /// `first` and what else is queued, up to a batch's bounds.
 fn gather(
-    first: Message,
-    rx: &mut mpsc::Receiver<Message>,
-    carried: &mut Option<Message>,
-) -> Vec<Message> {
-    let mut bytes = message_bytes(&first);
+    first: Outgoing,
+    rx: &mut mpsc::Receiver<Outgoing>,
+    carried: &mut Option<Outgoing>,
+) -> Vec<Outgoing> {
+    let mut bytes = first.bytes();
     let mut batch = vec![first];
     while batch.len() < BATCH_MESSAGES_MAX && bytes < BATCH_BYTES_TARGET {
         match rx.try_recv() {
             Ok(m) => {
-                let size = message_bytes(&m);
+                let size = m.bytes();
                 if bytes + size > BATCH_BYTES_TARGET {
                     *carried = Some(m);
                     break;

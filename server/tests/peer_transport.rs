@@ -8,7 +8,7 @@ mod common;
 use common::{Node, call, free_port};
 use serde_json::json;
 use simple_cache_core::peer_wire::{
-    self, Answer, Frame, FrameDecoder, HELLO_BYTES_MAX, Hello, PREAMBLE, Refusal,
+    self, Answer, ForwardAnswer, Frame, FrameDecoder, HELLO_BYTES_MAX, Hello, PREAMBLE, Refusal,
 };
 use simple_cache_core::{LogIndex, Message, MessageBody, NodeId, Term};
 use std::time::Duration;
@@ -211,4 +211,188 @@ async fn an_upgraded_node_reaches_a_peer_of_the_previous_version_over_http() {
     .expect("node 1 sends to the old node over HTTP");
     assert!(batch.iter().all(|m| m.from == NodeId(1) && m.to == NodeId(2)), "{batch:?}");
     assert_eq!(sender.as_deref(), Some(raft.as_str()));
+}
+
+/// Accepts one peer connection on `listener` as node `me` and returns it past the hello.
+async fn accept_peer(listener: &tokio::net::TcpListener, me: u64) -> (TcpStream, FrameDecoder) {
+    let (mut s, _) = tokio::time::timeout(WAIT, listener.accept()).await.expect("a peer").unwrap();
+    let mut preamble = [0u8; PREAMBLE.len()];
+    s.read_exact(&mut preamble).await.unwrap();
+    peer_wire::check_preamble(&preamble).unwrap();
+    let mut d = FrameDecoder::new(HELLO_BYTES_MAX);
+    let _hello: Hello = loop {
+        if let Some(p) = d.next_frame().unwrap() {
+            break peer_wire::decode_frame(&p).unwrap();
+        }
+        assert_ne!(s.read_buf(d.buffer()).await.unwrap(), 0);
+    };
+    let mut out = Vec::new();
+    peer_wire::encode_frame(&Answer::Accepted { node_id: NodeId(me) }, &mut out);
+    s.write_all(&out).await.unwrap();
+    d.set_limit(peer_wire::FRAME_BYTES_MAX);
+    (s, d)
+}
+
+/// The next forward answer on a connection from the node (Raft frames are skipped).
+async fn next_answer(s: &mut TcpStream, d: &mut FrameDecoder) -> (u64, ForwardAnswer) {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            while let Some(p) = d.next_frame().unwrap() {
+                if let Frame::ForwardAnswer { id, answer } = peer_wire::decode_frame(&p).unwrap() {
+                    return (id, answer);
+                }
+            }
+            assert_ne!(s.read_buf(d.buffer()).await.unwrap(), 0, "closed");
+        }
+    })
+    .await
+    .expect("an answer in time")
+}
+
+// The leader's side of typed forwarding: a peer (the test, as node 2) forwards writes over its
+// connection and gets each answer, typed, on the connection the leader opens back to it: a set
+// that took effect with its revision, a value over the leader's own limit refused with the
+// status and code its own client would get, and a reset without the admin token refused.
+#[tokio::test]
+async fn a_leader_answers_forwarded_writes_on_its_own_connection() {
+    use simple_cache_core::exec::WriteOp;
+    use simple_cache_core::peer_wire::Forward;
+    let dir = tempfile::tempdir().unwrap();
+    let flags = ["--admin-token", "adm", "--max-value-bytes", "1000"];
+    let mut n = Node::new(1, dir.path(), &flags);
+    n.wait_ready().await;
+    let me = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut h = hello(2, None, 0);
+    h.raft_addr = me.local_addr().unwrap().to_string();
+    let (mut to_leader, a) = open(&n.raft, &h).await;
+    assert_eq!(a, Answer::Accepted { node_id: NodeId(1) });
+    // Any Raft frame tells a node the sender's address, as a removed node's would; it then
+    // connects back, and answers will travel on that connection.
+    let mut out = Vec::new();
+    peer_wire::encode_frame(&Frame::Raft(vec![]), &mut out);
+    to_leader.write_all(&out).await.unwrap();
+    let (mut back, mut d) = accept_peer(&me, 2).await;
+    out.clear();
+    // JSON is stored as its text (see `value.rs`).
+    let stored = |json: &str| bytes::Bytes::from(json.to_string());
+    let forwards = [
+        (7, WriteOp::Set { key: "k".into(), value: stored("1"), ttl_ms: None }, None),
+        (
+            8,
+            WriteOp::Set { key: "big".into(), value: stored(&"9".repeat(2000)), ttl_ms: None },
+            None,
+        ),
+        (9, WriteOp::Reset, None),
+        (10, WriteOp::Reset, Some("Bearer adm".to_string())),
+    ];
+    for (id, op, authorization) in forwards.iter().cloned() {
+        let f = Forward { id, op, authorization, timeout_ms: 5000 };
+        peer_wire::encode_frame(&Frame::Forward(f), &mut out);
+    }
+    to_leader.write_all(&out).await.unwrap();
+    let mut answers = std::collections::BTreeMap::new();
+    for _ in 0..forwards.len() {
+        let (id, answer) = next_answer(&mut back, &mut d).await;
+        answers.insert(id, answer);
+    }
+    match &answers[&7] {
+        ForwardAnswer::Written(w) => assert!(w.revision > 0, "{w:?}"),
+        other => panic!("the set: {other:?}"),
+    }
+    match &answers[&8] {
+        ForwardAnswer::Refused { status, code, .. } => {
+            assert_eq!((*status, code.as_str()), (413, "value_too_large"))
+        }
+        other => panic!("the large value: {other:?}"),
+    }
+    match &answers[&9] {
+        ForwardAnswer::Refused { status, .. } => assert_eq!(*status, 401),
+        other => panic!("the reset without a token: {other:?}"),
+    }
+    let revision = |id| match &answers[&id] {
+        ForwardAnswer::Written(w) => w.revision,
+        other => panic!("forward {id}: {other:?}"),
+    };
+    // Forwards run concurrently: the key is there if the set applied after the reset.
+    let want = if revision(7) > revision(10) { 200 } else { 404 };
+    assert_eq!(call("GET", &n.url("/v1/k"), None).await.0, want);
+}
+
+// A follower of the new version under a leader of the previous one (a rolling upgrade): the
+// follower learns the leader from its heartbeats (sent over `POST /raft`), and a client write
+// to the follower is forwarded at once to the leader's `POST /internal/v1/write`, since the
+// leader answered the peer protocol with HTTP. The leader's typed answer reaches the client.
+#[tokio::test]
+async fn a_follower_forwards_to_a_leader_of_the_previous_version_over_http() {
+    use axum::http::HeaderMap;
+    let old_raft = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let old_http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (raft_addr, http_addr) =
+        (old_raft.local_addr().unwrap().to_string(), old_http.local_addr().unwrap().to_string());
+    let (fwd_tx, mut fwd_rx) = tokio::sync::mpsc::channel::<serde_json::Value>(8);
+    let app = axum::Router::new()
+        .route("/raft", axum::routing::post(|| async { axum::http::StatusCode::NO_CONTENT }))
+        .route(
+            "/internal/v1/write",
+            axum::routing::post(move |_: HeaderMap, body: axum::Json<serde_json::Value>| {
+                let fwd_tx = fwd_tx.clone();
+                async move {
+                    let _ = fwd_tx.try_send(body.0);
+                    axum::Json(json!({"result": "set", "revision": 41}))
+                }
+            }),
+        );
+    let app2 = app.clone();
+    tokio::spawn(async move { axum::serve(old_raft, app).await.unwrap() });
+    tokio::spawn(async move { axum::serve(old_http, app2).await.unwrap() });
+
+    let dir = tempfile::tempdir().unwrap();
+    let (http, raft) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let peers = format!("1={raft}@{http},2={raft_addr}@{http_addr}");
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let n = Node::with_addrs(
+        1,
+        dir.path(),
+        http,
+        raft.clone(),
+        metrics,
+        &["--mode", "distributed", "--peers", &peers, "--election-ms", "5000"],
+    );
+    // The old leader's heartbeats, as 0.1 sends them.
+    let beat = Message {
+        from: NodeId(2),
+        to: NodeId(1),
+        term: Term(5),
+        body: MessageBody::Heartbeat {
+            commit_index: LogIndex(0),
+            read_seq: 0,
+            clock: simple_cache_core::Instant(1),
+            cluster_time: simple_cache_core::Instant(1),
+        },
+    };
+    let beats = tokio::spawn({
+        let raft = raft.clone();
+        async move {
+            let body = simple_cache_core::codec::encode(&vec![beat]);
+            loop {
+                let _ = common::client()
+                    .post(format!("http://{raft}/raft"))
+                    .body(body.clone())
+                    .send()
+                    .await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    });
+    common::eventually("node 1 to follow node 2", Duration::from_secs(20), || async {
+        let r = common::client().get(n.url("/readyz")).send().await.ok()?;
+        let v: serde_json::Value = r.json().await.ok()?;
+        (v["leader"] == json!(2)).then_some(())
+    })
+    .await;
+    let (s, b) = call("PUT", &n.url("/v1/k"), Some(r#"{"value": 1}"#)).await;
+    assert_eq!(s, 200, "{b}\n{}", n.logs());
+    let sent = fwd_rx.try_recv().expect("the write reached the old leader's forward route");
+    assert_eq!((sent["op"].as_str(), sent["key"].as_str()), (Some("set"), Some("k")), "{sent}");
+    beats.abort();
 }

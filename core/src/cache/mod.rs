@@ -114,7 +114,7 @@ impl Proposal {
 }
 
 /// The outcome of applying one [`Command`], reported to the client that proposed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ApplyResult {
     /// The value was stored (or, if its deadline had already passed, the key was removed).
     Set,

@@ -56,7 +56,7 @@ impl Persisted {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum ProposeError {
     #[error("not the leader")]
     NotLeader { leader_hint: Option<NodeId> },

@@ -733,7 +733,10 @@ impl Sim {
             let p = p.expect("a whole frame");
             peer_wire::decode_frame::<peer_wire::Frame>(&p)
         });
-        let peer_wire::Frame::Raft(messages) = frame.expect("a frame the transport wrote decodes");
+        let peer_wire::Frame::Raft(messages) = frame.expect("a frame the transport wrote decodes")
+        else {
+            unreachable!("the network carries Raft frames; forwards go through the service")
+        };
         for m in messages {
             self.deliver_message(m);
         }

@@ -4,19 +4,26 @@
 //! the leader it names (a connection over the simulated network, which partitions cut and which
 //! may break after the write arrived: "may still take effect"), wait for a leader and retry, or
 //! give up. A forwarded write that the leader refuses in a way that proves it did not take effect
-//! (`AfterWriteError::proves_not_applied`) is retried after another leader appears; anything
-//! else ends with an unknown outcome. Reads wait for a leader and retry on `NoLeader`, as the
+//! (`ForwardFailure::Retry`) is retried after another leader appears; an unknown outcome ends
+//! as unknown, a refusal as not done. Reads wait for a leader and retry on `NoLeader`, as the
 //! server's do (reads are not forwarded: a follower's ReadIndex asks the leader itself).
 //!
-//! What differs from the server: the hop is a direct hand-off to the leader's node task with a
-//! network delay, not HTTP/JSON; the status the service polls is the node's own state rather
-//! than a `watch` channel (so it waits by polling every [`STATUS_POLL_MS`]).
+//! A node that knows the leader forwards at once, without proposing first. The forward and its
+//! answer travel as the server's peer frames (`peer_wire::Frame::Forward` and `ForwardAnswer`,
+//! encoded and decoded), and the follower's decision is `core::exec::ForwardFailure`, as in
+//! the server.
+//!
+//! What differs from the server: the hop is a hand-off to the leader's node task with a network
+//! delay rather than the peer connection's queue and socket; the status the service polls is
+//! the node's own state rather than a `watch` channel (so it waits by polling every
+//! [`STATUS_POLL_MS`]).
 
 use super::{Input, Sim};
 use bytes::Bytes;
 use madsim::time::{Duration, timeout};
-use simple_cache_core::exec::{AfterWriteError, WriteOp};
+use simple_cache_core::exec::{AfterWriteError, ForwardFailure, WriteOp};
 use simple_cache_core::node::{WriteError, Written};
+use simple_cache_core::peer_wire::{self, Forward, ForwardAnswer, Frame};
 use simple_cache_core::raft::ReadError;
 use simple_cache_core::types::{Instant, NodeId};
 
@@ -35,16 +42,6 @@ pub enum ServiceWrite {
     NotDone,
 }
 
-/// Why a forward did not produce an answer (as in `service.rs`).
-enum ForwardFailure {
-    /// It did not take effect: wait for another leader and retry.
-    Retry,
-    /// Its outcome is unknown.
-    Unknown,
-    /// The leader refused it for good (too many pending, too large): not applied, not retried.
-    Refused,
-}
-
 impl Sim {
     /// A client write sent to `node`, handled as the server's `Service::write` does, within
     /// `deadline` (simulated true time).
@@ -58,17 +55,27 @@ impl Sim {
         // Every turn of this loop starts with nothing of the request in effect: earlier attempts
         // ended in answers that prove it.
         loop {
-            let (tx, rx) = async_channel::bounded(1);
-            if !self.submit(node, Input::Write(op.clone(), tx)) {
+            if !self.lock().is_up(node) {
                 // The process is gone: the connection is refused.
                 return ServiceWrite::NotDone;
             }
-            let e = match self.await_reply(rx, deadline).await {
-                Some(Ok(w)) => return ServiceWrite::Done(w),
-                Some(Err(e)) => e,
-                None => return ServiceWrite::Unknown,
+            // A follower that knows the leader forwards at once, as the server's does.
+            let known = self.lock().node(node).and_then(|n| n.raft().leader_id());
+            let (decision, e) = match known.filter(|&l| l != node) {
+                Some(l) => (AfterWriteError::Forward(l), None),
+                None => {
+                    let (tx, rx) = async_channel::bounded(1);
+                    if !self.submit(node, Input::Write(op.clone(), tx)) {
+                        return ServiceWrite::NotDone;
+                    }
+                    match self.await_reply(rx, deadline).await {
+                        Some(Ok(w)) => return ServiceWrite::Done(w),
+                        Some(Err(e)) => (AfterWriteError::of(&e, node, false), Some(e)),
+                        None => return ServiceWrite::Unknown,
+                    }
+                }
             };
-            match AfterWriteError::of(&e, node, false) {
+            match decision {
                 AfterWriteError::Forward(leader) => {
                     match self.forward_write(node, leader, &op, deadline).await {
                         Ok(w) => return ServiceWrite::Done(w),
@@ -92,7 +99,7 @@ impl Sim {
                     // otherwise bounce a request forever at one simulated instant.
                     self.sleep_ms(1).await;
                 }
-                AfterWriteError::Fail => return fail(&e),
+                AfterWriteError::Fail => return fail(&e.expect("only a proposal's error fails")),
             }
         }
     }
@@ -158,8 +165,11 @@ impl Sim {
         }
     }
 
-    /// The follower `from` forwards a write to `leader` over a connection of the simulated
-    /// network (`service.rs` `forward_write`).
+    /// The follower `from` forwards a write to `leader` over the simulated network, as the
+    /// server's transport does (`service.rs` `forward_write`): a `peer_wire::Frame::Forward`
+    /// there, the leader proposes it once, a `Frame::ForwardAnswer` back, decoded as the
+    /// server's Raft listener decodes them; the follower decides with
+    /// `core::exec::ForwardFailure`.
     async fn forward_write(
         &self,
         from: NodeId,
@@ -168,19 +178,25 @@ impl Sim {
         deadline: Instant,
     ) -> Result<Written, ForwardFailure> {
         // Connecting: refused when the link is cut or the leader is down; the write never
-        // arrived, so it took no effect.
+        // left, so it took no effect.
         if self.link_cut(from, leader) || !self.lock().is_up(leader) {
             return Err(ForwardFailure::Retry);
         }
+        let timeout_ms = deadline.0.saturating_sub(self.now().0);
+        let forward = Forward { id: 1, op: op.clone(), authorization: None, timeout_ms };
         let there = self.hop_ms();
         self.sleep_ms(there).await;
+        let Frame::Forward(forward) = carry(Frame::Forward(forward)) else {
+            unreachable!("a forward frame decodes as one")
+        };
         let (tx, rx) = async_channel::bounded(1);
-        if self.link_cut(from, leader) || !self.submit(leader, Input::Write(op.clone(), tx)) {
+        if self.link_cut(from, leader) || !self.submit(leader, Input::Write(forward.op, tx)) {
             // The connection broke with the request on the wire: it may have arrived.
             return Err(ForwardFailure::Unknown);
         }
-        let result = match self.await_reply(rx, deadline).await {
-            Some(r) => r,
+        let answer = match self.await_reply(rx, deadline).await {
+            Some(Ok(w)) => ForwardAnswer::Written(w),
+            Some(Err(e)) => ForwardAnswer::Failed(e),
             None => return Err(ForwardFailure::Unknown),
         };
         let back = self.hop_ms();
@@ -189,11 +205,12 @@ impl Sim {
             // The answer did not come back in time, or the node the client talks to is gone.
             return Err(ForwardFailure::Unknown);
         }
-        match result {
-            Ok(w) => Ok(w),
-            Err(e) if AfterWriteError::proves_not_applied(&e) => Err(ForwardFailure::Retry),
-            Err(WriteError::Unknown | WriteError::Undecodable(_)) => Err(ForwardFailure::Unknown),
-            Err(_) => Err(ForwardFailure::Refused),
+        match carry(Frame::ForwardAnswer { id: forward.id, answer }) {
+            Frame::ForwardAnswer { answer: ForwardAnswer::Written(w), .. } => Ok(w),
+            Frame::ForwardAnswer { answer: ForwardAnswer::Failed(e), .. } => {
+                Err(ForwardFailure::of(&e))
+            }
+            other => unreachable!("the simulated leader answers a write or its error: {other:?}"),
         }
     }
 
@@ -208,6 +225,16 @@ impl Sim {
         drop(w);
         lo + self.rand(hi.saturating_sub(lo) + 1)
     }
+}
+
+/// `frame` as the peer connection carries it: encoded, split by the frame decoder, decoded.
+fn carry(frame: Frame) -> Frame {
+    let mut wire = Vec::new();
+    peer_wire::encode_frame(&frame, &mut wire);
+    let mut decoder = peer_wire::FrameDecoder::new(peer_wire::FRAME_BYTES_MAX);
+    decoder.push(&wire);
+    let payload = decoder.next_frame().expect("a frame we wrote").expect("a whole frame");
+    peer_wire::decode_frame(&payload).expect("a frame we wrote decodes")
 }
 
 /// A read through the service.
