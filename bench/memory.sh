@@ -3,7 +3,7 @@
 # 100-byte values, in a single simple-cache node and in redis-server (no persistence), measured
 # on the same machine in the same run. Bounded; 127.0.0.1 only.
 #
-# Usage: bench/memory.sh     (env: KEYS=1000000 RESULTS_DIR=...)
+# Usage: bench/memory.sh     (env: KEYS=1000000 RESULTS_DIR=... BIN_DIR=prebuilt binaries)
 # ours:  RSS (/proc/PID/status VmRSS) after start, and after `simple-cache-bench --op fill`
 #        (the JSON string of 98 characters is stored as 100 bytes: the quotes are part of it).
 # redis: RSS and used_memory from INFO after loading the same keys through `redis-cli --pipe`.
@@ -18,16 +18,19 @@ trap '[[ -n "$PID" ]] && kill "$PID" 2>/dev/null; wait 2>/dev/null; rm -rf "$BAS
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 
-cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-path "$ROOT/Cargo.toml"
+if [[ -z "${BIN_DIR:-}" ]]; then
+  cargo build --release -p simple-cache-server -p simple-cache-bench --manifest-path "$ROOT/Cargo.toml"
+fi
+BIN_DIR=${BIN_DIR:-$ROOT/target/release}
 
 # --- ours ---
-"$ROOT/target/release/simple-cache" --mode single --http-addr 127.0.0.1:18180 \
+"$BIN_DIR/simple-cache" --mode single --http-addr 127.0.0.1:18180 \
   --raft-http-addr 127.0.0.1:19180 --metrics-addr 127.0.0.1:12180 --grpc-addr "" --redis-addr "" \
   --data-dir "$BASE/data" --log-level warn >"$BASE/ours.log" 2>&1 &
 PID=$!
 for _ in $(seq 1 100); do curl -sf 127.0.0.1:18180/readyz >/dev/null && break; sleep 0.1; done
 before=$(rss_kib "$PID")
-"$ROOT/target/release/simple-cache-bench" --url http://127.0.0.1:18180 --op fill --keys "$KEYS" \
+"$BIN_DIR/simple-cache-bench" --url http://127.0.0.1:18180 --op fill --keys "$KEYS" \
   --value-bytes 98 --connections 32 --duration 600
 # A snapshot started by the last writes may still be encoding (a transient copy of the map):
 # let it finish so the figure is the steady state.

@@ -44,6 +44,8 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// Forwarded writes one peer connection may have in flight here; past it they are refused as
 /// overloaded (a follower has at most its clients' requests in flight, far fewer).
 pub const FORWARDS_IN_FLIGHT_MAX: usize = 4096;
+/// How often a peer connection passes on what its hello says about the sender's addresses.
+const LEARN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes of encoded messages `POST /raft` accepts in one request.
 pub const RAFT_BODY_BYTES_MAX: usize = FRAME_BYTES_MAX;
 
@@ -211,6 +213,7 @@ async fn run_peer_connection(
     let received = st.metrics.peer_received_bytes.get_or_create(&label).clone();
     let me = NodeId(st.cfg.node_id);
     let in_flight = Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT_MAX));
+    let mut learned = None;
     let r = async {
         loop {
             while let Some(p) = decoder.next_frame()? {
@@ -229,7 +232,12 @@ async fn run_peer_connection(
                 if let Some(m) = messages.iter().find(|m| m.from != from || m.to != me) {
                     return Err(PeerEnd::WrongSender { said: from, found: m.from, to: m.to });
                 }
-                learn_addresses(st, from, Some(&hello.raft_addr), Some(&hello.client_addr));
+                // What the hello says about the sender is news at most when the membership
+                // changes: look at the first frame, then at most once a second.
+                if learned.is_none_or(|t: std::time::Instant| t.elapsed() >= LEARN_EVERY) {
+                    learn_addresses(st, from, Some(&hello.raft_addr), Some(&hello.client_addr));
+                    learned = Some(std::time::Instant::now());
+                }
                 if !messages.is_empty() && st.tx.try_send(Input::Raft(messages)).is_err() {
                     // The node loop is behind: drop the batch rather than stall every peer's
                     // reads; Raft's retries recover it.

@@ -247,6 +247,18 @@ impl Links {
         }
     }
 
+    /// Ends the waits of every forward to `leader` with [`ForwardReply::MaybeSent`].
+    fn lose_pending(&self, leader: NodeId, why: &str) {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let lost: Vec<u64> =
+            pending.iter().filter(|(_, p)| p.leader == leader).map(|(id, _)| *id).collect();
+        for id in lost {
+            if let Some(p) = pending.remove(&id) {
+                let _ = p.reply.send(ForwardReply::MaybeSent(why.to_string()));
+            }
+        }
+    }
+
     fn settle(&self, id: u64, reply: ForwardReply) {
         let p = self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
         if let Some(p) = p {
@@ -447,6 +459,7 @@ impl Sender {
                         m = rx.recv() => match m { Some(m) => m, None => return },
                         _ = reader.read(&mut probe) => {
                             self.failed(&"the peer closed the connection");
+                            self.connection_lost("the peer closed the connection");
                             link = Link::None;
                             continue;
                         }
@@ -545,10 +558,20 @@ impl Sender {
                     }
                     self.failed(&e);
                     if matches!(link, Link::Framed { .. }) {
+                        self.connection_lost(&e);
                         link = Link::None;
                     }
                 }
             }
+        }
+    }
+
+    /// The connection to the peer ended: forwarded writes waiting for its answers may or may
+    /// not have arrived, and are told so now rather than at their deadline.
+    fn connection_lost(&self, why: &str) {
+        if let Some(links) = self.links.upgrade() {
+            let why = format!("the connection to node {} broke: {why}", self.peer);
+            links.lose_pending(self.peer, &why);
         }
     }
 

@@ -299,7 +299,8 @@ async fn version_endpoint_and_flag_agree() {
     let (s, v) = call("GET", &n.url("/version"), None).await;
     assert_eq!(s, 200);
     let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-    assert_eq!(keys, BTreeSet::from(["version", "commit", "wire_format", "wal_format"]), "{v}");
+    let want = ["version", "commit", "wire_format", "peer_protocol", "wal_format"];
+    assert_eq!(keys, BTreeSet::from(want), "{v}");
     assert_eq!(v["version"], json!(env!("CARGO_PKG_VERSION")));
     assert!(v["wire_format"].as_u64().is_some_and(|f| f >= 1), "{v}");
     assert!(v["wal_format"].as_u64().is_some_and(|f| f >= 1), "{v}");
@@ -308,10 +309,11 @@ async fn version_endpoint_and_flag_agree() {
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
     let expected = format!(
-        "simple-cache {}\ncommit: {}\nwire_format: {}\nwal_format: {}\n",
+        "simple-cache {}\ncommit: {}\nwire_format: {}\npeer_protocol: {}\nwal_format: {}\n",
         v["version"].as_str().unwrap(),
         v["commit"].as_str().unwrap(),
         v["wire_format"],
+        v["peer_protocol"],
         v["wal_format"]
     );
     assert_eq!(printed, expected);
