@@ -3,11 +3,16 @@
 //! end). Delivery is best effort, as Raft expects: a batch that could not be written is dropped,
 //! and Raft's retries (heartbeats, probes) recover.
 //!
-//! Each peer has a sender task with a bounded queue, so a slow or dead peer never blocks the node
-//! loop (messages to it are dropped when its queue is full) and messages to one peer keep their
-//! order. The task writes everything queued as one frame (so a busy leader sends fewer, larger
-//! writes), reconnects with a doubling backoff (50 ms to 2 s) after a failure, and drops what
-//! was queued while the peer was unreachable rather than replay stale messages.
+//! Each peer has a sender task with a bounded queue ([`Links`], shared by the node loop, the
+//! service and the Raft listener), so a slow or dead peer never blocks the node loop (messages
+//! to it are dropped when its queue is full) and messages to one peer keep their order. The
+//! queue also carries writes this node forwards to the leader and its answers to writes
+//! followers forwarded here (`peer_wire::Frame::Forward`, `ForwardAnswer`; see `service.rs`).
+//! The task connects as soon as it starts, writes everything queued in one go (each run of Raft
+//! messages as one frame, so a busy leader sends fewer, larger writes), reconnects with a
+//! doubling backoff (50 ms to 2 s) after a failure, and drops what was queued while the peer was
+//! unreachable rather than replay stale messages; a forwarded write learns whether it was never
+//! sent (retried elsewhere) or may have arrived (reported).
 //!
 //! A peer that answers the preamble with HTTP runs the 0.1 transport (`POST /raft` per batch):
 //! the task then sends that way, and tries the peer protocol again every minute, so a cluster
