@@ -11,6 +11,18 @@ use crate::message::Message;
 use crate::types::Instant;
 use crate::wal;
 
+/// A xorshift64 stream from `seed` (not zero): the replay tests' generated inputs, the same on
+/// every run.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut x = seed;
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
 /// A limit in the spirit of the server's peer message limit, small enough to fuzz quickly.
 const MESSAGE_BYTES_MAX: usize = 16 << 20;
 

@@ -48,13 +48,7 @@ fn peer_frames_mutations_replay() {
     let seeds: Vec<Vec<u8>> =
         files(&fuzz).iter().map(|f| std::fs::read(f).expect("readable corpus file")).collect();
     assert!(seeds.len() >= 5, "the peer_frames seed corpus is committed");
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = simple_cache_core::fuzz::xorshift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..20_000 {
         let mut data = seeds[(next() % seeds.len() as u64) as usize].clone();
         for _ in 0..next() % 4 {
@@ -65,11 +59,11 @@ fn peer_frames_mutations_replay() {
                 _ => next() as u8,
             };
         }
-        if next() % 4 == 0 && data.len() > 1 {
+        if next().is_multiple_of(4) && data.len() > 1 {
             let keep = 1 + (next() % (data.len() as u64 - 1)) as usize;
             data.truncate(keep);
         }
-        if next() % 3 == 0 {
+        if next().is_multiple_of(3) {
             let other = &seeds[(next() % seeds.len() as u64) as usize];
             data.extend_from_slice(&other[1..]);
         }

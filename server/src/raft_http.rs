@@ -44,6 +44,8 @@ pub const PEER_CONNECTIONS_MAX: usize = 256;
 /// Forwarded writes one peer connection may have in flight here; past it they are refused as
 /// overloaded (a follower has at most its clients' requests in flight, far fewer).
 pub const FORWARDS_IN_FLIGHT_MAX: usize = 4096;
+/// How often each kind of refused peer connection is logged at warn.
+const REFUSAL_WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 /// How often a peer connection passes on what its hello says about the sender's addresses.
 const LEARN_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 /// Bytes of encoded messages `POST /raft` accepts in one request.
@@ -94,6 +96,8 @@ struct PeerConnections {
     active: AtomicUsize,
     current: Mutex<BTreeMap<NodeId, (u64, Arc<Notify>)>>,
     next: AtomicU64,
+    /// When each kind of refusal was last logged at warn.
+    warned: Mutex<BTreeMap<&'static str, std::time::Instant>>,
 }
 
 impl PeerConnections {
@@ -108,6 +112,20 @@ impl PeerConnections {
             old.notify_one();
         }
         (seq, notify)
+    }
+
+    /// Whether a refusal for `reason` should be logged at warn: the first, and then one a
+    /// minute.
+    fn warn_now(&self, reason: Refusal) -> bool {
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        match warned.get(reason.code()) {
+            Some(t) if now.duration_since(*t) < REFUSAL_WARN_EVERY => false,
+            _ => {
+                warned.insert(reason.code(), now);
+                true
+            }
+        }
     }
 
     fn release(&self, from: NodeId, seq: u64) {
@@ -160,7 +178,13 @@ async fn peer_connection(
     let end = run_peer_connection(&mut stream, &st, peers, stop, full).await;
     match end {
         Err(PeerEnd::Refused(reason, message)) => {
-            tracing::warn!(%remote, code = reason.code(), %message, "refused a peer connection");
+            // A misconfigured peer retries every 2 s at most: say why at warn once a minute per
+            // reason, then at debug.
+            if peers.warn_now(reason) {
+                tracing::warn!(%remote, code = reason.code(), %message, "refused a peer connection (said once a minute per reason)");
+            } else {
+                tracing::debug!(%remote, code = reason.code(), %message, "refused a peer connection");
+            }
             let mut answer = Vec::new();
             peer_wire::encode_frame(&Answer::Refused { reason, message }, &mut answer);
             // Best effort: the refused side learns why; it is closed either way.
@@ -396,4 +420,18 @@ async fn node_identity(
         "node_id": s.id.0,
         "cluster_id": st.cluster_id.get().map(peer_auth::hex),
     })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A peer refused again and again is logged at warn once per reason, not per attempt.
+    #[test]
+    fn refusals_are_warned_once_per_reason() {
+        let peers = PeerConnections::default();
+        assert!(peers.warn_now(Refusal::Unauthorized));
+        assert!(!peers.warn_now(Refusal::Unauthorized), "the retry 2 s later");
+        assert!(peers.warn_now(Refusal::WrongCluster), "another reason");
+    }
 }

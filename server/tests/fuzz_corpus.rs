@@ -38,13 +38,7 @@ fn resp_request_corpus_regressions_and_mutations_replay() {
         simple_cache_server::fuzz::resp_request(data);
     }
     assert!(seeds.len() >= 5, "the resp_request seed corpus is committed");
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = move || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut next = simple_cache_core::fuzz::xorshift(0x9E37_79B9_7F4A_7C15);
     for _ in 0..20_000 {
         let mut data = seeds[(next() % seeds.len() as u64) as usize].clone();
         for _ in 0..next() % 4 {
@@ -56,7 +50,7 @@ fn resp_request_corpus_regressions_and_mutations_replay() {
                 _ => next() as u8,
             };
         }
-        if next() % 3 == 0 {
+        if next().is_multiple_of(3) {
             let other = &seeds[(next() % seeds.len() as u64) as usize];
             data.extend_from_slice(&other[1..]);
         }
