@@ -40,11 +40,18 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
 }
 
 /// Encodes `value` with `version` in front: for a format that has its own version (snapshots).
+/// The `Vec` is exactly as large as the encoding: a log entry or a snapshot keeps its
+/// allocation for as long as it lives, and a grown `Vec` would hold up to twice the bytes.
 pub fn encode_as<T: Serialize + ?Sized>(version: u8, value: &T) -> Vec<u8> {
-    let mut out = vec![version];
-    // Serializing our own plain data types into a Vec cannot fail: they contain no maps with
-    // non-string keys or other constructs postcard rejects.
-    postcard::to_io(value, &mut out).expect("postcard encoding of core types is infallible");
+    // Serializing our own plain data types cannot fail: they contain no maps with non-string
+    // keys or other constructs postcard rejects.
+    const INFALLIBLE: &str = "postcard encoding of core types is infallible";
+    let mut counter = CountingWriter::default();
+    postcard::to_io(value, &mut counter).expect(INFALLIBLE);
+    let mut out = Vec::with_capacity(1 + usize::try_from(counter.count).expect(INFALLIBLE));
+    out.push(version);
+    postcard::to_io(value, &mut out).expect(INFALLIBLE);
+    debug_assert_eq!(out.len(), out.capacity(), "the count is the encoding's length");
     out
 }
 
@@ -154,6 +161,8 @@ mod tests {
         fn every_message_roundtrips(m in message()) {
             let bytes = encode(&m);
             prop_assert_eq!(bytes[0], WIRE_VERSION);
+            // Exactly sized: a log entry keeps this allocation for as long as it lives.
+            prop_assert_eq!(bytes.capacity(), bytes.len());
             prop_assert_eq!(decode::<Message>(&bytes, usize::MAX).unwrap(), m);
         }
 

@@ -471,12 +471,10 @@ pub fn run_query(node: &CacheNode, query: &Query, at: Instant) -> QueryResult {
         }
     };
     metered(node.meter(), op, || match query {
-        Query::Get(key) => QueryResult::Value(cache.get(key, at).cloned()),
+        Query::Get(key) => QueryResult::Value(cache.get(key, at)),
         Query::Item(key) => QueryResult::Item(cache.get_versioned(key, at)),
         Query::Ttl(key) => QueryResult::Ttl(cache.ttl(key, at)),
-        Query::Values(keys) => {
-            QueryResult::Values(keys.iter().map(|k| cache.get(k, at).cloned()).collect())
-        }
+        Query::Values(keys) => QueryResult::Values(keys.iter().map(|k| cache.get(k, at)).collect()),
         Query::Count => QueryResult::Count(cache.len() as u64),
         Query::Search { pattern, limit, after, examine_max } => QueryResult::Keys(
             cache.search_page(pattern, at, *limit, after.as_deref(), *examine_max),

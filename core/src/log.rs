@@ -157,6 +157,12 @@ impl RaftLog {
         }
         self.unstable_from = self.unstable_from.max(meta.last_index.next());
         self.snapshot = meta;
+        // The log grew to what one snapshot interval holds (hundreds of thousands of entries
+        // for a large cache) and a deque never gives that back by itself: keep at most twice
+        // what is left, so the next interval regrows it once instead of it staying at the peak.
+        if self.entries.capacity() > 2 * self.entries.len().max(1024) {
+            self.entries.shrink_to(2 * self.entries.len().max(1024));
+        }
     }
 
     /// The membership in force after the entry at `index`: the latest membership entry at or
@@ -194,5 +200,31 @@ impl RaftLog {
             i = i.prev();
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A compaction gives back what the deque grew to: a large cache's log reaches hundreds of
+    // thousands of entries between snapshots, and that peak must not stay allocated.
+    #[test]
+    fn compaction_gives_back_the_deque_s_peak() {
+        let entries: Vec<Entry> = (1..=100_000)
+            .map(|i| Entry { term: Term(1), index: LogIndex(i), payload: EntryPayload::Noop })
+            .collect();
+        let mut log = RaftLog::restore(SnapshotMeta::default(), entries);
+        let meta = |i| SnapshotMeta {
+            last_index: LogIndex(i),
+            last_term: Term(1),
+            ..SnapshotMeta::default()
+        };
+        log.install_snapshot(meta(99_990));
+        assert_eq!(log.first_index(), LogIndex(99_991));
+        assert!(log.entries.capacity() <= 2048, "capacity {}", log.entries.capacity());
+        // Entries after the snapshot stay.
+        assert_eq!(log.entries.len(), 10);
+        assert_eq!(log.entries[0].index, LogIndex(99_991));
     }
 }

@@ -752,7 +752,7 @@ mod tests {
         drive(&mut n, &mut out);
         let reads: Vec<_> = out.iter().flat_map(|a| a.reads.clone()).collect();
         assert_eq!(reads, vec![(RequestId(4), Ok(Instant(301)))]);
-        assert_eq!(n.cache().get("k", Instant(301)), Some(&Bytes::from_static(b"w")));
+        assert_eq!(n.cache().get("k", Instant(301)), Some(Bytes::from_static(b"w")));
     }
 
     // An expired key is removed through the log by the leader, never earlier than its deadline.
@@ -831,7 +831,7 @@ mod tests {
         let mut out = Vec::new();
         drive(&mut n, &mut out);
         assert_eq!(n.raft().log().snapshot_meta().last_index, LogIndex(7));
-        assert_eq!(n.cache().get("k", Instant(2)), Some(&Bytes::from_static(b"v")));
+        assert_eq!(n.cache().get("k", Instant(2)), Some(Bytes::from_static(b"v")));
     }
 
     // The entry count alone does not trigger a snapshot of a large cache: the entries since the

@@ -44,7 +44,7 @@ use bytes::Bytes;
 #[derive(Clone, Debug)]
 pub struct SnapshotJob {
     pub meta: SnapshotMeta,
-    source: JobSource,
+    source: SnapshotSource,
     new: bool,
     keep_data: bool,
 }
@@ -68,60 +68,30 @@ impl EncodedSnapshot {
     }
 }
 
-/// What a job encodes from. Detaching the map costs an allocation per key and fragments the
-/// heap (measured: resident memory per key 385 -> 552 bytes with 100-byte values), encoding
-/// costs a copy per byte; so a cache of small items is encoded at once, on the caller's thread
-/// (6-12 ms per 100k keys of 100 bytes, less than detaching them: 14 ms), and only a cache of
-/// large items, where copying the bytes is what takes long, is detached and encoded later.
-#[derive(Clone, Debug)]
-enum JobSource {
-    Encoded(Bytes),
-    Detached(SnapshotSource),
-}
-
-/// The average item size (key, value and overhead, in [`Cache::approx_bytes`]) from which a
-/// snapshot is detached rather than encoded at once.
-const DETACH_ITEM_BYTES_MIN: usize = 1024;
-
 impl SnapshotJob {
-    /// A job over a cache's current state: encoded at once if its items are small on average,
-    /// else detached (see [`JobSource`]).
+    /// A job over a cache's current state, detached from the cache: the stored entries are
+    /// shared and their set is copy-on-write in chunks, so detaching costs a pointer per chunk
+    /// of keys, not a copy of them, and the driver encodes it off its loop.
     /// `keep_data`: the node needs the encoded data back (a follower is waiting for it), not
     /// only the file.
     pub fn new(meta: SnapshotMeta, cache: &Cache, new: bool, keep_data: bool) -> SnapshotJob {
-        let large = cache.approx_bytes() >= cache.len().saturating_mul(DETACH_ITEM_BYTES_MIN);
-        let source = if large && !cache.is_empty() {
-            JobSource::Detached(cache.snapshot_source())
-        } else {
-            JobSource::Encoded(cache.snapshot())
-        };
-        SnapshotJob { meta, source, new, keep_data: keep_data || !new }
+        SnapshotJob { meta, source: cache.snapshot_source(), new, keep_data: keep_data || !new }
     }
 
     /// The snapshot, encoded in memory.
     pub fn encode(&self) -> Snapshot {
-        let data = match &self.source {
-            JobSource::Encoded(data) => data.clone(),
-            JobSource::Detached(source) => source.encode(),
-        };
-        Snapshot { meta: self.meta.clone(), data }
+        Snapshot { meta: self.meta.clone(), data: self.source.encode() }
     }
 
     /// The length of the encoded data, counted without producing it.
     pub fn encoded_len(&self) -> u64 {
-        match &self.source {
-            JobSource::Encoded(data) => data.len() as u64,
-            JobSource::Detached(source) => source.encoded_len(),
-        }
+        self.source.encoded_len()
     }
 
     /// Writes the encoded data ([`SnapshotJob::encode`]'s `data`) to `out` as it is produced,
     /// without a copy of it in memory.
     pub fn write_data(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        match &self.source {
-            JobSource::Encoded(data) => out.write_all(data),
-            JobSource::Detached(source) => source.write_to(out),
-        }
+        self.source.write_to(out)
     }
 
     /// Whether the node needs the encoded data back in [`EncodedSnapshot::data`]: a follower is
@@ -377,10 +347,10 @@ mod tests {
     use super::*;
     use crate::cache::{Command, Proposal};
 
-    // Small items are encoded at once; large ones are detached and encoded later; both give
-    // the cache's snapshot bytes as of the moment the job was made.
+    // A job gives the cache's snapshot bytes as of the moment it was made, whatever was
+    // applied after.
     #[test]
-    fn snapshot_jobs_detach_only_large_items() {
+    fn a_job_is_the_state_when_it_was_made() {
         let job_for = |value_bytes: usize| {
             let mut cache = Cache::new();
             for i in 0..10 {
@@ -400,12 +370,12 @@ mod tests {
             assert_eq!(job.encode().data, expected, "the state when the job was made");
             job
         };
-        assert!(matches!(job_for(100).source, JobSource::Encoded(_)));
-        assert!(matches!(job_for(4096).source, JobSource::Detached(_)));
+        job_for(100);
+        job_for(4096);
     }
 
-    // Streaming a job's snapshot writes exactly the bytes of encoding it in memory, for both
-    // kinds of source, and decoding them back does not copy the data.
+    // Streaming a job's snapshot writes exactly the bytes of encoding it in memory, whatever
+    // the values' sizes, and decoding them back does not copy the data.
     #[test]
     fn a_streamed_snapshot_is_the_encoded_one() {
         for value_bytes in [0, 100, 4096] {

@@ -23,17 +23,19 @@
 //!   key that is only read ages like a cold one.
 //! - **Random** picks, for each eviction, the first eligible key at or after a pseudo-random
 //!   recency drawn from the log index: deterministic, and spread over the keys by write order.
-//! - **Cost**: an ordered index of the eligible keys (a copy of each key) for the LRU, LFU and
-//!   random policies, updated in O(log n) per write; `volatile-ttl` uses the expiration index.
+//! - **Cost**: an ordered index of the eligible keys for the LRU, LFU and random policies
+//!   (sharing the stored entries: a pointer per key, no copy of it), updated in O(log n) per
+//!   write; `volatile-ttl` uses the expiration index.
 //!   Each eviction is O(log n).
 //!
 //! When the policy changes, the index is rebuilt and every stored key starts from the same
 //! recency and frequency (ordered by key), so replicas that restored older snapshots and
 //! replicas that applied the whole log agree from that entry on.
 
-use super::{Cache, Item, item_bytes};
+use super::chunked::Chunked;
+use super::entry::{Entry, Meta};
+use super::{Cache, entry_bytes};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
 
 /// How the cache makes room when a write would pass its [`Limits`], with Redis's meaning
 /// (`maxmemory-policy`); "used" is "written" (see the module documentation).
@@ -164,17 +166,18 @@ pub(super) fn lfu_bump(counter: u8, seq: u64) -> u8 {
 }
 
 /// Where a key stands in the policy's order: the smallest is evicted first.
-fn rank(policy: EvictionPolicy, key: &str, item: &Item) -> (u64, u64) {
+fn rank(policy: EvictionPolicy, entry: &Entry) -> (u64, u64) {
     if policy.random() {
         // A fixed pseudo-random place per key: a draw over the whole u64 range then lands
         // uniformly among the keys, whatever their recency.
-        (mix(crate::codec::fnv1a(key.as_bytes(), crate::codec::FNV_OFFSET)), 0)
+        (mix(crate::codec::fnv1a(entry.key_bytes(), crate::codec::FNV_OFFSET)), 0)
     } else if policy.lfu() {
         // One point per write counter step, one per LFU_DECAY_WRITES of recency: comparing
         // (counter + seq / DECAY) is comparing counters decayed to the same moment.
-        (u64::from(item.freq) + item.seq / LFU_DECAY_WRITES, item.seq)
+        let meta = entry.meta();
+        (u64::from(meta.freq) + meta.seq / LFU_DECAY_WRITES, meta.seq)
     } else {
-        (item.seq, 0)
+        (entry.meta().seq, 0)
     }
 }
 
@@ -202,24 +205,24 @@ impl Cache {
             && (self.limits.max_memory_bytes > 0 || self.limits.max_keys > 0)
     }
 
-    /// Whether `item` under the current policy may be evicted at all.
-    fn eligible(&self, item: &Item) -> bool {
-        !self.limits.policy.volatile_only() || item.expires_at.is_some()
+    /// Whether `entry` under the current policy may be evicted at all.
+    fn eligible(&self, entry: &Entry) -> bool {
+        !self.limits.policy.volatile_only() || entry.expires_at().is_some()
     }
 
-    /// Adds `key` to the policy's index if the policy keeps one and the key is eligible.
-    pub(super) fn order_insert(&mut self, key: &str, item: &Item) {
-        if self.indexed() && self.eligible(item) {
-            let (a, b) = rank(self.limits.policy, key, item);
-            self.order.insert((a, b, key.to_owned()));
+    /// Adds `entry` to the policy's index if the policy keeps one and the key is eligible.
+    pub(super) fn order_insert(&mut self, entry: &Entry) {
+        if self.indexed() && self.eligible(entry) {
+            let (a, b) = rank(self.limits.policy, entry);
+            self.order.insert((a, b, entry.clone()));
         }
     }
 
-    /// Removes `key` (as it was indexed with `item`) from the policy's index.
-    pub(super) fn order_remove(&mut self, key: &str, item: &Item) {
-        if self.indexed() && self.eligible(item) {
-            let (a, b) = rank(self.limits.policy, key, item);
-            let removed = self.order.remove(&(a, b, key.to_owned()));
+    /// Removes `entry` (as it was indexed) from the policy's index.
+    pub(super) fn order_remove(&mut self, entry: &Entry) {
+        if self.indexed() && self.eligible(entry) {
+            let (a, b) = rank(self.limits.policy, entry);
+            let removed = self.order.remove(&(a, b, entry.clone()));
             debug_assert!(removed, "every eligible item is in the eviction index");
         }
     }
@@ -231,17 +234,18 @@ impl Cache {
         let was_indexed = self.indexed();
         self.limits = limits;
         if policy_changed {
-            for item in self.items.values_mut() {
-                item.seq = 0;
-                item.freq = LFU_INIT;
-            }
+            // Every entry is rebuilt with its new recency and frequency, and the expiration
+            // index with it, so no index keeps an old entry alive.
+            let fresh = |e: &Entry| e.with_meta(Meta { seq: 0, freq: LFU_INIT, ..e.meta() });
+            self.items = self.items.iter().map(fresh).collect();
+            self.expirations =
+                self.expirations.iter().map(|(deadline, e)| (*deadline, fresh(e))).collect();
         }
         if policy_changed || was_indexed != self.indexed() {
             self.order.clear();
-            let keys: Vec<String> = self.items.keys().cloned().collect();
-            for key in keys {
-                let item = self.items[&key].clone();
-                self.order_insert(&key, &item);
+            let entries: Vec<Entry> = self.items.iter().cloned().collect();
+            for entry in &entries {
+                self.order_insert(entry);
             }
         }
         let over = |c: &Cache| c.limits.exceeded(c.used_bytes(), c.items.len() as u64);
@@ -270,12 +274,8 @@ impl Cache {
             return None;
         }
         // A write that could not fit even in an otherwise empty cache is refused at once.
-        let alone = bytes_after
-            - (self.used_bytes()
-                - self
-                    .items
-                    .get(key)
-                    .map_or(0, |i| item_bytes(key, i.value.len(), i.expires_at.is_some()) as u64));
+        let alone =
+            bytes_after - (self.used_bytes() - self.items.get(key).map_or(0, entry_bytes) as u64);
         if self.limits.exceeded(alone, 1) {
             return None;
         }
@@ -287,10 +287,9 @@ impl Cache {
             if !self.limits.exceeded(bytes, keys) {
                 break;
             }
-            let item = &self.items[victim];
-            bytes -= item_bytes(victim, item.value.len(), item.expires_at.is_some()) as u64;
+            bytes -= entry_bytes(victim) as u64;
             keys -= 1;
-            out.push(victim.to_owned());
+            out.push(victim.key().to_owned());
         }
         (!self.limits.exceeded(bytes, keys)).then_some(out)
     }
@@ -298,49 +297,51 @@ impl Cache {
     /// Up to `n` keys in eviction order (never `except`).
     fn victims(&self, except: Option<&str>, n: usize) -> Vec<String> {
         let skip = usize::from(self.diverge);
-        let mut v: Vec<String> =
-            self.candidates(except).skip(skip).take(n).map(str::to_owned).collect();
+        let owned = |e: &Entry| e.key().to_owned();
+        let mut v: Vec<String> = self.candidates(except).skip(skip).take(n).map(owned).collect();
         if v.is_empty() && skip > 0 {
-            v = self.candidates(except).take(n).map(str::to_owned).collect();
+            v = self.candidates(except).take(n).map(owned).collect();
         }
         v
     }
 
     /// The eligible keys in the order the policy evicts them, skipping `except`.
-    fn candidates<'a>(&'a self, except: Option<&'a str>) -> Box<dyn Iterator<Item = &'a str> + 'a> {
+    fn candidates<'a>(
+        &'a self,
+        except: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = &'a Entry> + 'a> {
         let policy = self.limits.policy;
-        let keep = move |k: &&'a str| Some(*k) != except;
+        let keep = move |e: &&'a Entry| except.is_none_or(|k| e.key_bytes() != k.as_bytes());
         match policy {
             EvictionPolicy::NoEviction => Box::new(std::iter::empty()),
             EvictionPolicy::VolatileTtl => {
-                Box::new(self.expirations.iter().map(|(_, k)| k.as_str()).filter(keep))
+                Box::new(self.expirations.iter().map(|(_, e)| e).filter(keep))
             }
             _ if policy.random() => {
                 // Start at a pseudo-random place drawn from the state (the same on every
                 // replica) among the keys' fixed places (see `rank`), and wrap around.
                 let draw = mix(self.last_seq ^ self.evicted_total.rotate_left(32));
-                let start = (draw, 0, String::new());
-                let tail = self.order.range(start.clone()..);
-                let head = self.order.range(..start);
-                Box::new(tail.chain(head).map(|(_, _, k)| k.as_str()).filter(keep))
+                let at = self.order.position(|(a, b, _)| (*a, *b) < (draw, 0));
+                let (head, tail) = self.order.split_at(at);
+                Box::new(tail.chain(head).map(|(_, _, e)| e).filter(keep))
             }
-            _ => Box::new(self.order.iter().map(|(_, _, k)| k.as_str()).filter(keep)),
+            _ => Box::new(self.order.iter().map(|(_, _, e)| e).filter(keep)),
         }
     }
 
     /// Checks the eviction index against the items (tests and debug builds).
     pub(super) fn check_order(&self) {
-        let expected: BTreeSet<(u64, u64, String)> = if self.indexed() {
+        let expected: Chunked<(u64, u64, Entry)> = if self.indexed() {
             self.items
                 .iter()
-                .filter(|(_, item)| self.eligible(item))
-                .map(|(k, item)| {
-                    let (a, b) = rank(self.limits.policy, k, item);
-                    (a, b, k.clone())
+                .filter(|e| self.eligible(e))
+                .map(|e| {
+                    let (a, b) = rank(self.limits.policy, e);
+                    (a, b, e.clone())
                 })
                 .collect()
         } else {
-            BTreeSet::new()
+            Chunked::default()
         };
         assert_eq!(self.order, expected, "the eviction index lists exactly the eligible keys");
     }

@@ -20,6 +20,8 @@
 //! Because the clock never decreases, a key that was expired at some applied index stays expired
 //! (hidden or removed) at every later index.
 
+mod chunked;
+mod entry;
 mod evict;
 mod ops;
 mod pattern;
@@ -42,9 +44,10 @@ use crate::codec::{self, DecodeError};
 use crate::types::Instant;
 use crate::watch::{DeleteCause, Event, EventKind};
 use bytes::Bytes;
+use chunked::Chunked;
+use entry::{Entry, Items, Meta};
 use pattern::Plan;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
 /// The largest encoded [`Proposal`] that [`Proposal::decode`] accepts. A leader must not propose
@@ -153,19 +156,6 @@ pub enum TtlStatus {
     Remaining { ms: u64 },
 }
 
-/// One stored value and its deadline.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Item {
-    value: Bytes,
-    expires_at: Option<Instant>,
-    /// The log index of the write that stored it (0 after a policy change): its recency.
-    seq: u64,
-    /// Its LFU counter (see `evict`).
-    freq: u8,
-    /// Its revisions (see `ops`).
-    revisions: Revisions,
-}
-
 /// One page of a search ([`Cache::search_page`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SearchPage {
@@ -182,10 +172,12 @@ pub struct SearchPage {
 pub struct Cache {
     /// The largest proposal time applied so far.
     clock: Instant,
-    /// Every stored key, expired or not. Sorted, so a prefix search is a range scan.
-    items: BTreeMap<String, Item>,
+    /// Every stored key, expired or not, each in one allocation (`entry`). Sorted, so a
+    /// prefix search is a range scan.
+    items: Items,
     /// Items with a deadline, earliest first, so finding expired keys does not scan every key.
-    expirations: BTreeSet<(Instant, String)>,
+    /// Shares the entries of `items`: no second copy of the key.
+    expirations: Chunked<(Instant, Entry)>,
     /// Estimated memory of `items` and `expirations`, maintained on every change: what
     /// [`Cache::used_bytes`] reports.
     approx_bytes: usize,
@@ -196,7 +188,7 @@ pub struct Cache {
     /// Keys evicted so far.
     evicted_total: u64,
     /// The eligible keys in eviction order, for the policies that keep one (see `evict`).
-    order: BTreeSet<(u64, u64, String)>,
+    order: Chunked<(u64, u64, Entry)>,
     /// A rolling digest of every applied command, its outcome and its evictions: equal on every
     /// replica at the same applied index (the simulator compares it).
     digest: u64,
@@ -204,7 +196,7 @@ pub struct Cache {
     pub(crate) diverge: bool,
     /// While a batch applies: the keys evicted so far, with their items, to put back if an
     /// operation of the batch is refused. `None` otherwise.
-    evicted_items: Option<Vec<(String, Item)>>,
+    evicted_items: Option<Vec<Entry>>,
     /// The change events of what was applied, while recording (see [`Cache::record_events`]).
     events: Recorder,
 }
@@ -281,19 +273,20 @@ impl Cache {
     /// Emits the key's current value as a put.
     fn emit_put(&mut self, key: &str) {
         if self.events.0.is_some()
-            && let Some(item) = self.items.get(key)
+            && let Some(entry) = self.items.get(key)
         {
+            let meta = entry.meta();
             let kind = EventKind::Put {
-                value: item.value.clone(),
-                revisions: item.revisions,
-                expires_at: item.expires_at,
+                value: entry.value_bytes(),
+                revisions: meta.revisions,
+                expires_at: meta.expires_at,
             };
             self.emit(key, kind);
         }
     }
 
     /// [`Cache::remove`], emitting a delete for a stored key.
-    fn remove_as(&mut self, key: &str, cause: DeleteCause) -> Option<Item> {
+    fn remove_as(&mut self, key: &str, cause: DeleteCause) -> Option<Entry> {
         let item = self.remove(key);
         if item.is_some() {
             self.emit(key, EventKind::Delete { cause });
@@ -321,7 +314,7 @@ impl Cache {
                 {
                     return refused;
                 } else {
-                    self.insert(key, value.clone(), *expires_at, seq);
+                    self.insert(key, value, *expires_at, seq);
                 }
                 self.debug_check_key(key);
                 ApplyResult::Set
@@ -329,14 +322,14 @@ impl Cache {
             Command::Del { key } => {
                 let existed = self
                     .remove_as(key, DeleteCause::Deleted)
-                    .is_some_and(|item| is_live(&item, self.clock));
+                    .is_some_and(|entry| is_live(&entry, self.clock));
                 self.debug_check_key(key);
                 ApplyResult::Del { existed }
             }
             Command::Expire { key } => {
                 let existed = self
                     .remove_as(key, DeleteCause::Expired)
-                    .is_some_and(|item| is_live(&item, self.clock));
+                    .is_some_and(|entry| is_live(&entry, self.clock));
                 self.debug_check_key(key);
                 ApplyResult::Expire { existed }
             }
@@ -352,8 +345,8 @@ impl Cache {
             Command::RemoveExpired { keys } => {
                 let mut removed = 0;
                 for key in keys {
-                    let expired = self.items.get(key.as_str()).is_some_and(|item| {
-                        item.expires_at.is_some_and(|deadline| deadline <= self.clock)
+                    let expired = self.items.get(key).is_some_and(|entry| {
+                        entry.expires_at().is_some_and(|deadline| deadline <= self.clock)
                     });
                     if expired {
                         self.remove_as(key, DeleteCause::Expired);
@@ -378,16 +371,16 @@ impl Cache {
     }
 
     /// The value of `key` if it is live at `now` (or at the cache clock, if that is later).
-    /// Borrows the value rather than cloning it; `Bytes::clone` is cheap if the caller needs one.
-    pub fn get(&self, key: &str, now: Instant) -> Option<&Bytes> {
+    /// The `Bytes` share the stored entry: no copy, however large the value.
+    pub fn get(&self, key: &str, now: Instant) -> Option<Bytes> {
         let now = self.read_time(now);
-        self.items.get(key).filter(|item| is_live(item, now)).map(|item| &item.value)
+        self.items.get(key).filter(|entry| is_live(entry, now)).map(Entry::value_bytes)
     }
 
     /// The remaining lifetime of `key` at `now` (or at the cache clock, if that is later).
     pub fn ttl(&self, key: &str, now: Instant) -> TtlStatus {
         let now = self.read_time(now);
-        match self.items.get(key).map(|item| item.expires_at) {
+        match self.items.get(key).map(Entry::expires_at) {
             None => TtlStatus::Missing,
             Some(None) => TtlStatus::NoExpiry,
             Some(Some(deadline)) if deadline > now => {
@@ -428,11 +421,11 @@ impl Cache {
         match pattern.plan() {
             Plan::Exact(key) => {
                 let past = after.is_some_and(|a| key.as_str() <= a);
-                if let Some((key, item)) = self.items.get_key_value(key.as_str())
-                    && is_live(item, now)
+                if let Some(entry) = self.items.get(key)
+                    && is_live(entry, now)
                     && !past
                 {
-                    page.keys.push(key.clone());
+                    page.keys.push(entry.key().to_owned());
                 }
             }
             Plan::Scan { prefix, filter } => {
@@ -440,20 +433,21 @@ impl Cache {
                     Some(a) if a >= prefix.as_str() => Bound::Excluded(a),
                     _ => Bound::Included(prefix.as_str()),
                 };
-                let mut last: Option<&String> = None;
-                let keys = self
+                let mut last: Option<&str> = None;
+                let entries = self
                     .items
-                    .range::<str, _>((start, Bound::Unbounded))
-                    .take_while(|(key, _)| key.starts_with(prefix.as_str()));
-                for (examined, (key, item)) in keys.enumerate() {
+                    .range_from(start)
+                    .take_while(|entry| entry.key_bytes().starts_with(prefix.as_bytes()));
+                for (examined, entry) in entries.enumerate() {
                     if examined == examine_max {
                         // More keys to look at: resume after the last one examined.
-                        page.resume_after = last.cloned();
+                        page.resume_after = last.map(str::to_owned);
                         break;
                     }
+                    let key = entry.key();
                     last = Some(key);
-                    if is_live(item, now) && filter.as_ref().is_none_or(|f| f.is_match(key)) {
-                        page.keys.push(key.clone());
+                    if is_live(entry, now) && filter.as_ref().is_none_or(|f| f.is_match(key)) {
+                        page.keys.push(key.to_owned());
                         if page.keys.len() == limit {
                             break;
                         }
@@ -473,7 +467,7 @@ impl Cache {
             .iter()
             .take_while(|(deadline, _)| *deadline <= now)
             .take(max)
-            .map(|(_, key)| key.clone())
+            .map(|(_, entry)| entry.key().to_owned())
             .collect()
     }
 
@@ -495,7 +489,7 @@ impl Cache {
 
     /// Whether no key is stored at all.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.len() == 0
     }
 
     /// The number of entries in the expiration index, i.e. of stored keys with a deadline.
@@ -529,8 +523,7 @@ impl Cache {
         expires_at: Option<Instant>,
         evicted: &mut Vec<String>,
     ) -> Option<ApplyResult> {
-        let old =
-            self.items.get(key).map(|i| item_bytes(key, i.value.len(), i.expires_at.is_some()));
+        let old = self.items.get(key).map(entry_bytes);
         let used = self.used_bytes();
         let keys = self.items.len() as u64;
         let bytes_after = used - old.unwrap_or(0) as u64
@@ -549,9 +542,9 @@ impl Cache {
             Some(victims) => {
                 self.evicted_total += victims.len() as u64;
                 for victim in victims {
-                    let item = self.remove_as(&victim, DeleteCause::Evicted);
-                    if let (Some(items), Some(item)) = (self.evicted_items.as_mut(), item) {
-                        items.push((victim.clone(), item));
+                    let entry = self.remove_as(&victim, DeleteCause::Evicted);
+                    if let (Some(entries), Some(entry)) = (self.evicted_items.as_mut(), entry) {
+                        entries.push(entry);
                     }
                     evicted.push(victim);
                 }
@@ -563,63 +556,63 @@ impl Cache {
 
     /// Stores `value` under `key` as written at `seq`, keeping the indexes and the byte
     /// estimate in step.
-    fn insert(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>, seq: u64) {
-        // The removed entry's key is reused for the new one: one allocation fewer per
-        // overwrite.
+    fn insert(&mut self, key: &str, value: &[u8], expires_at: Option<Instant>, seq: u64) {
         let clock = self.clock;
-        let (owned_key, freq, revisions) = match self.remove_entry(key) {
-            Some((k, old)) => {
+        let (freq, revisions) = match self.remove_entry(key) {
+            Some(old) => {
+                let meta = old.meta();
                 let revisions = if is_live(&old, clock) {
-                    let version = old.revisions.version + 1;
-                    Revisions { modified: seq, version, ..old.revisions }
+                    let version = meta.revisions.version + 1;
+                    Revisions { modified: seq, version, ..meta.revisions }
                 } else {
                     Revisions { create: seq, modified: seq, version: 1 }
                 };
-                (k, evict::lfu_bump(old.freq, seq), revisions)
+                (evict::lfu_bump(meta.freq, seq), revisions)
             }
-            None => (
-                key.to_owned(),
-                evict::LFU_INIT,
-                Revisions { create: seq, modified: seq, version: 1 },
-            ),
+            None => (evict::LFU_INIT, Revisions { create: seq, modified: seq, version: 1 }),
         };
-        if let Some(deadline) = expires_at {
-            self.expirations.insert((deadline, owned_key.clone()));
-        }
-        let item = Item { value, expires_at, seq, freq, revisions };
-        self.approx_bytes += item_bytes(key, item.value.len(), expires_at.is_some());
-        self.order_insert(key, &item);
-        self.items.insert(owned_key, item);
+        self.put_back(Entry::new(key, value, Meta { expires_at, seq, freq, revisions }));
         self.emit_put(key);
     }
 
-    /// Removes `key` and its index entry, returning the item if it was stored.
-    fn remove(&mut self, key: &str) -> Option<Item> {
-        self.remove_entry(key).map(|(_, item)| item)
+    /// Stores an entry exactly as it is (revisions, recency and all), keeping the indexes and
+    /// the byte estimate in step. The key must not be stored.
+    fn put_back(&mut self, entry: Entry) {
+        if let Some(deadline) = entry.expires_at() {
+            self.expirations.insert((deadline, entry.clone()));
+        }
+        self.approx_bytes += entry_bytes(&entry);
+        self.order_insert(&entry);
+        let replaced = self.items.insert(entry);
+        debug_assert!(replaced.is_none(), "put_back is only called for a key that is not stored");
     }
 
-    /// [`Cache::remove`], giving back the stored key too.
-    fn remove_entry(&mut self, key: &str) -> Option<(String, Item)> {
-        let (owned_key, item) = self.items.remove_entry(key)?;
-        self.order_remove(&owned_key, &item);
-        self.approx_bytes -= item_bytes(&owned_key, item.value.len(), item.expires_at.is_some());
-        if let Some(deadline) = item.expires_at {
-            let probe = (deadline, owned_key);
-            let removed = self.expirations.remove(&probe);
+    /// Removes `key` and its index entries, returning its entry if it was stored.
+    fn remove(&mut self, key: &str) -> Option<Entry> {
+        self.remove_entry(key)
+    }
+
+    /// [`Cache::remove`].
+    fn remove_entry(&mut self, key: &str) -> Option<Entry> {
+        let entry = self.items.remove(key)?;
+        self.order_remove(&entry);
+        self.approx_bytes -= entry_bytes(&entry);
+        if let Some(deadline) = entry.expires_at() {
+            let removed = self.expirations.remove(&(deadline, entry.clone()));
             debug_assert!(removed, "every item with a deadline is in the index");
-            return Some((probe.1, item));
         }
-        Some((owned_key, item))
+        Some(entry)
     }
 
     /// Checks, in debug builds, that the key just touched is indexed under its deadline. O(log n),
     /// so it runs after every apply; the full O(n) check is [`Cache::check_invariants`].
     fn debug_check_key(&self, key: &str) {
         if cfg!(debug_assertions)
-            && let Some(deadline) = self.items.get(key).and_then(|item| item.expires_at)
+            && let Some(entry) = self.items.get(key)
+            && let Some(deadline) = entry.expires_at()
         {
             debug_assert!(
-                self.expirations.contains(&(deadline, key.to_owned())),
+                self.expirations.contains(&(deadline, entry.clone())),
                 "every item with a deadline is in the index"
             );
         }
@@ -629,24 +622,25 @@ impl Cache {
     /// and no other, and the byte estimate matches a recount. Panics on a violation, which is a
     /// bug. Run after restoring a snapshot and by the tests after every operation.
     pub(crate) fn check_invariants(&self) {
-        let with_deadline = self.items.values().filter(|item| item.expires_at.is_some()).count();
+        self.items.check();
+        self.expirations.check();
+        self.order.check();
+        let with_deadline = self.items.iter().filter(|e| e.expires_at().is_some()).count();
         assert_eq!(
             self.expirations.len(),
             with_deadline,
             "the expiration index has one entry per item with a deadline"
         );
-        for (deadline, key) in &self.expirations {
+        for (deadline, entry) in self.expirations.iter() {
+            let stored = self.items.get(entry.key());
             assert_eq!(
-                self.items.get(key).and_then(|item| item.expires_at),
+                stored.and_then(Entry::expires_at),
                 Some(*deadline),
                 "every index entry names a stored item with that deadline"
             );
+            assert!(stored.is_some_and(|s| s.same(entry)), "the index shares the stored entry");
         }
-        let recount: usize = self
-            .items
-            .iter()
-            .map(|(key, item)| item_bytes(key, item.value.len(), item.expires_at.is_some()))
-            .sum();
+        let recount: usize = self.items.iter().map(entry_bytes).sum();
         assert_eq!(self.approx_bytes, recount, "approx_bytes matches a recount");
         self.check_order();
     }
@@ -708,9 +702,14 @@ fn digest_step(
     evicted.iter().fold(d, |d, k| fnv1a(k.as_bytes(), fnv1a(&[0xff], d)))
 }
 
-/// Whether `item` is visible to a read at `now`: it has no deadline or the deadline is later.
-fn is_live(item: &Item, now: Instant) -> bool {
-    item.expires_at.is_none_or(|deadline| deadline > now)
+/// Whether `entry` is visible to a read at `now`: it has no deadline or the deadline is later.
+fn is_live(entry: &Entry, now: Instant) -> bool {
+    entry.expires_at().is_none_or(|deadline| deadline > now)
+}
+
+/// [`item_bytes`] of a stored entry.
+fn entry_bytes(entry: &Entry) -> usize {
+    item_bytes(entry.key(), entry.value_len(), entry.expires_at().is_some())
 }
 
 /// The estimated memory one item costs, including its index entry if it has a deadline.

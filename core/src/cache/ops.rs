@@ -21,7 +21,8 @@
 //! TTLs in a [`KeyOp`] are relative to the proposal's time, which the leader stamps: applying
 //! `ttl_ms` gives the same deadline on every replica, the one the leader would have computed.
 
-use super::{ApplyResult, Cache, Command, Item, is_live};
+use super::entry::{Entry, Meta};
+use super::{ApplyResult, Cache, Command, is_live};
 use crate::types::Instant;
 use crate::watch::{DeleteCause, EventKind};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -57,13 +58,13 @@ pub enum Condition {
 }
 
 impl Condition {
-    fn holds(self, current: Option<&Item>) -> bool {
+    fn holds(self, current: Option<&Entry>) -> bool {
         match (self, current) {
             (Condition::Always, _) => true,
             (Condition::Absent, c) => c.is_none(),
             (Condition::Present, c) => c.is_some(),
             (Condition::Revision(0), c) => c.is_none(),
-            (Condition::Revision(r), Some(item)) => item.revisions.modified == r,
+            (Condition::Revision(r), Some(entry)) => entry.revisions().modified == r,
             (Condition::Revision(_), None) => false,
         }
     }
@@ -352,14 +353,14 @@ impl Cache {
             match &c.compare {
                 Compare::Revision(0) | Compare::Absent => live.is_none(),
                 Compare::Present => live.is_some(),
-                Compare::Revision(r) => live.is_some_and(|i| i.revisions.modified == *r),
-                Compare::Value(v) => live.is_some_and(|i| i.value == *v),
+                Compare::Revision(r) => live.is_some_and(|e| e.revisions().modified == *r),
+                Compare::Value(v) => live.is_some_and(|e| e.value() == &v[..]),
             }
         });
         let ops = if succeeded { &b.then } else { &b.otherwise };
         // What to put back if an operation is refused: every touched key as it was, and
         // every key evicted on the way.
-        let mut touched: Vec<(String, Option<Item>)> = Vec::with_capacity(ops.len());
+        let mut touched: Vec<(String, Option<Entry>)> = Vec::with_capacity(ops.len());
         let (evicted_before, evicted_total_before) = (evicted.len(), self.evicted_total);
         let events_before = self.events.0.as_ref().map_or(0, Vec::len);
         self.evicted_items = Some(Vec::new());
@@ -378,7 +379,7 @@ impl Cache {
                         applied: false,
                         revision: seq,
                         existed: live.is_some(),
-                        current: live.map(|i| i.revisions),
+                        current: live.map(Entry::revisions),
                         previous: None,
                         number: None,
                         text: None,
@@ -395,13 +396,15 @@ impl Cache {
         let Some((position, refusal)) = refused else {
             return ApplyResult::Batch(BatchOutcome { succeeded, revision: seq, results });
         };
-        for (key, item) in evicted_items.into_iter().rev() {
-            self.put_back(key, item);
+        for entry in evicted_items.into_iter().rev() {
+            // A later operation of the batch may have written the key again.
+            self.remove(entry.key());
+            self.put_back(entry);
         }
         for (key, before) in touched.into_iter().rev() {
             self.remove(&key);
-            if let Some(item) = before {
-                self.put_back(key, item);
+            if let Some(entry) = before {
+                self.put_back(entry);
             }
         }
         evicted.truncate(evicted_before);
@@ -412,25 +415,15 @@ impl Cache {
         ApplyResult::BatchRefused { position: position as u64, refusal: Box::new(refusal) }
     }
 
-    /// Stores an item exactly as it was (revisions, recency and all), keeping the indexes.
-    fn put_back(&mut self, key: String, item: Item) {
-        if let Some(deadline) = item.expires_at {
-            self.expirations.insert((deadline, key.clone()));
-        }
-        self.approx_bytes += super::item_bytes(&key, item.value.len(), item.expires_at.is_some());
-        self.order_insert(&key, &item);
-        self.items.insert(key, item);
-    }
-
-    /// The live item under `key` at the cache clock.
-    fn live(&self, key: &str) -> Option<&Item> {
-        self.items.get(key).filter(|item| is_live(item, self.clock))
+    /// The live entry under `key` at the cache clock.
+    fn live(&self, key: &str) -> Option<&Entry> {
+        self.items.get(key).filter(|entry| is_live(entry, self.clock))
     }
 
     /// `key` with its revisions, if it is live at `now` (or at the cache clock, if later).
     pub fn get_versioned(&self, key: &str, now: Instant) -> Option<Versioned> {
         let now = self.read_time(now);
-        self.items.get(key).filter(|item| is_live(item, now)).map(versioned)
+        self.items.get(key).filter(|entry| is_live(entry, now)).map(versioned)
     }
 
     /// Applies a [`Command::Key`] at `seq` (the clock already advanced to `time`).
@@ -442,14 +435,16 @@ impl Cache {
         evicted: &mut Vec<String>,
     ) -> ApplyResult {
         let key = w.key.as_str();
-        let before = self.live(key);
+        // Owned (a count bump), so the writes below can change the cache while it is read.
+        let before = self.live(key).cloned();
+        let before = before.as_ref();
         let existed = before.is_some();
         let previous = if w.return_previous { before.map(versioned) } else { None };
         let mut outcome = KeyOutcome {
             applied: false,
             revision: seq,
             existed,
-            current: before.map(|i| i.revisions),
+            current: before.map(Entry::revisions),
             previous,
             number: None,
             text: None,
@@ -465,8 +460,8 @@ impl Cache {
         if !w.condition.holds(before) {
             return ApplyResult::Key(outcome);
         }
-        let deadline = before.and_then(|i| i.expires_at);
-        let old_value = before.map(|i| i.value.clone());
+        let deadline = before.and_then(Entry::expires_at);
+        let old_value = before.map(Entry::value);
         match &w.op {
             KeyOp::Set { value, ttl } => {
                 let expires_at = match ttl {
@@ -481,14 +476,14 @@ impl Cache {
                 {
                     return refused;
                 } else {
-                    self.insert(key, value.clone(), expires_at, seq);
+                    self.insert(key, value, expires_at, seq);
                 }
             }
             KeyOp::Del => {
                 self.remove_as(key, DeleteCause::Deleted);
             }
             KeyOp::Incr { delta } => {
-                let stored = old_value.as_deref();
+                let stored = old_value;
                 let n = match stored {
                     None => 0,
                     Some(b) => match value_form::integer(b) {
@@ -503,13 +498,13 @@ impl Cache {
                 if let Some(refused) = self.make_room(key, value.len(), deadline, evicted) {
                     return refused;
                 }
-                self.insert(key, value, deadline, seq);
+                self.insert(key, &value, deadline, seq);
                 outcome.number = Some(n);
             }
             KeyOp::Append { bytes } => {
                 let mut value = match old_value {
                     None => BytesMut::from(&[value_form::RAW][..]),
-                    Some(v) if v.first() == Some(&value_form::RAW) => BytesMut::from(&v[..]),
+                    Some(v) if v.first() == Some(&value_form::RAW) => BytesMut::from(v),
                     Some(_) => return ApplyResult::KeyRefused(KeyRefusal::NotRaw),
                 };
                 if value.len() - 1 + bytes.len() > VALUE_BYTES_MAX {
@@ -520,7 +515,7 @@ impl Cache {
                     return refused;
                 }
                 outcome.number = Some((value.len() - 1) as i64);
-                self.insert(key, value.freeze(), deadline, seq);
+                self.insert(key, &value, deadline, seq);
             }
             KeyOp::Persist => {
                 if !existed || deadline.is_none() {
@@ -529,7 +524,7 @@ impl Cache {
                 self.retime(key, None);
             }
             KeyOp::Splice { offset, bytes } => {
-                let text = match old_value.as_deref() {
+                let text = match old_value {
                     None => &[][..],
                     Some(v) => match value_form::text(v) {
                         Some(t) => t,
@@ -557,11 +552,11 @@ impl Cache {
                     return refused;
                 }
                 outcome.number = Some((value.len() - 1) as i64);
-                self.insert(key, value.freeze(), deadline, seq);
+                self.insert(key, &value, deadline, seq);
             }
             KeyOp::IncrFloat { delta_bits } => {
                 let delta = f64::from_bits(*delta_bits);
-                let stored = old_value.as_deref();
+                let stored = old_value;
                 let n = match stored {
                     None => 0.0,
                     Some(b) if value_form::text(b).is_none() => {
@@ -584,21 +579,23 @@ impl Cache {
                 if let Some(refused) = self.make_room(key, value.len(), deadline, evicted) {
                     return refused;
                 }
-                self.insert(key, value, deadline, seq);
+                self.insert(key, &value, deadline, seq);
                 outcome.text = Some(Bytes::from(text));
             }
             KeyOp::Read => {}
             KeyOp::Rename { from } => {
                 if from != key {
-                    let (from_key, source) =
+                    let source =
                         self.remove_entry(from).expect("the source was checked to be live");
-                    let (value, expires_at) = (source.value.clone(), source.expires_at);
-                    if let Some(refused) = self.make_room(key, value.len(), expires_at, evicted) {
-                        self.put_back(from_key, source);
+                    let expires_at = source.expires_at();
+                    if let Some(refused) =
+                        self.make_room(key, source.value_len(), expires_at, evicted)
+                    {
+                        self.put_back(source);
                         return refused;
                     }
                     self.emit(from, EventKind::Delete { cause: DeleteCause::Deleted });
-                    self.insert(key, value, expires_at, seq);
+                    self.insert(key, source.value(), expires_at, seq);
                 }
             }
             KeyOp::Expire { when, .. } | KeyOp::ExpireAt { when, .. } => {
@@ -627,21 +624,21 @@ impl Cache {
         }
         self.debug_check_key(key);
         outcome.applied = true;
-        outcome.current = self.live(key).map(|i| i.revisions);
+        outcome.current = self.live(key).map(Entry::revisions);
         ApplyResult::Key(outcome)
     }
 
     /// Gives a stored key a new deadline, keeping its value, revisions and eviction state.
     fn retime(&mut self, key: &str, expires_at: Option<Instant>) {
-        let Some((owned_key, mut item)) = self.remove_entry(key) else { return };
-        item.expires_at = expires_at;
-        self.put_back(owned_key, item);
+        let Some(entry) = self.remove_entry(key) else { return };
+        self.put_back(entry.with_meta(Meta { expires_at, ..entry.meta() }));
         self.emit_put(key);
     }
 }
 
-fn versioned(item: &Item) -> Versioned {
-    Versioned { value: item.value.clone(), expires_at: item.expires_at, revisions: item.revisions }
+fn versioned(entry: &Entry) -> Versioned {
+    let meta = entry.meta();
+    Versioned { value: entry.value_bytes(), expires_at: meta.expires_at, revisions: meta.revisions }
 }
 
 /// Folds a [`Command::Key`] into the rolling digest.

@@ -12,13 +12,13 @@
 //! are part of the state and are kept, so a restored replica removes them through the log exactly
 //! like the others.
 
+use super::entry::{Entry, Items, Meta};
 use super::evict::LFU_INIT;
-use super::{Cache, Item, Limits, Revisions, item_bytes};
+use super::{Cache, Limits, Revisions};
 use crate::codec::{self, DecodeError};
 use crate::types::Instant;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize, Serializer};
-use std::collections::BTreeMap;
 
 /// The largest snapshot [`Cache::restore`] accepts. A snapshot is as large as the cache it
 /// describes, which already fits in the memory of the replica that produced it, and the layers
@@ -91,22 +91,38 @@ struct SnapshotRef<'a> {
     items: ItemsRef<'a>,
 }
 
-/// Serializes the item map as a sequence of `(key, value, expires_at, seq, freq, revisions)`
+/// Serializes the items as a sequence of `(key, value, expires_at, seq, freq, revisions)`
 /// tuples in key order, the same encoding as the `Vec` in [`SnapshotOwnedV3`].
-struct ItemsRef<'a>(&'a BTreeMap<String, Item>);
+struct ItemsRef<'a>(&'a Items);
 
 impl Serialize for ItemsRef<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|(key, item)| {
-            (key.as_str(), &item.value, item.expires_at, item.seq, item.freq, item.revisions)
-        }))
+        use serde::ser::SerializeSeq;
+        // The length first: postcard needs it, and the chunks' iterator does not know it.
+        let mut seq = serializer.serialize_seq(Some(self.0.len()))?;
+        for entry in self.0.iter() {
+            let m = entry.meta();
+            let item =
+                (entry.key(), AsBytes(entry.value()), m.expires_at, m.seq, m.freq, m.revisions);
+            seq.serialize_element(&item)?;
+        }
+        seq.end()
+    }
+}
+
+/// A value encoded as `Bytes` encodes it (serde's `bytes`, not a sequence of `u8`).
+struct AsBytes<'a>(&'a [u8]);
+
+impl Serialize for AsBytes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(self.0)
     }
 }
 
 /// The cache's state at one moment, detached from the cache so that it can be encoded on
-/// another thread while the cache moves on. Taking it copies the keys and the map but not the
-/// values (`Bytes` are shared), so its cost does not grow with value sizes; encoding copies
-/// everything.
+/// another thread while the cache moves on. Taking it copies the set's pointers to the entries,
+/// which are shared, not the keys or values, so its cost does not grow with their sizes;
+/// encoding copies everything.
 #[derive(Clone, Debug)]
 pub struct SnapshotSource {
     clock: Instant,
@@ -114,7 +130,7 @@ pub struct SnapshotSource {
     last_seq: u64,
     evicted_total: u64,
     digest: u64,
-    items: BTreeMap<String, Item>,
+    items: Items,
 }
 
 /// The format 2 bytes of one state (the cache's, or a detached copy's).
@@ -122,7 +138,7 @@ fn encode(
     clock: Instant,
     limits: Limits,
     (last_seq, evicted_total, digest): (u64, u64, u64),
-    items: &BTreeMap<String, Item>,
+    items: &Items,
 ) -> Bytes {
     let r = SnapshotRef { clock, limits, last_seq, evicted_total, digest, items: ItemsRef(items) };
     Bytes::from(codec::encode_as(SNAPSHOT_FORMAT, &r))
@@ -222,20 +238,14 @@ impl Cache {
         {
             // Strictly increasing keys are what `snapshot` writes; anything else (a duplicate in
             // particular) means the bytes are not a snapshot of one consistent state.
-            if let Some((last, _)) = cache.items.last_key_value()
-                && *last >= key
+            if let Some(last) = cache.items.last()
+                && last.key() >= key.as_str()
             {
                 return Err(DecodeError::Malformed(format!(
                     "snapshot keys are not strictly increasing at item {position}"
                 )));
             }
-            cache.approx_bytes += item_bytes(&key, value.len(), expires_at.is_some());
-            if let Some(deadline) = expires_at {
-                cache.expirations.insert((deadline, key.clone()));
-            }
-            let item = Item { value, expires_at, seq, freq, revisions };
-            cache.order_insert(&key, &item);
-            cache.items.insert(key, item);
+            cache.put_back(Entry::new(&key, &value, Meta { expires_at, seq, freq, revisions }));
         }
         if cfg!(debug_assertions) {
             cache.check_invariants();

@@ -4,6 +4,7 @@ use super::snapshot::SnapshotOwned;
 use super::*;
 use crate::codec::WIRE_VERSION;
 use proptest::prelude::*;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn set(key: &str, value: &str, expires_at: Option<u64>) -> Command {
     Command::Set {
@@ -1303,7 +1304,7 @@ proptest! {
                 }),
             };
             let before: BTreeMap<String, Bytes> =
-                cache.items.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+                cache.items.iter().map(|e| (e.key().to_owned(), e.value_bytes())).collect();
             let policy = cache.limits().policy;
             let p = Proposal { time: Instant(time), command: command.clone() };
             let result = cache.apply_at(index, &p);
@@ -1314,18 +1315,18 @@ proptest! {
                 replica = Some(Cache::restore(&cache.snapshot()).unwrap());
             }
             cache.check_invariants();
-            let after: BTreeSet<String> = cache.items.keys().cloned().collect();
+            let after: BTreeSet<String> = cache.items.iter().map(|e| e.key().to_owned()).collect();
             let evicted: Vec<String> =
                 before.keys().filter(|k| !after.contains(*k)).cloned().collect();
             match (&command, &result) {
                 (Command::Set { .. }, ApplyResult::OutOfMemory { .. }) => {
                     let now: BTreeMap<String, Bytes> =
-                        cache.items.iter().map(|(k, v)| (k.clone(), v.value.clone())).collect();
+                        cache.items.iter().map(|e| (e.key().to_owned(), e.value_bytes())).collect();
                     prop_assert_eq!(now, before, "a refused write changes nothing");
                 }
                 (Command::Set { key, value, expires_at }, ApplyResult::Set) => {
                     if expires_at.is_none_or(|d| d > cache.clock()) {
-                        prop_assert_eq!(cache.items.get(key).map(|i| &i.value), Some(value));
+                        prop_assert_eq!(cache.items.get(key).map(Entry::value_bytes), Some(value.clone()));
                         seqs.insert(key.clone(), (index, expires_at.map(|d| d.as_millis())));
                     }
                     prop_assert!(!evicted.contains(key), "the written key is never a victim");
@@ -1427,7 +1428,7 @@ fn eviction_edges() {
     for i in 0..50 {
         c.apply(&Proposal { time: Instant(1), command: set(&format!("new{i:03}"), "v", None) });
     }
-    let old_left = c.items.keys().filter(|k| k.starts_with("old")).count();
+    let old_left = c.items.iter().filter(|e| e.key().starts_with("old")).count();
     assert_eq!(c.len(), 100);
     assert!(old_left < 90, "random eviction reaches the keys from before the change: {old_left}");
     c.check_invariants();
@@ -1512,7 +1513,7 @@ proptest! {
             if let Op::SnapshotRestore = op {
                 // A restored cache records nothing; a node starts its history over.
                 cache.record_events(true);
-                mirror = cache.items.iter().map(|(k, i)| (k.clone(), (i.value.clone(), i.expires_at))).collect();
+                mirror = cache.items.iter().map(|e| (e.key().to_owned(), (e.value_bytes(), e.expires_at()))).collect();
                 continue;
             }
             for e in cache.take_events() {
@@ -1529,7 +1530,7 @@ proptest! {
                 }
             }
             let stored: BTreeMap<String, (Bytes, Option<Instant>)> =
-                cache.items.iter().map(|(k, i)| (k.clone(), (i.value.clone(), i.expires_at))).collect();
+                cache.items.iter().map(|e| (e.key().to_owned(), (e.value_bytes(), e.expires_at()))).collect();
             prop_assert_eq!(&mirror, &stored);
         }
     }
