@@ -39,7 +39,7 @@ fn main() {
     let entries = vec![
         entry(1, 1, EntryPayload::Noop),
         entry(1, 2, EntryPayload::Command(set.encode())),
-        entry(2, 3, EntryPayload::Membership(membership.clone())),
+        entry(2, 3, EntryPayload::Membership(Box::new(membership.clone()))),
     ];
     let meta = SnapshotMeta {
         last_index: LogIndex(7),

@@ -25,7 +25,7 @@ pub fn entry(max: u64) -> impl Strategy<Value = Entry> {
         Just(EntryPayload::Noop),
         proptest::collection::vec(any::<u8>(), 0..40)
             .prop_map(|d| EntryPayload::Command(Bytes::from(d))),
-        membership().prop_map(EntryPayload::Membership),
+        membership().prop_map(|m| EntryPayload::Membership(Box::new(m))),
     ];
     (0..=max, 0..=max, payload).prop_map(|(t, i, payload)| Entry {
         term: Term(t),

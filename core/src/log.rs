@@ -171,7 +171,7 @@ impl RaftLog {
         let mut i = index.min(self.last_index());
         while i > self.snapshot.last_index {
             if let Some(Entry { payload: EntryPayload::Membership(m), .. }) = self.get(i) {
-                return (i, m.clone());
+                return (i, Membership::clone(m));
             }
             i = i.prev();
         }

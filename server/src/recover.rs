@@ -22,7 +22,7 @@ pub fn latest_membership(p: &Persisted) -> Membership {
         .iter()
         .rev()
         .find_map(|e| match &e.payload {
-            EntryPayload::Membership(m) => Some(m.clone()),
+            EntryPayload::Membership(m) => Some(Membership::clone(m)),
             _ => None,
         })
         .or_else(|| p.snapshot.as_ref().map(|s| s.meta.membership.clone()))
@@ -39,7 +39,7 @@ pub fn removed_from(p: &Persisted, me: NodeId) -> Option<Membership> {
     let mut committed = None;
     let snapshot = p.snapshot.as_ref().map(|s| s.meta.membership.clone());
     let entries = p.entries.iter().filter(|e| e.index <= commit).filter_map(|e| match &e.payload {
-        EntryPayload::Membership(m) => Some(m.clone()),
+        EntryPayload::Membership(m) => Some(Membership::clone(m)),
         _ => None,
     });
     for m in snapshot.into_iter().chain(entries) {
@@ -55,7 +55,7 @@ pub fn removed_from(p: &Persisted, me: NodeId) -> Option<Membership> {
 pub fn ever_member(p: &Persisted, me: NodeId) -> bool {
     let snapshot = p.snapshot.iter().map(|s| &s.meta.membership);
     let entries = p.entries.iter().filter_map(|e| match &e.payload {
-        EntryPayload::Membership(m) => Some(m),
+        EntryPayload::Membership(m) => Some(&**m),
         _ => None,
     });
     snapshot.chain(entries).any(|m| m.contains(me))
@@ -107,8 +107,11 @@ pub fn force_new_cluster(cfg: &Config, confirmed: bool) -> Result<String, String
         learners: Default::default(),
         addresses: [(me, address.encode())].into(),
     };
-    let entry =
-        Entry { term, index: last_index.next(), payload: EntryPayload::Membership(new.clone()) };
+    let entry = Entry {
+        term,
+        index: last_index.next(),
+        payload: EntryPayload::Membership(Box::new(new.clone())),
+    };
     let mut wal = opened.store;
     let ready = Ready {
         entries: vec![entry],
@@ -144,7 +147,11 @@ mod tests {
     }
 
     fn membership_entry(index: u64, m: Membership) -> simple_cache_core::Entry {
-        Entry { term: Term(1), index: LogIndex(index), payload: EntryPayload::Membership(m) }
+        Entry {
+            term: Term(1),
+            index: LogIndex(index),
+            payload: EntryPayload::Membership(Box::new(m)),
+        }
     }
 
     /// A log whose snapshot (at 0) has `snapshot`, then the given membership entries at 1, 2,

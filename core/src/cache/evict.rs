@@ -165,12 +165,114 @@ pub(super) fn lfu_bump(counter: u8, seq: u64) -> u8 {
     if mix(seq).is_multiple_of(odds) { counter + 1 } else { counter }
 }
 
+/// The eligible keys in the order the policy evicts them (see [`rank`]), each as its shared
+/// entry. LRU and random order by one number that the entry itself gives (its recency, or its
+/// key's fixed place), so their index holds one pointer per key; LFU orders by two (its
+/// decayed counter, then its recency) and keeps them beside the pointer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct Order {
+    recency: Chunked<ByRecency>,
+    place: Chunked<ByPlace>,
+    lfu: Chunked<(u64, u64, Entry)>,
+}
+
+impl Order {
+    fn insert(&mut self, policy: EvictionPolicy, entry: &Entry) {
+        let e = entry.clone();
+        if policy.lfu() {
+            let (a, b) = rank(policy, entry);
+            self.lfu.insert((a, b, e));
+        } else if policy.random() {
+            self.place.insert(ByPlace(e));
+        } else {
+            self.recency.insert(ByRecency(e));
+        }
+    }
+
+    fn remove(&mut self, policy: EvictionPolicy, entry: &Entry) -> bool {
+        let e = entry.clone();
+        if policy.lfu() {
+            let (a, b) = rank(policy, entry);
+            self.lfu.remove(&(a, b, e))
+        } else if policy.random() {
+            self.place.remove(&ByPlace(e))
+        } else {
+            self.recency.remove(&ByRecency(e))
+        }
+    }
+
+    pub(super) fn clear(&mut self) {
+        self.recency.clear();
+        self.place.clear();
+        self.lfu.clear();
+    }
+
+    pub(super) fn check(&self) {
+        self.recency.check();
+        self.place.check();
+        self.lfu.check();
+    }
+}
+
+/// An entry in LRU order: by recency, then key.
+#[derive(Clone, Debug)]
+struct ByRecency(Entry);
+
+impl PartialEq for ByRecency {
+    fn eq(&self, other: &ByRecency) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for ByRecency {}
+
+impl Ord for ByRecency {
+    fn cmp(&self, other: &ByRecency) -> std::cmp::Ordering {
+        let rank = |e: &Entry| e.meta().seq;
+        rank(&self.0).cmp(&rank(&other.0)).then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for ByRecency {
+    fn partial_cmp(&self, other: &ByRecency) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// An entry in random order: by its key's fixed place, then key.
+#[derive(Clone, Debug)]
+struct ByPlace(Entry);
+
+impl PartialEq for ByPlace {
+    fn eq(&self, other: &ByPlace) -> bool {
+        self.cmp(other).is_eq()
+    }
+}
+
+impl Eq for ByPlace {}
+
+impl Ord for ByPlace {
+    fn cmp(&self, other: &ByPlace) -> std::cmp::Ordering {
+        place(&self.0).cmp(&place(&other.0)).then_with(|| self.0.cmp(&other.0))
+    }
+}
+
+impl PartialOrd for ByPlace {
+    fn partial_cmp(&self, other: &ByPlace) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A key's fixed pseudo-random place: a draw over the whole u64 range then lands uniformly
+/// among the keys, whatever their recency.
+fn place(entry: &Entry) -> u64 {
+    mix(crate::codec::fnv1a(entry.key_bytes(), crate::codec::FNV_OFFSET))
+}
+
 /// Where a key stands in the policy's order: the smallest is evicted first.
 fn rank(policy: EvictionPolicy, entry: &Entry) -> (u64, u64) {
     if policy.random() {
-        // A fixed pseudo-random place per key: a draw over the whole u64 range then lands
-        // uniformly among the keys, whatever their recency.
-        (mix(crate::codec::fnv1a(entry.key_bytes(), crate::codec::FNV_OFFSET)), 0)
+        (place(entry), 0)
     } else if policy.lfu() {
         // One point per write counter step, one per LFU_DECAY_WRITES of recency: comparing
         // (counter + seq / DECAY) is comparing counters decayed to the same moment.
@@ -213,16 +315,14 @@ impl Cache {
     /// Adds `entry` to the policy's index if the policy keeps one and the key is eligible.
     pub(super) fn order_insert(&mut self, entry: &Entry) {
         if self.indexed() && self.eligible(entry) {
-            let (a, b) = rank(self.limits.policy, entry);
-            self.order.insert((a, b, entry.clone()));
+            self.order.insert(self.limits.policy, entry);
         }
     }
 
     /// Removes `entry` (as it was indexed) from the policy's index.
     pub(super) fn order_remove(&mut self, entry: &Entry) {
         if self.indexed() && self.eligible(entry) {
-            let (a, b) = rank(self.limits.policy, entry);
-            let removed = self.order.remove(&(a, b, entry.clone()));
+            let removed = self.order.remove(self.limits.policy, entry);
             debug_assert!(removed, "every eligible item is in the eviction index");
         }
     }
@@ -321,28 +421,23 @@ impl Cache {
                 // Start at a pseudo-random place drawn from the state (the same on every
                 // replica) among the keys' fixed places (see `rank`), and wrap around.
                 let draw = mix(self.last_seq ^ self.evicted_total.rotate_left(32));
-                let at = self.order.position(|(a, b, _)| (*a, *b) < (draw, 0));
-                let (head, tail) = self.order.split_at(at);
-                Box::new(tail.chain(head).map(|(_, _, e)| e).filter(keep))
+                let at = self.order.place.position(|p| place(&p.0) < draw);
+                let (head, tail) = self.order.place.split_at(at);
+                Box::new(tail.chain(head).map(|p| &p.0).filter(keep))
             }
-            _ => Box::new(self.order.iter().map(|(_, _, e)| e).filter(keep)),
+            _ if policy.lfu() => Box::new(self.order.lfu.iter().map(|(_, _, e)| e).filter(keep)),
+            _ => Box::new(self.order.recency.iter().map(|r| &r.0).filter(keep)),
         }
     }
 
     /// Checks the eviction index against the items (tests and debug builds).
     pub(super) fn check_order(&self) {
-        let expected: Chunked<(u64, u64, Entry)> = if self.indexed() {
-            self.items
-                .iter()
-                .filter(|e| self.eligible(e))
-                .map(|e| {
-                    let (a, b) = rank(self.limits.policy, e);
-                    (a, b, e.clone())
-                })
-                .collect()
-        } else {
-            Chunked::default()
-        };
+        let mut expected = Order::default();
+        if self.indexed() {
+            for e in self.items.iter().filter(|e| self.eligible(e)) {
+                expected.insert(self.limits.policy, e);
+            }
+        }
         assert_eq!(self.order, expected, "the eviction index lists exactly the eligible keys");
     }
 }

@@ -188,7 +188,7 @@ pub struct Cache {
     /// Keys evicted so far.
     evicted_total: u64,
     /// The eligible keys in eviction order, for the policies that keep one (see `evict`).
-    order: Chunked<(u64, u64, Entry)>,
+    order: evict::Order,
     /// A rolling digest of every applied command, its outcome and its evictions: equal on every
     /// replica at the same applied index (the simulator compares it).
     digest: u64,

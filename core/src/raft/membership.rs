@@ -32,7 +32,7 @@ impl RaftNode {
             return Err(MembershipError::ChangePending);
         }
         let next = self.membership_after(change)?;
-        let index = self.append_as_leader(EntryPayload::Membership(next));
+        let index = self.append_as_leader(EntryPayload::Membership(Box::new(next)));
         Ok(index)
     }
 

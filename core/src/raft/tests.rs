@@ -1564,7 +1564,8 @@ fn removed_from_a_deposed_or_lagging_leader_is_ignored() {
     // Node 2 joins a membership at index 4 that includes it; a leader whose membership is at 0
     // is behind.
     let m = Membership::with_voters(ids_of(3));
-    let add = Entry { term: Term(2), index: LogIndex(4), payload: EntryPayload::Membership(m) };
+    let add =
+        Entry { term: Term(2), index: LogIndex(4), payload: EntryPayload::Membership(Box::new(m)) };
     n.step(Instant(6), append(1, 2, 2, (3, 2), vec![add], 3)).unwrap();
     drain(&mut n);
     n.step(Instant(7), removed(2, 0)).unwrap();

@@ -864,7 +864,7 @@ fn arb_entry() -> impl Strategy<Value = Entry> {
         (proptest::collection::btree_set(1..9u64, 0..4), ".{0,12}").prop_map(|(ids, address)| {
             let mut m = Membership::with_voters(ids.iter().copied().map(NodeId));
             m.addresses.insert(NodeId(1), address);
-            EntryPayload::Membership(m)
+            EntryPayload::Membership(Box::new(m))
         }),
     ];
     (any::<u64>(), any::<u64>(), payload).prop_map(|(term, index, payload)| Entry {
