@@ -30,6 +30,9 @@ use std::fmt;
 use std::ops::Bound;
 use triomphe::ThinArc;
 
+/// The longest key an entry holds (its length is a `u32`).
+pub(super) const KEY_BYTES_MAX: usize = u32::MAX as usize;
+
 /// Everything about a stored key except its key and value bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(super) struct Meta {
@@ -58,9 +61,10 @@ thread_local! {
 pub(super) struct Entry(ThinArc<u32, u8>);
 
 impl Entry {
-    /// Builds the entry for `key` holding `value`.
+    /// Builds the entry for `key` holding `value`. Keys are at most [`KEY_BYTES_MAX`]: a
+    /// proposal cannot carry a longer one and [`super::Cache::restore`] refuses it.
     pub fn new(key: &str, value: &[u8], meta: Meta) -> Entry {
-        let key_len = u32::try_from(key.len()).expect("keys are far shorter than 4 GiB");
+        let key_len = u32::try_from(key.len()).expect("keys are at most KEY_BYTES_MAX");
         SCRATCH.with(|scratch| {
             let mut buf = scratch.borrow_mut();
             buf.clear();
@@ -159,6 +163,11 @@ impl Entry {
     /// The value as [`Bytes`] sharing this entry's allocation: no copy, however large.
     pub fn value_bytes(&self) -> Bytes {
         Bytes::from_owner(ValueOf(self.clone()))
+    }
+
+    /// Whether two entries are the same allocation (an index shares the stored entry).
+    pub fn shares(&self, other: &Entry) -> bool {
+        std::ptr::eq(self.bytes(), other.bytes())
     }
 
     /// Whether two entries hold the same key, value and metadata.

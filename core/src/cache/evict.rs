@@ -334,12 +334,20 @@ impl Cache {
         let was_indexed = self.indexed();
         self.limits = limits;
         if policy_changed {
-            // Every entry is rebuilt with its new recency and frequency, and the expiration
-            // index with it, so no index keeps an old entry alive.
-            let fresh = |e: &Entry| e.with_meta(Meta { seq: 0, freq: LFU_INIT, ..e.meta() });
-            self.items = self.items.iter().map(fresh).collect();
-            self.expirations =
-                self.expirations.iter().map(|(deadline, e)| (*deadline, fresh(e))).collect();
+            // Every entry is rebuilt with its new recency and frequency, one at a time, each
+            // replacing the old one in the set and in the expiration index, so the two keep
+            // sharing it and the old entries are freed as they go. The order index is rebuilt
+            // below anyway.
+            self.order.clear();
+            let entries: Vec<Entry> = self.items.iter().cloned().collect();
+            for old in entries {
+                let fresh = old.with_meta(Meta { seq: 0, freq: LFU_INIT, ..old.meta() });
+                drop(old);
+                if let Some(deadline) = fresh.expires_at() {
+                    self.expirations.replace((deadline, fresh.clone()));
+                }
+                self.items.insert(fresh);
+            }
         }
         if policy_changed || was_indexed != self.indexed() {
             self.order.clear();
@@ -439,5 +447,11 @@ impl Cache {
             }
         }
         assert_eq!(self.order, expected, "the eviction index lists exactly the eligible keys");
+        let o = &self.order;
+        let indexed = o.recency.iter().map(|r| &r.0).chain(o.place.iter().map(|p| &p.0));
+        for e in indexed.chain(o.lfu.iter().map(|(_, _, e)| e)) {
+            let stored = self.items.get(e.key());
+            assert!(stored.is_some_and(|s| s.shares(e)), "the eviction index shares the entry");
+        }
     }
 }

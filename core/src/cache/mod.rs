@@ -194,9 +194,10 @@ pub struct Cache {
     digest: u64,
     /// A planted bug (simulator mutation tests): evict the second candidate, not the first.
     pub(crate) diverge: bool,
-    /// While a batch applies: the keys evicted so far, with their items, to put back if an
-    /// operation of the batch is refused. `None` otherwise.
-    evicted_items: Option<Vec<Entry>>,
+    /// While a batch applies: every key it touched or evicted, as it was just before, in
+    /// order, to put back if an operation of the batch is refused (see `apply_batch`). `None`
+    /// otherwise.
+    undo: Option<Vec<(String, Option<Entry>)>>,
     /// The change events of what was applied, while recording (see [`Cache::record_events`]).
     events: Recorder,
 }
@@ -542,10 +543,8 @@ impl Cache {
             Some(victims) => {
                 self.evicted_total += victims.len() as u64;
                 for victim in victims {
-                    let entry = self.remove_as(&victim, DeleteCause::Evicted);
-                    if let (Some(entries), Some(entry)) = (self.evicted_items.as_mut(), entry) {
-                        entries.push(entry);
-                    }
+                    self.note_undo(&victim);
+                    self.remove_as(&victim, DeleteCause::Evicted);
                     evicted.push(victim);
                 }
                 None
@@ -638,7 +637,7 @@ impl Cache {
                 Some(*deadline),
                 "every index entry names a stored item with that deadline"
             );
-            assert!(stored.is_some_and(|s| s.same(entry)), "the index shares the stored entry");
+            assert!(stored.is_some_and(|s| s.shares(entry)), "the index shares the stored entry");
         }
         let recount: usize = self.items.iter().map(entry_bytes).sum();
         assert_eq!(self.approx_bytes, recount, "approx_bytes matches a recount");

@@ -358,18 +358,19 @@ impl Cache {
             }
         });
         let ops = if succeeded { &b.then } else { &b.otherwise };
-        // What to put back if an operation is refused: every touched key as it was, and
-        // every key evicted on the way.
-        let mut touched: Vec<(String, Option<Entry>)> = Vec::with_capacity(ops.len());
+        // What to put back if an operation is refused: one log, in the order things happened,
+        // of every key an operation touches (as it was before) and every key evicted on the
+        // way (as it was when evicted). Undoing it backwards restores each key to what it was
+        // before the batch, however the batch wrote, evicted and wrote it again.
         let (evicted_before, evicted_total_before) = (evicted.len(), self.evicted_total);
         let events_before = self.events.0.as_ref().map_or(0, Vec::len);
-        self.evicted_items = Some(Vec::new());
+        self.undo = Some(Vec::with_capacity(ops.len()));
         let mut results = Vec::with_capacity(ops.len());
         let mut refused = None;
         for (position, w) in ops.iter().enumerate() {
-            touched.push((w.key.clone(), self.items.get(&w.key).cloned()));
+            self.note_undo(&w.key);
             if let KeyOp::Rename { from } = &w.op {
-                touched.push((from.clone(), self.items.get(from).cloned()));
+                self.note_undo(from);
             }
             match self.apply_key(seq, time, w, evicted) {
                 ApplyResult::Key(outcome) => results.push(outcome),
@@ -392,16 +393,11 @@ impl Cache {
                 }
             }
         }
-        let evicted_items = self.evicted_items.take().unwrap_or_default();
+        let undo = self.undo.take().unwrap_or_default();
         let Some((position, refusal)) = refused else {
             return ApplyResult::Batch(BatchOutcome { succeeded, revision: seq, results });
         };
-        for entry in evicted_items.into_iter().rev() {
-            // A later operation of the batch may have written the key again.
-            self.remove(entry.key());
-            self.put_back(entry);
-        }
-        for (key, before) in touched.into_iter().rev() {
+        for (key, before) in undo.into_iter().rev() {
             self.remove(&key);
             if let Some(entry) = before {
                 self.put_back(entry);
@@ -413,6 +409,14 @@ impl Cache {
             events.truncate(events_before);
         }
         ApplyResult::BatchRefused { position: position as u64, refusal: Box::new(refusal) }
+    }
+
+    /// While a batch applies: records `key` as it is now, to put back if the batch is refused.
+    pub(super) fn note_undo(&mut self, key: &str) {
+        let before = self.items.get(key).cloned();
+        if let Some(undo) = self.undo.as_mut() {
+            undo.push((key.to_owned(), before));
+        }
     }
 
     /// The live entry under `key` at the cache clock.

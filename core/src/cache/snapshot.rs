@@ -12,7 +12,7 @@
 //! are part of the state and are kept, so a restored replica removes them through the log exactly
 //! like the others.
 
-use super::entry::{Entry, Items, Meta};
+use super::entry::{Entry, Items, KEY_BYTES_MAX, Meta};
 use super::evict::LFU_INIT;
 use super::{Cache, Limits, Revisions};
 use crate::codec::{self, DecodeError};
@@ -243,6 +243,12 @@ impl Cache {
             {
                 return Err(DecodeError::Malformed(format!(
                     "snapshot keys are not strictly increasing at item {position}"
+                )));
+            }
+            if key.len() > KEY_BYTES_MAX {
+                return Err(DecodeError::Malformed(format!(
+                    "snapshot item {position} has a key of {} bytes",
+                    key.len()
                 )));
             }
             cache.put_back(Entry::new(&key, &value, Meta { expires_at, seq, freq, revisions }));

@@ -1437,6 +1437,42 @@ fn eviction_edges() {
 // A batch whose later operation is refused changes nothing, not even the keys an earlier
 // operation evicted to make room: everything is put back as it was, revisions and recency
 // included, and the refusal names the operation.
+// A key evicted by one operation and written again by a later one is put back as it was
+// before the batch when the batch is refused, and so are the others: the undo log is one list
+// in the order things happened, not evictions first and writes after.
+#[test]
+fn a_refused_batch_puts_back_a_key_evicted_then_written_again() {
+    let mut cache = Cache::new();
+    let limits = Limits { max_memory_bytes: 0, max_keys: 2, policy: EvictionPolicy::AllKeysLru };
+    apply(&mut cache, 1, Command::SetLimits(limits));
+    apply(&mut cache, 1, set("old", "1", None));
+    apply(&mut cache, 1, set("text", "2", None));
+    let before = cache.clone();
+    let write = |key: &str| {
+        Command::key_write(key, KeyOp::Set { value: Bytes::from_static(b"3"), ttl: Ttl::Never })
+    };
+    let batch = Batch {
+        compares: vec![],
+        // "new" evicts "old"; writing "old" again evicts "text"; the rename from a key that
+        // does not exist is refused.
+        then: vec![
+            write("new"),
+            write("old"),
+            Command::key_write("renamed", KeyOp::Rename { from: "missing".into() }),
+        ],
+        otherwise: vec![],
+    };
+    let r = cache.apply(&Proposal { time: Instant(1), command: Command::Batch(batch) });
+    assert!(matches!(r, ApplyResult::BatchRefused { position: 2, .. }), "{r:?}");
+    cache.check_invariants();
+    assert_eq!(cache.items, before.items, "old and text as they were, new absent");
+    assert_eq!(cache.get("old", Instant(1)), Some(Bytes::from_static(b"1")));
+    assert_eq!(
+        (cache.approx_bytes, cache.evicted_total),
+        (before.approx_bytes, before.evicted_total)
+    );
+}
+
 #[test]
 fn a_refused_batch_puts_back_what_it_evicted() {
     let mut cache = Cache::new();
