@@ -161,6 +161,10 @@ pub struct Cli {
     /// Snapshot and compact the log after this many applied entries [default: 10000].
     #[arg(long, global = true, env = "SIMPLE_CACHE_SNAPSHOT_THRESHOLD")]
     pub snapshot_threshold: Option<u64>,
+    /// ... and once the log since the last snapshot holds this percentage of its size, which
+    /// bounds the log kept in memory against the snapshot bytes written [default: 25].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_SNAPSHOT_LOG_PERCENT")]
+    pub snapshot_log_percent: Option<u64>,
     /// How far a healthy node's wall clock may be from true time; a node further from the
     /// cluster time logs a warning. TTLs are exact within twice this [default: 500].
     #[arg(long, global = true, env = "SIMPLE_CACHE_CLOCK_SKEW_MAX_MS")]
@@ -288,6 +292,7 @@ struct FileConfig {
     admin_token: Option<String>,
     peer_token: Option<String>,
     snapshot_threshold: Option<u64>,
+    snapshot_log_percent: Option<u64>,
     clock_skew_max_ms: Option<u64>,
     search_page_keys: Option<usize>,
     max_memory_bytes: Option<u64>,
@@ -326,6 +331,7 @@ pub struct Config {
     /// The shared secret of the Raft port (see `peer_auth`).
     pub peer_token: Option<String>,
     pub snapshot_threshold: u64,
+    pub snapshot_log_percent: u64,
     /// The clock assumption behind the TTL guarantee (see ARCHITECTURE.md, "Time").
     pub clock_skew_max_ms: u64,
     /// Keys a search examines per turn of the node loop (see `service::Service::search`).
@@ -384,6 +390,15 @@ pub const SEARCH_PAGE_KEYS_DEFAULT: usize = 10_000;
 /// estimate leaves out the in-memory Raft log, index nodes and allocator overhead: the process
 /// was measured at up to 2.2 times it (README, "Memory").
 pub const MAX_MEMORY_BYTES_DEFAULT: u64 = 1 << 30;
+
+/// `snapshot_log_percent` unless configured: core's default. A snapshot rewrites the whole
+/// cache, so this trades the log kept in memory (at most this share of the snapshot's size,
+/// stretched by up to 3/8 by node id) against snapshot bytes written (100 / this per byte of
+/// log).
+pub const SNAPSHOT_LOG_PERCENT_DEFAULT: u64 = 25;
+
+/// The largest `snapshot_log_percent`: a log ten times the size of the cache's snapshot.
+pub const SNAPSHOT_LOG_PERCENT_MAX: u64 = 1_000;
 
 /// Change events a node keeps for watches that resume from a revision.
 pub const WATCH_HISTORY_EVENTS_DEFAULT: usize = 10_000;
@@ -464,6 +479,10 @@ impl Config {
                 .snapshot_threshold
                 .or(file.snapshot_threshold)
                 .unwrap_or(10_000),
+            snapshot_log_percent: cli
+                .snapshot_log_percent
+                .or(file.snapshot_log_percent)
+                .unwrap_or(SNAPSHOT_LOG_PERCENT_DEFAULT),
             clock_skew_max_ms: cli.clock_skew_max_ms.or(file.clock_skew_max_ms).unwrap_or(500),
             search_page_keys: cli
                 .search_page_keys
@@ -539,6 +558,15 @@ impl Config {
             if value == 0 {
                 return Err(err(key, "must be greater than 0"));
             }
+        }
+        if self.snapshot_log_percent > SNAPSHOT_LOG_PERCENT_MAX {
+            return Err(err(
+                "snapshot_log_percent",
+                format!(
+                    "must be at most {SNAPSHOT_LOG_PERCENT_MAX} (percent: a log ten times the \
+                     size of the snapshot); 0 snapshots every snapshot_threshold entries"
+                ),
+            ));
         }
         if self.max_key_bytes > core_key_limit() {
             return Err(err("max_key_bytes", format!("must be at most {}", core_key_limit())));
@@ -677,6 +705,7 @@ const FILE_KEYS: &[&str] = &[
     "admin_token",
     "peer_token",
     "snapshot_threshold",
+    "snapshot_log_percent",
     "clock_skew_max_ms",
     "search_page_keys",
     "max_memory_bytes",
@@ -939,6 +968,26 @@ mod tests {
             "0.0.0.0:5051"
         );
         assert_eq!(yaml("grpc_addr: \"5051\"").unwrap_err().key, "grpc_addr");
+    }
+
+    // The log's share of a snapshot is a setting: the default is core's, 0 snapshots by entry
+    // count alone, and a share past the maximum is refused naming the key.
+    #[test]
+    fn snapshot_log_percent_is_a_setting() {
+        assert_eq!(yaml("").unwrap().snapshot_log_percent, SNAPSHOT_LOG_PERCENT_DEFAULT);
+        assert_eq!(
+            SNAPSHOT_LOG_PERCENT_DEFAULT,
+            simple_cache_core::node::NodeConfig::new(simple_cache_core::Config::new(
+                simple_cache_core::NodeId(1)
+            ))
+            .snapshot_log_percent,
+            "the server's default is core's"
+        );
+        assert_eq!(yaml("snapshot_log_percent: 0").unwrap().snapshot_log_percent, 0);
+        assert_eq!(yaml("snapshot_log_percent: 10").unwrap().snapshot_log_percent, 10);
+        let e = yaml("snapshot_log_percent: 1001").unwrap_err();
+        assert_eq!(e.key, "snapshot_log_percent");
+        assert!(e.to_string().contains("at most 1000"), "{e}");
     }
 
     // A flag overrides the file.

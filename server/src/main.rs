@@ -308,6 +308,7 @@ async fn run(
     raft_cfg.election_timeout_ms = cfg.election_ms;
     let mut node_cfg = NodeConfig::new(raft_cfg);
     node_cfg.snapshot_threshold = cfg.snapshot_threshold;
+    node_cfg.snapshot_log_percent = cfg.snapshot_log_percent;
     let clock = Clock::new();
     let node = CacheNode::new(node_cfg, persisted, os_seed(), clock.now())
         .context("the recovered state cannot start a node")

@@ -115,6 +115,7 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<&'static str>) {
         admin_token,
         peer_token,
         snapshot_threshold,
+        snapshot_log_percent,
         clock_skew_max_ms,
         search_page_keys
     );

@@ -380,6 +380,33 @@ async fn restart_after_snapshots_keeps_data() {
     assert_eq!(segments, 1, "old segments were removed by compaction");
 }
 
+// `snapshot_log_percent` reaches the node: with 0 it snapshots every `snapshot_threshold`
+// entries; with 1000 it waits until the log is ten times the last snapshot, so the same writes
+// give one snapshot (the first, whose predecessor is empty) instead of several.
+#[tokio::test]
+async fn snapshot_log_percent_sets_how_long_the_log_grows() {
+    let mut saved = Vec::new();
+    for percent in ["0", "1000"] {
+        let args = ["--snapshot-threshold", "10", "--snapshot-log-percent", percent];
+        let (_d, n) = single(&args).await;
+        for i in 0..60 {
+            let body = format!(r#"{{"value": "{}"}}"#, "x".repeat(100));
+            assert_eq!(call("PUT", &n.url(&format!("/v1/k{i}")), Some(&body)).await.0, 200);
+        }
+        // Snapshot files are written in the background: wait for as many as the setting
+        // should give. With 1000, 60 entries of ~130 bytes never reach ten times the first
+        // snapshot (10 entries), so a second one would be a bug whenever it came.
+        let want = if percent == "0" { 4 } else { 1 };
+        let count = eventually("snapshots", Duration::from_secs(20), || async {
+            let count = n.logs().matches("snapshot saved").count();
+            (count >= want).then_some(count)
+        })
+        .await;
+        saved.push(count);
+    }
+    assert!(saved[1] == 1, "percent 1000 lets the log grow past 60 entries: {saved:?}");
+}
+
 // SIGKILL while clients write: every acknowledged write survives the restart.
 #[tokio::test]
 async fn sigkill_keeps_acknowledged_writes() {
