@@ -161,8 +161,8 @@ pub struct Cli {
     /// Snapshot and compact the log after this many applied entries [default: 10000].
     #[arg(long, global = true, env = "SIMPLE_CACHE_SNAPSHOT_THRESHOLD")]
     pub snapshot_threshold: Option<u64>,
-    /// ... and once the log since the last snapshot holds this percentage of its size, which
-    /// bounds the log kept in memory against the snapshot bytes written [default: 25].
+    /// A snapshot also waits until the log since the last one holds this percentage of its
+    /// size: the log kept in memory against the snapshot bytes written, 0-1000 [default: 25].
     #[arg(long, global = true, env = "SIMPLE_CACHE_SNAPSHOT_LOG_PERCENT")]
     pub snapshot_log_percent: Option<u64>,
     /// How far a healthy node's wall clock may be from true time; a node further from the
