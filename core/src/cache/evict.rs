@@ -183,9 +183,9 @@ impl Order {
             let (a, b) = rank(policy, entry);
             self.lfu.insert((a, b, e));
         } else if policy.random() {
-            self.place.insert(ByPlace(e));
+            self.place.insert(ByPlace::new(e));
         } else {
-            self.recency.insert(ByRecency(e));
+            self.recency.insert(ByRecency::new(e));
         }
     }
 
@@ -195,9 +195,9 @@ impl Order {
             let (a, b) = rank(policy, entry);
             self.lfu.remove(&(a, b, e))
         } else if policy.random() {
-            self.place.remove(&ByPlace(e))
+            self.place.remove(&ByPlace::new(e))
         } else {
-            self.recency.remove(&ByRecency(e))
+            self.recency.remove(&ByRecency::new(e))
         }
     }
 
@@ -214,51 +214,43 @@ impl Order {
     }
 }
 
-/// An entry in LRU order: by recency, then key.
+/// An entry in the order of a number it gives, then by key: the index holds only the pointer
+/// and reads the number from the entry when it compares. `RANDOM`: the key's fixed place;
+/// otherwise the recency (LRU).
 #[derive(Clone, Debug)]
-struct ByRecency(Entry);
+struct ByRank<const RANDOM: bool>(Entry);
 
-impl PartialEq for ByRecency {
-    fn eq(&self, other: &ByRecency) -> bool {
+/// LRU order.
+type ByRecency = ByRank<false>;
+/// Random order.
+type ByPlace = ByRank<true>;
+
+impl<const RANDOM: bool> ByRank<RANDOM> {
+    fn new(entry: Entry) -> Self {
+        ByRank(entry)
+    }
+
+    fn rank(&self) -> u64 {
+        if RANDOM { place(&self.0) } else { self.0.meta().seq }
+    }
+}
+
+impl<const RANDOM: bool> PartialEq for ByRank<RANDOM> {
+    fn eq(&self, other: &Self) -> bool {
         self.cmp(other).is_eq()
     }
 }
 
-impl Eq for ByRecency {}
+impl<const RANDOM: bool> Eq for ByRank<RANDOM> {}
 
-impl Ord for ByRecency {
-    fn cmp(&self, other: &ByRecency) -> std::cmp::Ordering {
-        let rank = |e: &Entry| e.meta().seq;
-        rank(&self.0).cmp(&rank(&other.0)).then_with(|| self.0.cmp(&other.0))
+impl<const RANDOM: bool> Ord for ByRank<RANDOM> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.rank().cmp(&other.rank()).then_with(|| self.0.cmp(&other.0))
     }
 }
 
-impl PartialOrd for ByRecency {
-    fn partial_cmp(&self, other: &ByRecency) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-/// An entry in random order: by its key's fixed place, then key.
-#[derive(Clone, Debug)]
-struct ByPlace(Entry);
-
-impl PartialEq for ByPlace {
-    fn eq(&self, other: &ByPlace) -> bool {
-        self.cmp(other).is_eq()
-    }
-}
-
-impl Eq for ByPlace {}
-
-impl Ord for ByPlace {
-    fn cmp(&self, other: &ByPlace) -> std::cmp::Ordering {
-        place(&self.0).cmp(&place(&other.0)).then_with(|| self.0.cmp(&other.0))
-    }
-}
-
-impl PartialOrd for ByPlace {
-    fn partial_cmp(&self, other: &ByPlace) -> Option<std::cmp::Ordering> {
+impl<const RANDOM: bool> PartialOrd for ByRank<RANDOM> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
@@ -429,7 +421,7 @@ impl Cache {
                 // Start at a pseudo-random place drawn from the state (the same on every
                 // replica) among the keys' fixed places (see `rank`), and wrap around.
                 let draw = mix(self.last_seq ^ self.evicted_total.rotate_left(32));
-                let at = self.order.place.position(|p| place(&p.0) < draw);
+                let at = self.order.place.position(|p| p.rank() < draw);
                 let (head, tail) = self.order.place.split_at(at);
                 Box::new(tail.chain(head).map(|p| &p.0).filter(keep))
             }
