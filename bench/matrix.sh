@@ -33,6 +33,8 @@ if [[ " $SYSTEMS " == *" ours "* ]]; then
   start_ours
   # The three nodes' CPU per request (a write costs CPU on every replica).
   export CPU_PIDS="${PIDS[*]}"
+  # ... and their WAL fsyncs over 50 ms, to tell runs with a disk stall (configs/node*.yaml).
+  export FSYNC_METRICS="http://127.0.0.1:2113 http://127.0.0.1:2114 http://127.0.0.1:2115"
   URL=$(leader_url)
   echo "== simple-cache 3 nodes, leader $URL"
   KV_PUT_METHOD=PUT KV_PUT_PATH='/v1/{{key_url}}' KV_PUT_BODY='{"value":"{{value}}"}' \
@@ -47,6 +49,7 @@ if [[ " $SYSTEMS " == *" ours "* ]]; then
     done
   done
   stop_ours
+  unset FSYNC_METRICS
 fi
 
 if [[ " $SYSTEMS " == *" etcd "* ]]; then
