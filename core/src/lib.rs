@@ -6,6 +6,7 @@
 
 #[cfg(test)]
 mod arb;
+pub mod backup;
 pub mod cache;
 pub mod clock;
 pub mod codec;

@@ -269,6 +269,20 @@ impl CacheNode {
     pub fn cache(&self) -> &Cache {
         &self.cache
     }
+
+    /// A snapshot of everything applied so far, detached from the node (cheap: it shares the
+    /// stored entries), for a backup: the driver encodes it off its loop with
+    /// [`crate::backup::write`]. Its metadata is the applied index's, with the membership in
+    /// force there. Not part of the snapshot lifecycle: the log and its files are untouched.
+    pub fn backup_job(&self) -> crate::snapshot::SnapshotJob {
+        let applied = self.raft.last_applied();
+        let meta = self
+            .raft
+            .snapshot_meta_at(applied)
+            // Nothing applied past the log's snapshot: that snapshot is the state.
+            .unwrap_or_else(|| self.raft.log().snapshot_meta().clone());
+        crate::snapshot::SnapshotJob::new(meta, &self.cache, false, false)
+    }
     /// Writes and reads this node is still waiting on.
     pub fn pending_requests(&self) -> usize {
         self.writes.len()

@@ -99,6 +99,7 @@ pub fn router(svc: Service) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/version", get(crate::version::handler))
+        .route("/admin/snapshot", get(crate::backup_api::snapshot))
         .route("/cluster/peers", get(cluster_peers))
         .route("/cluster/join", post(cluster_join))
         .route("/cluster/leave", post(cluster_leave))

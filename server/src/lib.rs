@@ -2,7 +2,9 @@
 //! nodes talk Raft over framed TCP connections (`transport`, `raft_http`); state lives in a write-ahead log. The server makes no Raft
 //! decisions: it executes the `Ready`s the node hands it (see `node_loop`).
 
+pub mod backup_api;
 pub mod config;
+pub mod ctl;
 pub mod duration;
 pub mod error;
 pub mod fuzz;
@@ -21,6 +23,7 @@ pub mod reload;
 pub mod resp;
 pub mod resp_commands;
 pub mod resp_server;
+pub mod restore;
 pub mod service;
 pub mod transport;
 pub mod value;

@@ -119,6 +119,10 @@ pub enum Input {
         start: Option<u64>,
         reply: oneshot::Sender<Result<crate::watch::Opened, crate::watch::OpenError>>,
     },
+    /// The state at the applied index, detached, for a backup (`crate::backup_api`).
+    Backup {
+        reply: oneshot::Sender<simple_cache_core::snapshot::SnapshotJob>,
+    },
     /// Hand leadership over if leader, flush the WAL, stop.
     Shutdown {
         reply: oneshot::Sender<()>,
@@ -444,6 +448,9 @@ impl NodeLoop {
             Input::LearnAddresses(addrs) => {
                 self.learned.extend(addrs);
                 self.update_addresses();
+            }
+            Input::Backup { reply } => {
+                let _ = reply.send(self.node.backup_job());
             }
             Input::Shutdown { .. } => unreachable!("handled by the caller"),
         }

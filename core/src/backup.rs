@@ -1,0 +1,237 @@
+//! The backup file: a snapshot of the whole cache at one applied index, as `GET /admin/snapshot`
+//! streams it and `snapshot restore` reads it.
+//!
+//! ```text
+//! "SCBACKUP"  8 bytes, the magic
+//! format      1 byte, BACKUP_FORMAT
+//! snapshot    what `snapshot::write_encoded` writes: the codec's version byte, the
+//!             SnapshotMeta (index, term, membership), the data's length, the data
+//! crc32c      4 bytes, little-endian, over everything before it
+//! ```
+//!
+//! The checksum comes last so the file can be written as it is produced (a cache's snapshot is
+//! as large as the cache, and neither the node nor the client holds a second copy of it);
+//! a truncated download therefore never passes [`read`]. The data is the same encoding the
+//! WAL's snapshot files and `InstallSnapshot` carry, so [`read`] checks it with the decoder a
+//! follower uses ([`Cache::restore`]) before anything is written from it.
+
+use crate::cache::Cache;
+use crate::codec::DecodeError;
+use crate::message::{Snapshot, SnapshotMeta};
+use crate::snapshot::{self, SnapshotJob};
+use bytes::Bytes;
+use std::io::Write;
+
+/// The first bytes of every backup file.
+pub const MAGIC: &[u8; 8] = b"SCBACKUP";
+/// The layout version of this module's file.
+pub const BACKUP_FORMAT: u8 = 1;
+const HEADER_LEN: usize = MAGIC.len() + 1;
+const TRAILER_LEN: usize = 4;
+
+/// Why a file is not a usable backup. Every case names what was found, for the operator.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BackupError {
+    #[error("not a simple-cache backup (it does not start with {:?})", std::str::from_utf8(MAGIC).unwrap_or_default())]
+    NotABackup,
+    #[error("backup format {found} is not known to this version (it reads format {BACKUP_FORMAT})")]
+    Format { found: u8 },
+    #[error("the file is truncated ({len} bytes)")]
+    Truncated { len: usize },
+    #[error(
+        "the checksum does not match (file says {expected:08x}, content gives {found:08x}): the \
+         file is damaged or incomplete"
+    )]
+    Checksum { expected: u32, found: u32 },
+    #[error("the snapshot in it does not decode: {0}")]
+    Snapshot(DecodeError),
+    #[error("the cache in it does not decode: {0}")]
+    Cache(DecodeError),
+}
+
+/// What a backup holds, as [`read`] found it.
+#[derive(Debug)]
+pub struct Backup {
+    pub snapshot: Snapshot,
+    /// The number of keys in it.
+    pub keys: usize,
+    /// The file's checksum.
+    pub crc32c: u32,
+}
+
+/// The exact length of the file [`write`] produces for `job`.
+pub fn encoded_len(job: &SnapshotJob) -> u64 {
+    let len = job.encoded_len();
+    // The metadata as `write_encoded` writes it with an empty data (whose length is one byte),
+    // then the real length's varint (`codec::encode` puts a version byte before it).
+    let mut counted = Counter(0);
+    snapshot::write_encoded(&job.meta, 0, &mut counted, |_| Ok(()))
+        .expect("counting bytes does not fail");
+    let len_varint = crate::codec::encode(&len).len() as u64 - 1;
+    (HEADER_LEN + TRAILER_LEN) as u64 + counted.0 - 1 + len_varint + len
+}
+
+/// Writes the backup file of `job` to `out` as it is produced; returns its checksum.
+pub fn write(job: &SnapshotJob, out: &mut impl Write) -> std::io::Result<u32> {
+    let mut out = Crc { inner: out, crc: 0 };
+    out.write_all(MAGIC)?;
+    out.write_all(&[BACKUP_FORMAT])?;
+    let len = job.encoded_len();
+    snapshot::write_encoded(&job.meta, len, &mut out, |w| job.write_data(w))?;
+    let crc = out.crc;
+    out.inner.write_all(&crc.to_le_bytes())?;
+    Ok(crc)
+}
+
+/// Checks and decodes a whole backup file: magic, format, checksum, the snapshot, and the
+/// cache it encodes (decoded and dropped, so a file that passes restores on every node).
+pub fn read(bytes: Bytes) -> Result<Backup, BackupError> {
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(BackupError::NotABackup);
+    }
+    if bytes.len() < HEADER_LEN + TRAILER_LEN {
+        return Err(BackupError::Truncated { len: bytes.len() });
+    }
+    if bytes[MAGIC.len()] != BACKUP_FORMAT {
+        return Err(BackupError::Format { found: bytes[MAGIC.len()] });
+    }
+    let body_end = bytes.len() - TRAILER_LEN;
+    let expected = u32::from_le_bytes(bytes[body_end..].try_into().expect("4 bytes"));
+    let found = crc32c::crc32c(&bytes[..body_end]);
+    if expected != found {
+        return Err(BackupError::Checksum { expected, found });
+    }
+    let snapshot = snapshot::decode_encoded(bytes.slice(HEADER_LEN..body_end))
+        .map_err(BackupError::Snapshot)?;
+    let cache = Cache::restore(&snapshot.data).map_err(BackupError::Cache)?;
+    Ok(Backup { keys: cache.len(), snapshot, crc32c: found })
+}
+
+/// The metadata of a backup, for a listing: what [`read`] would restore.
+pub fn describe(meta: &SnapshotMeta) -> String {
+    let ids = |s: &std::collections::BTreeSet<crate::NodeId>| {
+        s.iter().map(|n| n.0.to_string()).collect::<Vec<_>>().join(",")
+    };
+    format!(
+        "index {} term {}, taken from a cluster of voters [{}] learners [{}]",
+        meta.last_index.0,
+        meta.last_term.0,
+        ids(&meta.membership.voters),
+        ids(&meta.membership.learners)
+    )
+}
+
+struct Counter(u64);
+
+impl Write for Counter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A writer that keeps the crc32c of what goes through it.
+struct Crc<W> {
+    inner: W,
+    crc: u32,
+}
+
+impl<W: Write> Write for Crc<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc = crc32c::crc32c_append(self.crc, &buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::{Command, Proposal};
+    use crate::types::{Instant, LogIndex, Term};
+    use crate::{Membership, NodeId};
+
+    fn job(keys: usize) -> SnapshotJob {
+        let mut cache = Cache::default();
+        for i in 0..keys {
+            let key = format!("key-{i:04}");
+            let expires_at = (i % 2 == 0).then_some(Instant(1_000_000 + i as u64));
+            let command = Command::Set { key, value: Bytes::from(vec![i as u8; 10]), expires_at };
+            cache.apply(&Proposal { time: Instant(1), command });
+        }
+        let meta = SnapshotMeta {
+            last_index: LogIndex(keys as u64),
+            last_term: Term(3),
+            membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+        };
+        SnapshotJob::new(meta, &cache, false, false)
+    }
+
+    fn file(keys: usize) -> (SnapshotJob, Vec<u8>) {
+        let job = job(keys);
+        let mut out = Vec::new();
+        write(&job, &mut out).unwrap();
+        (job, out)
+    }
+
+    #[test]
+    fn a_written_backup_reads_back_as_the_same_snapshot() {
+        let (job, bytes) = file(50);
+        assert_eq!(bytes.len() as u64, encoded_len(&job));
+        let b = read(Bytes::from(bytes)).unwrap();
+        assert_eq!(b.keys, 50);
+        assert_eq!(b.snapshot, job.encode());
+        let restored = Cache::restore(&b.snapshot.data).unwrap();
+        let original = Cache::restore(&job.encode().data).unwrap();
+        assert_eq!(restored, original);
+    }
+
+    // Any flipped byte and any truncation is refused: the checksum covers everything but
+    // itself, and the trailer's own bytes are the checksum.
+    #[test]
+    fn damage_anywhere_is_refused() {
+        let (_, bytes) = file(20);
+        for at in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[at] ^= 0x20;
+            assert!(read(Bytes::from(bad)).is_err(), "byte {at} flipped was accepted");
+        }
+        for len in 0..bytes.len() {
+            let cut = Bytes::copy_from_slice(&bytes[..len]);
+            assert!(read(cut).is_err(), "a file cut at {len} bytes was accepted");
+        }
+    }
+
+    #[test]
+    fn errors_name_what_is_wrong() {
+        let (_, bytes) = file(3);
+        assert_eq!(read(Bytes::from_static(b"{\"key\": 1}")).unwrap_err(), BackupError::NotABackup);
+        let mut v2 = bytes.clone();
+        v2[8] = 9;
+        assert_eq!(read(Bytes::from(v2)).unwrap_err(), BackupError::Format { found: 9 });
+        let cut = Bytes::copy_from_slice(&bytes[..bytes.len() - 1]);
+        assert!(matches!(read(cut).unwrap_err(), BackupError::Checksum { .. }));
+    }
+
+    // A file whose checksum is right but whose cache does not decode (written by a buggy or
+    // hostile tool) is refused too, before anything is restored from it.
+    #[test]
+    fn a_well_framed_file_with_a_bad_cache_is_refused() {
+        let meta = SnapshotMeta { last_index: LogIndex(1), ..SnapshotMeta::default() };
+        let mut body = vec![];
+        body.extend_from_slice(MAGIC);
+        body.push(BACKUP_FORMAT);
+        let data = b"\x03not a cache";
+        snapshot::write_encoded(&meta, data.len() as u64, &mut body, |w| w.write_all(data))
+            .unwrap();
+        let crc = crc32c::crc32c(&body);
+        body.extend_from_slice(&crc.to_le_bytes());
+        assert!(matches!(read(Bytes::from(body)).unwrap_err(), BackupError::Cache(_)));
+    }
+}
