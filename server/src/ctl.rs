@@ -110,6 +110,12 @@ pub enum Cmd {
     /// from one.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Whether the first endpoint's node is alive (`/healthz`), or with --ready ready to serve
+    /// (`/readyz`: a leader known, caught up); for container health checks. Exit 0 or 3.
+    Health {
+        #[arg(long)]
+        ready: bool,
+    },
     /// Print a shell completion script.
     Completions { shell: clap_complete::Shell },
 }
@@ -295,6 +301,19 @@ pub async fn run(ctl: Ctl) -> Result<Exit, Failed> {
             let spec = RestoreSpec { file: &file, data_dir: &data_dir, node_id, peers: &peers };
             let report = restore(&spec).map_err(|e| failed(Exit::Refused, e))?;
             println!("{report}");
+        }
+        Cmd::Health { ready } => {
+            let path = if ready { "/readyz" } else { "/healthz" };
+            let url = format!("{}{path}", client.endpoints[0]);
+            let r = client.http.get(&url).send().await;
+            let (ok, text) = match r {
+                Ok(r) => {
+                    (r.status().is_success(), format!("{}: HTTP {}", url, r.status().as_u16()))
+                }
+                Err(e) => (false, format!("{url}: {}", describe(&e))),
+            };
+            println!("{text}");
+            return Ok(if ok { Exit::Ok } else { Exit::Unavailable });
         }
         Cmd::Completions { shell } => {
             let mut cmd = <Ctl as clap::CommandFactory>::command();

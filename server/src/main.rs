@@ -497,6 +497,7 @@ async fn shutdown_signal() {
 async fn join_cluster(st: Service, target: String, me: MemberAddr) {
     let body = serde_json::json!({ "id": st.cfg.node_id, "addr": me.raft, "http_addr": me.http });
     let url = format!("http://{target}/cluster/join");
+    tracing::info!(%target, "joining the cluster through this member");
     let mut backoff = Duration::from_millis(200);
     loop {
         let mut req = st

@@ -81,6 +81,10 @@ async fn the_cli_runs_a_cluster_and_restores_its_backup_into_a_new_one() {
     assert_eq!(ctl(&endpoints, &["get"]).0, 2);
     assert_eq!(ctl(&endpoints, &["reset"]).0, 2, "reset without --yes");
     assert_eq!(ctl(&dead, &["get", "user:1"]).0, 3);
+    // health asks the first endpoint only (a container's own node).
+    assert_eq!(ctl(&all[0], &["health"]).0, 0);
+    assert_eq!(ctl(&all[1], &["health", "--ready"]).0, 0);
+    assert_eq!(ctl(&endpoints, &["health"]).0, 3, "the dead first endpoint");
     let (code, ttl) = ctl(&endpoints, &["ttl", "user:1"]);
     let secs: f64 = ttl.trim().trim_end_matches('s').parse().unwrap();
     assert!(code == 0 && secs > 3500.0 && secs <= 3600.0, "{ttl}");
