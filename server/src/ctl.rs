@@ -446,9 +446,26 @@ async fn status(client: &Client, out: Output) -> Result<Exit, Failed> {
 /// Streams `/admin/snapshot` into a temporary file beside FILE, checks it whole, then renames
 /// it into place (durably): FILE is either a complete, verified backup or untouched.
 async fn save(client: &Client, out: Output, file: &std::path::Path) -> Result<(), Failed> {
-    let io = |e: std::io::Error| failed(Exit::Refused, format!("{}: {e}", file.display()));
     let name = file.file_name().ok_or_else(|| failed(Exit::Usage, "FILE must name a file"))?;
+    if file.is_dir() {
+        return Err(failed(Exit::Usage, format!("{} is a directory: name a file", file.display())));
+    }
     let tmp = file.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    // Whatever goes wrong from here, the partial file goes too.
+    let result = download(client, out, file, &tmp).await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+async fn download(
+    client: &Client,
+    out: Output,
+    file: &std::path::Path,
+    tmp: &std::path::Path,
+) -> Result<(), Failed> {
+    let io = |e: std::io::Error| failed(Exit::Refused, format!("{}: {e}", file.display()));
     let mut resp = client.send("GET", "/admin/snapshot", None).await?;
     let index = resp
         .headers()
@@ -456,36 +473,26 @@ async fn save(client: &Client, out: Output, file: &std::path::Path) -> Result<()
         .and_then(|v| v.to_str().ok())
         .unwrap_or("?")
         .to_string();
-    let mut f = std::fs::File::create(&tmp).map_err(io)?;
+    let mut f = std::fs::File::create(tmp).map_err(io)?;
     let mut bytes: u64 = 0;
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 bytes += chunk.len() as u64;
-                if let Err(e) = f.write_all(&chunk) {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(io(e));
-                }
+                f.write_all(&chunk).map_err(io)?;
             }
             Ok(None) => break,
             Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
                 return Err(failed(Exit::Unavailable, format!("the backup stream broke: {e}")));
             }
         }
     }
     f.sync_all().map_err(io)?;
     drop(f);
-    let data = std::fs::read(&tmp).map_err(io)?;
-    let checked = simple_cache_core::backup::read(Bytes::from(data));
-    let b = match checked {
-        Ok(b) => b,
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(failed(Exit::Refused, format!("the downloaded backup is unusable: {e}")));
-        }
-    };
-    std::fs::rename(&tmp, file).map_err(io)?;
+    let data = std::fs::read(tmp).map_err(io)?;
+    let b = simple_cache_core::backup::read(Bytes::from(data))
+        .map_err(|e| failed(Exit::Refused, format!("the downloaded backup is unusable: {e}")))?;
+    std::fs::rename(tmp, file).map_err(io)?;
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
@@ -535,7 +542,8 @@ impl Client {
     }
 
     /// Sends to each endpoint in turn until one answers with something other than "try
-    /// elsewhere" (connection failure, 503); a 4xx or 5xx answer is returned as [`Failed`].
+    /// elsewhere" (connection failure, 429, 503); another 4xx or 5xx answer is returned as
+    /// [`Failed`].
     async fn send(
         &self,
         method: &str,
@@ -554,9 +562,12 @@ impl Client {
             }
             match req.send().await {
                 Ok(r) if r.status().is_success() => return Ok(r),
-                Ok(r) if r.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE => {
+                // No leader, shutting down, too busy, a backup already streaming: another
+                // member may do it.
+                Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
+                    let status = r.status();
                     let v: Value = r.json().await.unwrap_or(Value::Null);
-                    tried.push(format!("{e}: {}", error_text(&v, "503")));
+                    tried.push(format!("{e}: {}", error_text(&v, status.as_str())));
                 }
                 Ok(r) => {
                     let status = r.status();

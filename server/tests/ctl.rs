@@ -150,6 +150,14 @@ async fn the_cli_runs_a_cluster_and_restores_its_backup_into_a_new_one() {
     assert_eq!(before.len(), 62);
     let (code, out) = ctl(&endpoints, &["snapshot", "save", file_s]);
     assert_eq!(code, 0, "{out}");
+    // FILE a directory: refused before anything is downloaded, nothing left beside it (a
+    // partial download used to stay behind when the final rename failed).
+    let (code, _) = ctl(&endpoints, &["snapshot", "save", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 2);
+    let parent = dir.path().parent().unwrap();
+    let partial =
+        parent.join(format!(".{}.partial", dir.path().file_name().unwrap().to_str().unwrap()));
+    assert!(!partial.exists(), "{partial:?} was left behind");
     let info = ctl_json(&endpoints, &["snapshot", "status", file_s]);
     assert_eq!(info["keys"], json!(62), "{info}");
     let old_cluster_id = std::fs::read_to_string(c.nodes[0].dir.join("data/cluster_id")).unwrap();
