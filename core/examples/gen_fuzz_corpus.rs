@@ -206,6 +206,17 @@ fn main() {
     });
     write(&root, "cache_snapshot", "two-keys", &cache.snapshot());
     write(&root, "cache_snapshot", "empty", &Cache::new().snapshot());
+    let meta = SnapshotMeta {
+        last_index: LogIndex(2),
+        last_term: Term(1),
+        membership: Membership::with_voters([NodeId(1), NodeId(2), NodeId(3)]),
+    };
+    let mut file = Vec::new();
+    let job = simple_cache_core::snapshot::SnapshotJob::new(meta, &cache, false, false);
+    simple_cache_core::backup::write(&job, &mut file).expect("writing to memory");
+    write(&root, "backup_file", "two-keys", &file);
+    // Without its checksum: the target appends a valid one and reaches the snapshot.
+    write(&root, "backup_file", "two-keys-unsealed", &file[..file.len() - 4]);
     let commands = [
         set.command.clone(),
         Command::Del { key: "user:1".into() },
