@@ -213,7 +213,8 @@ fn main() {
     };
     let mut file = Vec::new();
     let job = simple_cache_core::snapshot::SnapshotJob::new(meta, &cache, false, false);
-    simple_cache_core::backup::write(&job, &mut file).expect("writing to memory");
+    let lengths = simple_cache_core::backup::lengths(&job);
+    simple_cache_core::backup::write(&job, lengths, &mut file).expect("writing to memory");
     write(&root, "backup_file", "two-keys", &file);
     // Without its checksum: the target appends a valid one and reaches the snapshot.
     write(&root, "backup_file", "two-keys-unsealed", &file[..file.len() - 4]);

@@ -47,6 +47,10 @@ pub enum BackupError {
     Snapshot(DecodeError),
     #[error("the cache in it does not decode: {0}")]
     Cache(DecodeError),
+    #[error(
+        "it claims index {index} and term {term}: a backup is taken at an applied index of a term"
+    )]
+    Position { index: u64, term: u64 },
 }
 
 /// What a backup holds, as [`read`] found it.
@@ -59,25 +63,34 @@ pub struct Backup {
     pub crc32c: u32,
 }
 
-/// The exact length of the file [`write`] produces for `job`.
-pub fn encoded_len(job: &SnapshotJob) -> u64 {
-    let len = job.encoded_len();
+/// How long a backup of a job is: its snapshot data, and the whole file. Measuring costs a
+/// pass over the cache (no copy), so a driver does it off its async threads, once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lengths {
+    pub data: u64,
+    pub file: u64,
+}
+
+/// Measures what [`write`] will produce for `job`.
+pub fn lengths(job: &SnapshotJob) -> Lengths {
+    let data = job.encoded_len();
     // The metadata as `write_encoded` writes it with an empty data (whose length is one byte),
     // then the real length's varint (`codec::encode` puts a version byte before it).
     let mut counted = Counter(0);
     snapshot::write_encoded(&job.meta, 0, &mut counted, |_| Ok(()))
         .expect("counting bytes does not fail");
-    let len_varint = crate::codec::encode(&len).len() as u64 - 1;
-    (HEADER_LEN + TRAILER_LEN) as u64 + counted.0 - 1 + len_varint + len
+    let len_varint = crate::codec::encode(&data).len() as u64 - 1;
+    let file = (HEADER_LEN + TRAILER_LEN) as u64 + counted.0 - 1 + len_varint + data;
+    Lengths { data, file }
 }
 
-/// Writes the backup file of `job` to `out` as it is produced; returns its checksum.
-pub fn write(job: &SnapshotJob, out: &mut impl Write) -> std::io::Result<u32> {
+/// Writes the backup file of `job` (measured by [`lengths`]) to `out` as it is produced;
+/// returns its checksum.
+pub fn write(job: &SnapshotJob, lengths: Lengths, out: &mut impl Write) -> std::io::Result<u32> {
     let mut out = Crc { inner: out, crc: 0 };
     out.write_all(MAGIC)?;
     out.write_all(&[BACKUP_FORMAT])?;
-    let len = job.encoded_len();
-    snapshot::write_encoded(&job.meta, len, &mut out, |w| job.write_data(w))?;
+    snapshot::write_encoded(&job.meta, lengths.data, &mut out, |w| job.write_data(w))?;
     let crc = out.crc;
     out.inner.write_all(&crc.to_le_bytes())?;
     Ok(crc)
@@ -103,6 +116,14 @@ pub fn read(bytes: Bytes) -> Result<Backup, BackupError> {
     }
     let snapshot = snapshot::decode_encoded(bytes.slice(HEADER_LEN..body_end))
         .map_err(BackupError::Snapshot)?;
+    // A node's applied state is past index 0 and term 0 (its bootstrap): a file that says
+    // otherwise was not written by a node.
+    if snapshot.meta.last_index.0 == 0 || snapshot.meta.last_term.0 == 0 {
+        return Err(BackupError::Position {
+            index: snapshot.meta.last_index.0,
+            term: snapshot.meta.last_term.0,
+        });
+    }
     let cache = Cache::restore(&snapshot.data).map_err(BackupError::Cache)?;
     Ok(Backup { keys: cache.len(), snapshot, crc32c: found })
 }
@@ -176,14 +197,14 @@ mod tests {
     fn file(keys: usize) -> (SnapshotJob, Vec<u8>) {
         let job = job(keys);
         let mut out = Vec::new();
-        write(&job, &mut out).unwrap();
+        write(&job, lengths(&job), &mut out).unwrap();
         (job, out)
     }
 
     #[test]
     fn a_written_backup_reads_back_as_the_same_snapshot() {
         let (job, bytes) = file(50);
-        assert_eq!(bytes.len() as u64, encoded_len(&job));
+        assert_eq!(bytes.len() as u64, lengths(&job).file);
         let b = read(Bytes::from(bytes)).unwrap();
         assert_eq!(b.keys, 50);
         assert_eq!(b.snapshot, job.encode());
@@ -208,6 +229,36 @@ mod tests {
         }
     }
 
+    // Lengths are exact whatever the varints' sizes: an empty cache, and one whose data length
+    // takes three bytes.
+    #[test]
+    fn lengths_are_exact() {
+        for keys in [0, 1, 10_000] {
+            let (job, bytes) = file(keys);
+            assert_eq!(bytes.len() as u64, lengths(&job).file, "{keys} keys");
+        }
+    }
+
+    #[test]
+    fn a_file_at_index_or_term_zero_is_refused() {
+        let mut cache = Cache::default();
+        cache.apply(&Proposal {
+            time: Instant(1),
+            command: Command::Set { key: "k".into(), value: Bytes::new(), expires_at: None },
+        });
+        for (index, term) in [(0, 1), (1, 0)] {
+            let meta = SnapshotMeta {
+                last_index: LogIndex(index),
+                last_term: Term(term),
+                ..SnapshotMeta::default()
+            };
+            let job = SnapshotJob::new(meta, &cache, false, false);
+            let mut out = Vec::new();
+            write(&job, lengths(&job), &mut out).unwrap();
+            assert_eq!(read(Bytes::from(out)).unwrap_err(), BackupError::Position { index, term });
+        }
+    }
+
     #[test]
     fn errors_name_what_is_wrong() {
         let (_, bytes) = file(3);
@@ -223,7 +274,8 @@ mod tests {
     // hostile tool) is refused too, before anything is restored from it.
     #[test]
     fn a_well_framed_file_with_a_bad_cache_is_refused() {
-        let meta = SnapshotMeta { last_index: LogIndex(1), ..SnapshotMeta::default() };
+        let meta =
+            SnapshotMeta { last_index: LogIndex(1), last_term: Term(1), ..SnapshotMeta::default() };
         let mut body = vec![];
         body.extend_from_slice(MAGIC);
         body.push(BACKUP_FORMAT);

@@ -82,8 +82,9 @@ pub fn backup_file(data: &[u8]) {
         assert_eq!(cache.len(), b.keys);
         let job = crate::snapshot::SnapshotJob::new(b.snapshot.meta.clone(), &cache, false, false);
         let mut again = Vec::new();
-        backup::write(&job, &mut again).expect("writing to memory");
-        assert_eq!(again.len() as u64, backup::encoded_len(&job), "announced length");
+        let lengths = backup::lengths(&job);
+        backup::write(&job, lengths, &mut again).expect("writing to memory");
+        assert_eq!(again.len() as u64, lengths.file, "announced length");
         let b2 = backup::read(Bytes::from(again)).expect("a backup we wrote reads back");
         assert_eq!(b2.snapshot.meta, b.snapshot.meta);
         assert_eq!(Cache::restore(&b2.snapshot.data).expect("restores"), cache);

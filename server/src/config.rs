@@ -122,6 +122,15 @@ pub struct Cli {
     /// Raft or client address of a member to join through (distributed mode, empty data dir).
     #[arg(long, global = true, env = "SIMPLE_CACHE_JOIN")]
     pub join: Option<String>,
+    /// The Raft address other members reach this node at (host:port), when it differs from
+    /// raft_http_addr (listening on 0.0.0.0, a container, NAT) [default: from peers, else the
+    /// listen address].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_ADVERTISE_RAFT_ADDR")]
+    pub advertise_raft_addr: Option<String>,
+    /// The client address other members forward to (host:port), when it differs from
+    /// http_addr [default: from peers, else the listen address].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_ADVERTISE_HTTP_ADDR")]
+    pub advertise_http_addr: Option<String>,
     /// Leader heartbeat interval in milliseconds [default: 100].
     #[arg(long, global = true, env = "SIMPLE_CACHE_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
@@ -279,6 +288,8 @@ struct FileConfig {
     grpc_addr: Option<String>,
     peers: Option<Vec<PeerEntry>>,
     join: Option<String>,
+    advertise_raft_addr: Option<String>,
+    advertise_http_addr: Option<String>,
     heartbeat_ms: Option<u64>,
     election_ms: Option<u64>,
     hot_reload: Option<bool>,
@@ -317,6 +328,9 @@ pub struct Config {
     pub grpc_addr: Option<SocketAddr>,
     pub peers: Vec<PeerSpec>,
     pub join: Option<String>,
+    /// What this node tells other members its addresses are, if set (see `Cli`).
+    pub advertise_raft_addr: Option<String>,
+    pub advertise_http_addr: Option<String>,
     pub heartbeat_ms: u64,
     pub election_ms: u64,
     pub hot_reload: bool,
@@ -460,6 +474,14 @@ impl Config {
             },
             peers,
             join: cli.join.or(file.join).filter(|s| !s.is_empty()),
+            advertise_raft_addr: cli
+                .advertise_raft_addr
+                .or(file.advertise_raft_addr)
+                .filter(|s| !s.is_empty()),
+            advertise_http_addr: cli
+                .advertise_http_addr
+                .or(file.advertise_http_addr)
+                .filter(|s| !s.is_empty()),
             heartbeat_ms: cli.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100),
             election_ms: cli.election_ms.or(file.election_ms).unwrap_or(1000),
             hot_reload: cli.hot_reload.or(file.hot_reload).unwrap_or(false),
@@ -622,6 +644,12 @@ impl Config {
         if let Some(j) = &self.join {
             check_host_port("join", j)?;
         }
+        if let Some(a) = &self.advertise_raft_addr {
+            check_host_port("advertise_raft_addr", a)?;
+        }
+        if let Some(a) = &self.advertise_http_addr {
+            check_host_port("advertise_http_addr", a)?;
+        }
         match self.mode {
             Mode::Single => {
                 if !self.peers.is_empty() {
@@ -692,6 +720,8 @@ const FILE_KEYS: &[&str] = &[
     "grpc_addr",
     "peers",
     "join",
+    "advertise_raft_addr",
+    "advertise_http_addr",
     "heartbeat_ms",
     "election_ms",
     "hot_reload",

@@ -150,11 +150,19 @@ pub enum ClusterCmd {
         #[arg(long)]
         id: u64,
     },
+    /// One member as the leader sees it (voter, match index, last contact): exit 0 if it is a
+    /// member, 1 if not, 3 if no endpoint answered. Start scripts use it to tell a first start
+    /// from a member that lost its data.
+    Member {
+        #[arg(long)]
+        id: u64,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCmd {
-    /// Stream a consistent backup (at a linearizable point) into FILE, checked as it arrives.
+    /// Stream a consistent backup (at a linearizable point) into FILE, checked whole once it
+    /// is downloaded (which takes memory about the size of the file).
     Save { file: PathBuf },
     /// Check a backup file and print what it holds.
     Status { file: PathBuf },
@@ -197,6 +205,17 @@ pub async fn run(ctl: Ctl) -> Result<Exit, Failed> {
             if v["found"] != json!(true) {
                 print_json_or(out, &v, || format!("{key}: not found"));
                 return Ok(Exit::NotFound);
+            }
+            if out == Output::Table && v["encoding"] == json!("base64") {
+                // Raw bytes (written over RESP or gRPC): print them as they are.
+                use base64::Engine;
+                let text = v["value"].as_str().unwrap_or_default();
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| failed(Exit::Refused, format!("a broken answer: {e}")))?;
+                let mut stdout = std::io::stdout().lock();
+                let _ = stdout.write_all(&bytes).and_then(|()| stdout.write_all(b"\n"));
+                return Ok(Exit::Ok);
             }
             print_json_or(out, &v, || match &v["value"] {
                 Value::String(s) => s.clone(),
@@ -304,7 +323,9 @@ pub async fn run(ctl: Ctl) -> Result<Exit, Failed> {
         }
         Cmd::Health { ready } => {
             let path = if ready { "/readyz" } else { "/healthz" };
-            let url = format!("{}{path}", client.endpoints[0]);
+            let first = client.endpoints.first();
+            let first = first.ok_or_else(|| failed(Exit::Usage, "--endpoints lists no address"))?;
+            let url = format!("{first}{path}");
             let r = client.http.get(&url).send().await;
             let (ok, text) = match r {
                 Ok(r) => {
@@ -343,6 +364,33 @@ fn key_path(key: &str, suffix: &str) -> Result<String, Failed> {
 async fn cluster(client: &Client, out: Output, c: ClusterCmd) -> Result<Exit, Failed> {
     let (path, body) = match c {
         ClusterCmd::Status => return status(client, out).await,
+        ClusterCmd::Member { id } => {
+            let peers = client.json("GET", "/cluster/peers", None).await?;
+            let found = peers["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|m| m["id"] == json!(id))
+                .cloned();
+            return Ok(match found {
+                Some(m) => {
+                    print_json_or(out, &m, || {
+                        format!(
+                            "node {id}: {}, match index {}",
+                            if m["voter"] == json!(true) { "voter" } else { "learner" },
+                            m["match_index"]
+                        )
+                    });
+                    Exit::Ok
+                }
+                None => {
+                    print_json_or(out, &json!({ "id": id, "member": false }), || {
+                        format!("node {id} is not a member")
+                    });
+                    Exit::NotFound
+                }
+            });
+        }
         ClusterCmd::Join { id, addr, http_addr, force } => {
             let mut body = json!({ "id": id, "addr": addr, "force": force });
             if let Some(h) = http_addr {
@@ -530,9 +578,6 @@ impl Client {
                 if e.contains("://") { e.to_string() } else { format!("http://{e}") }
             })
             .collect();
-        if endpoints.is_empty() {
-            return Err(failed(Exit::Usage, "--endpoints lists no address"));
-        }
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(2))
             .read_timeout(Duration::from_secs(ctl.timeout_secs.max(1)))
@@ -542,8 +587,9 @@ impl Client {
     }
 
     /// Sends to each endpoint in turn until one answers with something other than "try
-    /// elsewhere" (connection failure, 429, 503); another 4xx or 5xx answer is returned as
-    /// [`Failed`].
+    /// elsewhere": a connection failure, 429, or a 503 that says nothing happened (any 503 or
+    /// failure for a read). Another 4xx or 5xx answer, or a write whose outcome is unknown, is
+    /// returned as [`Failed`].
     async fn send(
         &self,
         method: &str,
@@ -551,6 +597,12 @@ impl Client {
         body: Option<Value>,
     ) -> Result<reqwest::Response, Failed> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a valid method");
+        // A read may be sent anywhere again; a write only where the answer proves it did not
+        // happen (otherwise a retried delete would find nothing and say "not found").
+        let safe = method == reqwest::Method::GET;
+        if self.endpoints.is_empty() {
+            return Err(failed(Exit::Usage, "--endpoints lists no address"));
+        }
         let mut tried = Vec::new();
         for e in &self.endpoints {
             let mut req = self.http.request(method.clone(), format!("{e}{path}"));
@@ -562,12 +614,15 @@ impl Client {
             }
             match req.send().await {
                 Ok(r) if r.status().is_success() => return Ok(r),
-                // No leader, shutting down, too busy, a backup already streaming: another
-                // member may do it.
                 Ok(r) if matches!(r.status().as_u16(), 429 | 503) => {
                     let status = r.status();
                     let v: Value = r.json().await.unwrap_or(Value::Null);
-                    tried.push(format!("{e}: {}", error_text(&v, status.as_str())));
+                    let text = format!("{e}: {}", error_text(&v, status.as_str()));
+                    let code = v["code"].as_str().unwrap_or_default();
+                    if !(safe || status.as_u16() == 429 || NOTHING_HAPPENED.contains(&code)) {
+                        return Err(failed(Exit::Unavailable, unknown_outcome(&text)));
+                    }
+                    tried.push(text);
                 }
                 Ok(r) => {
                     let status = r.status();
@@ -581,7 +636,15 @@ impl Client {
                     };
                     return Err(failed(exit, format!("{e}: {}", error_text(&v, status.as_str()))));
                 }
-                Err(err) => tried.push(format!("{e}: {}", describe(&err))),
+                // Not connected: the request never left.
+                Err(err) if err.is_connect() => tried.push(format!("{e}: {}", describe(&err))),
+                Err(err) if safe => tried.push(format!("{e}: {}", describe(&err))),
+                Err(err) => {
+                    return Err(failed(
+                        Exit::Unavailable,
+                        unknown_outcome(&format!("{e}: {}", describe(&err))),
+                    ));
+                }
             }
         }
         Err(failed(Exit::Unavailable, format!("no endpoint answered: {}", tried.join("; "))))
@@ -598,6 +661,27 @@ impl Client {
         let r = self.http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
         r.json().await.ok()
     }
+}
+
+/// 503 codes that mean the request was not carried out, so another member may be asked.
+const NOTHING_HAPPENED: &[&str] = &[
+    "no_leader",
+    "not_leader",
+    "leader_address_unknown",
+    "leader_not_ready",
+    "shutting_down",
+    "read_aborted",
+    "overloaded",
+    "transfer_in_progress",
+    "superseded",
+    "member_unreachable",
+];
+
+fn unknown_outcome(what: &str) -> String {
+    format!(
+        "{what}; the change may or may not have taken effect (not retried on another endpoint): \
+         check before retrying"
+    )
 }
 
 fn error_text(v: &Value, status: &str) -> String {

@@ -201,6 +201,9 @@ async fn run(
     };
 
     let lock = DataDirLock::acquire(&cfg.data_dir).exit_with(EXIT_STARTUP)?;
+    simple_cache_server::restore::refuse_unfinished(&cfg.data_dir)
+        .map_err(|e| anyhow::anyhow!(e))
+        .exit_with(EXIT_STARTUP)?;
     let opened = WalStore::open(&cfg.data_dir, simple_cache_core::wal::SEGMENT_BYTES_TARGET)
         .map_err(|e| anyhow::anyhow!("data_dir {}: {e}", cfg.data_dir.display()))
         .exit_with(EXIT_STARTUP)?;
@@ -497,7 +500,7 @@ async fn shutdown_signal() {
 async fn join_cluster(st: Service, target: String, me: MemberAddr) {
     let body = serde_json::json!({ "id": st.cfg.node_id, "addr": me.raft, "http_addr": me.http });
     let url = format!("http://{target}/cluster/join");
-    tracing::info!(%target, "joining the cluster through this member");
+    tracing::info!(%target, raft = %me.raft, http = ?me.http, "joining the cluster through this member");
     let mut backoff = Duration::from_millis(200);
     loop {
         let mut req = st
@@ -565,10 +568,10 @@ async fn join_cluster(st: Service, target: String, me: MemberAddr) {
     }
 }
 
-/// The addresses this node gives others: its listeners, except that one on every interface
-/// (`0.0.0.0`, as the seed's `:port` means) is given with a host others can reach: the host
-/// `peers` lists for this node, else the other listener's, else loopback (with a warning, as
-/// that only works on one machine).
+/// The addresses this node gives others: `advertise_raft_addr` / `advertise_http_addr` if set;
+/// else its listeners, except that one on every interface (`0.0.0.0`, as the seed's `:port`
+/// means) is given with a host others can reach: the host `peers` lists for this node, else the
+/// other listener's, else loopback (with a warning, as that only works on one machine).
 fn advertised(cfg: &Config) -> MemberAddr {
     let listed = cfg.peers.iter().find(|p| p.id == cfg.node_id);
     let host =
@@ -596,9 +599,11 @@ fn advertised(cfg: &Config) -> MemberAddr {
             }
         }
     };
-    let raft = match listed {
-        Some(p) if cfg.raft_http_addr.ip().is_unspecified() => p.addr.clone(),
+    let raft = match (&cfg.advertise_raft_addr, listed) {
+        (Some(a), _) => a.clone(),
+        (None, Some(p)) if cfg.raft_http_addr.ip().is_unspecified() => p.addr.clone(),
         _ => with_host(cfg.raft_http_addr),
     };
-    MemberAddr { raft, http: Some(with_host(cfg.http_addr)) }
+    let http = cfg.advertise_http_addr.clone().unwrap_or_else(|| with_host(cfg.http_addr));
+    MemberAddr { raft, http: Some(http) }
 }

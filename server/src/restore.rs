@@ -44,17 +44,25 @@ pub fn restore(spec: &RestoreSpec) -> Result<String, String> {
     let bytes = std::fs::read(spec.file).map_err(|e| format!("{file}: {e}"))?;
     let b = backup::read(Bytes::from(bytes)).map_err(|e| format!("{file}: {e}"))?;
     let dir = spec.data_dir;
-    if let Ok(mut entries) = std::fs::read_dir(dir)
-        && entries.next().is_some()
+    // A volume's root may hold `lost+found`; anything else means a member lives here.
+    if let Ok(entries) = std::fs::read_dir(dir)
+        && let Some(other) = entries.filter_map(Result::ok).find(|e| e.file_name() != "lost+found")
     {
         return Err(format!(
-            "data_dir {} is not empty: restore builds a new member's directory; move the old one \
-             away first",
-            dir.display()
+            "data_dir {} is not empty (it holds {:?}): restore builds a new member's directory; \
+             move the old one away first",
+            dir.display(),
+            other.file_name()
         ));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("data_dir {}: {e}", dir.display()))?;
     let _lock = DataDirLock::acquire(dir).map_err(|e| e.to_string())?;
+    // Until the last step, the directory says it is unfinished: a node refuses to start on it
+    // (`refuse_unfinished`), rather than taking a half-written one for a fresh directory and
+    // bootstrapping an empty cluster.
+    let marker = dir.join(UNFINISHED);
+    write_durably(&marker, format!("a restore from {file} did not finish\n").as_bytes())
+        .map_err(|e| format!("{}: {}", marker.display(), describe_io(&e)))?;
     let opened = WalStore::open(dir, simple_cache_core::wal::SEGMENT_BYTES_TARGET)
         .map_err(|e| format!("data_dir {}: {e}", dir.display()))?;
     let old = b.snapshot.meta.clone();
@@ -92,6 +100,9 @@ pub fn restore(spec: &RestoreSpec) -> Result<String, String> {
     ClusterId::default()
         .store(dir, cluster_id)
         .map_err(|e| format!("writing the cluster id: {}", describe_io(&e)))?;
+    std::fs::remove_file(&marker)
+        .and_then(|()| std::fs::File::open(dir)?.sync_all())
+        .map_err(|e| format!("{}: {}", marker.display(), describe_io(&e)))?;
     Ok(format!(
         "restored {file} into data_dir {}: {} keys at index {} (term {}), backup crc32c {:08x}\n  \
          new cluster {}: voters [{}], this is node {}\n  \
@@ -107,6 +118,31 @@ pub fn restore(spec: &RestoreSpec) -> Result<String, String> {
         peers.iter().map(|p| p.id.to_string()).collect::<Vec<_>>().join(","),
         spec.node_id,
     ))
+}
+
+/// The file that marks a data directory a restore is still writing.
+pub const UNFINISHED: &str = "RESTORE_UNFINISHED";
+
+/// Refuses a data directory whose restore did not finish (see [`restore`]).
+pub fn refuse_unfinished(data_dir: &Path) -> Result<(), String> {
+    let marker = data_dir.join(UNFINISHED);
+    if marker.exists() {
+        return Err(format!(
+            "data_dir {}: a snapshot restore into it did not finish ({} exists); empty the \
+             directory and run the restore again",
+            data_dir.display(),
+            marker.display()
+        ));
+    }
+    Ok(())
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
 }
 
 /// The new cluster's members, every one with its id and Raft address.
@@ -146,6 +182,17 @@ fn new_cluster_id(peers: &[PeerSpec], crc: u32, index: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // A directory whose restore stopped half-way is refused by a starting node, not taken for
+    // an empty one.
+    #[test]
+    fn an_unfinished_restore_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(refuse_unfinished(d.path()).is_ok());
+        std::fs::write(d.path().join(UNFINISHED), b"x").unwrap();
+        let e = refuse_unfinished(d.path()).unwrap_err();
+        assert!(e.contains("did not finish"), "{e}");
+    }
 
     #[test]
     fn peers_must_be_complete_and_distinct() {

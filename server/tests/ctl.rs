@@ -130,6 +130,11 @@ async fn the_cli_runs_a_cluster_and_restores_its_backup_into_a_new_one() {
         }
     })
     .await;
+    // `cluster member`: 0 and the member for a member, 1 for a stranger.
+    let m4 = ctl_json(&endpoints, &["cluster", "member", "--id", "4"]);
+    assert_eq!((m4["id"].as_u64(), m4["voter"].as_bool()), (Some(4), Some(true)), "{m4}");
+    assert!(m4["match_index"].as_u64().unwrap() > 0, "{m4}");
+    assert_eq!(ctl(&endpoints, &["cluster", "member", "--id", "9"]).0, 1);
     let leader = leader_id(&endpoints).unwrap();
     let target = if leader == 2 { 3 } else { 2 };
     assert_eq!(ctl(&endpoints, &["cluster", "transfer", "--id", &target.to_string()]).0, 0);

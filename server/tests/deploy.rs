@@ -207,12 +207,21 @@ async fn the_statefulset_start_script_and_configmap_start_a_member() {
         } else {
             assert!(addrs.is_empty(), "not a member until it joins: {peers}");
             let log_path = dir.path().join("log");
+            // Through pod 0, giving its own stable names (not the listen address, which is
+            // 0.0.0.0 in the ConfigMap: the leader would probe itself at 127.0.0.1).
             eventually("the join through pod 0", Duration::from_secs(10), || {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-                let target = "simple-cache-0.simple-cache-peers.cache.svc.cluster.local:9090";
-                async move { log.contains(target).then_some(()) }
+                let line =
+                    log.lines().find(|l| l.contains("joining the cluster")).map(str::to_string);
+                async move { line }
             })
             .await;
+            let line = std::fs::read_to_string(&log_path).unwrap();
+            let line = line.lines().find(|l| l.contains("joining the cluster")).unwrap();
+            let name = |i| format!("simple-cache-{i}.simple-cache-peers.cache.svc.cluster.local");
+            assert!(line.contains(&format!("target={}:9090", name(0))), "{line}");
+            assert!(line.contains(&format!("raft={}:9090", name(3))), "{line}");
+            assert!(line.contains(&format!("{}:8080", name(3))), "{line}");
         }
         let _ = child.kill();
         let _ = child.wait();
