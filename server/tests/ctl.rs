@@ -268,3 +268,49 @@ async fn backups_need_the_admin_token() {
     assert_eq!(&body[..8], b"SCBACKUP");
     assert!(index >= 2, "at least the write acknowledged before it: {index}");
 }
+
+// One backup at a time per node: while a client that reads nothing holds a node's backup, a
+// second gets 429 and the CLI takes it from the next endpoint; once that client goes away, the
+// node's slot is free again.
+#[tokio::test]
+async fn a_busy_backup_slot_fails_over_and_is_freed() {
+    use std::io::Write;
+    let c = Cluster::start(2).await;
+    // 16 MiB of values: more than the chunk queue and the socket buffers hold, so the encoder
+    // waits for the reader that never reads.
+    let client = redis::Client::open(format!("redis://{}/", c.nodes[0].redis)).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let value = "v".repeat(4096);
+    for batch in 0..40 {
+        let mut mset = redis::cmd("MSET");
+        for i in 0..100 {
+            mset.arg(format!("k{batch}-{i}")).arg(&value);
+        }
+        let () = mset.query_async(&mut con).await.unwrap();
+    }
+    let (a, b) = (c.nodes[0].http.clone(), c.nodes[1].http.clone());
+    let mut holder = std::net::TcpStream::connect(&a).unwrap();
+    holder.write_all(b"GET /admin/snapshot HTTP/1.1\r\nhost: a\r\n\r\n").unwrap();
+    // Its answer has begun: it holds the slot (and reads nothing more).
+    let mut status = [0u8; 12];
+    std::io::Read::read_exact(&mut holder, &mut status).unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    let busy = format!("http://{a}/admin/snapshot");
+    let r = common::client().get(&busy).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("b");
+    let (code, out) = ctl(&format!("{a},{b}"), &["snapshot", "save", file.to_str().unwrap()]);
+    assert_eq!(code, 0, "the second endpoint serves it: {out}");
+    assert!(out.contains("4000 keys"), "{out}");
+    drop(holder);
+    eventually("the slot to be freed", Duration::from_secs(20), || {
+        let busy = busy.clone();
+        async move {
+            let r = common::client().get(&busy).send().await.ok()?;
+            let ok = r.status() == 200 && r.bytes().await.ok()?.starts_with(b"SCBACKUP");
+            ok.then_some(())
+        }
+    })
+    .await;
+}
