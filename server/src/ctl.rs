@@ -161,8 +161,8 @@ pub enum ClusterCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum SnapshotCmd {
-    /// Stream a consistent backup (at a linearizable point) into FILE, checked whole once it
-    /// is downloaded (which takes memory about the size of the file).
+    /// Stream a consistent backup (at a linearizable point) into FILE, its checksum checked as
+    /// it arrives (`snapshot status` also decodes the cache in it).
     Save { file: PathBuf },
     /// Check a backup file and print what it holds.
     Status { file: PathBuf },
@@ -491,8 +491,9 @@ async fn status(client: &Client, out: Output) -> Result<Exit, Failed> {
     Ok(if unhealthy == 0 { Exit::Ok } else { Exit::Unavailable })
 }
 
-/// Streams `/admin/snapshot` into a temporary file beside FILE, checks it whole, then renames
-/// it into place (durably): FILE is either a complete, verified backup or untouched.
+/// Streams `/admin/snapshot` into a temporary file beside FILE, checking it as it arrives
+/// (`StreamCheck`: constant memory, whatever the cache's size), then renames it into place
+/// (durably): FILE is either a complete backup whose checksum matched, or untouched.
 async fn save(client: &Client, out: Output, file: &std::path::Path) -> Result<(), Failed> {
     let name = file.file_name().ok_or_else(|| failed(Exit::Usage, "FILE must name a file"))?;
     if file.is_dir() {
@@ -515,18 +516,14 @@ async fn download(
 ) -> Result<(), Failed> {
     let io = |e: std::io::Error| failed(Exit::Refused, format!("{}: {e}", file.display()));
     let mut resp = client.send("GET", "/admin/snapshot", None).await?;
-    let index = resp
-        .headers()
-        .get(crate::backup_api::INDEX_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("?")
-        .to_string();
     let mut f = std::fs::File::create(tmp).map_err(io)?;
-    let mut bytes: u64 = 0;
+    // Checked as it arrives, in constant memory: magic, format, metadata, checksum.
+    let mut check = simple_cache_core::backup::StreamCheck::new();
+    let unusable = |e| failed(Exit::Refused, format!("the downloaded backup is unusable: {e}"));
     loop {
         match resp.chunk().await {
             Ok(Some(chunk)) => {
-                bytes += chunk.len() as u64;
+                check.feed(&chunk).map_err(unusable)?;
                 f.write_all(&chunk).map_err(io)?;
             }
             Ok(None) => break,
@@ -537,23 +534,21 @@ async fn download(
     }
     f.sync_all().map_err(io)?;
     drop(f);
-    let data = std::fs::read(tmp).map_err(io)?;
-    let b = simple_cache_core::backup::read(Bytes::from(data))
-        .map_err(|e| failed(Exit::Refused, format!("the downloaded backup is unusable: {e}")))?;
+    let (meta, bytes, crc) = check.finish().map_err(unusable)?;
     std::fs::rename(tmp, file).map_err(io)?;
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
     }
+    let index = meta.last_index.0;
+    let term = meta.last_term.0;
     let v = json!({
-        "file": file.display().to_string(), "index": index, "keys": b.keys, "bytes": bytes,
-        "crc32c": format!("{:08x}", b.crc32c),
+        "file": file.display().to_string(), "index": index, "term": term, "bytes": bytes,
+        "crc32c": format!("{crc:08x}"),
     });
     print_json_or(out, &v, || {
         format!(
-            "saved {}: {} keys at index {index}, {bytes} bytes, crc32c {:08x}",
-            file.display(),
-            b.keys,
-            b.crc32c
+            "saved {}: index {index} (term {term}), {bytes} bytes, crc32c {crc:08x}",
+            file.display()
         )
     });
     Ok(())

@@ -302,7 +302,9 @@ async fn a_busy_backup_slot_fails_over_and_is_freed() {
     let file = dir.path().join("b");
     let (code, out) = ctl(&format!("{a},{b}"), &["snapshot", "save", file.to_str().unwrap()]);
     assert_eq!(code, 0, "the second endpoint serves it: {out}");
-    assert!(out.contains("4000 keys"), "{out}");
+    assert!(out.contains("saved") && out.contains("crc32c"), "{out}");
+    let info = ctl_json(&b, &["snapshot", "status", file.to_str().unwrap()]);
+    assert_eq!(info["keys"], json!(4000), "{info}");
     drop(holder);
     eventually("the slot to be freed", Duration::from_secs(20), || {
         let busy = busy.clone();
