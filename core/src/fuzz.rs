@@ -65,8 +65,8 @@ pub fn cache_snapshot(data: &[u8]) {
     }
 }
 
-/// A backup file as `snapshot restore` reads it: what is accepted decodes to a cache whose
-/// backup, written again, reads back the same. The input is tried as it is, and again with a
+/// A backup file as `snapshot restore` reads it (and `snapshot save` checks it as it streams):
+/// what is accepted decodes to a cache whose backup, written again, reads back the same. The input is tried as it is, and again with a
 /// valid checksum appended, so the fuzzer gets past the trailer to the snapshot inside.
 pub fn backup_file(data: &[u8]) {
     use crate::backup;
@@ -77,7 +77,13 @@ pub fn backup_file(data: &[u8]) {
         v
     };
     for input in [data.to_vec(), sealed] {
+        // The streaming check never panics, and accepts whatever `read` accepts, with the
+        // same metadata (it may accept more: it does not decode the cache).
+        let mut stream = backup::StreamCheck::new();
+        let streamed = stream.feed(&input).and_then(|()| stream.finish());
         let Ok(b) = backup::read(Bytes::from(input)) else { continue };
+        let (meta, _, crc) = streamed.expect("the streaming check accepts what read accepts");
+        assert_eq!((meta, crc), (b.snapshot.meta.clone(), b.crc32c));
         let cache = Cache::restore(&b.snapshot.data).expect("read checked the cache");
         assert_eq!(cache.len(), b.keys);
         let job = crate::snapshot::SnapshotJob::new(b.snapshot.meta.clone(), &cache, false, false);
