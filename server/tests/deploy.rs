@@ -338,3 +338,48 @@ fn the_dockerfile_is_a_small_non_root_image() {
         .unwrap();
     assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("simple-cache"));
 }
+
+// The backup CronJob's script takes a backup from the first endpoint that answers and keeps
+// the newest KEEP files.
+#[tokio::test]
+async fn the_backup_cronjob_script_saves_and_prunes() {
+    let docs = yaml_docs(&repo().join("deploy/k8s/backup-cronjob.yaml"));
+    let job = docs.iter().find(|d| d["kind"] == "CronJob").expect("a CronJob");
+    let c = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let script = c["args"][0].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut n = common::Node::new(1, dir.path(), &[]);
+    n.wait_ready().await;
+    assert_eq!(call("PUT", &n.url("/v1/k"), Some(r#"{"value": 1}"#)).await.0, 200);
+    let backups = dir.path().join("backups");
+    std::fs::create_dir_all(&backups).unwrap();
+    for old in ["20200101T000000Z", "20200102T000000Z", "20200103T000000Z"] {
+        std::fs::write(backups.join(format!("simple-cache-{old}.backup")), b"old").unwrap();
+    }
+    let dead = format!("127.0.0.1:{}", free_port());
+    let bin_dir = Path::new(BIN).parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .env("PATH", path)
+        .env("BACKUP_DIR", &backups)
+        .env("KEEP", "2")
+        .env("SIMPLE_CACHE_ENDPOINTS", format!("{dead},{}", n.http))
+        .env_remove("SIMPLE_CACHE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let mut left: Vec<String> = std::fs::read_dir(&backups)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert_eq!(left[0], "simple-cache-20200103T000000Z.backup", "the newest old one stays");
+    let new = backups.join(&left[1]);
+    let bytes = std::fs::read(&new).unwrap();
+    assert!(bytes.starts_with(b"SCBACKUP"), "{left:?}: {text}");
+}
