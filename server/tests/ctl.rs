@@ -187,18 +187,7 @@ async fn the_cli_runs_a_cluster_and_restores_its_backup_into_a_new_one() {
     assert!(!nowhere.exists());
 
     // Restore into three new members on new ports.
-    let addrs: Vec<(String, String, String)> = (0..3)
-        .map(|_| {
-            let p = || format!("127.0.0.1:{}", free_port());
-            (p(), p(), p())
-        })
-        .collect();
-    let peers = addrs
-        .iter()
-        .enumerate()
-        .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
+    let (addrs, peers) = common::member_addrs(3);
     let mut nodes = Vec::new();
     for (i, (http, raft, metrics)) in addrs.into_iter().enumerate() {
         let id = (i + 1).to_string();

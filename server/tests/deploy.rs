@@ -22,15 +22,20 @@ fn required() -> bool {
     std::env::var_os("SIMPLE_CACHE_DEPLOY_TOOLS_REQUIRED").is_some()
 }
 
-/// Whether `tool --help`-like `probe` runs; if not, fails when tools are required, else says
-/// why the check is skipped.
-fn have(tool: &str, probe: &[&str]) -> bool {
-    let ok = Command::new(tool)
+/// Whether `tool probe...` runs and succeeds (its output discarded).
+fn runs(tool: &str, probe: &[&str]) -> bool {
+    Command::new(tool)
         .args(probe)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success());
+        .is_ok_and(|s| s.success())
+}
+
+/// Whether `tool --help`-like `probe` runs; if not, fails when tools are required, else says
+/// why the check is skipped.
+fn have(tool: &str, probe: &[&str]) -> bool {
+    let ok = runs(tool, probe);
     if !ok {
         assert!(
             !required(),
@@ -314,13 +319,7 @@ fn the_dockerfile_is_a_small_non_root_image() {
     for port in ["8080", "9090", "2112", "5051", "6379"] {
         assert!(expose.split_whitespace().any(|p| p == port), "{port} not exposed");
     }
-    let docker_runs = Command::new("docker")
-        .arg("info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if !docker_runs {
+    if !runs("docker", &["info"]) {
         eprintln!(
             "skipped building the image: no container builder runs here (docker info failed)"
         );

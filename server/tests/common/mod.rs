@@ -288,6 +288,24 @@ where
     }
 }
 
+/// Fresh `(http, raft, metrics)` addresses for members 1..=n, and the `--peers` value that
+/// lists them (`id=raft@http,...`).
+pub fn member_addrs(n: u64) -> (Vec<(String, String, String)>, String) {
+    let addrs: Vec<(String, String, String)> = (0..n)
+        .map(|_| {
+            let p = || format!("127.0.0.1:{}", free_port());
+            (p(), p(), p())
+        })
+        .collect();
+    let peers = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",");
+    (addrs, peers)
+}
+
 /// A cluster of `n` voters bootstrapped from `--peers`, each node in its own directory.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
@@ -301,18 +319,7 @@ impl Cluster {
 
     pub async fn start_with(n: u64, more: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let addrs: Vec<(String, String, String)> = (0..n)
-            .map(|_| {
-                let p = || format!("127.0.0.1:{}", free_port());
-                (p(), p(), p())
-            })
-            .collect();
-        let peers = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let (addrs, peers) = member_addrs(n);
         let mut nodes = Vec::new();
         for (i, (http, raft, metrics)) in addrs.into_iter().enumerate() {
             let id = i as u64 + 1;
