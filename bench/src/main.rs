@@ -108,6 +108,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
     if args.connections == 0 || args.duration == 0 || args.duration > 600 {
         bail!("--connections must be > 0 and --duration within 1..=600 seconds");
     }

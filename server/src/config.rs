@@ -209,6 +209,30 @@ pub struct Cli {
     /// Most RESP connections open at a time (Redis `maxclients`) [default: 10000].
     #[arg(long, global = true, env = "SIMPLE_CACHE_RESP_MAX_CLIENTS")]
     pub resp_max_clients: Option<usize>,
+    /// Certificate chain (PEM) of the client listeners (HTTP, gRPC, RESP); with
+    /// tls_key_file, they speak TLS only [default: none, plain TCP].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of tls_cert_file.
+    #[arg(long, global = true, env = "SIMPLE_CACHE_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM) client certificates must chain to, with client_cert_auth; also trusted
+    /// for other members' client listeners.
+    #[arg(long, global = true, env = "SIMPLE_CACHE_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Client listeners require a client certificate from tls_ca_file [default: false].
+    #[arg(long, global = true, env = "SIMPLE_CACHE_CLIENT_CERT_AUTH")]
+    pub client_cert_auth: Option<bool>,
+    /// This node's certificate (PEM) for mutual TLS with the other members on the Raft port;
+    /// its DNS or IP names must include the host of this node's advertised Raft address.
+    #[arg(long, global = true, env = "SIMPLE_CACHE_PEER_TLS_CERT_FILE")]
+    pub peer_tls_cert_file: Option<PathBuf>,
+    /// Private key (PEM) of peer_tls_cert_file.
+    #[arg(long, global = true, env = "SIMPLE_CACHE_PEER_TLS_KEY_FILE")]
+    pub peer_tls_key_file: Option<PathBuf>,
+    /// CA bundle (PEM) the other members' peer certificates must chain to.
+    #[arg(long, global = true, env = "SIMPLE_CACHE_PEER_TLS_CA_FILE")]
+    pub peer_tls_ca_file: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -314,6 +338,13 @@ struct FileConfig {
     redis_addr: Option<String>,
     resp_password: Option<String>,
     resp_max_clients: Option<usize>,
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
+    tls_ca_file: Option<PathBuf>,
+    client_cert_auth: Option<bool>,
+    peer_tls_cert_file: Option<PathBuf>,
+    peer_tls_key_file: Option<PathBuf>,
+    peer_tls_ca_file: Option<PathBuf>,
 }
 
 /// The validated configuration the server runs with.
@@ -363,8 +394,22 @@ pub struct Config {
     /// The password of RESP's `AUTH`, if any.
     pub resp_password: Option<String>,
     pub resp_max_clients: usize,
+    /// TLS on the client listeners (see `tls`).
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub client_cert_auth: bool,
+    /// Mutual TLS between members (see `tls`).
+    pub peer_tls_cert_file: Option<PathBuf>,
+    pub peer_tls_key_file: Option<PathBuf>,
+    pub peer_tls_ca_file: Option<PathBuf>,
     /// The file the configuration was read from, for hot reload.
     pub source: Option<PathBuf>,
+}
+
+/// A path setting; empty means unset.
+fn path_opt(p: Option<PathBuf>) -> Option<PathBuf> {
+    p.filter(|p| !p.as_os_str().is_empty())
 }
 
 /// A configuration problem, naming the key.
@@ -449,6 +494,9 @@ impl Config {
             Some(s) => parse_peers(&s)?,
             None => file.peers.unwrap_or_default(),
         };
+        let https_peers = peers
+            .iter()
+            .any(|p| matches!(p, PeerEntry::Url(u) if u.trim().starts_with("https://")));
         let node_id = match (cli.node_id, file.node_id) {
             (Some(text), _) | (None, Some(NodeIdText::Name(text))) => node_id_of(&text)?,
             (None, Some(NodeIdText::Number(n))) => n,
@@ -540,8 +588,22 @@ impl Config {
                     )
                 })?,
             },
+            tls_cert_file: path_opt(cli.tls_cert_file.or(file.tls_cert_file)),
+            tls_key_file: path_opt(cli.tls_key_file.or(file.tls_key_file)),
+            tls_ca_file: path_opt(cli.tls_ca_file.or(file.tls_ca_file)),
+            client_cert_auth: cli.client_cert_auth.or(file.client_cert_auth).unwrap_or(false),
+            peer_tls_cert_file: path_opt(cli.peer_tls_cert_file.or(file.peer_tls_cert_file)),
+            peer_tls_key_file: path_opt(cli.peer_tls_key_file.or(file.peer_tls_key_file)),
+            peer_tls_ca_file: path_opt(cli.peer_tls_ca_file.or(file.peer_tls_ca_file)),
             source,
         };
+        if https_peers && cfg.peer_tls_cert_file.is_none() {
+            return Err(err(
+                "peers",
+                "lists https:// Raft URLs but peer_tls_cert_file, peer_tls_key_file and \
+                 peer_tls_ca_file are not set: the Raft port would speak plain TCP",
+            ));
+        }
         cfg.validate()?;
         Ok(cfg)
     }
@@ -682,7 +744,77 @@ impl Config {
                 }
             }
         }
+        self.validate_tls()?;
         Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        match (&self.tls_cert_file, &self.tls_key_file) {
+            (Some(_), None) => return Err(err("tls_key_file", "must be set with tls_cert_file")),
+            (None, Some(_)) => return Err(err("tls_cert_file", "must be set with tls_key_file")),
+            _ => {}
+        }
+        if self.tls_ca_file.is_some() && self.tls_cert_file.is_none() {
+            return Err(err(
+                "tls_ca_file",
+                "verifies client certificates, which needs TLS on the client listeners: set \
+                 tls_cert_file and tls_key_file too",
+            ));
+        }
+        if self.client_cert_auth && self.tls_ca_file.is_none() {
+            return Err(err(
+                "client_cert_auth",
+                "needs tls_ca_file (the CA bundle client certificates must chain to) and \
+                 tls_cert_file/tls_key_file",
+            ));
+        }
+        let peer = [
+            ("peer_tls_cert_file", &self.peer_tls_cert_file),
+            ("peer_tls_key_file", &self.peer_tls_key_file),
+            ("peer_tls_ca_file", &self.peer_tls_ca_file),
+        ];
+        let set = peer.iter().filter(|(_, v)| v.is_some()).count();
+        if set != 0 && set != peer.len() {
+            let missing = peer.iter().find(|(_, v)| v.is_none()).map_or("", |(k, _)| k);
+            return Err(err(
+                missing,
+                "peer TLS is mutual: set peer_tls_cert_file, peer_tls_key_file and \
+                 peer_tls_ca_file together",
+            ));
+        }
+        if self.mode == Mode::Distributed
+            && self.tls_cert_file.is_some()
+            && self.tls_ca_file.is_none()
+            && self.peer_tls_ca_file.is_none()
+        {
+            return Err(err(
+                "tls_ca_file",
+                "with TLS on the client listeners in mode: distributed, members call each \
+                 other's client listeners (forwarding to the leader) and must verify their \
+                 certificates: set tls_ca_file (or peer_tls_ca_file, if the same CA signs them)",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The client listeners' TLS files, if TLS is on for them.
+    pub fn client_tls_files(&self) -> Option<crate::tls::IdentityFiles> {
+        let key_file = |key, path: &PathBuf| crate::tls::KeyFile { key, path: path.clone() };
+        Some(crate::tls::IdentityFiles {
+            cert: key_file("tls_cert_file", self.tls_cert_file.as_ref()?),
+            key: key_file("tls_key_file", self.tls_key_file.as_ref()?),
+            ca: self.tls_ca_file.as_ref().map(|p| key_file("tls_ca_file", p)),
+        })
+    }
+
+    /// The peer TLS files, if peer TLS is on.
+    pub fn peer_tls_files(&self) -> Option<crate::tls::IdentityFiles> {
+        let key_file = |key, path: &PathBuf| crate::tls::KeyFile { key, path: path.clone() };
+        Some(crate::tls::IdentityFiles {
+            cert: key_file("peer_tls_cert_file", self.peer_tls_cert_file.as_ref()?),
+            key: key_file("peer_tls_key_file", self.peer_tls_key_file.as_ref()?),
+            ca: Some(key_file("peer_tls_ca_file", self.peer_tls_ca_file.as_ref()?)),
+        })
     }
 
     /// Whether any listener accepts connections from other machines.
@@ -746,6 +878,13 @@ const FILE_KEYS: &[&str] = &[
     "redis_addr",
     "resp_password",
     "resp_max_clients",
+    "tls_cert_file",
+    "tls_key_file",
+    "tls_ca_file",
+    "client_cert_auth",
+    "peer_tls_cert_file",
+    "peer_tls_key_file",
+    "peer_tls_ca_file",
 ];
 
 /// Parses the YAML text key by key, so that an error names the key it is about (serde's error
@@ -849,17 +988,13 @@ fn parse_socket_addr(key: &str, s: &str) -> Result<SocketAddr, ConfigError> {
     })
 }
 
-/// A peer's Raft address from the seed's URL form: `http://host:port` (a trailing `/` allowed)
-/// or plain `host:port`.
+/// A peer's Raft address from the seed's URL form: `http://host:port` or `https://host:port` (a
+/// trailing `/` allowed), or plain `host:port`. Whether the Raft port speaks TLS is up to
+/// `peer_tls_*`; `https://` without them is refused by `Config::merge`.
 fn peer_url_addr(url: &str) -> Result<String, ConfigError> {
     let u = url.trim();
-    if u.starts_with("https://") {
-        return Err(err(
-            "peers",
-            format!("`{url}`: the Raft port speaks plain HTTP (no TLS yet); write http://"),
-        ));
-    }
-    let addr = u.strip_prefix("http://").unwrap_or(u).trim_end_matches('/');
+    let addr = u.strip_prefix("http://").or_else(|| u.strip_prefix("https://")).unwrap_or(u);
+    let addr = addr.trim_end_matches('/');
     check_host_port("peers", addr)?;
     Ok(addr.to_string())
 }
@@ -1204,5 +1339,44 @@ mod tests {
             let file = read_file(&root.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
             Config::merge(Cli::default(), file, None).unwrap_or_else(|e| panic!("{f}: {e}"));
         }
+    }
+
+    // TLS settings that cannot work are refused by key before any file is read: half a pair,
+    // a CA bundle or client_cert_auth without TLS, peer TLS without all three files, and a
+    // distributed node with client TLS that could not verify the leader it forwards to.
+    #[test]
+    fn incomplete_tls_settings_are_refused_by_key() {
+        let cases = [
+            ("tls_cert_file: c.pem", "tls_key_file"),
+            ("tls_key_file: k.pem", "tls_cert_file"),
+            ("tls_ca_file: ca.pem", "tls_ca_file"),
+            (
+                "tls_cert_file: c.pem\ntls_key_file: k.pem\nclient_cert_auth: true",
+                "client_cert_auth",
+            ),
+            ("peer_tls_cert_file: c.pem\npeer_tls_key_file: k.pem", "peer_tls_ca_file"),
+            ("peer_tls_ca_file: ca.pem", "peer_tls_cert_file"),
+            (
+                "mode: distributed\npeers: [\"http://127.0.0.1:9090\"]\ntls_cert_file: c.pem\n\
+                 tls_key_file: k.pem",
+                "tls_ca_file",
+            ),
+        ];
+        for (text, key) in cases {
+            assert_eq!(yaml(text).unwrap_err().key, key, "{text}");
+        }
+        let whole = "mode: distributed\npeers:\n  - https://127.0.0.1:9090\n\
+                     tls_cert_file: c.pem\ntls_key_file: k.pem\ntls_ca_file: ca.pem\n\
+                     client_cert_auth: true\npeer_tls_cert_file: p.pem\npeer_tls_key_file: p.key\n\
+                     peer_tls_ca_file: ca.pem";
+        let c = yaml(whole).unwrap();
+        assert_eq!(c.peers[0].addr, "127.0.0.1:9090", "an https:// Raft URL with peer TLS");
+        assert!(c.client_cert_auth);
+        assert_eq!(c.peer_tls_files().unwrap().ca.unwrap().key, "peer_tls_ca_file");
+        assert_eq!(c.client_tls_files().unwrap().cert.path, PathBuf::from("c.pem"));
+        assert!(
+            yaml("tls_cert_file: \"\"").unwrap().client_tls_files().is_none(),
+            "empty is unset"
+        );
     }
 }

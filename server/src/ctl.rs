@@ -48,6 +48,16 @@ pub struct Ctl {
     /// How answers are printed.
     #[arg(long, short = 'o', value_enum, default_value_t = Output::Table, global = true)]
     pub output: Output,
+    /// CA bundle (PEM) the nodes' certificates must chain to; endpoints given as host:port are
+    /// then reached with https.
+    #[arg(long, env = "SIMPLE_CACHE_CACERT", global = true)]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (PEM), for nodes with client_cert_auth; needs --key and --cacert.
+    #[arg(long = "cert", id = "tls_cert", env = "SIMPLE_CACHE_CERT", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long = "key", id = "tls_key", env = "SIMPLE_CACHE_KEY", global = true)]
+    pub tls_key: Option<PathBuf>,
     /// How long one request to one endpoint may take, in seconds.
     #[arg(long, default_value_t = 10, global = true)]
     pub timeout_secs: u64,
@@ -559,10 +569,23 @@ struct Client {
     http: reqwest::Client,
     endpoints: Vec<String>,
     token: Option<String>,
+    /// `http`, or `https` with --cacert.
+    scheme: &'static str,
 }
 
 impl Client {
     fn new(ctl: &Ctl) -> Result<Client, Failed> {
+        let cert_key = match (&ctl.tls_cert, &ctl.tls_key) {
+            (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
+            (None, None) => None,
+            _ => return Err(failed(Exit::Usage, "--cert and --key go together")),
+        };
+        if cert_key.is_some() && ctl.cacert.is_none() {
+            return Err(failed(Exit::Usage, "--cert needs --cacert (the nodes' CA bundle)"));
+        }
+        let tls = crate::tls::cli_client_config(ctl.cacert.as_deref(), cert_key)
+            .map_err(|e| failed(Exit::Usage, e))?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let endpoints: Vec<String> = ctl
             .endpoints
             .iter()
@@ -570,15 +593,24 @@ impl Client {
             .filter(|e| !e.is_empty())
             .map(|e| {
                 let e = e.trim_end_matches('/');
-                if e.contains("://") { e.to_string() } else { format!("http://{e}") }
+                if e.contains("://") { e.to_string() } else { format!("{scheme}://{e}") }
             })
             .collect();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls);
+        } else {
+            // Plain HTTP; https:// endpoints without --cacert are checked against the system's
+            // trusted roots.
+            crate::tls::install_default_provider();
+            builder = builder.tls_backend_rustls();
+        }
+        let http = builder
             .connect_timeout(Duration::from_secs(2))
             .read_timeout(Duration::from_secs(ctl.timeout_secs.max(1)))
             .build()
             .map_err(|e| failed(Exit::Usage, format!("the HTTP client: {e}")))?;
-        Ok(Client { http, endpoints, token: ctl.admin_token.clone() })
+        Ok(Client { http, endpoints, token: ctl.admin_token.clone(), scheme })
     }
 
     /// Sends to each endpoint in turn until one answers with something other than "try
@@ -652,7 +684,7 @@ impl Client {
 
     /// A member's `/readyz`, whatever its status; `None` if it does not answer.
     async fn readyz(&self, http_addr: &str) -> Option<Value> {
-        let url = format!("http://{http_addr}/readyz");
+        let url = format!("{}://{http_addr}/readyz", self.scheme);
         let r = self.http.get(url).timeout(Duration::from_secs(2)).send().await.ok()?;
         r.json().await.ok()
     }
@@ -690,8 +722,40 @@ fn describe(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         "timed out".to_string()
     } else if e.is_connect() {
-        "cannot connect".to_string()
+        // The innermost cause says why: refused, unreachable, or a certificate problem.
+        let mut cause: &dyn std::error::Error = e;
+        while let Some(s) = cause.source() {
+            cause = s;
+        }
+        format!("cannot connect: {cause}")
     } else {
-        e.to_string()
+        crate::tls::error_chain(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // clap checks the definition only when it is used: a global flag whose id collides with a
+    // subcommand's argument (`--key` against `get KEY`) parsed, then panicked at access.
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Ctl::command().debug_assert();
+        let parsed = Ctl::try_parse_from([
+            "simple-cache-ctl",
+            "--cacert",
+            "ca.pem",
+            "--cert",
+            "c.pem",
+            "--key",
+            "c.key",
+            "get",
+            "k",
+        ])
+        .expect("parses");
+        assert_eq!(parsed.tls_key.as_deref(), Some(std::path::Path::new("c.key")));
+        assert!(matches!(parsed.command, Cmd::Get { ref key, .. } if key == "k"));
     }
 }

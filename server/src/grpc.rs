@@ -591,12 +591,13 @@ pub async fn serve(listener: TcpListener, svc: Service, stop: watch::Receiver<bo
     )
     .max_decoding_message_size(cfg.max_body_bytes)
     .max_encoding_message_size(encoding_max);
+    let svc_tls = svc.tls.clone();
     let cache = CacheServiceServer::new(CacheGrpc::new(svc))
         .max_decoding_message_size(cfg.max_body_bytes)
         .max_encoding_message_size(encoding_max);
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let tls = svc_tls.client_acceptor(&[b"h2"]);
     let mut stop = stop;
-    let result = tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .timeout(Duration::from_millis(cfg.request_timeout_ms) + Duration::from_secs(1))
         .http2_keepalive_interval(Some(HTTP2_KEEPALIVE_INTERVAL))
         .http2_keepalive_timeout(Some(HTTP2_KEEPALIVE_TIMEOUT))
@@ -606,13 +607,115 @@ pub async fn serve(listener: TcpListener, svc: Service, stop: watch::Receiver<bo
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(cache)
-        .add_service(seed)
-        .serve_with_incoming_shutdown(incoming, async move {
+        .add_service(seed);
+    let stopped = {
+        let mut stop = stop.clone();
+        async move {
             let _ = stop.wait_for(|s| *s).await;
-        })
-        .await;
+        }
+    };
+    let result = match tls {
+        None => {
+            let incoming =
+                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
+        Some(acceptor) => {
+            let (tx, rx) = tokio::sync::mpsc::channel(TLS_ACCEPTED_QUEUE);
+            tokio::spawn(async move {
+                loop {
+                    let tcp = tokio::select! {
+                        r = listener.accept() => match r {
+                            Ok((tcp, _)) => tcp,
+                            Err(e) => {
+                                crate::http_serve::accept_failed(e).await;
+                                continue;
+                            }
+                        },
+                        // The guard `wait_for` returns is not Send: drop it inside the future.
+                        _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+                    };
+                    let _ = tcp.set_nodelay(true);
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    // The handshake runs in its own task, so a slow client cannot hold up the
+                    // accept loop.
+                    tokio::spawn(async move {
+                        // A gRPC client speaking plain HTTP/2 cannot read an answer in plain
+                        // text: it is closed, and its own error says the connection ended.
+                        if let Some(crate::tls::ServerStream::Tls(s)) =
+                            crate::tls::upgrade(tcp, Some(&acceptor), &[]).await
+                        {
+                            let _ = tx.send(Ok::<_, std::io::Error>(TlsConn(*s))).await;
+                        }
+                    });
+                }
+            });
+            let incoming = tokio_stream::wrappers::ReceiverStream::new(rx);
+            router.serve_with_incoming_shutdown(incoming, stopped).await
+        }
+    };
     if let Err(e) = result {
         tracing::error!(error = %e, "the gRPC server failed");
+    }
+}
+
+/// Handshaken TLS connections waiting for the gRPC server to take them.
+const TLS_ACCEPTED_QUEUE: usize = 64;
+
+/// A TLS connection as tonic takes it.
+struct TlsConn(tokio_rustls::server::TlsStream<tokio::net::TcpStream>);
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.0.get_ref().0.connect_info()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsConn {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsConn {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
     }
 }
 

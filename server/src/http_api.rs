@@ -1065,7 +1065,7 @@ async fn forward(
     let path_and_query = fwd.uri.path_and_query().map_or("/", |p| p.as_str());
     let mut req = st
         .client
-        .request(fwd.method.clone(), format!("http://{addr}{path_and_query}"))
+        .request(fwd.method.clone(), format!("{}://{addr}{path_and_query}", st.tls.client_scheme()))
         .header(FORWARDED_HEADER, "1")
         .timeout(deadline.saturating_duration_since(TokioInstant::now()))
         .body(fwd.body.clone());
@@ -1077,7 +1077,7 @@ async fn forward(
     let resp = req.send().await.map_err(|e| {
         ApiError::unavailable(
             "forward_failed",
-            format!("forwarding to the leader at {addr} failed: {e}"),
+            format!("forwarding to the leader at {addr} failed: {}", crate::tls::error_chain(&e)),
         )
     })?;
     let status = resp.status();
@@ -1221,11 +1221,12 @@ async fn identify_member(
 /// `GET /raft/node` at `addr`: the answering node's id and cluster id.
 async fn ask_member(st: &Service, addr: &str, deadline: TokioInstant) -> Result<Value, String> {
     let timeout = JOIN_PROBE_TIMEOUT.min(deadline.saturating_duration_since(TokioInstant::now()));
-    let mut req = st.client.get(format!("http://{addr}/raft/node")).timeout(timeout);
+    let url = format!("{}://{addr}/raft/node", st.tls.peer_scheme());
+    let mut req = st.client.get(url).timeout(timeout);
     if let Some(t) = &st.cfg.peer_token {
         req = req.bearer_auth(t);
     }
-    let resp = req.send().await.map_err(|e| e.to_string())?;
+    let resp = req.send().await.map_err(|e| crate::tls::error_chain(&e))?;
     if !resp.status().is_success() {
         return Err(format!("it answered {}", resp.status()));
     }

@@ -14,7 +14,15 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Serves `router` on `listener` until `stop` turns true, then stops accepting and lets the
 /// in-flight requests finish (bounded).
-pub async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch::Receiver<bool>) {
+///
+/// With `tls`, every connection must open with a TLS handshake; a client speaking plain HTTP is
+/// answered 400 `tls_required` in plain HTTP.
+pub async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
         let stream = tokio::select! {
@@ -29,7 +37,21 @@ pub async fn serve(listener: TcpListener, router: axum::Router, mut stop: watch:
             _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
         };
         let _ = stream.set_nodelay(true);
-        serve_connection(stream, router.clone(), graceful.watcher());
+        match &tls {
+            None => serve_connection(stream, router.clone(), graceful.watcher()),
+            Some(acceptor) => {
+                let (acceptor, router, watcher) =
+                    (acceptor.clone(), router.clone(), graceful.watcher());
+                // The handshake runs in the connection's task, so a slow client cannot hold
+                // up the accept loop.
+                tokio::spawn(async move {
+                    let reply = plain_http_on_tls();
+                    if let Some(s) = crate::tls::upgrade(stream, Some(&acceptor), &reply).await {
+                        serve_connection(s, router, watcher);
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     drain(graceful).await;
@@ -67,4 +89,15 @@ pub async fn drain(graceful: hyper_util::server::graceful::GracefulShutdown) {
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::warn!("some connections were still busy when the drain timeout passed");
     }
+}
+
+/// The answer to a plain HTTP request on a TLS port.
+fn plain_http_on_tls() -> Vec<u8> {
+    let body = r#"{"error":"this port requires TLS: use https://","code":"tls_required"}"#;
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }

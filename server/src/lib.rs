@@ -25,6 +25,7 @@ pub mod resp_commands;
 pub mod resp_server;
 pub mod restore;
 pub mod service;
+pub mod tls;
 pub mod transport;
 pub mod value;
 pub mod version;

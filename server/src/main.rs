@@ -41,6 +41,7 @@ const EXIT_STARTUP: i32 = 1;
 const EXIT_REMOVED: i32 = 3;
 
 fn main() {
+    simple_cache_server::tls::install_default_provider();
     let cli = Cli::parse_or_exit();
     let command = cli.command.clone();
     let cfg = match Config::load(cli) {
@@ -62,13 +63,22 @@ fn main() {
             }
         }
     }
+    // Certificate files are configuration: one that cannot be used stops the node here, with
+    // one line, before anything is logged, bound or written.
+    let tls = match simple_cache_server::tls::Tls::load(&cfg) {
+        Ok(t) => Arc::new(t),
+        Err(e) => {
+            eprintln!("simple-cache: invalid configuration: {e}");
+            std::process::exit(EXIT_CONFIG);
+        }
+    };
     let set_log_level = init_logging(&cfg);
     install_panic_hook();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    match rt.block_on(run(cfg, set_log_level)) {
+    match rt.block_on(run(cfg, tls, set_log_level)) {
         Ok(Stopped::Requested) => {}
         Ok(Stopped::Removed) => std::process::exit(EXIT_REMOVED),
         Err(Failure { status, error }) => {
@@ -172,6 +182,7 @@ fn os_seed() -> u64 {
 
 async fn run(
     cfg: Config,
+    tls: Arc<simple_cache_server::tls::Tls>,
     set_log_level: simple_cache_server::reload::SetLogLevel,
 ) -> Result<Stopped, Failure> {
     let cfg = Arc::new(cfg);
@@ -325,6 +336,7 @@ async fn run(
         metrics.clone(),
         cfg.peer_token.clone(),
         cluster_id.clone(),
+        &tls,
     );
     let links = transport.links();
     let (tx, rx) = mpsc::channel(INPUT_QUEUE_MAX);
@@ -337,7 +349,8 @@ async fn run(
     node_loop.set_memory_limits(limits.clone());
     let loop_thread = node_loop.spawn();
 
-    let client = reqwest::Client::builder()
+    let client = tls
+        .member_http_client()
         .connect_timeout(Duration::from_secs(1))
         .build()
         .context("building the HTTP client")
@@ -367,6 +380,7 @@ async fn run(
         client,
         cluster_id: cluster_id.clone(),
         links,
+        tls: tls.clone(),
     };
 
     let (stop_client_tx, stop_client_rx) = watch::channel(false);
@@ -375,7 +389,9 @@ async fn run(
         http_listener,
         http_api::router(state.clone()),
         stop_client_rx.clone(),
+        tls.client_acceptor(&[b"http/1.1"]),
     ));
+    tokio::spawn(tls.clone().watch(stop_raft_rx.clone()));
     let raft_server =
         tokio::spawn(raft_http::serve(raft_listener, state.clone(), stop_raft_rx.clone()));
     let metrics_router = axum::Router::new().route(
@@ -396,8 +412,12 @@ async fn run(
             }
         }),
     );
-    let metrics_server =
-        tokio::spawn(http_serve::serve(metrics_listener, metrics_router, stop_raft_rx.clone()));
+    let metrics_server = tokio::spawn(http_serve::serve(
+        metrics_listener,
+        metrics_router,
+        stop_raft_rx.clone(),
+        None,
+    ));
     let grpc_addr = grpc_listener.as_ref().and_then(|l| l.local_addr().ok());
     let grpc_server =
         grpc_listener.map(|l| tokio::spawn(grpc::serve(l, state.clone(), stop_client_rx.clone())));
@@ -408,6 +428,8 @@ async fn run(
         http_addr = %cfg.http_addr, raft_http_addr = %cfg.raft_http_addr, metrics_addr = %cfg.metrics_addr,
         grpc_addr = %grpc_addr.map_or("disabled".to_string(), |a| a.to_string()),
         redis_addr = %redis_addr.map_or("disabled".to_string(), |a| a.to_string()),
+        client_tls = tls.client.is_some(), client_cert_auth = tls.client_cert_auth,
+        peer_tls = tls.peer.is_some(),
         "listening"
     );
 
@@ -499,7 +521,10 @@ async fn shutdown_signal() {
 /// this node can answer the leader before any log entry reaches it.
 async fn join_cluster(st: Service, target: String, me: MemberAddr) {
     let body = serde_json::json!({ "id": st.cfg.node_id, "addr": me.raft, "http_addr": me.http });
-    let url = format!("http://{target}/cluster/join");
+    // `join` names a client or a Raft address: either way it speaks TLS if this node's matching
+    // port does. With TLS on only one of them, `join` must name that kind of port.
+    let scheme = if st.tls.client.is_some() || st.tls.peer.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{target}/cluster/join");
     tracing::info!(%target, raft = %me.raft, http = ?me.http, "joining the cluster through this member");
     let mut backoff = Duration::from_millis(200);
     loop {
@@ -559,7 +584,10 @@ async fn join_cluster(st: Service, target: String, me: MemberAddr) {
                 let text = resp.text().await.unwrap_or_default();
                 tracing::warn!(%target, %status, answer = %text, "join failed; retrying");
             }
-            Err(e) => tracing::warn!(%target, error = %e, "join failed; retrying"),
+            Err(e) => {
+                let error = simple_cache_server::tls::error_chain(&e);
+                tracing::warn!(%target, %error, "join failed; retrying")
+            }
         }
         // A retry delay, not synchronization: we cannot observe when the target becomes able
         // to accept us.

@@ -12,6 +12,11 @@
 //!   release so a cluster can be upgraded one node at a time: an upgraded node falls back to it
 //!   for a peer that does not speak the peer protocol (see `transport`). It goes in the release
 //!   after this one.
+//!
+//! With peer TLS (`peer_tls_*`, see `tls`) every connection must open with a TLS handshake that
+//! presents a certificate from `peer_tls_ca_file`; the first byte inside TLS then tells the two
+//! apart. A plain-text peer is answered with a refusal frame (HTTP: a 400) saying TLS is
+//! required, and the hello's sender must be a node whose Raft address the certificate names.
 
 use crate::error::ApiError;
 use crate::http_api::cluster_join;
@@ -20,12 +25,14 @@ use crate::metrics::PeerLabel;
 use crate::node_loop::Input;
 use crate::peer_auth;
 use crate::service::Service;
+use crate::tls;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::post;
+use rustls::pki_types::CertificateDer;
 use simple_cache_core::peer_wire::{
     self, Answer, FRAME_BYTES_MAX, Frame, FrameDecoder, HELLO_BYTES_MAX, Hello, Refusal,
 };
@@ -33,8 +40,8 @@ use simple_cache_core::{Message, NodeId, codec};
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 
 /// Peer connections held at once, in their hello or past it. A node keeps one per peer (a
@@ -56,6 +63,7 @@ pub async fn serve(listener: TcpListener, st: Service, mut stop: watch::Receiver
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let router = router(st.clone());
     let peers = Arc::new(PeerConnections::default());
+    let acceptor = st.tls.peer_acceptor();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -70,22 +78,95 @@ pub async fn serve(listener: TcpListener, st: Service, mut stop: watch::Receiver
         let _ = stream.set_nodelay(true);
         let (st, router, peers, watcher) =
             (st.clone(), router.clone(), peers.clone(), graceful.watcher());
-        let stop = stop.clone();
+        let (stop, acceptor) = (stop.clone(), acceptor.clone());
         tokio::spawn(async move {
-            let mut first = [0u8; 1];
-            match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.peek(&mut first)).await {
-                Ok(Ok(1)) if first[0] == peer_wire::PREAMBLE[0] => {
-                    drop(watcher);
-                    peer_connection(stream, st, &peers, stop).await;
+            let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
+            // Closed, failed, or silent: nothing to serve.
+            let Some(first) = tls::first_byte(&stream).await else { return };
+            let Some(acceptor) = acceptor else {
+                if first == tls::HANDSHAKE_RECORD {
+                    if peers.warn_now("tls_on_plain_port") {
+                        tracing::warn!(%remote, "a peer opened a TLS connection, but this node's Raft port speaks plain TCP (no peer_tls_* set): the members' peer TLS settings differ (said once a minute)");
+                    }
+                    return;
                 }
-                Ok(Ok(1)) => crate::http_serve::serve_connection(stream, router, watcher),
-                // Closed, failed, or silent: nothing to serve.
-                _ => {}
+                dispatch(first, stream, &remote, None, (st, router, watcher), &peers, stop).await;
+                return;
+            };
+            if first != tls::HANDSHAKE_RECORD {
+                let why = format!(
+                    "node {} requires mutual TLS on its Raft port: set peer_tls_cert_file, \
+                     peer_tls_key_file and peer_tls_ca_file",
+                    st.cfg.node_id
+                );
+                if peers.warn_now("plain_on_tls_port") {
+                    tracing::warn!(%remote, "refused a plain-text connection on the TLS Raft port (said once a minute)");
+                }
+                let reply = if first == peer_wire::PREAMBLE[0] {
+                    let mut answer = Vec::new();
+                    let refused = Answer::Refused { reason: Refusal::Unauthorized, message: why };
+                    peer_wire::encode_frame(&refused, &mut answer);
+                    answer
+                } else {
+                    plain_http_refusal(&why)
+                };
+                tls::refuse_plaintext(stream, &reply).await;
+                return;
             }
+            let mut stream = match tls::accept(&acceptor, stream).await {
+                Ok(s) => s,
+                Err(e) => {
+                    if peers.warn_now("tls_handshake") {
+                        tracing::warn!(%remote, error = %e, "refused a peer connection (said once a minute)");
+                    } else {
+                        tracing::debug!(%remote, error = %e, "refused a peer connection");
+                    }
+                    return;
+                }
+            };
+            let cert = tls::peer_certificate(&stream);
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(HEADER_READ_TIMEOUT, stream.read(&mut first)).await {
+                Ok(Ok(1)) => {}
+                _ => return,
+            }
+            let stream = tls::Prefixed::new(first[0], stream);
+            dispatch(first[0], stream, &remote, cert, (st, router, watcher), &peers, stop).await;
         });
     }
     drop(listener);
     crate::http_serve::drain(graceful).await;
+}
+
+/// Serves a connection by its first byte: the peer protocol, or HTTP.
+async fn dispatch<S>(
+    first: u8,
+    stream: S,
+    remote: &str,
+    cert: Option<CertificateDer<'static>>,
+    (st, router, watcher): (Service, Router, hyper_util::server::graceful::Watcher),
+    peers: &PeerConnections,
+    stop: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    if first == peer_wire::PREAMBLE[0] {
+        drop(watcher);
+        peer_connection(stream, remote, cert, st, peers, stop).await;
+    } else {
+        crate::http_serve::serve_connection(stream, router, watcher);
+    }
+}
+
+/// A plain HTTP answer refusing a request on a TLS port.
+fn plain_http_refusal(why: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": why, "code": "tls_required" }).to_string();
+    format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
 }
 
 /// The peer connections this listener holds: a count for the bound, and the newest connection
@@ -116,13 +197,13 @@ impl PeerConnections {
 
     /// Whether a refusal for `reason` should be logged at warn: the first, and then one a
     /// minute.
-    fn warn_now(&self, reason: Refusal) -> bool {
+    fn warn_now(&self, reason: &'static str) -> bool {
         let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
         let now = std::time::Instant::now();
-        match warned.get(reason.code()) {
+        match warned.get(reason) {
             Some(t) if now.duration_since(*t) < REFUSAL_WARN_EVERY => false,
             _ => {
-                warned.insert(reason.code(), now);
+                warned.insert(reason, now);
                 true
             }
         }
@@ -166,21 +247,22 @@ enum PeerEnd {
     Stopping,
 }
 
-async fn peer_connection(
-    mut stream: TcpStream,
+async fn peer_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    remote: &str,
+    cert: Option<CertificateDer<'static>>,
     st: Service,
     peers: &PeerConnections,
     stop: watch::Receiver<bool>,
 ) {
-    let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
     let _slot = Slot(&peers.active);
     let full = peers.active.fetch_add(1, Ordering::Relaxed) >= PEER_CONNECTIONS_MAX;
-    let end = run_peer_connection(&mut stream, &st, peers, stop, full).await;
+    let end = run_peer_connection(&mut stream, cert.as_ref(), &st, peers, stop, full).await;
     match end {
         Err(PeerEnd::Refused(reason, message)) => {
             // A misconfigured peer retries every 2 s at most: say why at warn once a minute per
             // reason, then at debug.
-            if peers.warn_now(reason) {
+            if peers.warn_now(reason.code()) {
                 tracing::warn!(%remote, code = reason.code(), %message, "refused a peer connection (said once a minute per reason)");
             } else {
                 tracing::debug!(%remote, code = reason.code(), %message, "refused a peer connection");
@@ -188,7 +270,11 @@ async fn peer_connection(
             let mut answer = Vec::new();
             peer_wire::encode_frame(&Answer::Refused { reason, message }, &mut answer);
             // Best effort: the refused side learns why; it is closed either way.
-            let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, stream.write_all(&answer)).await;
+            let send = async {
+                stream.write_all(&answer).await?;
+                stream.flush().await
+            };
+            let _ = tokio::time::timeout(HEADER_READ_TIMEOUT, send).await;
         }
         Err(e @ (PeerEnd::Wire(_) | PeerEnd::WrongSender { .. })) => {
             tracing::warn!(%remote, error = %e, "closed a peer connection")
@@ -198,8 +284,9 @@ async fn peer_connection(
     }
 }
 
-async fn run_peer_connection(
-    stream: &mut TcpStream,
+async fn run_peer_connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: &mut S,
+    cert: Option<&CertificateDer<'static>>,
     st: &Service,
     peers: &PeerConnections,
     mut stop: watch::Receiver<bool>,
@@ -226,9 +313,11 @@ async fn run_peer_connection(
         return Err(PeerEnd::Refused(Refusal::TooManyConnections, why));
     }
     check_hello(st, &hello)?;
+    check_certificate(st, &hello, cert)?;
     let mut accepted = Vec::new();
     peer_wire::encode_frame(&Answer::Accepted { node_id: NodeId(st.cfg.node_id) }, &mut accepted);
     stream.write_all(&accepted).await?;
+    stream.flush().await?;
     let from = hello.from;
     let (seq, replaced) = peers.claim(from);
     tracing::debug!(peer = %from, "peer connection accepted");
@@ -328,6 +417,33 @@ fn check_hello(st: &Service, hello: &Hello) -> Result<(), PeerEnd> {
         return Err(PeerEnd::Refused(Refusal::SameNodeId, why));
     }
     Ok(())
+}
+
+/// With peer TLS, the sender's certificate must be valid for the host of its Raft address: the
+/// one the membership records for it, or (not a member: a removed node, or one that joined a
+/// moment ago) the one its hello gives. The certificate chains to `peer_tls_ca_file` already
+/// (the handshake checked it); this binds it to the node id the hello claims.
+fn check_certificate(
+    st: &Service,
+    hello: &Hello,
+    cert: Option<&CertificateDer<'static>>,
+) -> Result<(), PeerEnd> {
+    if st.tls.peer.is_none() {
+        return Ok(());
+    }
+    let refuse = |why: String| PeerEnd::Refused(Refusal::Unauthorized, why);
+    let Some(cert) = cert else {
+        return Err(refuse(format!("node {} presented no certificate", hello.from)));
+    };
+    let recorded = st
+        .status
+        .borrow()
+        .membership
+        .addresses
+        .get(&hello.from)
+        .map(|a| crate::transport::MemberAddr::decode(a).raft);
+    let addr = recorded.unwrap_or_else(|| hello.raft_addr.clone());
+    tls::check_peer_name(cert, &addr).map_err(|e| refuse(format!("node {}: {e}", hello.from)))
 }
 
 /// What a batch's sender tells about itself: its Raft address when it is not a member (a
@@ -430,8 +546,8 @@ mod tests {
     #[test]
     fn refusals_are_warned_once_per_reason() {
         let peers = PeerConnections::default();
-        assert!(peers.warn_now(Refusal::Unauthorized));
-        assert!(!peers.warn_now(Refusal::Unauthorized), "the retry 2 s later");
-        assert!(peers.warn_now(Refusal::WrongCluster), "another reason");
+        assert!(peers.warn_now(Refusal::Unauthorized.code()));
+        assert!(!peers.warn_now(Refusal::Unauthorized.code()), "the retry 2 s later");
+        assert!(peers.warn_now(Refusal::WrongCluster.code()), "another reason");
     }
 }

@@ -117,7 +117,14 @@ pub fn diff(old: &Config, new: &Config) -> (Vec<String>, Vec<&'static str>) {
         snapshot_threshold,
         snapshot_log_percent,
         clock_skew_max_ms,
-        search_page_keys
+        search_page_keys,
+        tls_cert_file,
+        tls_key_file,
+        tls_ca_file,
+        client_cert_auth,
+        peer_tls_cert_file,
+        peer_tls_key_file,
+        peer_tls_ca_file
     );
     if old.peers.len() != new.peers.len()
         || old.peers.iter().zip(&new.peers).any(|(a, b)| a.id != b.id || a.addr != b.addr)

@@ -24,6 +24,7 @@ use crate::node_loop::{Query, QueryResult, Status};
 use crate::resp::{self, ProtocolError, Reply, RequestLimits};
 use crate::resp_commands::{Spec, command_command, spec_of};
 use crate::service::{Caller, Consistency, Service};
+use crate::tls::ServerStream;
 use bytes::{Bytes, BytesMut};
 use simple_cache_core::cache::{
     ApplyResult, BATCH_OPS_MAX, Batch, BatchOutcome, Compare, Condition, ExpireWhen, KeyCompare,
@@ -37,7 +38,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
 
@@ -131,6 +132,7 @@ pub async fn serve(listener: TcpListener, svc: Service, mut stop: watch::Receive
         connections: AtomicU64::new(0),
         rejected: AtomicU64::new(0),
     });
+    let tls = shared.svc.tls.client_acceptor(&[]);
     let mut tasks = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
@@ -138,7 +140,7 @@ pub async fn serve(listener: TcpListener, svc: Service, mut stop: watch::Receive
             _ = stop.wait_for(|s| *s) => break,
         };
         while tasks.try_join_next().is_some() {}
-        let (mut sock, addr) = match accepted {
+        let (sock, addr) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 // Out of file descriptors and the like: wait a little instead of spinning.
@@ -155,8 +157,11 @@ pub async fn serve(listener: TcpListener, svc: Service, mut stop: watch::Receive
             if clients.len() >= shared.svc.cfg.resp_max_clients {
                 drop(clients);
                 shared.rejected.fetch_add(1, Ordering::Relaxed);
+                let tls = tls.clone();
                 tasks.spawn(async move {
-                    let _ = sock.write_all(b"-ERR max number of clients reached\r\n").await;
+                    if let Some(mut sock) = upgrade(sock, tls.as_ref()).await {
+                        let _ = send(&mut sock, b"-ERR max number of clients reached\r\n").await;
+                    }
                 });
                 continue;
             }
@@ -177,14 +182,27 @@ pub async fn serve(listener: TcpListener, svc: Service, mut stop: watch::Receive
         }
         let shared = shared.clone();
         let stop = stop.clone();
+        let tls = tls.clone();
         tasks.spawn(async move {
-            let mut conn = Conn::new(shared.clone(), id);
-            conn.run(sock, stop).await;
+            if let Some(sock) = upgrade(sock, tls.as_ref()).await {
+                let mut conn = Conn::new(shared.clone(), id);
+                conn.run(sock, stop).await;
+            }
             shared.clients.lock().expect("not poisoned").remove(&id);
         });
     }
     // Connections finish the pipeline they are running, then close.
     while tasks.join_next().await.is_some() {}
+}
+
+/// The connection as the listener speaks it: in TLS if `tls_cert_file` is set. A client that
+/// speaks plain RESP to a TLS listener is told so in plain RESP.
+async fn upgrade(
+    sock: tokio::net::TcpStream,
+    tls: Option<&tokio_rustls::TlsAcceptor>,
+) -> Option<ServerStream> {
+    const PLAIN: &[u8] = b"-ERR this port requires TLS (redis-cli --tls)\r\n";
+    crate::tls::upgrade(sock, tls, PLAIN).await
 }
 
 /// A pipelined write command: its key writes and how to answer, or its error.
@@ -327,7 +345,7 @@ impl Conn {
         if self.readonly { Consistency::Stale } else { Consistency::Linearizable }
     }
 
-    async fn run(&mut self, mut sock: TcpStream, mut stop: watch::Receiver<bool>) {
+    async fn run(&mut self, mut sock: ServerStream, mut stop: watch::Receiver<bool>) {
         let mut input = BytesMut::with_capacity(16 * 1024);
         let mut out = BytesMut::with_capacity(16 * 1024);
         loop {
@@ -364,7 +382,7 @@ impl Conn {
             if let Some(e) = &broken {
                 Reply { out: &mut out, resp3: self.resp3 }.error(&protocol_error(e));
             }
-            if sock.write_all(&out).await.is_err() {
+            if send(&mut sock, &out).await.is_err() {
                 return;
             }
             out.clear();
@@ -384,7 +402,7 @@ impl Conn {
         &mut self,
         cmds: Vec<Vec<Bytes>>,
         out: &mut BytesMut,
-        sock: &mut TcpStream,
+        sock: &mut ServerStream,
     ) -> Flow {
         let mut run = Run::default();
         let mut reads = Reads::default();
@@ -459,7 +477,12 @@ impl Conn {
     }
 
     /// Answers a run of pipelined reads, in order.
-    async fn finish_reads(&mut self, reads: &mut Reads, out: &mut BytesMut, sock: &mut TcpStream) {
+    async fn finish_reads(
+        &mut self,
+        reads: &mut Reads,
+        out: &mut BytesMut,
+        sock: &mut ServerStream,
+    ) {
         if reads.cmds.is_empty() {
             return;
         }
@@ -494,7 +517,7 @@ impl Conn {
     /// `Command::Exec` entry (one proposal, one fsync, one forward from a follower), each
     /// command answered from its own operations. If the memory limits refuse the entry,
     /// nothing of it applied and the commands run one by one, so each gets its own answer.
-    async fn finish_run(&mut self, run: &mut Run, out: &mut BytesMut, sock: &mut TcpStream) {
+    async fn finish_run(&mut self, run: &mut Run, out: &mut BytesMut, sock: &mut ServerStream) {
         let cmds = std::mem::take(&mut run.cmds);
         run.ops = 0;
         let valid = cmds.iter().filter(|(_, p)| p.is_ok()).count();
@@ -1838,10 +1861,17 @@ impl ReadKind {
 
 /// Writes the waiting replies out once they pass [`OUTPUT_FLUSH_BYTES`]. A failed write is
 /// left to the connection loop, whose next write fails the same way and closes.
-async fn flush_if_full(out: &mut BytesMut, sock: &mut TcpStream) {
-    if out.len() >= OUTPUT_FLUSH_BYTES && sock.write_all(out).await.is_ok() {
+async fn flush_if_full(out: &mut BytesMut, sock: &mut ServerStream) {
+    if out.len() >= OUTPUT_FLUSH_BYTES && send(sock, out).await.is_ok() {
         out.clear();
     }
+}
+
+/// Writes `bytes` and flushes them: over TLS, written bytes may wait in the session's buffer
+/// until a flush.
+async fn send(sock: &mut ServerStream, bytes: &[u8]) -> std::io::Result<()> {
+    sock.write_all(bytes).await?;
+    sock.flush().await
 }
 
 /// The query that reads what `kind` needs of `keys`: the deadline too for `EXPIRETIME`, one

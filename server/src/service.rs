@@ -82,6 +82,8 @@ pub struct Service {
     pub cluster_id: crate::peer_auth::ClusterId,
     /// The connections to the peers, for forwarding writes (see `transport`).
     pub links: Arc<crate::transport::Links>,
+    /// TLS for the listeners and for calls to other members (see `tls`).
+    pub tls: Arc<crate::tls::Tls>,
 }
 
 /// How a read is served.
@@ -1120,7 +1122,7 @@ impl Service {
         };
         let mut req = self
             .client
-            .post(format!("http://{addr}{FORWARD_PATH}"))
+            .post(format!("{}://{addr}{FORWARD_PATH}", self.tls.client_scheme()))
             .header(FORWARDED_HEADER, "1")
             .timeout(deadline.saturating_duration_since(TokioInstant::now()))
             .json(&body);
@@ -1137,6 +1139,7 @@ impl Service {
             Ok(r) => r,
             // Not connected: the request never reached the leader, so it took no effect.
             Err(e) if e.is_connect() => {
+                let e = crate::tls::error_chain(&e);
                 return Err(ForwardFailure::Retry(failed(format!("failed: {e}"))));
             }
             Err(e) if e.is_timeout() => {
@@ -1150,7 +1153,8 @@ impl Service {
             }
             Err(e) => {
                 return Err(ForwardFailure::Fail(failed(format!(
-                    "failed, and the write may or may not have taken effect: {e}"
+                    "failed, and the write may or may not have taken effect: {}",
+                    crate::tls::error_chain(&e)
                 ))));
             }
         };

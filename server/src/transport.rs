@@ -29,9 +29,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant as StdInstant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 /// Messages queued for one peer before new ones are dropped.
@@ -281,6 +280,10 @@ pub struct Transport {
     cluster_id: crate::peer_auth::ClusterId,
     links: Arc<Links>,
     client: reqwest::Client,
+    /// With peer TLS: how connections to peers are made.
+    tls: Option<tokio_rustls::TlsConnector>,
+    /// `http` or `https`, for the fallback to `POST /raft`.
+    scheme: &'static str,
     runtime: tokio::runtime::Handle,
     metrics: Arc<Metrics>,
 }
@@ -295,13 +298,15 @@ impl Transport {
         metrics: Arc<Metrics>,
         peer_token: Option<String>,
         cluster_id: crate::peer_auth::ClusterId,
+        tls: &crate::tls::Tls,
     ) -> Transport {
-        let client = reqwest::Client::builder()
+        let client = tls
+            .member_http_client()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()
-            .expect("an HTTP client without TLS builds");
+            .expect("the HTTP client builds");
         Transport {
             self_id,
             self_addr,
@@ -310,6 +315,8 @@ impl Transport {
             cluster_id,
             links: Arc::new(Links::new(metrics.clone())),
             client,
+            tls: tls.peer_connector(),
+            scheme: tls.peer_scheme(),
             runtime,
             metrics,
         }
@@ -334,6 +341,8 @@ impl Transport {
                 peer: *id,
                 addr: addr.clone(),
                 client: self.client.clone(),
+                tls: self.tls.clone(),
+                scheme: self.scheme,
                 metrics: self.metrics.clone(),
                 links: Arc::downgrade(&self.links),
                 me: Identity {
@@ -403,8 +412,8 @@ enum Link {
     None,
     /// A peer protocol connection.
     Framed {
-        reader: OwnedReadHalf,
-        writer: OwnedWriteHalf,
+        reader: Box<dyn AsyncRead + Send + Unpin>,
+        writer: Box<dyn AsyncWrite + Send + Unpin>,
     },
     /// The peer answered with HTTP (an older version) at `since`.
     Http {
@@ -428,12 +437,16 @@ enum ConnectError {
     /// The peer speaks HTTP only.
     #[error("the peer answered with HTTP")]
     Http,
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 struct Sender {
     peer: NodeId,
     addr: String,
     client: reqwest::Client,
+    tls: Option<tokio_rustls::TlsConnector>,
+    scheme: &'static str,
     metrics: Arc<Metrics>,
     /// Weak: the task ends when the transport is gone.
     links: Weak<Links>,
@@ -513,7 +526,12 @@ impl Sender {
                 Link::Framed { writer, .. } => {
                     buf.clear();
                     let forwards = encode_batch(batch, &mut buf);
-                    match tokio::time::timeout(WRITE_TIMEOUT, writer.write_all(&buf)).await {
+                    let write = async {
+                        writer.write_all(&buf).await?;
+                        // Over TLS, written bytes may wait in the session until a flush.
+                        writer.flush().await
+                    };
+                    match tokio::time::timeout(WRITE_TIMEOUT, write).await {
                         Ok(Ok(())) => Ok(buf.len()),
                         Ok(Err(e)) => Err((e.to_string(), forwards)),
                         Err(_) => Err((format!("writing took over {WRITE_TIMEOUT:?}"), forwards)),
@@ -611,7 +629,7 @@ impl Sender {
         let io = async {
             let stream = TcpStream::connect(&self.addr).await?;
             let _ = stream.set_nodelay(true);
-            let (mut reader, mut writer) = stream.into_split();
+            let (mut reader, mut writer) = self.secure(stream).await?;
             let hello = Hello {
                 from: self.me.id,
                 cluster_id: self.me.cluster_id.get().unwrap_or(0),
@@ -622,6 +640,7 @@ impl Sender {
             let mut out = peer_wire::PREAMBLE.to_vec();
             peer_wire::encode_frame(&hello, &mut out);
             writer.write_all(&out).await?;
+            writer.flush().await?;
             let mut decoder = FrameDecoder::new(peer_wire::HELLO_BYTES_MAX);
             let answer = loop {
                 if decoder.buffer().starts_with(b"HTTP") {
@@ -657,13 +676,38 @@ impl Sender {
         }
     }
 
+    /// The connection's two halves, in TLS with peer TLS: the peer's certificate must chain
+    /// to `peer_tls_ca_file` and be valid for the host of the address dialed.
+    async fn secure(
+        &self,
+        stream: TcpStream,
+    ) -> Result<(Box<dyn AsyncRead + Send + Unpin>, Box<dyn AsyncWrite + Send + Unpin>), ConnectError>
+    {
+        let Some(connector) = &self.tls else {
+            let (r, w) = stream.into_split();
+            return Ok((Box::new(r), Box::new(w)));
+        };
+        let name = crate::tls::server_name(&self.addr).map_err(ConnectError::Tls)?;
+        let tls = connector.connect(name, stream).await.map_err(|e| {
+            // A plain-text node answers a ClientHello with an HTTP error or its refusal frame.
+            let hint = if e.to_string().contains("InvalidContentType") {
+                " (the peer's Raft port does not speak TLS: are its peer_tls_* set?)"
+            } else {
+                ""
+            };
+            ConnectError::Tls(format!("{e}{hint}"))
+        })?;
+        let (r, w) = tokio::io::split(tls);
+        Ok((Box::new(r), Box::new(w)))
+    }
+
     /// One batch as `POST /raft` (the 0.1 transport).
     async fn send_http(&self, batch: &[Message]) -> Result<usize, String> {
         let body = codec::encode(batch);
         let len = body.len();
         let mut req = self
             .client
-            .post(format!("http://{}/raft", self.addr))
+            .post(format!("{}://{}/raft", self.scheme, self.addr))
             .header(crate::peer_auth::SENDER_HEADER, &self.me.raft_addr)
             .header(crate::peer_auth::CLIENT_HEADER, &self.me.client_addr)
             .body(body);
@@ -676,7 +720,7 @@ impl Sender {
         match req.send().await {
             Ok(resp) if resp.status().is_success() => Ok(len),
             Ok(resp) => Err(format!("the peer refused a batch: {}", resp.status())),
-            Err(e) => Err(e.to_string()),
+            Err(e) => Err(crate::tls::error_chain(&e)),
         }
     }
 }

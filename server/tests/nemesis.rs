@@ -308,6 +308,7 @@ async fn run(plan: Plan) -> Outcome {
         p.start();
     }
     let http: Vec<String> = procs.iter().map(|p| p.http.clone()).collect();
+    simple_cache_server::tls::install_default_provider();
     let client = reqwest::Client::builder().timeout(Duration::from_millis(2_000)).build().unwrap();
     let mut out = Outcome::default();
     if let Err(e) = all_ready(&client, &http, Duration::from_secs(30)).await {

@@ -4,6 +4,7 @@ use clap::Parser;
 use simple_cache_server::ctl::{self, Ctl};
 
 fn main() {
+    simple_cache_server::tls::install_default_provider();
     let ctl = Ctl::parse();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

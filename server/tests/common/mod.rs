@@ -238,6 +238,7 @@ impl Drop for Node {
 }
 
 pub fn client() -> reqwest::Client {
+    simple_cache_server::tls::install_default_provider();
     reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap()
 }
 
