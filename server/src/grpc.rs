@@ -622,6 +622,7 @@ pub async fn serve(listener: TcpListener, svc: Service, stop: watch::Receiver<bo
         }
         Some(acceptor) => {
             let (tx, rx) = tokio::sync::mpsc::channel(TLS_ACCEPTED_QUEUE);
+            let handshakes = crate::tls::Handshakes::default();
             tokio::spawn(async move {
                 loop {
                     let tcp = tokio::select! {
@@ -636,15 +637,16 @@ pub async fn serve(listener: TcpListener, svc: Service, stop: watch::Receiver<bo
                         _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
                     };
                     let _ = tcp.set_nodelay(true);
+                    let Some(permit) = handshakes.start() else { continue };
                     let (acceptor, tx) = (acceptor.clone(), tx.clone());
                     // The handshake runs in its own task, so a slow client cannot hold up the
                     // accept loop.
                     tokio::spawn(async move {
                         // A gRPC client speaking plain HTTP/2 cannot read an answer in plain
                         // text: it is closed, and its own error says the connection ended.
-                        if let Some(crate::tls::ServerStream::Tls(s)) =
-                            crate::tls::upgrade(tcp, Some(&acceptor), &[]).await
-                        {
+                        let upgraded = crate::tls::upgrade(tcp, Some(&acceptor), &[]).await;
+                        drop(permit);
+                        if let Some(crate::tls::ServerStream::Tls(s)) = upgraded {
                             let _ = tx.send(Ok::<_, std::io::Error>(TlsConn(*s))).await;
                         }
                     });

@@ -1222,7 +1222,7 @@ async fn identify_member(
 async fn ask_member(st: &Service, addr: &str, deadline: TokioInstant) -> Result<Value, String> {
     let timeout = JOIN_PROBE_TIMEOUT.min(deadline.saturating_duration_since(TokioInstant::now()));
     let url = format!("{}://{addr}/raft/node", st.tls.peer_scheme());
-    let mut req = st.client.get(url).timeout(timeout);
+    let mut req = st.peer_client.get(url).timeout(timeout);
     if let Some(t) = &st.cfg.peer_token {
         req = req.bearer_auth(t);
     }

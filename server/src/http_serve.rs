@@ -24,6 +24,7 @@ pub async fn serve(
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let handshakes = crate::tls::Handshakes::default();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -40,13 +41,16 @@ pub async fn serve(
         match &tls {
             None => serve_connection(stream, router.clone(), graceful.watcher()),
             Some(acceptor) => {
+                let Some(permit) = handshakes.start() else { continue };
                 let (acceptor, router, watcher) =
                     (acceptor.clone(), router.clone(), graceful.watcher());
                 // The handshake runs in the connection's task, so a slow client cannot hold
                 // up the accept loop.
                 tokio::spawn(async move {
                     let reply = plain_http_on_tls();
-                    if let Some(s) = crate::tls::upgrade(stream, Some(&acceptor), &reply).await {
+                    let upgraded = crate::tls::upgrade(stream, Some(&acceptor), &reply).await;
+                    drop(permit);
+                    if let Some(s) = upgraded {
                         serve_connection(s, router, watcher);
                     }
                 });

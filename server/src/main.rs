@@ -355,6 +355,12 @@ async fn run(
         .build()
         .context("building the HTTP client")
         .exit_with(EXIT_STARTUP)?;
+    let peer_client = tls
+        .peer_http_client()
+        .connect_timeout(Duration::from_secs(1))
+        .build()
+        .context("building the HTTP client")
+        .exit_with(EXIT_STARTUP)?;
     if cfg.hot_reload {
         match &cfg.source {
             Some(path) => {
@@ -381,6 +387,7 @@ async fn run(
         cluster_id: cluster_id.clone(),
         links,
         tls: tls.clone(),
+        peer_client,
     };
 
     let (stop_client_tx, stop_client_rx) = watch::channel(false);
@@ -391,7 +398,7 @@ async fn run(
         stop_client_rx.clone(),
         tls.client_acceptor(&[b"http/1.1"]),
     ));
-    tokio::spawn(tls.clone().watch(stop_raft_rx.clone()));
+    tokio::spawn(tls.clone().watch(metrics.clone(), stop_raft_rx.clone()));
     let raft_server =
         tokio::spawn(raft_http::serve(raft_listener, state.clone(), stop_raft_rx.clone()));
     let metrics_router = axum::Router::new().route(

@@ -163,6 +163,14 @@ pub struct Metrics {
     pub writes_refused: Family<Reason, Counter>,
     /// Watches open on this node.
     pub watchers: Gauge,
+    /// When each TLS identity's certificate expires (unix seconds), as last loaded.
+    pub tls_certificate_expiry: Family<TlsIdentityLabel, Gauge>,
+}
+
+/// Which of the node's TLS identities: `client` (the client listeners) or `peer`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TlsIdentityLabel {
+    pub identity: &'static str,
 }
 
 /// The eviction policy in force when keys were evicted.
@@ -403,6 +411,12 @@ impl Metrics {
         drop(writes_refused.get_or_create(&Reason { reason: "out_of_memory" }));
         let watchers = Gauge::default();
         r.register("simple_cache_watchers", "Watches open on this node", watchers.clone());
+        let tls_certificate_expiry = Family::<TlsIdentityLabel, Gauge>::default();
+        r.register(
+            "simple_cache_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate in use expires, unix seconds, by identity (client listeners, peer); updated when the files are reloaded",
+            tls_certificate_expiry.clone(),
+        );
 
         Metrics {
             registry: r,
@@ -412,6 +426,7 @@ impl Metrics {
             evicted_keys,
             cache_evictions,
             writes_refused,
+            tls_certificate_expiry,
             watchers,
             requests,
             request_duration,

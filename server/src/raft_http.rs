@@ -64,6 +64,7 @@ pub async fn serve(listener: TcpListener, st: Service, mut stop: watch::Receiver
     let router = router(st.clone());
     let peers = Arc::new(PeerConnections::default());
     let acceptor = st.tls.peer_acceptor();
+    let handshakes = tls::Handshakes::default();
     loop {
         let stream = tokio::select! {
             r = listener.accept() => match r {
@@ -79,6 +80,13 @@ pub async fn serve(listener: TcpListener, st: Service, mut stop: watch::Receiver
         let (st, router, peers, watcher) =
             (st.clone(), router.clone(), peers.clone(), graceful.watcher());
         let (stop, acceptor) = (stop.clone(), acceptor.clone());
+        let permit = match acceptor {
+            Some(_) => match handshakes.start() {
+                Some(p) => Some(p),
+                None => continue,
+            },
+            None => None,
+        };
         tokio::spawn(async move {
             let remote = stream.peer_addr().map(|a| a.to_string()).unwrap_or_default();
             // Closed, failed, or silent: nothing to serve.
@@ -130,6 +138,7 @@ pub async fn serve(listener: TcpListener, st: Service, mut stop: watch::Receiver
                 Ok(Ok(1)) => {}
                 _ => return,
             }
+            drop(permit);
             let stream = tls::Prefixed::new(first[0], stream);
             dispatch(first[0], stream, &remote, cert, (st, router, watcher), &peers, stop).await;
         });
@@ -334,7 +343,18 @@ async fn run_peer_connection<S: AsyncRead + AsyncWrite + Unpin>(
                 let messages = match peer_wire::decode_frame(&p)? {
                     Frame::Raft(messages) => messages,
                     Frame::Forward(f) => {
-                        forwarded(st, from, f, &in_flight);
+                        if st.status.borrow().membership.contains(from) {
+                            forwarded(st, from, f, &in_flight);
+                        } else {
+                            let answer = peer_wire::ForwardAnswer::Refused {
+                                status: 403,
+                                code: "not_a_member".into(),
+                                message: format!(
+                                    "node {from} is not a member: it cannot forward writes"
+                                ),
+                            };
+                            st.links.answer(from, f.id, answer);
+                        }
                         continue;
                     }
                     Frame::ForwardAnswer { id, answer } => {
@@ -496,6 +516,15 @@ async fn raft(
     headers: HeaderMap,
     b: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
+    if st.tls.peer.is_some() {
+        // Its batches name their sender in the body, where the peer certificate is not bound
+        // to it; no version that speaks TLS needs it.
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "framed_peers_only",
+            "with peer TLS, members speak the framed peer protocol: `POST /raft` is not served",
+        ));
+    }
     check_token(&st, &headers)?;
     let sent = headers.get(peer_auth::CLUSTER_HEADER).map(|v| v.to_str().unwrap_or("invalid"));
     st.cluster_id.accepts(sent).map_err(|why| {

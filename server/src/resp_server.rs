@@ -157,11 +157,17 @@ pub async fn serve(listener: TcpListener, svc: Service, mut stop: watch::Receive
             if clients.len() >= shared.svc.cfg.resp_max_clients {
                 drop(clients);
                 shared.rejected.fetch_add(1, Ordering::Relaxed);
-                let tls = tls.clone();
+                if tls.is_some() {
+                    // Not a handshake for a connection that is refused anyway: refused
+                    // connections must cost nothing while they last.
+                    tracing::debug!(
+                        "RESP: max number of clients reached; a TLS connection was closed"
+                    );
+                    continue;
+                }
                 tasks.spawn(async move {
-                    if let Some(mut sock) = upgrade(sock, tls.as_ref()).await {
-                        let _ = send(&mut sock, b"-ERR max number of clients reached\r\n").await;
-                    }
+                    let mut sock = ServerStream::Plain(sock);
+                    let _ = send(&mut sock, b"-ERR max number of clients reached\r\n").await;
                 });
                 continue;
             }

@@ -84,6 +84,8 @@ pub struct Service {
     pub links: Arc<crate::transport::Links>,
     /// TLS for the listeners and for calls to other members (see `tls`).
     pub tls: Arc<crate::tls::Tls>,
+    /// For calls to other members' Raft ports: trusts the peer CA only.
+    pub peer_client: reqwest::Client,
 }
 
 /// How a read is served.

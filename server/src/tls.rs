@@ -96,8 +96,9 @@ struct Loaded {
 pub struct Identity {
     files: IdentityFiles,
     current: RwLock<Arc<Loaded>>,
-    /// The contents of the last failed reload, so it is logged once, not every second.
-    failed: Mutex<Option<Vec<Vec<u8>>>>,
+    /// The last failed reload (the contents that did not parse, or why a file could not be
+    /// read), so each failure is logged once, not every second.
+    failed: Mutex<Option<Result<Vec<Vec<u8>>, String>>>,
 }
 
 impl std::fmt::Debug for Identity {
@@ -122,12 +123,20 @@ impl Identity {
     /// they did not change (or failed the same way before), `Err` for new contents that cannot
     /// be used (the previous identity stays).
     pub fn reload(&self) -> Result<bool, String> {
-        let contents = read_all(&self.files)?;
-        if self.get().contents == contents {
+        let read = read_all(&self.files);
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.as_ref() == Some(&read) {
             return Ok(false);
         }
-        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-        if failed.as_ref() == Some(&contents) {
+        let contents = match read {
+            Ok(c) => c,
+            Err(e) => {
+                *failed = Some(Err(e.clone()));
+                return Err(e);
+            }
+        };
+        if self.get().contents == contents {
+            *failed = None;
             return Ok(false);
         }
         match parse(&self.files, contents.clone()) {
@@ -137,7 +146,7 @@ impl Identity {
                 Ok(true)
             }
             Err(e) => {
-                *failed = Some(contents);
+                *failed = Some(Ok(contents));
                 Err(e)
             }
         }
@@ -146,6 +155,11 @@ impl Identity {
     /// The certificate chain in use.
     pub fn chain(&self) -> Vec<CertificateDer<'static>> {
         self.get().key.cert.clone()
+    }
+
+    /// When the certificate in use expires, in unix seconds.
+    pub fn expiry(&self) -> Option<i64> {
+        self.get().key.end_entity_cert().ok().and_then(not_after)
     }
 }
 
@@ -194,9 +208,9 @@ fn parse(files: &IdentityFiles, contents: Vec<Vec<u8>>) -> Result<Loaded, String
     if let Some(ca) = &files.ca {
         let mut roots = RootCertStore::empty();
         for c in certificates(ca, &contents[2])? {
-            roots
-                .add(c)
-                .map_err(|e| ca.problem(format!("holds a certificate that is not a CA: {e}")))?;
+            roots.add(c).map_err(|e| {
+                ca.problem(format!("holds a certificate that cannot be a trust anchor: {e}"))
+            })?;
         }
         let roots = Arc::new(roots);
         let client = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
@@ -232,7 +246,34 @@ impl Tls {
     pub fn load(cfg: &Config) -> Result<Tls, String> {
         let client = cfg.client_tls_files().map(Identity::load).transpose()?.map(Arc::new);
         let peer = cfg.peer_tls_files().map(Identity::load).transpose()?.map(Arc::new);
-        Ok(Tls { client, client_cert_auth: cfg.client_cert_auth, peer })
+        let tls = Tls { client, client_cert_auth: cfg.client_cert_auth, peer };
+        tls.check_forwarding(cfg)?;
+        Ok(tls)
+    }
+
+    /// With `client_cert_auth` and peer TLS, a member forwarding to the leader's client port
+    /// presents its peer certificate: it must chain to `tls_ca_file`, or every forward fails.
+    fn check_forwarding(&self, cfg: &Config) -> Result<(), String> {
+        let (Some(client), Some(peer)) = (&self.client, &self.peer) else { return Ok(()) };
+        if !self.client_cert_auth || cfg.mode != crate::config::Mode::Distributed {
+            return Ok(());
+        }
+        let Some(verifier) = client.get().client_verifier.clone() else { return Ok(()) };
+        let chain = peer.chain();
+        let Some((end, intermediates)) = chain.split_first() else { return Ok(()) };
+        match verifier.verify_client_cert(end, intermediates, UnixTime::now()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let (ca, cert) = (client.files.ca.as_ref(), &peer.files.cert);
+                Err(format!(
+                    "peer_tls_cert_file {} is not accepted by tls_ca_file {} ({e}): with \
+                     client_cert_auth, members present their peer certificate when they forward \
+                     to the leader's client port; add the peer CA to tls_ca_file",
+                    cert.path.display(),
+                    ca.map_or(String::new(), |c| c.path.display().to_string()),
+                ))
+            }
+        }
     }
 
     /// `https` if the client listeners speak TLS.
@@ -282,7 +323,22 @@ impl Tls {
         Some(client_config(Verifier(ids), presented))
     }
 
-    /// A reqwest client builder for calls to other members, with TLS if configured.
+    /// A reqwest client builder for calls to other members' Raft ports (the join probe, the
+    /// `POST /raft` fallback): only the peer CA is trusted there.
+    pub fn peer_http_client(&self) -> reqwest::ClientBuilder {
+        install_default_provider();
+        let builder = reqwest::Client::builder();
+        match &self.peer {
+            Some(id) => builder.tls_backend_preconfigured(client_config(
+                Verifier(vec![id.clone()]),
+                Some(id.clone()),
+            )),
+            None => builder,
+        }
+    }
+
+    /// A reqwest client builder for calls to other members' client ports and joins, with TLS
+    /// if configured.
     pub fn member_http_client(&self) -> reqwest::ClientBuilder {
         install_default_provider();
         let builder = reqwest::Client::builder();
@@ -292,12 +348,27 @@ impl Tls {
         }
     }
 
-    /// Reloads every identity whose files changed, every [`RELOAD_EVERY`], until `stop`.
-    pub async fn watch(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let ids: Vec<(&str, Arc<Identity>)> = [("client", &self.client), ("peer", &self.peer)]
-            .into_iter()
-            .filter_map(|(what, id)| id.clone().map(|id| (what, id)))
-            .collect();
+    /// Reloads every identity whose files changed, every [`RELOAD_EVERY`], until `stop`, and
+    /// keeps the certificates' expiry in `metrics`.
+    pub async fn watch(
+        self: Arc<Self>,
+        metrics: Arc<crate::metrics::Metrics>,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let ids: Vec<(&'static str, Arc<Identity>)> =
+            [("client", &self.client), ("peer", &self.peer)]
+                .into_iter()
+                .filter_map(|(what, id)| id.clone().map(|id| (what, id)))
+                .collect();
+        let expiry = |what: &'static str, id: &Identity| {
+            let label = crate::metrics::TlsIdentityLabel { identity: what };
+            if let Some(t) = id.expiry() {
+                metrics.tls_certificate_expiry.get_or_create(&label).set(t);
+            }
+        };
+        for (what, id) in &ids {
+            expiry(what, id);
+        }
         if ids.is_empty() {
             return;
         }
@@ -307,12 +378,15 @@ impl Tls {
                 _ = stop.wait_for(|s| *s) => return,
             }
             for (what, id) in &ids {
-                let id = id.clone();
-                match tokio::task::spawn_blocking(move || id.reload()).await {
-                    Ok(Ok(true)) => tracing::info!(
-                        identity = what,
-                        "TLS certificate files changed: new handshakes use them"
-                    ),
+                let handle = id.clone();
+                match tokio::task::spawn_blocking(move || handle.reload()).await {
+                    Ok(Ok(true)) => {
+                        tracing::info!(
+                            identity = what,
+                            "TLS certificate files changed: new handshakes use them"
+                        );
+                        expiry(what, id);
+                    }
                     Ok(Ok(false)) => {}
                     Ok(Err(e)) => tracing::error!(
                         identity = what,
@@ -337,9 +411,11 @@ fn acceptor(
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(Arc::new(Resolver(id)));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    // Nobody resumes sessions here (members keep their connections; clients are few and
-    // long-lived), and tickets would be unsolicited bytes after the handshake.
+    // No session resumption: a resumed session skips the certificate check, so it would
+    // outlive a CA bundle that no longer trusts the client. Members keep their connections and
+    // clients are long-lived; nothing is lost.
     config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
@@ -349,10 +425,13 @@ fn client_config(verifier: Verifier, presented: Option<Arc<Identity>>) -> rustls
         .expect("ring supports the default protocol versions")
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
-    match presented {
+    let mut config = match presented {
         Some(id) => builder.with_client_cert_resolver(Arc::new(Resolver(id))),
         None => builder.with_no_client_auth(),
-    }
+    };
+    // Every connection checks the certificate again (see `acceptor`).
+    config.resumption = rustls::client::Resumption::disabled();
+    config
 }
 
 /// Resolves to the identity's current certificate, on either side of a handshake.
@@ -561,6 +640,31 @@ pub async fn first_byte(tcp: &TcpStream) -> Option<u8> {
     }
 }
 
+/// Handshakes one listener runs at once; past it a new connection is closed at once, so a flood
+/// of connections that never finish their handshake costs a bounded number of tasks and sockets.
+pub const HANDSHAKES_MAX: usize = 256;
+
+/// The handshakes in progress on one listener (see [`HANDSHAKES_MAX`]).
+#[derive(Clone)]
+pub struct Handshakes(Arc<tokio::sync::Semaphore>);
+
+impl Default for Handshakes {
+    fn default() -> Handshakes {
+        Handshakes(Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX)))
+    }
+}
+
+impl Handshakes {
+    /// A place for one more handshake, held until it is dropped; `None` if all are taken.
+    pub fn start(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let permit = self.0.clone().try_acquire_owned().ok();
+        if permit.is_none() {
+            tracing::debug!("{HANDSHAKES_MAX} TLS handshakes in progress: a connection was closed");
+        }
+        permit
+    }
+}
+
 /// An accepted connection, in TLS or not.
 pub enum ServerStream {
     Plain(TcpStream),
@@ -756,9 +860,9 @@ pub fn cli_client_config(
     let ca = KeyFile { key: "--cacert", path: ca.to_path_buf() };
     let mut roots = RootCertStore::empty();
     for c in certificates(&ca, &ca.read()?)? {
-        roots
-            .add(c)
-            .map_err(|e| ca.problem(format!("holds a certificate that is not a CA: {e}")))?;
+        roots.add(c).map_err(|e| {
+            ca.problem(format!("holds a certificate that cannot be a trust anchor: {e}"))
+        })?;
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
@@ -781,6 +885,79 @@ pub fn cli_client_config(
         }
     };
     Ok(Some(config))
+}
+
+/// The end of a certificate's validity (`notAfter`), in unix seconds; `None` if the DER does not
+/// have the shape X.509 gives it. A few lines of DER instead of an X.509 crate: the path to the
+/// field is fixed (Certificate, TBSCertificate, an optional `[0]` version, serial number,
+/// signature algorithm, issuer, validity).
+pub fn not_after(cert: &CertificateDer<'_>) -> Option<i64> {
+    let (tag, certificate, _) = der(cert.as_ref())?;
+    let (tbs_tag, tbs, _) = (tag == 0x30).then(|| der(certificate))??;
+    if tbs_tag != 0x30 {
+        return None;
+    }
+    let (mut tag, mut body, mut rest) = der(tbs)?;
+    if tag == 0xa0 {
+        (tag, body, rest) = der(rest)?; // the serial number
+    }
+    let _ = (tag == 0x02).then_some(body)?;
+    let (_, _, rest) = der(rest)?; // signature algorithm
+    let (_, _, rest) = der(rest)?; // issuer
+    let (tag, validity, _) = der(rest)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (_, _, after) = der(validity)?; // notBefore
+    let (tag, time, _) = der(after)?;
+    let text = std::str::from_utf8(time).ok()?.strip_suffix('Z')?;
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit()).then(|| s.parse::<i64>().ok())?;
+    let (year, rest) = match (tag, text.len()) {
+        // UTCTime: YYMMDDHHMMSS, 50-99 are 19xx.
+        (0x17, 12) => {
+            let yy = digits(&text[..2])?;
+            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
+        }
+        // GeneralizedTime: YYYYMMDDHHMMSS.
+        (0x18, 14) => (digits(&text[..4])?, &text[4..]),
+        _ => return None,
+    };
+    let field = |i: usize| digits(&rest[i..i + 2]);
+    let (month, day, hour, minute, second) =
+        (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// One DER element: its tag, its contents and what follows it.
+fn der(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, b) = b.split_first()?;
+    let (&first, mut b) = b.split_first()?;
+    let len = if first < 0x80 {
+        usize::from(first)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || b.len() < n {
+            return None;
+        }
+        let len = b[..n].iter().fold(0usize, |acc, &x| (acc << 8) | usize::from(x));
+        b = &b[n..];
+        len
+    };
+    (b.len() >= len).then(|| (tag, &b[..len], &b[len..]))
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// An error with its causes, `a: b: c`: reqwest's own message ("error sending request") hides
@@ -823,6 +1000,26 @@ mod tests {
             assert!(e.contains("not valid for"), "{bad}: {e}");
         }
         assert!(server_name("bad host:1").is_err());
+    }
+
+    // The expiry metric reads notAfter from the DER: UTCTime before 2050, GeneralizedTime from
+    // 2050 on (as RFC 5280 requires), and nothing from bytes that are not a certificate.
+    #[test]
+    fn not_after_is_read_from_the_certificate() {
+        let issue = |y: i32, m: u8, d: u8| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = rcgen::CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+            params.not_after = rcgen::date_time_ymd(y, m, d);
+            params.self_signed(&key).unwrap().der().clone()
+        };
+        assert_eq!(not_after(&issue(2040, 1, 1)), Some(2_208_988_800));
+        assert_eq!(not_after(&issue(1999, 12, 31)), Some(946_598_400));
+        assert_eq!(not_after(&issue(2061, 3, 1)), Some(2_876_860_800));
+        let good = issue(2040, 1, 1);
+        for cut in [0, 1, 10, good.len() / 2] {
+            assert_eq!(not_after(&CertificateDer::from(good.as_ref()[..cut].to_vec())), None);
+        }
+        assert_eq!(not_after(&CertificateDer::from(b"not a certificate".to_vec())), None);
     }
 
     // A cause hidden behind a generic message is shown, once.

@@ -301,7 +301,7 @@ impl Transport {
         tls: &crate::tls::Tls,
     ) -> Transport {
         let client = tls
-            .member_http_client()
+            .peer_http_client()
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(10))
             .pool_idle_timeout(Duration::from_secs(60))
@@ -690,8 +690,9 @@ impl Sender {
         let name = crate::tls::server_name(&self.addr).map_err(ConnectError::Tls)?;
         let tls = connector.connect(name, stream).await.map_err(|e| {
             // A plain-text node answers a ClientHello with an HTTP error or its refusal frame.
-            let hint = if e.to_string().contains("InvalidContentType") {
-                " (the peer's Raft port does not speak TLS: are its peer_tls_* set?)"
+            let hint = if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                " (the peer closed the connection in the handshake: its Raft port may not speak \
+                 TLS, or it refused this node's certificate)"
             } else {
                 ""
             };

@@ -269,7 +269,23 @@ async fn alert_rules_pass_promtool_and_name_metrics_a_node_exports() {
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
     }
     let dir = tempfile::tempdir().unwrap();
-    let mut n = common::Node::new(1, dir.path(), &[]);
+    // Peer TLS on, so that the certificate expiry gauge has a series (a certificate that is
+    // its own CA is enough to start; no peer connects).
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("peer.pem"), dir.path().join("peer.key"));
+    std::fs::write(&cert_file, params.self_signed(&key).unwrap().pem()).unwrap();
+    std::fs::write(&key_file, key.serialize_pem()).unwrap();
+    let (cert_file, key_file) = (cert_file.display().to_string(), key_file.display().to_string());
+    let tls = [
+        "--peer-tls-cert-file",
+        &cert_file,
+        "--peer-tls-key-file",
+        &key_file,
+        "--peer-tls-ca-file",
+        &cert_file,
+    ];
+    let mut n = common::Node::new(1, dir.path(), &tls);
     n.wait_ready().await;
     let text = client().get(format!("http://{}/metrics", n.metrics)).send().await.unwrap();
     let text = text.text().await.unwrap();

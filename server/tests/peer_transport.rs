@@ -249,10 +249,11 @@ async fn next_answer(s: &mut TcpStream, d: &mut FrameDecoder) -> (u64, ForwardAn
     .expect("an answer in time")
 }
 
-// The leader's side of typed forwarding: a peer (the test, as node 2) forwards writes over its
-// connection and gets each answer, typed, on the connection the leader opens back to it: a set
-// that took effect with its revision, a value over the leader's own limit refused with the
-// status and code its own client would get, and a reset without the admin token refused.
+// The leader's side of typed forwarding: a peer (the test, as node 2, added as a learner)
+// forwards writes over its connection and gets each answer, typed, on the connection the leader
+// opens back to it: a set that took effect with its revision, a value over the leader's own
+// limit refused with the status and code its own client would get, and a reset without the admin
+// token refused. A node that is not a member (the test, as node 3) cannot forward at all.
 #[tokio::test]
 async fn a_leader_answers_forwarded_writes_on_its_own_connection() {
     use simple_cache_core::exec::WriteOp;
@@ -264,6 +265,16 @@ async fn a_leader_answers_forwarded_writes_on_its_own_connection() {
     let me = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mut h = hello(2, None, 0);
     h.raft_addr = me.local_addr().unwrap().to_string();
+    let join = json!({"id": 2, "addr": h.raft_addr, "force": true}).to_string();
+    let r = common::client()
+        .post(n.url("/cluster/join"))
+        .bearer_auth("adm")
+        .header("content-type", "application/json")
+        .body(join)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
     let (mut to_leader, a) = open(&n.raft, &h).await;
     assert_eq!(a, Answer::Accepted { node_id: NodeId(1) });
     // Any Raft frame tells a node the sender's address, as a removed node's would; it then
@@ -319,6 +330,28 @@ async fn a_leader_answers_forwarded_writes_on_its_own_connection() {
     let (s, b) = call("GET", &n.url("/v1/k"), None).await;
     assert_eq!(s, 200);
     assert_eq!(b["found"], json!(revision(7) > revision(10)), "{b}");
+
+    // Node 3 is no member: its forward is refused, and nothing is written.
+    let stranger = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut h3 = hello(3, None, 0);
+    h3.raft_addr = stranger.local_addr().unwrap().to_string();
+    let (mut from3, a) = open(&n.raft, &h3).await;
+    assert_eq!(a, Answer::Accepted { node_id: NodeId(1) });
+    let mut out = Vec::new();
+    peer_wire::encode_frame(&Frame::Raft(vec![]), &mut out);
+    let op = WriteOp::Set { key: "from3".into(), value: stored("1"), ttl_ms: None };
+    let f = Forward { id: 11, op, authorization: None, timeout_ms: 5000 };
+    peer_wire::encode_frame(&Frame::Forward(f), &mut out);
+    from3.write_all(&out).await.unwrap();
+    let (mut back3, mut d3) = accept_peer(&stranger, 3).await;
+    match next_answer(&mut back3, &mut d3).await {
+        (11, ForwardAnswer::Refused { status, code, .. }) => {
+            assert_eq!((status, code.as_str()), (403, "not_a_member"))
+        }
+        other => panic!("a non-member's forward: {other:?}"),
+    }
+    let (_, b) = call("GET", &n.url("/v1/from3"), None).await;
+    assert_eq!(b["found"], json!(false), "{b}");
 }
 
 // A follower of the new version under a leader of the previous one (a rolling upgrade): the

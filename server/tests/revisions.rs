@@ -378,8 +378,10 @@ async fn a_stale_lock_holder_is_fenced_off() {
     let leader = cluster.leader().await;
     let follower = (leader + 1) % 3;
     let n = &cluster.nodes[follower];
+    // Long TTLs, and the first lock's end brought forward explicitly: a test that let a 300 ms
+    // TTL run out lost its second lock too when the machine stalled (CI, 2026-12-02).
     let acquire = |who: &str| {
-        let body = format!(r#"{{"value": "{who}", "expire": "300ms", "if_absent": true}}"#);
+        let body = format!(r#"{{"value": "{who}", "expire": "60s", "if_absent": true}}"#);
         let url = n.url("/v1/lock");
         async move { call_raw("PUT", &url, Some(&body)).await.1 }
     };
@@ -388,7 +390,9 @@ async fn a_stale_lock_holder_is_fenced_off() {
     let old_token = rev(&first, "mod_revision");
     // Nobody else gets it while it is held.
     assert_eq!(acquire("second").await["applied"], json!(false));
-    // The first holder stalls; its lock expires.
+    // The first holder stalls; its lock expires (now, rather than in 60 s).
+    let (status, v) = call_raw("POST", &n.url("/v1/keys/lock/expire"), None).await;
+    assert_eq!(status, 200, "{v}");
     common::eventually("the lock's TTL to pass", Duration::from_secs(10), || async {
         (call_raw("GET", &n.url("/v1/lock"), None).await.1["found"] == json!(false)).then_some(())
     })

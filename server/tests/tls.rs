@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{BIN, Node, eventually, free_port, member_addrs};
+use common::{BIN, Node, eventually, free_port};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -37,9 +37,15 @@ impl Ca {
 
     /// A certificate for `names` (DNS names or IP addresses): (certificate PEM, key PEM).
     fn issue(&self, names: &[&str]) -> (String, String) {
+        self.issue_until(names, 2100)
+    }
+
+    /// A certificate for `names` valid until January 1st of `year`.
+    fn issue_until(&self, names: &[&str], year: i32) -> (String, String) {
         let key = KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names).unwrap();
+        params.not_after = rcgen::date_time_ymd(year, 1, 1);
         params.distinguished_name.push(DnType::CommonName, "simple-cache test");
         let cert = params.signed_by(&key, &self.issuer).unwrap();
         (cert.pem(), key.serialize_pem())
@@ -55,11 +61,18 @@ impl Ca {
             key: dir.join(format!("{stem}.key")),
             ca: dir.join("ca.pem"),
         };
-        std::fs::write(&f.cert, cert).unwrap();
-        std::fs::write(&f.key, key).unwrap();
-        std::fs::write(&f.ca, &self.pem).unwrap();
+        replace(&f.cert, &cert);
+        replace(&f.key, &key);
+        replace(&f.ca, &self.pem);
         f
     }
+}
+
+/// Writes `path` whole, as a rotation tool would (a reader never sees half a file).
+fn replace(path: &Path, contents: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, contents).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
 }
 
 struct Files {
@@ -136,13 +149,13 @@ async fn send(c: &reqwest::Client, method: &str, url: &str, body: Option<Value>)
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-/// A TLS connection to `addr` (its name: 127.0.0.1), or the handshake's error.
+/// A TLS connection to `addr` (the name checked: its host), or the handshake's error.
 async fn tls_connect(
     addr: &str,
     config: rustls::ClientConfig,
 ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let name = ServerName::try_from(addr.rsplit_once(':').unwrap().0.to_string()).unwrap();
     tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await
 }
 
@@ -182,7 +195,9 @@ fn hello(from: u64, raft_addr: &str) -> Hello {
     }
 }
 
-/// A cluster of `n` members with TLS everywhere, one certificate each (for 127.0.0.1).
+/// A cluster of `n` members with TLS everywhere. Member *i* listens on 127.0.0.*i+1* and its
+/// certificate names that address (and 127.0.0.1, where its gRPC and RESP listeners are), so a
+/// member's certificate is valid for its own Raft address and no other member's.
 struct TlsCluster {
     dir: tempfile::TempDir,
     nodes: Vec<Node>,
@@ -194,12 +209,24 @@ impl TlsCluster {
     async fn start(n: u64) -> TlsCluster {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new("cluster CA");
-        let (addrs, peers) = member_addrs(n);
+        let addrs: Vec<(String, String, String)> = (1..=n)
+            .map(|id| {
+                let p = || format!("127.0.0.{}:{}", id + 1, free_port());
+                (p(), p(), format!("127.0.0.1:{}", free_port()))
+            })
+            .collect();
+        let peers = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
         let (mut nodes, mut files) = (Vec::new(), Vec::new());
         for (i, (http, raft, metrics)) in addrs.into_iter().enumerate() {
             let id = i as u64 + 1;
             let d = dir.path().join(format!("n{id}"));
-            let f = ca.files(&d.join("tls"), "node", &["127.0.0.1", "localhost"]);
+            let own = format!("127.0.0.{}", id + 1);
+            let f = ca.files(&d.join("tls"), "node", &[&own, "127.0.0.1"]);
             let mut extra: Vec<String> = ["--mode", "distributed", "--peers", &peers]
                 .iter()
                 .map(|s| s.to_string())
@@ -292,12 +319,13 @@ async fn a_cluster_runs_entirely_over_mutual_tls() {
 
     // A fourth member, its own certificate, joining through a follower's client port.
     let d4 = c.dir.path().join("n4");
-    let f4 = c.ca.files(&d4.join("tls"), "node", &["127.0.0.1"]);
+    let f4 = c.ca.files(&d4.join("tls"), "node", &["127.0.0.5", "127.0.0.1"]);
     let mut extra = vec!["--mode".to_string(), "distributed".into(), "--join".into()];
     extra.push(follower.http.clone());
     extra.extend(f4.node_flags());
     let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-    let n4 = Node::new(4, &d4, &extra);
+    let at = |_| format!("127.0.0.5:{}", free_port());
+    let n4 = Node::with_addrs(4, &d4, at(()), at(()), format!("127.0.0.1:{}", free_port()), &extra);
     // Asked of a follower: it forwards to the leader's client port, over TLS.
     let peers_url = c.url(follower, "/cluster/peers");
     eventually("node 4 a voter", WAIT, || {
@@ -412,39 +440,54 @@ async fn plaintext_and_foreign_peers_are_refused() {
     let stranger = Ca::new("another CA").files(&c.dir.path().join("stranger"), "p", &["127.0.0.1"]);
     // It trusts the cluster's CA (so its side of the handshake succeeds); the node must not
     // trust it.
+    // In TLS 1.3 the client's side of the handshake ends before the node has checked its
+    // certificate: the refusal arrives as an alert on the first read.
     let config = client_config(&c.files[0].ca, Some(&stranger), &[]);
-    let answer = match tls_connect(&target.raft, config).await {
-        Ok(mut s) => hello_answer(&mut s, &hello(2, &c.nodes[1].raft)).await,
-        Err(_) => None,
+    let refused = match tls_connect(&target.raft, config).await {
+        Err(e) => e.to_string(),
+        Ok(mut s) => {
+            let mut out = PREAMBLE.to_vec();
+            peer_wire::encode_frame(&hello(2, &c.nodes[1].raft), &mut out);
+            let _ = s.write_all(&out).await;
+            let _ = s.flush().await;
+            let mut buf = [0u8; 64];
+            match tokio::time::timeout(WAIT, s.read(&mut buf)).await.expect("an answer in time") {
+                Err(e) => e.to_string(),
+                Ok(n) => panic!("a peer with another CA's certificate read {n} bytes"),
+            }
+        }
     };
-    assert!(answer.is_none(), "a peer with another CA's certificate got {answer:?}");
+    assert!(refused.contains("alert"), "not refused in the handshake: {refused}");
 
-    // The cluster's CA, but a certificate for 127.0.0.9 claiming to be member 2 (127.0.0.1).
-    let elsewhere = c.ca.files(&c.dir.path().join("elsewhere"), "p", &["127.0.0.9"]);
-    let mut s = tls_connect(&target.raft, client_config(&c.files[0].ca, Some(&elsewhere), &[]))
-        .await
-        .unwrap();
-    match hello_answer(&mut s, &hello(2, "127.0.0.9:1")).await {
+    // Member 3's own certificate (127.0.0.4), claiming to be member 2 (127.0.0.3), whatever
+    // address its hello gives.
+    let member3 = client_config(&c.files[0].ca, Some(&c.files[2]), &[]);
+    let mut s = tls_connect(&target.raft, member3.clone()).await.unwrap();
+    match hello_answer(&mut s, &hello(2, &c.nodes[2].raft)).await {
         Some(Answer::Refused { reason, message }) => {
             assert_eq!(reason, peer_wire::Refusal::Unauthorized);
-            assert!(message.contains("not valid for 127.0.0.1"), "{message}");
+            assert!(message.contains("not valid for 127.0.0.3"), "{message}");
         }
-        other => panic!("a certificate for another address claimed member 2: {other:?}"),
+        other => panic!("member 3's certificate claimed member 2: {other:?}"),
     }
-
-    // The control: the cluster's CA and a certificate for the address the hello gives (a
-    // node that is not a member) is accepted.
-    let own = c.ca.files(&c.dir.path().join("own"), "p", &["127.0.0.1"]);
-    let mut s =
-        tls_connect(&target.raft, client_config(&c.files[0].ca, Some(&own), &[])).await.unwrap();
-    let answer = hello_answer(&mut s, &hello(9, "127.0.0.1:1")).await;
+    // The control: the same certificate as itself is accepted.
+    let mut s = tls_connect(&target.raft, member3).await.unwrap();
+    let answer = hello_answer(&mut s, &hello(3, &c.nodes[2].raft)).await;
     assert!(matches!(answer, Some(Answer::Accepted { .. })), "{answer:?}");
     drop(s);
+
+    // `POST /raft` (0.1's transport names senders in its body, beyond the certificate's
+    // reach) is not served over peer TLS, even to a member's certificate.
+    let member2 = https(&c.files[0].ca, Some(&c.files[1]));
+    let url = format!("https://{}/raft", target.raft);
+    let (status, v) = send(&member2, "POST", &url, Some(json!([]))).await;
+    assert_eq!((status, v["code"].as_str()), (403, Some("framed_peers_only")), "{v}");
 
     // A whole node with another CA's certificate, joining through member 1's Raft port, never
     // gets in; the cluster is untouched.
     let d4 = c.dir.path().join("n4");
     let f4 = Ca::new("rogue CA").files(&d4.join("tls"), "node", &["127.0.0.1"]);
+    // (It listens on 127.0.0.1, which no member's address uses.)
     let mut extra = vec!["--mode".to_string(), "distributed".into(), "--join".into()];
     extra.push(target.raft.clone());
     extra.extend(f4.node_flags());
@@ -536,9 +579,24 @@ async fn certificate_files_are_reloaded_when_they_change() {
     let first = presented(&n.http).await;
     assert_eq!(first.as_ref(), f.chain()[0].as_ref());
 
-    // Half a rotation: a new certificate, the old key.
-    let (cert2, key2) = ca.issue(&["127.0.0.1"]);
-    std::fs::write(&f.cert, &cert2).unwrap();
+    let metrics_url = format!("http://{}/metrics", n.metrics);
+    let expiry = || async {
+        let text = common::client().get(&metrics_url).send().await.unwrap().text().await.unwrap();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("simple_cache_tls_certificate_expiry_timestamp_seconds{"))
+            .map(str::to_string);
+        line.and_then(|l| l.rsplit(' ').next()?.parse::<i64>().ok())
+    };
+    // 2100-01-01, the first certificate's end.
+    eventually("the first expiry exported", WAIT, || async {
+        (expiry().await == Some(4_102_444_800)).then_some(())
+    })
+    .await;
+
+    // Half a rotation: a new certificate (valid until 2040), the old key.
+    let (cert2, key2) = ca.issue_until(&["127.0.0.1"], 2040);
+    replace(&f.cert, &cert2);
     eventually("the mismatch logged", WAIT, || {
         let logs = n.logs();
         async move { logs.contains("cannot be used").then_some(()) }
@@ -549,7 +607,7 @@ async fn certificate_files_are_reloaded_when_they_change() {
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
 
     // The key follows: the new pair takes effect.
-    std::fs::write(&f.key, &key2).unwrap();
+    replace(&f.key, &key2);
     let second = CertificateDer::from_pem_slice(cert2.as_bytes()).unwrap();
     eventually("the new certificate presented", WAIT, || {
         let (addr, want) = (n.http.clone(), second.clone());
@@ -557,6 +615,11 @@ async fn certificate_files_are_reloaded_when_they_change() {
     })
     .await;
     assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+    // 2040-01-01, the new certificate's end.
+    eventually("the new expiry exported", WAIT, || async {
+        (expiry().await == Some(2_208_988_800)).then_some(())
+    })
+    .await;
 }
 
 // A node refuses to start on TLS files it cannot use, naming the key and the file, before it
@@ -612,6 +675,36 @@ fn unusable_tls_files_stop_the_node_at_start() {
             "peer_tls_ca_file",
         ),
     ];
+    // With client_cert_auth, members forward to the leader's client port with their peer
+    // certificate: one that tls_ca_file does not accept would fail every forward.
+    let peer_ca = Ca::new("peer CA");
+    let p = peer_ca.files(&dir.path().join("peer"), "node", &["127.0.0.1"]);
+    let raft = format!("127.0.0.1:{}", free_port());
+    let path = |p: &PathBuf| p.display().to_string();
+    let mut cases = cases;
+    cases.push((
+        vec![
+            "--mode".into(),
+            "distributed".into(),
+            "--peers".into(),
+            format!("1={raft}"),
+            "--tls-cert-file".into(),
+            path(&f.cert),
+            "--tls-key-file".into(),
+            path(&f.key),
+            "--tls-ca-file".into(),
+            path(&f.ca),
+            "--client-cert-auth".into(),
+            "true".into(),
+            "--peer-tls-cert-file".into(),
+            path(&p.cert),
+            "--peer-tls-key-file".into(),
+            path(&p.key),
+            "--peer-tls-ca-file".into(),
+            path(&p.ca),
+        ],
+        "is not accepted by tls_ca_file",
+    ));
     for (args, says) in cases {
         let out = std::process::Command::new(BIN)
             .args(&args)
