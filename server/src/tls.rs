@@ -642,7 +642,7 @@ pub async fn first_byte(tcp: &TcpStream) -> Option<u8> {
 
 /// Handshakes one listener runs at once; past it a new connection is closed at once, so a flood
 /// of connections that never finish their handshake costs a bounded number of tasks and sockets.
-pub const HANDSHAKES_MAX: usize = 256;
+pub const HANDSHAKES_MAX: usize = 1024;
 
 /// The handshakes in progress on one listener (see [`HANDSHAKES_MAX`]).
 #[derive(Clone)]
