@@ -337,13 +337,16 @@ async fn a_leader_answers_forwarded_writes_on_its_own_connection() {
     h3.raft_addr = stranger.local_addr().unwrap().to_string();
     let (mut from3, a) = open(&n.raft, &h3).await;
     assert_eq!(a, Answer::Accepted { node_id: NodeId(1) });
+    // Its address first, and the connection back (answers travel on it), then the forward.
     let mut out = Vec::new();
     peer_wire::encode_frame(&Frame::Raft(vec![]), &mut out);
+    from3.write_all(&out).await.unwrap();
+    let (mut back3, mut d3) = accept_peer(&stranger, 3).await;
+    out.clear();
     let op = WriteOp::Set { key: "from3".into(), value: stored("1"), ttl_ms: None };
     let f = Forward { id: 11, op, authorization: None, timeout_ms: 5000 };
     peer_wire::encode_frame(&Frame::Forward(f), &mut out);
     from3.write_all(&out).await.unwrap();
-    let (mut back3, mut d3) = accept_peer(&stranger, 3).await;
     match next_answer(&mut back3, &mut d3).await {
         (11, ForwardAnswer::Refused { status, code, .. }) => {
             assert_eq!((status, code.as_str()), (403, "not_a_member"))

@@ -1,5 +1,5 @@
 //! Writes the seed corpus of the `client_request` fuzz target (see `simple_cache_server::fuzz`):
-//! `cargo run -p simple-cache-server --example gen_fuzz_corpus` rewrites
+//! `cargo run -p simple-cache-server --example gen_server_fuzz_corpus` rewrites
 //! `fuzz/corpus/client_request/`.
 
 use simple_cache_server::value::StoredValue;
