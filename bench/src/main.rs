@@ -57,6 +57,40 @@ struct Args {
     /// A label stored in the JSON line.
     #[arg(long, default_value = "simple-cache")]
     label: String,
+    /// CA bundle (PEM) for https URLs.
+    #[arg(long)]
+    cacert: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for nodes with client_cert_auth (with --key and --cacert).
+    #[arg(long)]
+    cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) of --cert.
+    #[arg(long)]
+    key: Option<std::path::PathBuf>,
+}
+
+/// A client builder, with the TLS settings of `args`.
+fn client_builder(args: &Args) -> anyhow::Result<reqwest::ClientBuilder> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let builder = reqwest::Client::builder();
+    let Some(ca) = &args.cacert else { return Ok(builder) };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(ca).context("--cacert")? {
+        roots.add(c.context("--cacert")?)?;
+    }
+    let config = rustls::ClientConfig::builder().with_root_certificates(roots);
+    let config = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => {
+            let chain = CertificateDer::pem_file_iter(cert)
+                .context("--cert")?
+                .collect::<Result<Vec<_>, _>>()
+                .context("--cert")?;
+            config.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).context("--key")?)?
+        }
+        (None, None) => config.with_no_client_auth(),
+        _ => bail!("--cert and --key go together"),
+    };
+    Ok(builder.tls_backend_preconfigured(config))
 }
 
 struct Worker {
@@ -115,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
     let body = format!("{{\"value\":{}}}", value_json(args.value_bytes));
     let needs_preload = matches!(args.op, Op::Get | Op::GetStale | Op::Mixed);
     if needs_preload && !args.no_preload {
-        let client = reqwest::Client::new();
+        let client = client_builder(&args)?.build()?;
         let base = &args.url[0];
         let per = args.keys.div_ceil(32);
         let mut tasks = Vec::new();
@@ -144,7 +178,7 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for w in 0..args.connections {
         // One client per worker: each keeps its own keep-alive connection.
-        let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
+        let client = client_builder(&args)?.pool_max_idle_per_host(1).build()?;
         let base = args.url[w % args.url.len()].clone();
         let (body, op, keys) = (body.clone(), args.op, args.keys.max(1));
         tasks.push(tokio::spawn(async move {
