@@ -85,7 +85,8 @@ fn client_builder(args: &Args) -> anyhow::Result<reqwest::ClientBuilder> {
                 .context("--cert")?
                 .collect::<Result<Vec<_>, _>>()
                 .context("--cert")?;
-            config.with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).context("--key")?)?
+            config
+                .with_client_auth_cert(chain, PrivateKeyDer::from_pem_file(key).context("--key")?)?
         }
         (None, None) => config.with_no_client_auth(),
         _ => bail!("--cert and --key go together"),

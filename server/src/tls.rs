@@ -179,8 +179,17 @@ fn certificates(file: &KeyFile, pem: &[u8]) -> Result<Vec<CertificateDer<'static
         return Err(file.problem("holds no PEM certificate (-----BEGIN CERTIFICATE-----)"));
     }
     for c in &certs {
-        ParsedCertificate::try_from(c)
-            .map_err(|e| file.problem(format!("holds a certificate that does not parse: {e}")))?;
+        ParsedCertificate::try_from(c).map_err(|e| {
+            let e = e.to_string();
+            // `openssl x509 -req` without `-extfile` makes version 1 certificates.
+            let hint = if e.contains("UnsupportedCertVersion") {
+                " (not an X.509 version 3 certificate: `openssl x509 -req` makes version 1 \
+                 unless given extensions, such as -extfile with a subjectAltName)"
+            } else {
+                ""
+            };
+            file.problem(format!("holds a certificate that does not parse: {e}{hint}"))
+        })?;
     }
     Ok(certs)
 }
@@ -1020,6 +1029,32 @@ mod tests {
             assert_eq!(not_after(&CertificateDer::from(good.as_ref()[..cut].to_vec())), None);
         }
         assert_eq!(not_after(&CertificateDer::from(b"not a certificate".to_vec())), None);
+    }
+
+    // A version 1 certificate (what `openssl x509 -req` makes without extensions) is refused
+    // with a hint, not only webpki's "UnsupportedCertVersion".
+    #[test]
+    fn version_1_certificates_are_refused_with_a_hint() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let der = rcgen::CertificateParams::new(vec!["a.example".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap()
+            .der()
+            .to_vec();
+        // The version is the TBSCertificate's first element, `[0] EXPLICIT INTEGER 2`
+        // (a0 03 02 01 02); a version 1 certificate omits it. Patch it to 1 (v2), which
+        // webpki refuses the same way, rather than re-encode the lengths around its removal.
+        let at = der.windows(5).position(|w| w == [0xa0, 0x03, 0x02, 0x01, 0x02]).unwrap();
+        let mut v = der.clone();
+        v[at + 4] = 0x01;
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &v)
+        );
+        let file = KeyFile { key: "tls_cert_file", path: "c.pem".into() };
+        let e = certificates(&file, pem.as_bytes()).unwrap_err();
+        assert!(e.contains("version 1") && e.starts_with("tls_cert_file c.pem"), "{e}");
     }
 
     // A cause hidden behind a generic message is shown, once.
