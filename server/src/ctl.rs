@@ -4,7 +4,8 @@
 //!
 //! Exit statuses ([`Exit`]): 0 done, 1 the key is not there (get, ttl, del, expire), 2 usage
 //! (clap's own), 3 no endpoint could answer (unreachable, no leader, shutting down), 4 the
-//! request or file was refused (the server's error, a corrupt backup).
+//! request, a certificate or the file was refused (the server's error, a TLS handshake, a
+//! corrupt backup).
 
 use crate::restore::{RestoreSpec, restore};
 use bytes::Bytes;
@@ -30,7 +31,8 @@ pub enum Exit {
     version,
     about = "Command-line client for simple-cache clusters",
     after_help = "Exit status: 0 done, 1 key not found (get, ttl, del, expire), 2 usage, \
-                  3 no endpoint could answer, 4 the request or file was refused."
+                  3 no endpoint could answer, 4 the request, a certificate or the file was \
+                  refused."
 )]
 pub struct Ctl {
     /// Client HTTP addresses of the nodes, tried in order until one answers.
@@ -631,6 +633,9 @@ impl Client {
             return Err(failed(Exit::Usage, "--endpoints lists no address"));
         }
         let mut tried = Vec::new();
+        // A certificate refused (by either side) is a configuration problem, not an outage:
+        // exit 4, so that a script does not take it for "no cluster is there".
+        let mut tls_refused = false;
         for e in &self.endpoints {
             let mut req = self.http.request(method.clone(), format!("{e}{path}"));
             if let Some(t) = &self.token {
@@ -664,8 +669,16 @@ impl Client {
                     return Err(failed(exit, format!("{e}: {}", error_text(&v, status.as_str()))));
                 }
                 // Not connected: the request never left.
-                Err(err) if err.is_connect() => tried.push(format!("{e}: {}", describe(&err))),
-                Err(err) if safe => tried.push(format!("{e}: {}", describe(&err))),
+                Err(err) if err.is_connect() => {
+                    let why = describe(&err);
+                    tls_refused |= tls_failure(&why);
+                    tried.push(format!("{e}: {why}"));
+                }
+                Err(err) if safe => {
+                    let why = describe(&err);
+                    tls_refused |= tls_failure(&why);
+                    tried.push(format!("{e}: {why}"));
+                }
                 Err(err) => {
                     return Err(failed(
                         Exit::Unavailable,
@@ -674,7 +687,8 @@ impl Client {
                 }
             }
         }
-        Err(failed(Exit::Unavailable, format!("no endpoint answered: {}", tried.join("; "))))
+        let exit = if tls_refused { Exit::Refused } else { Exit::Unavailable };
+        Err(failed(exit, format!("no endpoint answered: {}", tried.join("; "))))
     }
 
     async fn json(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, Failed> {
@@ -716,6 +730,14 @@ fn error_text(v: &Value, status: &str) -> String {
         (Some(c), Some(e)) => format!("{c}: {e}"),
         _ => format!("HTTP {status}"),
     }
+}
+
+/// Whether a connection failed on TLS: a certificate or protocol refused, not a network
+/// failure.
+fn tls_failure(why: &str) -> bool {
+    ["certificate", "alert", "Certificate", "handshake", "InvalidContentType", "CorruptMessage"]
+        .iter()
+        .any(|w| why.contains(w))
 }
 
 fn describe(e: &reqwest::Error) -> String {

@@ -12,6 +12,7 @@ use common::{BIN, call, client, eventually, free_port};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::Duration;
 
 fn repo() -> PathBuf {
@@ -231,6 +232,92 @@ async fn the_statefulset_start_script_and_configmap_start_a_member() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+// The ConfigMap's TLS keys, uncommented as the guide says, with the Secret's files where the
+// StatefulSet mounts them (here a temporary directory) and a certificate for the peers'
+// wildcard name: pod 0 starts with TLS on its client and Raft ports and answers over https.
+#[tokio::test]
+async fn the_configmap_tls_keys_start_a_member_with_tls() {
+    let sts = &yaml_docs(&repo().join("deploy/k8s/statefulset.yaml"))[0];
+    let pod = &sts["spec"]["template"]["spec"];
+    let mount = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "tls")
+        .expect("a tls volume mount");
+    let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "tls").unwrap();
+    assert_eq!(volume["secret"]["secretName"], "simple-cache-tls");
+    assert_eq!(volume["secret"]["optional"], true, "pods start without the Secret");
+    let mount_path = mount["mountPath"].as_str().unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let tls = dir.path().join("tls");
+    std::fs::create_dir_all(&tls).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let names =
+        vec!["*.simple-cache-peers.cache.svc.cluster.local".to_string(), "127.0.0.1".to_string()];
+    let cert = rcgen::CertificateParams::new(names).unwrap().self_signed(&key).unwrap();
+    std::fs::write(tls.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(tls.join("tls.key"), key.serialize_pem()).unwrap();
+    std::fs::write(tls.join("ca.crt"), cert.pem()).unwrap();
+
+    let cm = &yaml_docs(&repo().join("deploy/k8s/configmap.yaml"))[0];
+    let text = cm["data"]["config.yaml"].as_str().unwrap();
+    let mut uncommented = 0;
+    let text: String = text
+        .lines()
+        .map(|l| match l.trim_start().strip_prefix("# ") {
+            Some(kv) if kv.contains("tls") && kv.contains(mount_path) => {
+                uncommented += 1;
+                kv.replace(mount_path, &tls.display().to_string())
+            }
+            _ => l.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(uncommented, 5, "the five TLS keys, at the mount path:\n{text}");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, text).unwrap();
+
+    let c = &pod["containers"][0];
+    let script = c["args"][0].as_str().unwrap();
+    let mut env: Vec<(&str, String)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?.to_string())))
+        .collect();
+    env.retain(|(k, _)| *k != "CONFIG_PATH");
+    env.push(("CONFIG_PATH", config.display().to_string()));
+    env.push(("POD_NAME", "simple-cache-0".to_string()));
+    env.push(("POD_NAMESPACE", "cache".to_string()));
+    let (mut child, http) = start_script(script, &env, dir.path());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let https = reqwest::Client::builder().tls_backend_preconfigured(config).build().unwrap();
+    let url = format!("https://{http}/readyz");
+    let v: Value = eventually("pod 0 answering over https", Duration::from_secs(20), || {
+        let (https, url) = (https.clone(), url.clone());
+        let exited = child.try_wait().unwrap();
+        let log = std::fs::read_to_string(dir.path().join("log")).unwrap_or_default();
+        assert!(exited.is_none(), "the node exited {exited:?}: {log}");
+        async move { https.get(url).send().await.ok()?.json::<Value>().await.ok() }
+    })
+    .await;
+    assert_eq!(v["node_id"], 1, "{v}");
+    let log = std::fs::read_to_string(dir.path().join("log")).unwrap();
+    assert!(log.contains("client_tls=true") && log.contains("peer_tls=true"), "{log}");
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 // docker-compose.yml's settings start a node as its node1.

@@ -368,14 +368,14 @@ async fn a_cluster_runs_entirely_over_mutual_tls() {
     let (code, out, err) = ctl(&["cluster", "status"]);
     assert_eq!(code, Some(0), "{}", String::from_utf8_lossy(&err));
     assert_eq!(out.matches("healthy").count(), 4, "every member answers over TLS:\n{out}");
-    // Without --cert, the CLI cannot get in: no endpoint answers.
+    // Without --cert, the CLI cannot get in: a refusal (4), not an outage (3).
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_simple-cache-ctl"))
         .args(["--endpoints", &endpoints, "--cacert"])
         .arg(&f.ca)
         .args(["get", "cli"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
 
     // RESP in TLS, with a client certificate.
     let mut s = tls_connect(&follower.redis, client_config(&f.ca, Some(f), &[])).await.unwrap();
