@@ -442,46 +442,120 @@ fn the_dockerfile_is_a_small_non_root_image() {
 }
 
 // The backup CronJob's script takes a backup from the first endpoint that answers and keeps
-// the newest KEEP files.
+// the newest KEEP files; with the members' configuration turning TLS on (client certificates
+// required), it reaches them over TLS with the files that configuration names.
 #[tokio::test]
 async fn the_backup_cronjob_script_saves_and_prunes() {
     let docs = yaml_docs(&repo().join("deploy/k8s/backup-cronjob.yaml"));
     let job = docs.iter().find(|d| d["kind"] == "CronJob").expect("a CronJob");
     let c = &job["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
     let script = c["args"][0].as_str().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let mut n = common::Node::new(1, dir.path(), &[]);
-    n.wait_ready().await;
-    assert_eq!(call("PUT", &n.url("/v1/k"), Some(r#"{"value": 1}"#)).await.0, 200);
-    let backups = dir.path().join("backups");
-    std::fs::create_dir_all(&backups).unwrap();
-    for old in ["20200101T000000Z", "20200102T000000Z", "20200103T000000Z"] {
-        std::fs::write(backups.join(format!("simple-cache-{old}.backup")), b"old").unwrap();
+    for tls in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.yaml");
+        let mut flags: Vec<String> = Vec::new();
+        let mut https = None;
+        if tls {
+            let (files, client) = tls_files(dir.path());
+            let [cert, key, ca_file] = files.map(|p| p.display().to_string());
+            std::fs::write(
+                &config,
+                format!(
+                    "tls_cert_file: \"{cert}\"\ntls_key_file: '{key}'\ntls_ca_file: {ca_file}\n"
+                ),
+            )
+            .unwrap();
+            for (f, v) in
+                [("--tls-cert-file", &cert), ("--tls-key-file", &key), ("--tls-ca-file", &ca_file)]
+            {
+                flags.extend([f.to_string(), v.clone()]);
+            }
+            flags.extend(["--client-cert-auth".to_string(), "true".to_string()]);
+            https = Some(client);
+        } else {
+            std::fs::write(&config, "# tls_cert_file: /nowhere\n").unwrap();
+        }
+        let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+        let n = common::Node::new(1, dir.path(), &flags);
+        let put = |client: reqwest::Client, url: String| async move {
+            eventually("a first write", Duration::from_secs(20), || {
+                let (client, url) = (client.clone(), url.clone());
+                async move {
+                    let r = client.put(url).header("content-type", "application/json");
+                    let r = r.body(r#"{"value": 1}"#).send().await.ok()?;
+                    (r.status() == 200).then_some(())
+                }
+            })
+            .await
+        };
+        match &https {
+            Some(client) => put(client.clone(), format!("https://{}/v1/k", n.http)).await,
+            None => put(client(), n.url("/v1/k")).await,
+        }
+        let backups = dir.path().join("backups");
+        std::fs::create_dir_all(&backups).unwrap();
+        for old in ["20200101T000000Z", "20200102T000000Z", "20200103T000000Z"] {
+            std::fs::write(backups.join(format!("simple-cache-{old}.backup")), b"old").unwrap();
+        }
+        let dead = format!("127.0.0.1:{}", free_port());
+        let bin_dir = Path::new(BIN).parent().unwrap();
+        let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(script)
+            .env("PATH", path)
+            .env("BACKUP_DIR", &backups)
+            .env("KEEP", "2")
+            .env("CONFIG_PATH", &config)
+            .env("SIMPLE_CACHE_ENDPOINTS", format!("{dead},{}", n.http))
+            .env_remove("SIMPLE_CACHE_ADMIN_TOKEN")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "tls {tls}: {text}");
+        let mut left: Vec<String> = std::fs::read_dir(&backups)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 2, "{left:?}");
+        assert_eq!(left[0], "simple-cache-20200103T000000Z.backup", "the newest old one stays");
+        let new = backups.join(&left[1]);
+        let bytes = std::fs::read(&new).unwrap();
+        assert!(bytes.starts_with(b"SCBACKUP"), "{left:?}: {text}");
     }
-    let dead = format!("127.0.0.1:{}", free_port());
-    let bin_dir = Path::new(BIN).parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let out = Command::new("/bin/sh")
-        .arg("-c")
-        .arg(script)
-        .env("PATH", path)
-        .env("BACKUP_DIR", &backups)
-        .env("KEEP", "2")
-        .env("SIMPLE_CACHE_ENDPOINTS", format!("{dead},{}", n.http))
-        .env_remove("SIMPLE_CACHE_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{text}");
-    let mut left: Vec<String> = std::fs::read_dir(&backups)
+}
+
+/// A CA and a certificate it signed for 127.0.0.1, written into `dir` as the files
+/// `[cert, key, ca]`, and an HTTPS client presenting that certificate.
+fn tls_files(dir: &Path) -> ([PathBuf; 3], reqwest::Client) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".to_string()])
         .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    left.sort();
-    assert_eq!(left.len(), 2, "{left:?}");
-    assert_eq!(left[0], "simple-cache-20200103T000000Z.backup", "the newest old one stays");
-    let new = backups.join(&left[1]);
-    let bytes = std::fs::read(&new).unwrap();
-    assert!(bytes.starts_with(b"SCBACKUP"), "{left:?}: {text}");
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let files = [dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt")];
+    std::fs::write(&files[0], cert.pem()).unwrap();
+    std::fs::write(&files[1], key.serialize_pem()).unwrap();
+    std::fs::write(&files[2], ca_cert.pem()).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca_cert.der().clone()).unwrap();
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(vec![cert.der().clone()], der_key)
+    .unwrap();
+    let client = reqwest::Client::builder().tls_backend_preconfigured(config).build().unwrap();
+    (files, client)
 }
