@@ -122,6 +122,22 @@ fn the_statefulset_has_what_a_quorum_needs() {
     assert_eq!(env_of("STATEFULSET"), Some(sts["metadata"]["name"].clone()));
 }
 
+/// The environment the StatefulSet's container `c` gives pod `pod` (its literal values, the
+/// pod's name and namespace `cache`), with the config file at `config`.
+fn pod_env<'a>(c: &'a Value, config: &Path, pod: &str) -> Vec<(&'a str, String)> {
+    let mut env: Vec<(&str, String)> = c["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?.to_string())))
+        .collect();
+    env.retain(|(k, _)| *k != "CONFIG_PATH");
+    env.push(("CONFIG_PATH", config.display().to_string()));
+    env.push(("POD_NAME", pod.to_string()));
+    env.push(("POD_NAMESPACE", "cache".to_string()));
+    env
+}
+
 /// Starts the built server under `/bin/sh -c script` with `env`, its listeners moved to free
 /// loopback ports (the environment wins over the config file), and returns it with its client
 /// address.
@@ -178,16 +194,7 @@ async fn the_statefulset_start_script_and_configmap_start_a_member() {
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("config.yaml");
         std::fs::write(&config, cm["data"]["config.yaml"].as_str().unwrap()).unwrap();
-        let mut env: Vec<(&str, String)> = c["env"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?.to_string())))
-            .collect();
-        env.retain(|(k, _)| *k != "CONFIG_PATH");
-        env.push(("CONFIG_PATH", config.display().to_string()));
-        env.push(("POD_NAME", pod.to_string()));
-        env.push(("POD_NAMESPACE", "cache".to_string()));
+        let mut env = pod_env(c, &config, pod);
         env.push(("SIMPLE_CACHE_ADMIN_TOKEN", "a".repeat(24)));
         env.push(("SIMPLE_CACHE_PEER_TOKEN", "b".repeat(24)));
         let (mut child, http) = start_script(script, &env, dir.path());
@@ -283,16 +290,7 @@ async fn the_configmap_tls_keys_start_a_member_with_tls() {
 
     let c = &pod["containers"][0];
     let script = c["args"][0].as_str().unwrap();
-    let mut env: Vec<(&str, String)> = c["env"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?.to_string())))
-        .collect();
-    env.retain(|(k, _)| *k != "CONFIG_PATH");
-    env.push(("CONFIG_PATH", config.display().to_string()));
-    env.push(("POD_NAME", "simple-cache-0".to_string()));
-    env.push(("POD_NAMESPACE", "cache".to_string()));
+    let env = pod_env(c, &config, "simple-cache-0");
     let (mut child, http) = start_script(script, &env, dir.path());
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.der().clone()).unwrap();

@@ -215,12 +215,7 @@ impl TlsCluster {
                 (p(), p(), format!("127.0.0.1:{}", free_port()))
             })
             .collect();
-        let peers = addrs
-            .iter()
-            .enumerate()
-            .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let peers = common::peers_arg(&addrs);
         let (mut nodes, mut files) = (Vec::new(), Vec::new());
         for (i, (http, raft, metrics)) in addrs.into_iter().enumerate() {
             let id = i as u64 + 1;

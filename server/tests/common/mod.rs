@@ -298,13 +298,18 @@ pub fn member_addrs(n: u64) -> (Vec<(String, String, String)>, String) {
             (p(), p(), p())
         })
         .collect();
-    let peers = addrs
+    let peers = peers_arg(&addrs);
+    (addrs, peers)
+}
+
+/// The `--peers` value for members 1..=n at `(http, raft, _)` addresses: `id=raft@http,...`.
+pub fn peers_arg(addrs: &[(String, String, String)]) -> String {
+    addrs
         .iter()
         .enumerate()
         .map(|(i, (http, raft, _))| format!("{}={raft}@{http}", i + 1))
         .collect::<Vec<_>>()
-        .join(",");
-    (addrs, peers)
+        .join(",")
 }
 
 /// A cluster of `n` voters bootstrapped from `--peers`, each node in its own directory.
