@@ -274,7 +274,10 @@ async fn a_busy_backup_slot_fails_over_and_is_freed() {
     // 16 MiB of values: more than the chunk queue and the socket buffers hold, so the encoder
     // waits for the reader that never reads.
     let client = redis::Client::open(format!("redis://{}/", c.nodes[0].redis)).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    // redis's default 500 ms answer timeout failed a 400 KiB MSET on a loaded CI machine.
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(15)));
+    let mut con = client.get_multiplexed_async_connection_with_config(&config).await.unwrap();
     let value = "v".repeat(4096);
     for batch in 0..40 {
         let mut mset = redis::cmd("MSET");
